@@ -1,0 +1,3 @@
+from vipgate.cli import main
+
+raise SystemExit(main())
