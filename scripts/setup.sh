@@ -1,0 +1,28 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: install system and Python packages, idempotently.
+# Needs root (network namespaces, apt). Safe to run again.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then echo "vipgate setup: run as root (network namespaces, apt)" >&2; exit 1; fi
+apt_pkgs="bird2 frr gobgpd iproute2 openssl procps python3-venv"
+missing=""
+for p in $apt_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "== apt-get install$missing"
+  # Keep the packages' services from starting on the host: the lab starts routers itself in namespaces.
+  policy=/usr/sbin/policy-rc.d; created_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q || true
+  apt-get install -y -q --no-install-recommends $missing
+  [ "$created_policy" -eq 0 ] || rm -f "$policy"
+  # Debian starts these daemons in the host namespace on some setups; the lab never uses them.
+  for s in bird frr gobgpd; do systemctl stop "$s" 2>/dev/null || true; systemctl disable "$s" 2>/dev/null || true; done
+fi
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then echo "== python venv"; "$py" -m venv .venv; fi
+stamp=.venv/.vipgate-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "== pip install -e .[test]"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi

@@ -1,0 +1,133 @@
+"""Command line: ``vipgate manager|manifest|check|config|version``.
+
+Every configuration flag is kube-vip's (see :data:`vipgate.config.SETTINGS`); environment variables
+win over flags. A bad value exits 2 with one line on stderr before anything touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+
+from vipgate import __version__
+from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
+
+EXIT_CONFIG = 2
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration (kube-vip names; environment variables win over flags)")
+    for s in SETTINGS:
+        if not s.flags:
+            continue
+        default = repr(s.default) if s.default else '""'
+        env = " / ".join(s.env)
+        help_text = f"{s.help} [env {env}; default {default}]".replace("%", "%%")
+        if s.is_bool:
+            g.add_argument(
+                *s.flags,
+                dest=s.key,
+                nargs="?",
+                const="true",
+                default=None,
+                metavar="BOOL",
+                help=help_text,
+            )
+        else:
+            g.add_argument(
+                *s.flags, dest=s.key, default=None, metavar=s.kind.upper(), help=help_text
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vipgate",
+        description="Health-gated BGP announcer for the Kubernetes control-plane VIP.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("manager", help="run the daemon: health-gated BGP announcement of the VIP")
+    _add_config_flags(p)
+
+    p = sub.add_parser("config", help="print the effective configuration and exit (no network)")
+    _add_config_flags(p)
+
+    p = sub.add_parser("check", help="run one health probe with the manager's configuration")
+    _add_config_flags(p)
+
+    p = sub.add_parser("manifest", help="print a static pod or DaemonSet manifest")
+    p.add_argument("kind", choices=("pod", "daemonset"), help="what to generate")
+    _add_config_flags(p)
+    p.add_argument("--image", default=None, help="container image of vipgate")
+    p.add_argument(
+        "--taint",
+        nargs="?",
+        const="true",
+        default=None,
+        metavar="BOOL",
+        help="DaemonSet: tolerate the control-plane taints [default true]",
+    )
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, str | None]:
+    """The configuration flags given on the command line, by setting key."""
+    return {s.key: getattr(args, s.key, None) for s in SETTINGS}
+
+
+def load_or_exit(env: Mapping[str, str], flags: Mapping[str, str | None]) -> Config:
+    try:
+        return load(env, flags)
+    except ConfigError as e:
+        print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _cmd_config(env: Mapping[str, str], flags: Mapping[str, str | None]) -> int:
+    config = load_or_exit(env, flags)
+    rows = describe(config, env, flags)
+    w0 = max(len(r[0]) for r in rows)
+    w1 = min(48, max(len(r[1]) for r in rows))
+    for key, value, source in rows:
+        shown = value or '""'
+        print(f"{key:<{w0}}  {shown:<{w1}}  {source}")
+    for w in config.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"vipgate {__version__}")
+        return 0
+    env = environment()
+    flags = flags_of(args)
+    if args.command == "config":
+        return _cmd_config(env, flags)
+    if args.command == "manifest":
+        from vipgate.manifest import render
+
+        # A manifest is made from the flags given here, never from this shell's environment.
+        config = load_or_exit({}, flags)
+        print(render(args.kind, config, flags, image=args.image, taint=args.taint), end="")
+        return 0
+    config = load_or_exit(env, flags)
+    if args.command == "manager":
+        from vipgate.manager import run
+
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        return run(config)
+    if args.command == "check":
+        from vipgate.check import run as run_check
+
+        return run_check(config)
+    raise AssertionError(args.command)

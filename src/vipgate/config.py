@@ -1,0 +1,770 @@
+"""vipgate's configuration: kube-vip's env variables and flags, parsed once, validated, frozen.
+
+Rules this module keeps:
+
+* Names, flags and defaults are kube-vip's (DESIGN.md section 2), so a kube-vip manifest works
+  unchanged. Environment variables win over flags; an empty environment variable counts as unset
+  (as in kube-vip, which tests ``os.Getenv(x) != ""``).
+* Nothing else in vipgate reads ``os.environ``: :func:`load` takes the environment and the parsed
+  flags as arguments and returns one frozen :class:`Config`.
+* Every bad value raises :class:`ConfigError` naming the variable (or flag), the value and what is
+  accepted. Secrets (BGP passwords) are never part of an error, a warning or a ``repr``.
+* Derived values have one home, here: the announced prefix (:attr:`Config.prefix`), the keepalive
+  interval (:attr:`Config.keepalive`), the router id source (:attr:`Config.router_id_source`).
+
+Loading never opens a socket and never touches the network; things that need the host's
+interfaces (the default-route interface, a router id from the interfaces) are resolved by the
+manager at start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import stat
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+REDACTED = "***"
+
+
+class ConfigError(ValueError):
+    """An invalid setting: the message names the variable, the value and what is accepted."""
+
+
+class Source(Enum):
+    DEFAULT = "default"
+    FLAG = "flag"
+    ENV = "env"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One kube-vip setting: its environment names (first is canonical), flags and default."""
+
+    key: str
+    env: tuple[str, ...]
+    flags: tuple[str, ...]
+    default: str
+    help: str
+    kind: str = "string"  # string | bool | int | seconds | list
+    secret: bool = False
+
+    @property
+    def is_bool(self) -> bool:
+        return self.kind == "bool"
+
+
+def _s(
+    env: str | tuple[str, ...],
+    flags: str | tuple[str, ...],
+    default: str,
+    help: str,
+    kind: str = "string",
+    secret: bool = False,
+) -> Setting:
+    envs = (env,) if isinstance(env, str) else env
+    fl = (flags,) if isinstance(flags, str) else flags
+    return Setting(envs[0], envs, fl, default, help, kind, secret)
+
+
+# The table is the reference: `vipgate --help`, `vipgate config`, the README table and the manifest
+# generator all read it. Order is the order of `vipgate config`.
+SETTINGS: tuple[Setting, ...] = (
+    _s(
+        ("address", "vip_address"),
+        ("--address", "--vip"),
+        "",
+        "the VIP to announce (vip_address / --vip are kube-vip's older names)",
+    ),
+    _s(
+        "vip_subnet",
+        "--vipSubnet",
+        "",
+        "prefix length of the VIP (empty: 32 for IPv4, 128 for IPv6)",
+        "int",
+    ),
+    _s(
+        "vip_interface",
+        "--interface",
+        "",
+        "interface that carries the VIP (empty: interface of the default route; lo is typical)",
+    ),
+    _s("cp_enable", "--controlplane", "false", "control-plane VIP mode", "bool"),
+    _s("bgp_enable", "--bgp", "false", "BGP mode (the only mode vipgate implements)", "bool"),
+    _s("bgp_as", "--localAS", "65000", "our AS number (1..4294967295)", "int"),
+    _s("bgp_routerid", "--bgpRouterID", "", "BGP identifier (IPv4); wins over bgp_routerinterface"),
+    _s(
+        "bgp_routerinterface", (), "", "take the router id from this interface's first IPv4 address"
+    ),
+    _s(
+        "bgp_peers",
+        "--bgppeers",
+        "",
+        "peers: address:AS:password:multihop[:port], comma-separated, IPv6 in [brackets]",
+        "list",
+        secret=True,
+    ),
+    _s("bgp_peeraddress", "--peerAddress", "", "one more peer: its address"),
+    _s("bgp_peeras", "--peerAS", "65000", "one more peer: its AS", "int"),
+    _s("bgp_peerpass", "--peerPass", "", "one more peer: its TCP MD5 password", secret=True),
+    _s("bgp_multihop", "--multihop", "false", "one more peer: eBGP multihop", "bool"),
+    _s("bgp_sourceip", "--sourceIP", "", "source address of the BGP sessions"),
+    _s("bgp_sourceif", "--sourceIF", "", "source interface of the BGP sessions"),
+    _s("bgp_hold_time", "--bgpHoldTimer", "30", "BGP hold time in seconds (0 or >= 3)", "int"),
+    _s(
+        "bgp_keepalive_interval",
+        "--bgpKeepAliveInterval",
+        "10",
+        "BGP keepalive interval in seconds (< hold time)",
+        "int",
+    ),
+    _s(
+        "control_plane_health_check_address",
+        "--controlPlaneHealthCheckAddress",
+        "",
+        "health URL, e.g. https://localhost:6443/livez (empty: no health check)",
+    ),
+    _s(
+        "control_plane_health_check_period_seconds",
+        "--controlPlaneHealthCheckPeriodSeconds",
+        "5",
+        "seconds between checks",
+        "seconds",
+    ),
+    _s(
+        "control_plane_health_check_timeout_seconds",
+        "--controlPlaneHealthCheckTimeoutSeconds",
+        "3",
+        "per-check timeout: connect, TLS handshake and response headers",
+        "seconds",
+    ),
+    _s(
+        "control_plane_health_check_failure_threshold",
+        "--controlPlaneHealthCheckFailureThreshold",
+        "3",
+        "consecutive failures that withdraw the route",
+        "int",
+    ),
+    _s(
+        "control_plane_health_check_ca_path",
+        "--controlPlaneHealthCheckCAPath",
+        "",
+        "CA file (PEM) to verify the health URL (empty: system trust store)",
+    ),
+    _s(
+        "control_plane_health_check_server_name",
+        "--controlPlaneHealthCheckServerName",
+        "",
+        "vipgate extension: name the certificate is verified against (empty: the URL's host)",
+    ),
+    _s(
+        "vip_leaderelection",
+        "--leaderElection",
+        "false",
+        "leader election (health check n/a)",
+        "bool",
+    ),
+    _s(
+        "lb_enable",
+        "--enableLoadBalancer",
+        "false",
+        "IPVS load balancer (health check n/a)",
+        "bool",
+    ),
+    _s(
+        "svc_enable",
+        "--services",
+        "false",
+        "Service type LoadBalancer mode (not implemented)",
+        "bool",
+    ),
+    _s(
+        "prometheus_server",
+        "--prometheusHTTPServer",
+        ":2112",
+        "metrics listen address host:port (empty: disabled)",
+    ),
+    _s(
+        "vip_loglevel",
+        "--log",
+        "info",
+        "log level: debug, info, warning, error (or kube-vip's numbers 0-6)",
+    ),
+)
+
+SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One BGP peer from ``bgp_peers`` or the single-peer variables."""
+
+    address: IPAddress
+    asn: int
+    password: str = field(repr=False, default="")
+    multihop: bool = False
+    port: int = 179
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return (
+            f"{host}:{self.asn}:{REDACTED if self.password else ''}:{str(self.multihop).lower()}"
+            + (f":{self.port}" if self.port != 179 else "")
+        )
+
+
+@dataclass(frozen=True)
+class RouterIdSource:
+    """Where the BGP identifier comes from: an explicit id, an interface, or automatic."""
+
+    explicit: ipaddress.IPv4Address | None = None
+    interface: str | None = None
+
+    def describe(self) -> str:
+        if self.explicit is not None:
+            return f"explicit {self.explicit}"
+        if self.interface:
+            return f"first IPv4 address of {self.interface}"
+        return "first global IPv4 address of the host's interfaces (resolved at start)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective, validated configuration. Build it with :func:`load`."""
+
+    address: IPAddress | None
+    vip_subnet: int | None
+    vip_interface: str
+    cp_enable: bool
+    bgp_enable: bool
+    bgp_as: int
+    bgp_routerid: ipaddress.IPv4Address | None
+    bgp_routerinterface: str
+    peers: tuple[Peer, ...]
+    bgp_sourceip: IPAddress | None
+    bgp_sourceif: str
+    bgp_hold_time: int
+    bgp_keepalive_interval: int
+    health_url: str
+    health_period: float
+    health_timeout: float
+    health_threshold: int
+    health_ca_path: str
+    health_server_name: str
+    leader_election: bool
+    lb_enable: bool
+    svc_enable: bool
+    prometheus_server: str
+    log_level: str
+    # Where each setting came from, and the warnings found while loading (for `vipgate config`
+    # and the manager's start-up log). Not part of equality.
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def prefix(self) -> IPNetwork | None:
+        """The prefix announced over BGP: the VIP with ``vip_subnet`` (default host length)."""
+        if self.address is None:
+            return None
+        length = self.vip_subnet if self.vip_subnet is not None else self.address.max_prefixlen
+        return ipaddress.ip_network(f"{self.address}/{length}", strict=False)
+
+    @property
+    def keepalive(self) -> int:
+        """Keepalive interval to offer: the configured one, or hold/3; 0 when hold time is 0."""
+        if self.bgp_hold_time == 0:
+            return 0
+        return self.bgp_keepalive_interval or max(1, self.bgp_hold_time // 3)
+
+    @property
+    def router_id_source(self) -> RouterIdSource:
+        if self.bgp_routerid is not None:
+            return RouterIdSource(explicit=self.bgp_routerid)
+        if self.bgp_routerinterface:
+            return RouterIdSource(interface=self.bgp_routerinterface)
+        return RouterIdSource()
+
+    @property
+    def health_enabled(self) -> bool:
+        return bool(self.health_url)
+
+    @property
+    def prometheus_listen(self) -> tuple[str, int] | None:
+        """(host, port) for the metrics server, or None when disabled. Host "" means all."""
+        return _parse_listen(self.prometheus_server) if self.prometheus_server else None
+
+
+# --------------------------------------------------------------------------------------------
+# Raw values: environment over flags over defaults
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raw:
+    value: str
+    source: Source
+    name: str  # the env var or flag that gave the value (for error messages)
+
+
+def collect(env: Mapping[str, str], flags: Mapping[str, str | None]) -> dict[str, Raw]:
+    """Pick each setting's raw string: env (first non-empty name) > flag > default.
+
+    ``flags`` maps setting keys to the string given on the command line (None: not given).
+    """
+    out: dict[str, Raw] = {}
+    for s in SETTINGS:
+        raw: Raw | None = None
+        for name in s.env:
+            value = env.get(name, "")
+            if value != "":
+                raw = Raw(value, Source.ENV, name)
+                break
+        if raw is None:
+            flag_value = flags.get(s.key)
+            if flag_value is not None:
+                raw = Raw(flag_value, Source.FLAG, s.flags[0] if s.flags else s.key)
+        if raw is None:
+            raw = Raw(s.default, Source.DEFAULT, s.key)
+        out[s.key] = raw
+    return out
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment: the one place vipgate reads ``os.environ``."""
+    return dict(os.environ)
+
+
+# --------------------------------------------------------------------------------------------
+# Value parsers: each raises ConfigError with the accepted form
+# --------------------------------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_BOOL_HELP = "one of 1 t T TRUE true True 0 f F FALSE false False"
+
+
+def _show(raw: Raw, secret: bool = False) -> str:
+    return f"{raw.name}={REDACTED if secret else repr(raw.value)}"
+
+
+def parse_bool(value: str) -> bool | None:
+    """Go's strconv.ParseBool: the accepted spellings, else None."""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def _bool(raw: Raw) -> bool:
+    b = parse_bool(raw.value)
+    if b is None:
+        raise ConfigError(f"{_show(raw)}: not a boolean; accepted: {_BOOL_HELP}")
+    return b
+
+
+def _int(raw: Raw, lo: int, hi: int, what: str) -> int:
+    v = raw.value.strip()
+    if not (v.isascii() and (v.isdigit() or (v[:1] == "-" and v[1:].isdigit()))):
+        raise ConfigError(f"{_show(raw)}: not an integer; accepted: {what}")
+    n = int(v)
+    if not lo <= n <= hi:
+        raise ConfigError(f"{_show(raw)}: out of range; accepted: {what}")
+    return n
+
+
+def _seconds(raw: Raw) -> float:
+    accepted = "a positive number of seconds, without unit (e.g. 5 or 0.5)"
+    try:
+        v = float(raw.value.strip())
+    except ValueError:
+        raise ConfigError(f"{_show(raw)}: not a number; accepted: {accepted}") from None
+    if not (v > 0 and v <= 86400):
+        raise ConfigError(f"{_show(raw)}: must be > 0 and <= 86400; accepted: {accepted}")
+    return v
+
+
+def _ip(raw: Raw, what: str = "an IPv4 or IPv6 address") -> IPAddress:
+    try:
+        return ipaddress.ip_address(raw.value.strip())
+    except ValueError:
+        raise ConfigError(f"{_show(raw)}: not an IP address; accepted: {what}") from None
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    """Go's host:port listen syntax: ":2112", "0.0.0.0:2112", "[::1]:2112", "localhost:2112"."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("bad port")
+    if host.startswith("[") and host.endswith("]"):
+        ipaddress.IPv6Address(host[1:-1])
+        host = host[1:-1]
+    elif host:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not all(part.isalnum() or "-" in part for part in host.split(".")) or " " in host:
+                raise ValueError("bad host") from None
+    return host, int(port)
+
+
+def _listen(raw: Raw) -> str:
+    v = raw.value.strip()
+    try:
+        _parse_listen(v)
+    except ValueError:
+        raise ConfigError(
+            f"{_show(raw)}: not a listen address; accepted: [host]:port with port 1-65535, "
+            "e.g. :2112, 127.0.0.1:2112, [::1]:2112, or empty to disable metrics"
+        ) from None
+    return v
+
+
+def _url(raw: Raw) -> str:
+    v = raw.value
+    accepted = "an http:// or https:// URL with a host, e.g. https://localhost:6443/livez"
+    if v != v.strip() or any(c.isspace() for c in v):
+        raise ConfigError(f"{_show(raw)}: contains whitespace; accepted: {accepted}")
+    try:
+        u = urllib.parse.urlsplit(v)
+        port = u.port  # raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{_show(raw)}: not a valid URL; accepted: {accepted}") from None
+    if u.scheme not in ("http", "https"):
+        raise ConfigError(f"{_show(raw)}: scheme {u.scheme!r} not supported; accepted: {accepted}")
+    if not u.hostname:
+        raise ConfigError(f"{_show(raw)}: no host; accepted: {accepted}")
+    if port == 0:
+        raise ConfigError(f"{_show(raw)}: port 0; accepted: {accepted}")
+    return v
+
+
+def _ca_path(raw: Raw) -> str:
+    path = raw.value
+    accepted = (
+        "a readable PEM file holding at least one CA certificate, or empty for the system "
+        "trust store"
+    )
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{_show(raw)}: no such file; accepted: {accepted}") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{_show(raw)}: cannot stat ({e.strerror}); accepted: {accepted}"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{_show(raw)}: is a directory; accepted: {accepted}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4 * 1024 * 1024)
+    except OSError as e:
+        raise ConfigError(
+            f"{_show(raw)}: cannot read ({e.strerror}); accepted: {accepted}"
+        ) from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"{_show(raw)}: not PEM; accepted: {accepted}")
+    if (
+        b"-----BEGIN CERTIFICATE-----" not in data
+        and b"-----BEGIN TRUSTED CERTIFICATE-----" not in data
+    ):
+        raise ConfigError(f"{_show(raw)}: PEM without a certificate; accepted: {accepted}")
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(
+            f"{_show(raw)}: certificate does not load ({e}); accepted: {accepted}"
+        ) from None
+    return path
+
+
+def _redact_peer(entry: str) -> str:
+    """A bgp_peers entry with its password field replaced, for error messages."""
+    rest, prefix = entry, ""
+    if entry.startswith("[") and "]" in entry:
+        end = entry.index("]") + 1
+        prefix, rest = entry[:end], entry[end:]
+    parts = rest.split(":")  # "a:AS:pw:.." and "[v6]" + ":AS:pw:.." both hold the password at 2
+    if len(parts) > 2 and parts[2]:
+        parts[2] = REDACTED
+    return prefix + ":".join(parts)
+
+
+def parse_peers(raw: Raw) -> tuple[Peer, ...]:
+    """kube-vip's bgp_peers: ``address:AS:password:multihop[:port]``, IPv6 in brackets."""
+    form = (
+        "address:AS[:password[:multihop[:port]]] comma-separated, "
+        "IPv6 as [2001:db8::1]:65001::false"
+    )
+    peers: list[Peer] = []
+    for entry in raw.value.split(","):
+        if entry.strip() == "":
+            continue
+        shown = f"{raw.name} entry {_redact_peer(entry)!r}"
+        if entry.startswith("["):
+            end = entry.find("]")
+            if end == -1:
+                raise ConfigError(f"{shown}: no closing ] for the IPv6 address; accepted: {form}")
+            addr_text, rest = entry[1:end], entry[end + 1 :]
+            if not rest.startswith(":"):
+                raise ConfigError(f"{shown}: missing :AS after the address; accepted: {form}")
+            fields = rest[1:].split(":")
+        else:
+            parts = entry.split(":")
+            addr_text, fields = parts[0], parts[1:]
+            if _unbracketed_v6(parts):
+                raise ConfigError(
+                    f"{shown}: an IPv6 address must be written in brackets; accepted: {form}"
+                )
+        try:
+            addr = ipaddress.ip_address(addr_text)
+        except ValueError:
+            raise ConfigError(
+                f"{shown}: {addr_text!r} is not an IP address; accepted: {form}"
+            ) from None
+        if not fields or fields[0] == "":
+            raise ConfigError(f"{shown}: missing AS number; accepted: {form}")
+        if len(fields) > 4:
+            raise ConfigError(f"{shown}: too many fields; accepted: {form}")
+        asn_text = fields[0]
+        if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
+            raise ConfigError(
+                f"{shown}: AS {asn_text!r} is not a number 1-4294967295; accepted: {form}"
+            )
+        password = fields[1] if len(fields) > 1 else ""
+        multihop = False
+        if len(fields) > 2 and fields[2] != "":
+            mh = parse_bool(fields[2])
+            if mh is None:
+                raise ConfigError(
+                    f"{shown}: multihop {fields[2]!r} is not a boolean ({_BOOL_HELP})"
+                )
+            multihop = mh
+        port = 179
+        if len(fields) > 3 and fields[3] != "":
+            p = fields[3]
+            if not (p.isascii() and p.isdigit()) or not 1 <= int(p) <= 65535:
+                raise ConfigError(f"{shown}: port {p!r} is not 1-65535; accepted: {form}")
+            port = int(p)
+        peers.append(Peer(addr, int(asn_text), password, multihop, port))
+    return tuple(peers)
+
+
+def _unbracketed_v6(parts: list[str]) -> bool:
+    """True when the entry starts with an IPv6 address written without brackets."""
+    try:
+        ipaddress.IPv4Address(parts[0])
+        return False
+    except ValueError:
+        pass
+    for k in range(min(len(parts), 8), 1, -1):
+        try:
+            ipaddress.IPv6Address(":".join(parts[:k]))
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+_LOG_LEVELS = {
+    "panic": "error",
+    "fatal": "error",
+    "error": "error",
+    "warn": "warning",
+    "warning": "warning",
+    "info": "info",
+    "debug": "debug",
+    "trace": "debug",
+}
+_LOGRUS = ("error", "error", "error", "warning", "info", "debug", "debug")
+
+
+def _log_level(raw: Raw) -> str:
+    v = raw.value.strip()
+    if v.isdigit() and int(v) < len(_LOGRUS):
+        return _LOGRUS[int(v)]
+    if v.lower() in _LOG_LEVELS:
+        return _LOG_LEVELS[v.lower()]
+    raise ConfigError(
+        f"{_show(raw)}: unknown log level; accepted: debug, info, warning, error, or 0-6 (kube-vip)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# load(): raw values -> Config
+# --------------------------------------------------------------------------------------------
+
+
+def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
+    """Parse and validate. Raises ConfigError on the first bad value."""
+    raw = collect(env, flags or {})
+    r = raw.__getitem__
+
+    address: IPAddress | None = None
+    # kube-vip accepts `vip_address` alone (the reference manifest sets it without vip_subnet).
+    if r("address").value.strip():
+        address = _ip(r("address"))
+    vip_subnet: int | None = None
+    if r("vip_subnet").value.strip():
+        hi = address.max_prefixlen if address is not None else 128
+        what = f"0-{hi}" + (f" for the IPv{address.version} address {address}" if address else "")
+        vip_subnet = _int(r("vip_subnet"), 0, hi, what)
+
+    bgp_as = _int(r("bgp_as"), 1, 4294967295, "an AS number 1-4294967295")
+    routerid: ipaddress.IPv4Address | None = None
+    if r("bgp_routerid").value.strip():
+        rid = _ip(r("bgp_routerid"), "a non-zero IPv4 address, e.g. 192.0.2.11")
+        if not isinstance(rid, ipaddress.IPv4Address) or int(rid) == 0:
+            raise ConfigError(
+                f"{_show(r('bgp_routerid'))}: accepted: a non-zero IPv4 address, e.g. 192.0.2.11"
+            )
+        routerid = rid
+
+    peers = list(parse_peers(r("bgp_peers")))
+    if r("bgp_peeraddress").value.strip():
+        paddr = _ip(r("bgp_peeraddress"))
+        pas = _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
+        peers.append(Peer(paddr, pas, r("bgp_peerpass").value, _bool(r("bgp_multihop"))))
+    else:
+        # Validate them anyway: a typo must not pass silently.
+        _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
+        _bool(r("bgp_multihop"))
+
+    sourceip: IPAddress | None = None
+    if r("bgp_sourceip").value.strip():
+        sourceip = _ip(r("bgp_sourceip"))
+    sourceif = r("bgp_sourceif").value.strip()
+    if sourceip is not None and sourceif:
+        raise ConfigError(
+            f"{_show(r('bgp_sourceip'))} and {_show(r('bgp_sourceif'))}: "
+            "set one or the other, not both"
+        )
+
+    hold = _int(r("bgp_hold_time"), 0, 65535, "0 (no keepalives) or 3-65535 seconds (RFC 4271)")
+    if hold in (1, 2):
+        raise ConfigError(
+            f"{_show(r('bgp_hold_time'))}: RFC 4271 forbids 1 and 2; accepted: 0 or 3-65535 seconds"
+        )
+    keepalive = _int(r("bgp_keepalive_interval"), 0, 21845, "0-21845 seconds, below the hold time")
+    if hold and keepalive >= hold:
+        raise ConfigError(
+            f"{_show(r('bgp_keepalive_interval'))}: must be below bgp_hold_time={hold}; "
+            f"accepted: 0 (hold/3) to {hold - 1} seconds (one third of the hold time is usual)"
+        )
+
+    url = r("control_plane_health_check_address").value
+    if url != "":
+        url = _url(r("control_plane_health_check_address"))
+    period = _seconds(r("control_plane_health_check_period_seconds"))
+    timeout = _seconds(r("control_plane_health_check_timeout_seconds"))
+    threshold = _int(
+        r("control_plane_health_check_failure_threshold"), 1, 1000, "an integer 1-1000"
+    )
+    ca_path = r("control_plane_health_check_ca_path").value
+    if ca_path != "":
+        ca_path = _ca_path(r("control_plane_health_check_ca_path"))
+    server_name = r("control_plane_health_check_server_name").value.strip()
+    if server_name and (
+        any(c.isspace() or c in "/:@" for c in server_name) or len(server_name) > 253
+    ):
+        raise ConfigError(
+            f"{_show(r('control_plane_health_check_server_name'))}: not a host name; "
+            "accepted: a DNS name or IP address the certificate names, e.g. kubernetes"
+        )
+
+    bools = {
+        k: _bool(r(k))
+        for k in ("cp_enable", "bgp_enable", "vip_leaderelection", "lb_enable", "svc_enable")
+    }
+    prom = r("prometheus_server").value
+    if prom.strip() != "":
+        prom = _listen(r("prometheus_server"))
+    log_level = _log_level(r("vip_loglevel"))
+
+    if bools["bgp_enable"] and not peers:
+        raise ConfigError(
+            "bgp_enable=true but no BGP peer is configured: set bgp_peers "
+            "(address:AS:password:multihop, e.g. 192.0.2.1:65001::false) or bgp_peeraddress"
+        )
+
+    warnings: list[str] = []
+    if url:
+        for key in ("vip_leaderelection", "lb_enable"):
+            if bools[key]:
+                warnings.append(
+                    f"{key}=true: the control-plane health check "
+                    f"(control_plane_health_check_address) does not apply in this mode and is "
+                    "ignored; it gates the route only in BGP mode without leader election"
+                )
+        if timeout >= period:
+            warnings.append(
+                f"control_plane_health_check_timeout_seconds={timeout:g} >= "
+                f"control_plane_health_check_period_seconds={period:g}: a check that times out "
+                "runs into the next tick, so checks will run back to back"
+            )
+    env_addr = [n for n in ("address", "vip_address") if env.get(n, "") != ""]
+    if len(env_addr) == 2 and env["address"].strip() != env["vip_address"].strip():
+        warnings.append("both address and vip_address are set and differ: address wins")
+
+    return Config(
+        address=address,
+        vip_subnet=vip_subnet,
+        vip_interface=r("vip_interface").value.strip(),
+        cp_enable=bools["cp_enable"],
+        bgp_enable=bools["bgp_enable"],
+        bgp_as=bgp_as,
+        bgp_routerid=routerid,
+        bgp_routerinterface=r("bgp_routerinterface").value.strip(),
+        peers=tuple(peers),
+        bgp_sourceip=sourceip,
+        bgp_sourceif=sourceif,
+        bgp_hold_time=hold,
+        bgp_keepalive_interval=keepalive,
+        health_url=url,
+        health_period=period,
+        health_timeout=timeout,
+        health_threshold=threshold,
+        health_ca_path=ca_path,
+        health_server_name=server_name,
+        leader_election=bools["vip_leaderelection"],
+        lb_enable=bools["lb_enable"],
+        svc_enable=bools["svc_enable"],
+        prometheus_server=prom.strip(),
+        log_level=log_level,
+        sources={k: v.source for k, v in raw.items()},
+        warnings=tuple(warnings),
+    )
+
+
+def describe(
+    config: Config, env: Mapping[str, str], flags: Mapping[str, str | None]
+) -> list[tuple[str, str, str]]:
+    """(setting, shown value, source) for every setting: what `vipgate config` prints.
+
+    Secrets are shown as ``***``; peers with their passwords redacted.
+    """
+    raw = collect(env, flags)
+    rows: list[tuple[str, str, str]] = []
+    for s in SETTINGS:
+        rv = raw[s.key]
+        if s.key == "bgp_peers":
+            shown = ",".join(str(p) for p in parse_peers(rv))
+        elif s.secret:
+            shown = REDACTED if rv.value else ""
+        else:
+            shown = rv.value
+        source = rv.source.value if rv.source is Source.DEFAULT else f"{rv.source.value} {rv.name}"
+        rows.append((s.key, shown, source))
+    prefix = config.prefix
+    rows.append(("(announced prefix)", str(prefix) if prefix else "", "derived"))
+    rows.append(("(peers in effect)", ",".join(str(p) for p in config.peers), "derived"))
+    rows.append(("(keepalive in effect)", str(config.keepalive), "derived"))
+    rows.append(("(router id)", config.router_id_source.describe(), "derived"))
+    return rows
