@@ -1,0 +1,383 @@
+"""Configuration: kube-vip names and defaults, env over flags, and the bad-input table."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vipgate.cli import main
+from vipgate.config import SETTINGS, Config, ConfigError, Peer, Source, load, parse_bool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# PEM armour around bytes that are no certificate: "PEM with a certificate that does not load".
+CA_PEM = """-----BEGIN CERTIFICATE-----
+MIIBfTCCASOgAwIBAgIUZ1r0KzF0bQ7dXq6H0xk2vJr2w8cwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKa3ViZXJuZXRlczAeFw0yNjAxMDEwMDAwMDBaFw0zNjAxMDEw
+MDAwMDBaMBUxEzARBgNVBAMMCmt1YmVybmV0ZXMwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAT4n3Qe5j0l7o5p0P8sX0mZf0i0bJjv6m5Qm0p5P3a4s8e8T1n2G1wq
+Kq1yY8m3wQ1d2b7o9c1bW3pT6l2k5q0ro1MwUTAdBgNVHQ4EFgQU1N3bJ6Qx9w0l
+-----END CERTIFICATE-----
+"""
+
+
+@pytest.fixture(scope="module")
+def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid CA file made with cryptography (the PEM above is only for shape checks)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    p = tmp_path_factory.mktemp("pki") / "ca.crt"
+    p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return p
+
+
+REFERENCE_ENV = {
+    # The reference kube-vip manifest's env, rewritten to documentation addresses.
+    "vip_arp": "false",
+    "port": "6443",
+    "vip_interface": "lo",
+    "vip_cidr": "32",
+    "cp_enable": "true",
+    "cp_namespace": "kube-system",
+    "vip_ddns": "false",
+    "svc_enable": "false",
+    "bgp_enable": "true",
+    "bgp_routerid": "",
+    "bgp_as": "65000",
+    "bgp_peeraddress": "",
+    "bgp_peerpass": "",
+    "bgp_peeras": "65000",
+    "bgp_peers": "192.0.2.1:65001::false",
+    "vip_address": "203.0.113.100",
+    "control_plane_health_check_address": "https://localhost:6443/livez",
+}
+
+
+def test_reference_manifest_env(ca_file: Path) -> None:
+    env = dict(REFERENCE_ENV, control_plane_health_check_ca_path=str(ca_file))
+    got = load(env, {})
+    expected = Config(
+        address=ipaddress.IPv4Address("203.0.113.100"),
+        vip_subnet=None,
+        vip_interface="lo",
+        cp_enable=True,
+        bgp_enable=True,
+        bgp_as=65000,
+        bgp_routerid=None,
+        bgp_routerinterface="",
+        peers=(Peer(ipaddress.IPv4Address("192.0.2.1"), 65001, "", False, 179),),
+        bgp_sourceip=None,
+        bgp_sourceif="",
+        bgp_hold_time=30,
+        bgp_keepalive_interval=10,
+        health_url="https://localhost:6443/livez",
+        health_period=5.0,
+        health_timeout=3.0,
+        health_threshold=3,
+        health_ca_path=str(ca_file),
+        health_server_name="",
+        leader_election=False,
+        lb_enable=False,
+        svc_enable=False,
+        prometheus_server=":2112",
+        log_level="info",
+    )
+    assert got == expected
+    assert got.prefix == ipaddress.ip_network("203.0.113.100/32")
+    assert got.keepalive == 10
+    assert got.router_id_source.explicit is None and got.router_id_source.interface is None
+    assert got.sources["address"] is Source.ENV
+    assert got.sources["control_plane_health_check_period_seconds"] is Source.DEFAULT
+    assert got.warnings == ()
+    assert got.prometheus_listen == ("", 2112)
+
+
+def test_env_wins_over_flags() -> None:
+    got = load(
+        {"bgp_as": "65010", "bgp_hold_time": ""},
+        {"bgp_as": "65020", "bgp_hold_time": "9", "bgp_keepalive_interval": "3"},
+    )
+    assert got.bgp_as == 65010 and got.sources["bgp_as"] is Source.ENV
+    # An empty env var counts as unset (as in kube-vip): the flag applies.
+    assert got.bgp_hold_time == 9 and got.sources["bgp_hold_time"] is Source.FLAG
+    assert got.keepalive == 3
+
+
+def test_peers_format() -> None:
+    got = load(
+        {
+            "bgp_peers": "192.0.2.1:65001::false,[2001:db8:0:1::1]:65002:pw:true:1179,"
+            "198.51.100.1:4200000001",
+            "bgp_peeraddress": "203.0.113.1",
+            "bgp_peeras": "65003",
+            "bgp_peerpass": "s3cret",
+            "bgp_multihop": "T",
+        }
+    )
+    assert got.peers == (
+        Peer(ipaddress.ip_address("192.0.2.1"), 65001, "", False, 179),
+        Peer(ipaddress.ip_address("2001:db8:0:1::1"), 65002, "pw", True, 1179),
+        Peer(ipaddress.ip_address("198.51.100.1"), 4200000001, "", False, 179),
+        Peer(ipaddress.ip_address("203.0.113.1"), 65003, "s3cret", True, 179),
+    )
+    assert "s3cret" not in repr(got) and "s3cret" not in str(got.peers[3])
+
+
+@pytest.mark.parametrize("text", ["1", "t", "T", "TRUE", "true", "True"])
+def test_bool_true(text: str) -> None:
+    assert parse_bool(text) is True
+    assert load({"cp_enable": text}).cp_enable is True
+
+
+@pytest.mark.parametrize("text", ["0", "f", "F", "FALSE", "false", "False"])
+def test_bool_false(text: str) -> None:
+    assert parse_bool(text) is False
+    assert load({"cp_enable": text}).cp_enable is False
+
+
+def test_derived_values() -> None:
+    v6 = load({"address": "2001:db8:100::100", "bgp_hold_time": "0"})
+    assert v6.prefix == ipaddress.ip_network("2001:db8:100::100/128")
+    assert v6.keepalive == 0
+    assert load({"bgp_keepalive_interval": "0"}).keepalive == 10  # hold/3
+    assert load({"bgp_routerinterface": "eth0"}).router_id_source.interface == "eth0"
+    both = load({"bgp_routerid": "192.0.2.11", "bgp_routerinterface": "eth0"})
+    assert both.router_id_source.explicit == ipaddress.IPv4Address("192.0.2.11")
+
+
+def test_warnings() -> None:
+    url = {"control_plane_health_check_address": "https://localhost:6443/livez"}
+    w = load(dict(url, vip_leaderelection="true")).warnings
+    assert len(w) == 1 and "vip_leaderelection" in w[0] and "does not apply" in w[0]
+    w = load(dict(url, lb_enable="true")).warnings
+    assert len(w) == 1 and "lb_enable" in w[0]
+    w = load(
+        dict(
+            url,
+            control_plane_health_check_period_seconds="2",
+            control_plane_health_check_timeout_seconds="2",
+        )
+    ).warnings
+    assert len(w) == 1 and "back to back" in w[0]
+    assert load({"vip_leaderelection": "true"}).warnings == ()  # no health check, no warning
+
+
+@pytest.fixture(scope="module")
+def bad_paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "notpem.crt").write_bytes(b"\x30\x82\x01\x0a not a pem file")
+    (d / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    (d / "broken.crt").write_text(CA_PEM)
+    # A path that exists but cannot be read, even by root (tests run as root): a unix socket.
+    unreadable = d / "unreadable.crt"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(unreadable))
+    yield {
+        "missing": str(d / "nope.crt"),
+        "dir": str(d),
+        "notpem": str(d / "notpem.crt"),
+        "nocert": str(d / "key.pem"),
+        "broken": str(d / "broken.crt"),
+        "unreadable": str(unreadable),
+    }
+    sock.close()
+
+
+HC = "control_plane_health_check_"
+# (env, the variable the error must name, a fragment of what is accepted)
+BAD: list[tuple[dict[str, str], str, str]] = [
+    ({HC + "period_seconds": "0"}, HC + "period_seconds", "positive number"),
+    ({HC + "period_seconds": "-1"}, HC + "period_seconds", "positive number"),
+    ({HC + "period_seconds": "5s"}, HC + "period_seconds", "without unit"),
+    ({HC + "period_seconds": "abc"}, HC + "period_seconds", "positive number"),
+    ({HC + "timeout_seconds": "0"}, HC + "timeout_seconds", "positive number"),
+    ({HC + "timeout_seconds": "nan"}, HC + "timeout_seconds", "positive number"),
+    ({HC + "failure_threshold": "0"}, HC + "failure_threshold", "1-1000"),
+    ({HC + "failure_threshold": "2.5"}, HC + "failure_threshold", "1-1000"),
+    ({HC + "address": "ftp://localhost:6443/livez"}, HC + "address", "http:// or https://"),
+    ({HC + "address": "https:///livez"}, HC + "address", "with a host"),
+    ({HC + "address": "https://local host:6443/livez"}, HC + "address", "whitespace"),
+    ({HC + "address": "localhost:6443/livez"}, HC + "address", "http:// or https://"),
+    ({HC + "address": "https://localhost:99999/livez"}, HC + "address", "URL"),
+    ({HC + "ca_path": "@missing"}, HC + "ca_path", "no such file"),
+    ({HC + "ca_path": "@dir"}, HC + "ca_path", "is a directory"),
+    ({HC + "ca_path": "@notpem"}, HC + "ca_path", "not PEM"),
+    ({HC + "ca_path": "@nocert"}, HC + "ca_path", "without a certificate"),
+    ({HC + "ca_path": "@broken"}, HC + "ca_path", "does not load"),
+    ({HC + "ca_path": "@unreadable"}, HC + "ca_path", "cannot read"),
+    ({HC + "server_name": "kube rnetes"}, HC + "server_name", "host name"),
+    ({"bgp_as": "0"}, "bgp_as", "1-4294967295"),
+    ({"bgp_as": "4294967296"}, "bgp_as", "1-4294967295"),
+    ({"bgp_as": "AS65000"}, "bgp_as", "1-4294967295"),
+    ({"bgp_peers": "192.0.2.1"}, "bgp_peers", "missing AS"),
+    ({"bgp_peers": "192.0.2.1::pw:false"}, "bgp_peers", "missing AS"),
+    ({"bgp_peers": "192.0.2.1:sixtyfive:pw:false"}, "bgp_peers", "not a number"),
+    ({"bgp_peers": "2001:db8::1:65001::false"}, "bgp_peers", "brackets"),
+    ({"bgp_peers": "[2001:db8::1:65001::false"}, "bgp_peers", "closing ]"),
+    ({"bgp_peers": "192.0.2.300:65001::false"}, "bgp_peers", "not an IP address"),
+    ({"bgp_peers": "router.example:65001::false"}, "bgp_peers", "not an IP address"),
+    ({"bgp_peers": "192.0.2.1:65001::false:0"}, "bgp_peers", "1-65535"),
+    ({"bgp_peers": "192.0.2.1:65001::false:65536"}, "bgp_peers", "1-65535"),
+    ({"bgp_peers": "192.0.2.1:65001::maybe"}, "bgp_peers", "not a boolean"),
+    ({"bgp_peers": "192.0.2.1:65001::false:179:extra"}, "bgp_peers", "too many"),
+    ({"bgp_peeraddress": "192.0.2.1", "bgp_peeras": "x"}, "bgp_peeras", "1-4294967295"),
+    ({"bgp_multihop": "yes"}, "bgp_multihop", "not a boolean"),
+    ({"bgp_sourceip": "192.0.2.11", "bgp_sourceif": "eth0"}, "bgp_sourceif", "not both"),
+    ({"bgp_sourceip": "node1"}, "bgp_sourceip", "IP address"),
+    ({"address": "vip.example"}, "address", "IPv4 or IPv6"),
+    ({"vip_address": "203.0.113.300"}, "vip_address", "IPv4 or IPv6"),
+    ({"address": "203.0.113.100", "vip_subnet": "33"}, "vip_subnet", "0-32"),
+    ({"address": "2001:db8:100::100", "vip_subnet": "129"}, "vip_subnet", "0-128"),
+    ({"vip_subnet": "/32"}, "vip_subnet", "0-"),
+    ({"bgp_routerid": "0.0.0.0"}, "bgp_routerid", "non-zero IPv4"),
+    ({"bgp_routerid": "2001:db8::1"}, "bgp_routerid", "non-zero IPv4"),
+    ({"bgp_hold_time": "1"}, "bgp_hold_time", "0 or 3-65535"),
+    ({"bgp_hold_time": "2"}, "bgp_hold_time", "0 or 3-65535"),
+    ({"bgp_hold_time": "70000"}, "bgp_hold_time", "0 (no keepalives) or 3-65535"),
+    ({"bgp_hold_time": "9", "bgp_keepalive_interval": "9"}, "bgp_keepalive_interval", "below"),
+    ({"bgp_keepalive_interval": "45"}, "bgp_keepalive_interval", "below"),
+    ({"bgp_enable": "true"}, "bgp_enable", "bgp_peers"),
+    ({"bgp_enable": "yes"}, "bgp_enable", "not a boolean"),
+    ({"cp_enable": "on"}, "cp_enable", "1 t T TRUE"),
+    ({"prometheus_server": "2112"}, "prometheus_server", "[host]:port"),
+    ({"prometheus_server": ":http"}, "prometheus_server", "[host]:port"),
+    ({"prometheus_server": ":0"}, "prometheus_server", "1-65535"),
+    ({"prometheus_server": "[::1:2112"}, "prometheus_server", "[host]:port"),
+    ({"vip_loglevel": "loud"}, "vip_loglevel", "debug, info"),
+]
+
+
+def test_bad_table_is_large_enough() -> None:
+    assert len(BAD) >= 30
+
+
+@pytest.mark.parametrize(("env", "name", "accepted"), BAD, ids=[str(e) for e, _, _ in BAD])
+def test_bad_input(
+    env: dict[str, str], name: str, accepted: str, bad_paths: dict[str, str]
+) -> None:
+    env = {k: bad_paths[v[1:]] if v.startswith("@") else v for k, v in env.items()}
+    with pytest.raises(ConfigError) as exc:
+        load(env, {})
+    msg = str(exc.value)
+    assert name in msg, msg
+    assert accepted in msg, msg
+    assert "\n" not in msg
+
+
+def test_bad_flag_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"--controlPlaneHealthCheckPeriodSeconds='0'"):
+        load({}, {HC + "period_seconds": "0"})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"bgp_peers": "192.0.2.1:x:hunter2:false"},
+        {"bgp_peers": "192.0.2.1:65001:hunter2:maybe"},
+        {"bgp_peers": "[2001:db8::1]:65001:hunter2:false:0"},
+        {"bgp_peeraddress": "bad", "bgp_peerpass": "hunter2"},
+    ],
+)
+def test_password_never_in_error(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(env, {})
+    assert "hunter2" not in str(exc.value)
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vipgate", *args],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_cli_config_prints_every_setting_with_source() -> None:
+    r = _run_cli(
+        ["config", "--bgpHoldTimer", "9", "--bgpKeepAliveInterval", "3"],
+        {"bgp_peers": "192.0.2.1:65001:hunter2:false", "bgp_enable": "true"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout + r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()}
+    for s in SETTINGS:
+        assert s.key in lines
+    assert lines["bgp_peers"].split()[1] == "192.0.2.1:65001:***:false"
+    assert lines["bgp_peers"].endswith("env bgp_peers")
+    assert lines["bgp_hold_time"].endswith("flag --bgpHoldTimer")
+    assert lines["bgp_as"].endswith("default")
+
+
+def test_cli_config_bad_value_exits_2_with_one_line() -> None:
+    r = _run_cli(["config"], {"bgp_peerpass": "hunter2", "bgp_peeraddress": "192.0.2.1x"})
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "bgp_peeraddress" in r.stderr and "hunter2" not in r.stderr
+
+
+def test_cli_help_lists_env_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("manager", "config", "check"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        out = re.sub(r"\s+", " ", capsys.readouterr().out)
+        for s in SETTINGS:
+            for flag in s.flags:
+                assert flag in out
+            if s.flags:
+                assert f"env {' / '.join(s.env)}" in out
+
+
+def test_version() -> None:
+    r = _run_cli(["version"], {})
+    assert r.returncode == 0 and r.stdout.startswith("vipgate ")
+
+
+def test_readme_table_matches_settings() -> None:
+    """The README's configuration table lists every setting with its flags and default."""
+    text = (ROOT / "README.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| `([a-z_0-9]+)`", line)
+        if m:
+            rows[m.group(1)] = [c.strip() for c in line.strip().strip("|").split("|")]
+    for s in SETTINGS:
+        assert s.key in rows, f"README table lacks {s.key}"
+        env_cell, flag_cell, default_cell = rows[s.key][:3]
+        for e in s.env:
+            assert f"`{e}`" in env_cell
+        for f in s.flags:
+            assert f"`{f}`" in flag_cell
+        assert default_cell == (f"`{s.default}`" if s.default else '""'), s.key
+    assert set(rows) == {s.key for s in SETTINGS}
