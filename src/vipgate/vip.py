@@ -1,0 +1,150 @@
+"""The VIP on the node and the host facts the manager resolves at start, through netlink.
+
+* :func:`ensure_vip` puts the VIP on ``vip_interface`` (host scope on ``lo``, so the node accepts
+  traffic for it without answering ARP/ND for it anywhere); an address already present is left
+  alone and is not removed at exit. :func:`remove_vip` removes only what vipgate added.
+* :func:`default_interface` is kube-vip's default for ``vip_interface``.
+* :func:`resolve_router_id`: the explicit id, else the first IPv4 address of
+  ``bgp_routerinterface``, else the first global IPv4 address of the host -- never 0.0.0.0.
+* :func:`lan_overlap_warning`: a VIP inside a LAN subnet makes every node answer ARP for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from vipgate.config import IPAddress, RouterIdSource
+
+log = logging.getLogger("vipgate.vip")
+
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_HOST = 254
+
+
+class HostError(RuntimeError):
+    """A fact about the host the configuration needs is missing (interface, address)."""
+
+
+@dataclass(frozen=True)
+class VipHandle:
+    """What :func:`ensure_vip` did, so :func:`remove_vip` can undo exactly that."""
+
+    address: IPAddress
+    prefixlen: int
+    interface: str
+    index: int
+    added: bool
+
+
+def _index(ipr: IPRoute, name: str) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise HostError(f"interface {name!r} does not exist on this host")
+    return int(found[0])
+
+
+def default_interface() -> str:
+    """The interface of the IPv4 (else IPv6) default route."""
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for route in ipr.route("dump", family=family, table=254):
+                if route["dst_len"] == 0 and route.get("oif"):
+                    links = ipr.get_links(route.get("oif"))
+                    if links:
+                        return str(links[0].get("ifname"))
+    raise HostError("vip_interface is empty and the host has no default route to take it from")
+
+
+def _addresses(ipr: IPRoute, family: int, index: int | None = None) -> list[tuple[str, int, int]]:
+    """(address, prefixlen, ifindex) of the host's addresses of one family."""
+    kw = {"family": family}
+    if index is not None:
+        kw["index"] = index
+    return [
+        (str(a.get("address")), int(a["prefixlen"]), int(a["index"])) for a in ipr.get_addr(**kw)
+    ]
+
+
+def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    with IPRoute() as ipr:
+        index = _index(ipr, interface)
+        for a, plen, _ in _addresses(ipr, family, index):
+            if ipaddress.ip_address(a) == address:
+                log.info(
+                    "VIP %s/%d already on %s: left alone (and kept at exit)",
+                    address,
+                    plen,
+                    interface,
+                )
+                return VipHandle(address, plen, interface, index, added=False)
+        scope = RT_SCOPE_HOST if interface == "lo" else RT_SCOPE_UNIVERSE
+        kwargs: dict[str, object] = {
+            "index": index,
+            "address": str(address),
+            "prefixlen": prefixlen,
+            "scope": scope,
+        }
+        if address.version == 6:
+            kwargs["flags"] = 0x02  # IFA_F_NODAD: usable at once
+        ipr.addr("add", **kwargs)
+    log.info("VIP %s/%d added to %s", address, prefixlen, interface)
+    return VipHandle(address, prefixlen, interface, index, added=True)
+
+
+def remove_vip(handle: VipHandle) -> None:
+    if not handle.added:
+        return
+    try:
+        with IPRoute() as ipr:
+            ipr.addr(
+                "del", index=handle.index, address=str(handle.address), prefixlen=handle.prefixlen
+            )
+        log.info("VIP %s/%d removed from %s", handle.address, handle.prefixlen, handle.interface)
+    except Exception as e:  # already gone, interface gone: nothing left to undo
+        log.warning("VIP %s on %s not removed: %s", handle.address, handle.interface, e)
+
+
+def resolve_router_id(source: RouterIdSource) -> ipaddress.IPv4Address:
+    if source.explicit is not None:
+        return source.explicit
+    with IPRoute() as ipr:
+        if source.interface:
+            index = _index(ipr, source.interface)
+            for a, _, _ in _addresses(ipr, socket.AF_INET, index):
+                return ipaddress.IPv4Address(a)
+            raise HostError(
+                f"bgp_routerinterface={source.interface!r} has no IPv4 address to use as router id"
+            )
+        candidates = [
+            ipaddress.IPv4Address(a)
+            for a, _, _ in _addresses(ipr, socket.AF_INET)
+            if not ipaddress.IPv4Address(a).is_loopback
+        ]
+    if not candidates:
+        raise HostError("no IPv4 address on this host to use as BGP router id: set bgp_routerid")
+    return candidates[0]
+
+
+def lan_overlap_warning(address: IPAddress, interface: str) -> str | None:
+    """A warning when the VIP lies inside a subnet of a non-loopback interface."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    with IPRoute() as ipr:
+        names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
+        for a, plen, index in _addresses(ipr, family):
+            name = names.get(index, "?")
+            if name == "lo" or plen >= address.max_prefixlen:
+                continue
+            net = ipaddress.ip_network(f"{a}/{plen}", strict=False)
+            if address in net and interface != "lo":
+                return (
+                    f"the VIP {address} lies inside {net} on {name} and vip_interface={interface}: "
+                    "every node will answer ARP/ND for it on that LAN; in BGP mode put the VIP "
+                    "on lo (vip_interface=lo)"
+                )
+    return None
