@@ -110,11 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         return _cmd_config(env, flags)
     if args.command == "manifest":
-        from vipgate.manifest import render
+        from vipgate import manifest
 
         # A manifest is made from the flags given here, never from this shell's environment.
-        config = load_or_exit({}, flags)
-        print(render(args.kind, config, flags, image=args.image, taint=args.taint), end="")
+        # The CA file may not exist yet (manifests are made before kubeadm init): load_config
+        # checks its content only when it is present.
+        try:
+            config = manifest.load_config(flags)
+            text = manifest.render(args.kind, config, flags, image=args.image, taint=args.taint)
+        except ConfigError as e:
+            print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        for w in manifest.warnings(args.kind, config, flags, args.taint):
+            print(f"warning: {w}", file=sys.stderr)
+        print(text, end="")
         return 0
     config = load_or_exit(env, flags)
     if args.command == "manager":

@@ -1,11 +1,264 @@
-"""`vipgate manifest` (placeholder until the operator-surface issue lands)."""
+"""``vipgate manifest pod|daemonset``: Kubernetes manifests from kube-vip's flag names.
 
+Rules this module keeps:
+
+* The pod has the shape of kube-vip's reference static pod: a Pod ``vipgate`` in ``kube-system``,
+  one container with ``args: [manager]``, ``hostNetwork: true`` and the capabilities NET_ADMIN and
+  NET_RAW. The DaemonSet (``apps/v1``) runs the same container on control-plane nodes.
+* Only the settings given on the command line go into the container's environment, under their
+  canonical kube-vip names (``--vip`` becomes ``address``). Every value is a string, always
+  double-quoted, so no value can turn into a YAML boolean, number or null (``"true"``, ``"0123"``,
+  ``"y"``, ``"null"``, ``":2112"``...) under any YAML 1.1 or 1.2 reader.
+* An empty value cannot be written as an environment variable (vipgate, like kube-vip, treats an
+  empty variable as unset). A setting given as empty whose default is not empty (e.g.
+  ``--prometheusHTTPServer ""``, which turns metrics off) goes into ``args`` as ``--flag=``; one
+  whose default is empty is the default and is left out.
+* When a CA path is set, the file is mounted read-only from the host at the same path (hostPath,
+  type File). kube-vip's generator forgets this volume, so its health check cannot work.
+* No kubeconfig mount: vipgate never talks to the Kubernetes API.
+* Secrets: the manifest holds what the user gave (it is their manifest), but :func:`warnings`
+  says when a BGP password is in it in plain text; the password itself is printed nowhere else.
+
+The manifest is made from flags only, never from the environment of the shell that runs the
+generator. It is usually generated before ``kubeadm init``, when the CA file does not exist yet,
+so :func:`load_config` validates everything but the CA file's content unless the file is present.
+"""
+
+from __future__ import annotations
+
+import os
 from collections.abc import Mapping
+from typing import Any
 
-from vipgate.config import Config
+import yaml
+
+from vipgate import __version__
+from vipgate.config import SETTINGS, SETTINGS_BY_KEY, Config, ConfigError, load, parse_bool
+
+DEFAULT_IMAGE = f"ghcr.io/vipgate/vipgate:v{__version__}"
+NAME = "vipgate"
+NAMESPACE = "kube-system"
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+LEGACY_MASTER_LABEL = "node-role.kubernetes.io/master"
+CA_VOLUME = "health-ca"
+APP_LABELS = {"app.kubernetes.io/name": NAME}
+KINDS = ("pod", "daemonset")
+
+_CA_KEY = "control_plane_health_check_ca_path"
+_SECRET_KEYS = tuple(s.key for s in SETTINGS if s.secret)
+
+
+class _Quoted(str):
+    """A string the emitter always writes double-quoted."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_quoted(dumper: yaml.SafeDumper, data: _Quoted) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style='"')
+
+
+_Dumper.add_representer(_Quoted, _represent_quoted)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration for a manifest
+# --------------------------------------------------------------------------------------------
+
+
+def load_config(flags: Mapping[str, str | None]) -> Config:
+    """Validate the flags as the manager will see them on the node. Raises ConfigError.
+
+    The CA path must be absolute (it becomes a hostPath and a mountPath). Its content is checked
+    only if the file exists here; otherwise the manager checks it on the node at start.
+    """
+    ca = flags.get(_CA_KEY)
+    if ca and not os.path.isabs(ca):
+        raise ConfigError(
+            f"--controlPlaneHealthCheckCAPath={ca!r}: not an absolute path; accepted: the "
+            "absolute path of the CA file on the node, e.g. /etc/kubernetes/pki/ca.crt "
+            "(it is mounted from the host at the same path)"
+        )
+    if ca and not os.path.exists(ca):
+        return load({}, {**flags, _CA_KEY: None})
+    return load({}, flags)
+
+
+def warnings(
+    kind: str, config: Config, flags: Mapping[str, str | None], taint: str | None
+) -> list[str]:
+    """What the operator should know about this manifest (printed on stderr, never secrets)."""
+    out = list(config.warnings)
+    ca = flags.get(_CA_KEY)
+    if ca and not os.path.exists(ca):
+        out.append(
+            f"CA file {ca} does not exist on this machine (fine before kubeadm init): "
+            "the manager checks it on the node at start"
+        )
+    secrets = [
+        SETTINGS_BY_KEY[k].env[0]
+        for k in _SECRET_KEYS
+        if flags.get(k) and (k != "bgp_peers" or any(p.password for p in config.peers))
+    ]
+    if secrets:
+        where = (
+            "keep the manifest file readable by root only (a static pod cannot read Secrets)"
+            if kind == "pod"
+            else "better: put it in a Secret and refer to it with env[].valueFrom.secretKeyRef"
+        )
+        out.append(
+            f"the manifest holds a BGP password in plain text ({', '.join(secrets)}): {where}"
+        )
+    host = _url_host(config.health_url)
+    if (
+        config.health_url.startswith("https://")
+        and host in ("localhost", "127.0.0.1", "::1")
+        and not config.health_server_name
+    ):
+        out.append(
+            f"the health URL's host is {host}: kubeadm's apiserver certificate does not name "
+            "localhost or 127.0.0.1, so verification fails and the route is never announced; "
+            "add --controlPlaneHealthCheckServerName kubernetes"
+        )
+    if kind == "pod" and taint is not None:
+        out.append("--taint applies to the DaemonSet only; a static pod ignores taints")
+    return out
+
+
+def _url_host(url: str) -> str:
+    import urllib.parse
+
+    try:
+        return urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------
+
+
+def env_and_args(flags: Mapping[str, str | None]) -> tuple[list[dict[str, str]], list[str]]:
+    """The container's env (settings given, canonical names) and args (``manager`` + empties)."""
+    env: list[dict[str, str]] = []
+    args = ["manager"]
+    for s in SETTINGS:
+        value = flags.get(s.key)
+        if value is None:
+            continue
+        if value == "":
+            if s.default != "" and s.flags:
+                args.append(f"{s.flags[0]}=")
+            continue
+        env.append({"name": s.env[0], "value": _Quoted(value)})
+    return env, args
+
+
+def container(flags: Mapping[str, str | None], image: str | None = None) -> dict[str, Any]:
+    env, args = env_and_args(flags)
+    c: dict[str, Any] = {
+        "name": NAME,
+        "image": image or DEFAULT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": env,
+        "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+    }
+    ca = flags.get(_CA_KEY)
+    if ca:
+        c["volumeMounts"] = [{"name": CA_VOLUME, "mountPath": ca, "readOnly": True}]
+    return c
+
+
+def _volumes(flags: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    ca = flags.get(_CA_KEY)
+    if not ca:
+        return []
+    return [{"name": CA_VOLUME, "hostPath": {"path": ca, "type": "File"}}]
+
+
+def pod_spec(flags: Mapping[str, str | None], image: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [container(flags, image)], "hostNetwork": True}
+    volumes = _volumes(flags)
+    if volumes:
+        spec["volumes"] = volumes
+    return spec
+
+
+def pod(flags: Mapping[str, str | None], image: str | None = None) -> dict[str, Any]:
+    """The static pod (for /etc/kubernetes/manifests on every control-plane node)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": pod_spec(flags, image),
+    }
+
+
+def daemonset(
+    flags: Mapping[str, str | None], image: str | None = None, taint: bool = True
+) -> dict[str, Any]:
+    """The DaemonSet on control-plane nodes (needs a running cluster, unlike the static pod)."""
+    spec = pod_spec(flags, image)
+    spec["priorityClassName"] = "system-node-critical"
+    spec["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                # Terms are ORed: the current label, or the legacy one of older clusters.
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": CONTROL_PLANE_LABEL, "operator": "Exists"}]},
+                    {"matchExpressions": [{"key": LEGACY_MASTER_LABEL, "operator": "Exists"}]},
+                ]
+            }
+        }
+    }
+    if taint:
+        spec["tolerations"] = [
+            {"key": CONTROL_PLANE_LABEL, "operator": "Exists", "effect": "NoSchedule"},
+            {"key": LEGACY_MASTER_LABEL, "operator": "Exists", "effect": "NoSchedule"},
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": dict(APP_LABELS)},
+        "spec": {
+            "selector": {"matchLabels": dict(APP_LABELS)},
+            "template": {"metadata": {"labels": dict(APP_LABELS)}, "spec": spec},
+        },
+    }
+
+
+def dump(obj: Mapping[str, Any]) -> str:
+    """YAML through PyYAML's safe emitter, keys in the order built."""
+    return yaml.dump(obj, Dumper=_Dumper, default_flow_style=False, sort_keys=False)
 
 
 def render(
-    kind: str, config: Config, flags: Mapping[str, str | None], image: str | None, taint: str | None
+    kind: str,
+    config: Config,
+    flags: Mapping[str, str | None],
+    image: str | None = None,
+    taint: str | None = None,
 ) -> str:
-    raise SystemExit("vipgate manifest: not implemented yet")
+    """The manifest text. ``config`` is the validated configuration of ``flags``.
+
+    Raises ConfigError for an unknown kind or a ``taint`` that is not a boolean.
+    """
+    del config  # validated by the caller; the manifest carries the flags as given
+    if kind == "pod":
+        return dump(pod(flags, image))
+    if kind == "daemonset":
+        tolerate = True
+        if taint is not None:
+            parsed = parse_bool(taint)
+            if parsed is None:
+                raise ConfigError(
+                    f"--taint={taint!r}: not a boolean; accepted: one of 1 t T TRUE true True "
+                    "0 f F FALSE false False"
+                )
+            tolerate = parsed
+        return dump(daemonset(flags, image, tolerate))
+    raise ConfigError(f"manifest kind {kind!r}: accepted: {', '.join(KINDS)}")
