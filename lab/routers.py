@@ -1,0 +1,875 @@
+"""Router drivers for the lab: BIRD 2, FRR 8.4 bgpd (without zebra) and GoBGP 3.
+
+Each driver writes its own configuration into ``<lab.workdir>/<name>/``, runs the daemon in the
+foreground inside a lab namespace (tracked by the Lab, so cleanup stops it), and answers queries
+in one shape for all three: ``sessions()`` (neighbor address -> RFC 4271 state name) and
+``rib(prefix)`` (a list of RibPath). Timers are lowered for the lab (connect retry 1 s, BIRD's
+error wait 1..10 s). eBGP sessions get explicit import/export policies (RFC 8212).
+
+Passwords are written to the daemon's configuration file only; they never appear in reprs,
+logs or exception texts produced here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lab.netns import Lab, LabError
+from lab.wait import LabTimeout, wait_for
+
+__all__ = [
+    "BirdRouter",
+    "FrrRouter",
+    "GobgpRouter",
+    "LabTimeout",
+    "Neighbor",
+    "RibPath",
+    "Router",
+    "kernel_nexthops",
+    "make_router",
+    "wait_for",
+]
+
+STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One BGP neighbor as the router sees it (our speaker, or another lab router)."""
+
+    address: str
+    asn: int
+    password: str | None = field(default=None, repr=False)
+    multihop: int | None = None  # TTL for eBGP multihop; None = directly connected
+    passive: bool = False  # True: the router only listens and never connects itself
+    as4: bool = True  # False: the router does not announce 4-octet AS support (BIRD only)
+    port: int = 179  # the neighbor's port (where the router connects to)
+    local_address: str | None = None  # router-side source address
+    hold_time: int | None = None  # router's proposed hold time (None: router default)
+    keepalive: int | None = None
+    export: tuple[str, ...] = ()  # prefixes the router exports to this neighbor (originated)
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ipaddress.ip_address(self.address).version == 6
+
+
+@dataclass(frozen=True)
+class RibPath:
+    """One path for a prefix in the router's BGP RIB."""
+
+    prefix: str
+    next_hop: str
+    as_path: tuple[int, ...]
+    best: bool
+    peer: str | None = None
+    local_pref: int | None = None
+    med: int | None = None
+
+
+def _norm_prefix(prefix: str) -> str:
+    return str(ipaddress.ip_network(prefix, strict=False))
+
+
+def kernel_nexthops(lab: Lab, ns: str, prefix: str) -> set[str]:
+    """Next hops of the kernel route for exactly `prefix` in namespace `ns` (empty if none)."""
+    net = ipaddress.ip_network(prefix, strict=False)
+    fam = "-6" if net.version == 6 else "-4"
+    routes = lab.ip_json(ns, fam, "route", "show", "exact", str(net))
+    hops: set[str] = set()
+    for r in routes:
+        if r.get("type", "unicast") not in ("unicast", None):
+            continue
+        if "gateway" in r:
+            hops.add(str(r["gateway"]))
+        for nh in r.get("nexthops", []) or []:
+            if "gateway" in nh:
+                hops.add(str(nh["gateway"]))
+    return hops
+
+
+class Router(ABC):
+    """A BGP router daemon running in a lab namespace."""
+
+    kind: ClassVar[str] = "?"
+
+    def __init__(
+        self,
+        lab: Lab,
+        ns: str,
+        *,
+        asn: int,
+        router_id: str,
+        neighbors: Sequence[Neighbor] = (),
+        name: str = "router",
+        originate: Sequence[str] = (),
+        static_routes: Sequence[tuple[str, str]] = (),
+        hold_time: int | None = None,
+        listen_port: int = 179,
+    ) -> None:
+        self.lab = lab
+        self.ns = ns
+        self.asn = asn
+        self.router_id = router_id
+        self.neighbors: list[Neighbor] = list(neighbors)
+        self.name = name
+        self.originate = [_norm_prefix(p) for p in originate]
+        self.static_routes = list(static_routes)
+        self.hold_time = hold_time
+        self.listen_port = listen_port
+        self.dir = lab.workdir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, ns={self.ns!r}, asn={self.asn})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abstractmethod
+    def write_config(self) -> Path: ...
+
+    @abstractmethod
+    def _command(self) -> list[str]: ...
+
+    @abstractmethod
+    def _ready(self) -> bool: ...
+
+    def _before_start(self) -> None:
+        return None
+
+    def _after_stop(self, pid: int) -> None:
+        return None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self, timeout: float = 10.0) -> float:
+        """Write the config, start the daemon, wait until it answers queries; return seconds."""
+        if self.running:
+            raise LabError(f"{self!r} already running")
+        self.write_config()
+        self._before_start()
+        t0 = time.monotonic()
+        self.proc = self.lab.popen(self.ns, self._command(), log_name=self.name)
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                rc = self.proc.returncode
+                raise LabError(f"{self.kind} {self.name} exited rc={rc}:\n{self.log()[-2000:]}")
+            return self._ready()
+
+        wait_for(ready, timeout, 0.02, what=f"{self.kind} {self.name} to answer queries")
+        return time.monotonic() - t0
+
+    def stop(self, grace: float = 3.0) -> None:
+        """Stop the daemon (SIGTERM, SIGKILL after `grace` s). A frozen daemon is thawed first."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        self.lab.stop(self.proc, grace)
+        self.proc = None
+        self._after_stop(pid)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon (no goodbye to its peers)."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self.lab.stop(self.proc, 1.0)
+        self.proc = None
+        self._after_stop(pid)
+
+    def restart(self, timeout: float = 10.0) -> float:
+        self.stop()
+        return self.start(timeout)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the daemon stops answering (keepalives stop, TCP stays open)."""
+        if self.proc is None:
+            raise LabError(f"{self!r} not running")
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is None:
+            raise LabError(f"{self!r} not running")
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def log(self) -> str:
+        return self.lab.read_log(self.name)
+
+    # -- queries ---------------------------------------------------------------------------
+    @abstractmethod
+    def sessions(self) -> dict[str, str]:
+        """Neighbor address -> RFC 4271 state name (Idle/Connect/Active/OpenSent/...)."""
+
+    @abstractmethod
+    def rib(self, prefix: str) -> list[RibPath]:
+        """Paths the router holds for exactly `prefix` (empty if none)."""
+
+    def session_state(self, address: str) -> str:
+        key = str(ipaddress.ip_address(address))
+        return self.sessions().get(key, "Unknown")
+
+    def next_hops(self, prefix: str) -> set[str]:
+        """Next hops of all paths for `prefix` in the router's BGP RIB."""
+        return {p.next_hop for p in self.rib(prefix)}
+
+    def kernel_nexthops(self, prefix: str) -> set[str]:
+        """Next hops of the kernel route for `prefix` in the router namespace (BIRD exports)."""
+        return kernel_nexthops(self.lab, self.ns, prefix)
+
+    def describe(self) -> str:
+        try:
+            return f"{self.kind} {self.name} sessions: {self.sessions()}"
+        except Exception as exc:
+            return f"{self.kind} {self.name}: query failed: {exc}"
+
+    def wait_session(
+        self, address: str, state: str = "Established", timeout: float = 15.0
+    ) -> float:
+        """Wait until the session with `address` is in `state`; return elapsed seconds."""
+        return wait_for(
+            lambda: self.session_state(address) == state,
+            timeout,
+            0.05,
+            what=f"{self.kind} {self.name}: session {address} {state}",
+            describe=self.describe,
+        )
+
+    def wait_rib(
+        self,
+        prefix: str,
+        predicate: Callable[[list[RibPath]], bool],
+        timeout: float = 10.0,
+        interval: float = 0.02,
+        what: str = "",
+    ) -> float:
+        last: list[RibPath] = []
+
+        def check() -> bool:
+            nonlocal last
+            last = self.rib(prefix)
+            return predicate(last)
+
+        return wait_for(
+            check,
+            timeout,
+            interval,
+            what=what or f"{self.kind} {self.name}: RIB {prefix}",
+            describe=lambda: f"last RIB: {last}\n{self.describe()}",
+        )
+
+    def wait_next_hops(
+        self, prefix: str, expected: set[str], timeout: float = 10.0, interval: float = 0.02
+    ) -> float:
+        """Wait until the BGP RIB next hops for `prefix` are exactly `expected`."""
+        exp = {str(ipaddress.ip_address(a)) for a in expected}
+        return self.wait_rib(
+            prefix,
+            lambda paths: {p.next_hop for p in paths} == exp,
+            timeout,
+            interval,
+            what=f"{self.kind} {self.name}: next hops of {prefix} == {sorted(exp)}",
+        )
+
+    def wait_kernel_nexthops(
+        self, prefix: str, expected: set[str], timeout: float = 10.0, interval: float = 0.005
+    ) -> float:
+        """Wait until the router namespace's kernel route for `prefix` has exactly `expected`."""
+        exp = {str(ipaddress.ip_address(a)) for a in expected}
+        last: set[str] = set()
+
+        def check() -> bool:
+            nonlocal last
+            last = self.kernel_nexthops(prefix)
+            return last == exp
+
+        return wait_for(
+            check,
+            timeout,
+            interval,
+            what=f"kernel route {prefix} in {self.ns} next hops == {sorted(exp)}",
+            describe=lambda: f"last: {sorted(last)}\n{self.describe()}",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# BIRD 2
+# ---------------------------------------------------------------------------------------------
+
+
+def _bird_str(s: str) -> str:
+    if '"' in s or "\\" in s or "\n" in s:
+        raise LabError("BIRD string must not contain quotes, backslashes or newlines")
+    return f'"{s}"'
+
+
+class BirdRouter(Router):
+    """BIRD 2: kernel export with ``merge paths on`` (ECMP), low error-wait/connect timers."""
+
+    kind = "bird"
+
+    def __init__(self, *args: Any, kernel_export: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kernel_export = kernel_export
+        self.conf = self.dir / "bird.conf"
+        self.sock = self.dir / "bird.ctl"
+        self._proto: dict[str, str] = {}  # protocol name -> neighbor address
+
+    def write_config(self) -> Path:
+        lines = [
+            f'log "{self.dir / "bird.log"}" all;',
+            f"router id {self.router_id};",
+            "protocol device { scan time 10; }",
+        ]
+        if self.kernel_export:
+            for v in (4, 6):
+                lines += [
+                    f"protocol kernel kernel{v} {{",
+                    f"  ipv{v} {{ import none; export where source = RTS_BGP; }};",
+                    "  merge paths on;",
+                    "}",
+                ]
+        v4 = [p for p in self.originate if ":" not in p]
+        v6 = [p for p in self.originate if ":" in p]
+        s4 = [(n, via) for n, via in self.static_routes if ":" not in n]
+        s6 = [(n, via) for n, via in self.static_routes if ":" in n]
+        for v, orig, static in ((4, v4, s4), (6, v6, s6)):
+            if orig:
+                routes = " ".join(f"route {p} blackhole;" for p in orig)
+                lines.append(f"protocol static orig{v} {{ ipv{v}; {routes} }}")
+            if static:
+                routes = " ".join(f"route {n} via {via};" for n, via in static)
+                lines.append(f"protocol static igp{v} {{ ipv{v}; {routes} }}")
+        self._proto = {}
+        for i, nb in enumerate(self.neighbors, 1):
+            pname = f"peer{i}"
+            self._proto[pname] = str(ipaddress.ip_address(nb.address))
+            ebgp = nb.asn != self.asn
+            local = f"{nb.local_address} " if nb.local_address else ""
+            body = [
+                f"  local {local}as {self.asn};",
+                f"  neighbor {nb.address} port {nb.port} as {nb.asn};",
+                "  connect delay time 1;",
+                "  connect retry time 1;",
+                "  error wait time 1, 10;",
+                "  error forget time 10;",
+            ]
+            hold = nb.hold_time or self.hold_time
+            if hold:
+                body.append(f"  hold time {hold};")
+            if nb.keepalive:
+                body.append(f"  keepalive time {nb.keepalive};")
+            if nb.multihop:
+                body.append(f"  multihop {nb.multihop};")
+            if nb.password:
+                body.append(f"  password {_bird_str(nb.password)};")
+            if nb.passive:
+                body.append("  passive on;")
+            if not nb.as4:
+                body.append("  enable as4 off;")
+            if not ebgp:
+                body.append("  direct;" if not nb.multihop else "")
+            exp4 = [p for p in (*self.originate, *nb.export) if ":" not in p]
+            exp6 = [p for p in (*self.originate, *nb.export) if ":" in p]
+            for v, exp in ((4, exp4), (6, exp6)):
+                ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
+                extra = " next hop self;" if not ebgp else ""
+                # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.
+                body.append(f"  ipv{v} {{ import all; {ef};{extra} }};")
+            lines += [f"protocol bgp {pname} {{", *[b for b in body if b], "}"]
+        self.conf.write_text("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o600)
+        return self.conf
+
+    def _command(self) -> list[str]:
+        return [
+            "bird",
+            "-f",
+            "-c",
+            str(self.conf),
+            "-s",
+            str(self.sock),
+            "-P",
+            str(self.dir / "pid"),
+        ]
+
+    def birdc(self, *cmd: str, timeout: float = 5.0) -> str:
+        cp = self.lab.run(
+            self.ns, ["birdc", "-s", str(self.sock), *cmd], check=False, timeout=timeout
+        )
+        if cp.returncode != 0:
+            raise LabError(f"birdc {' '.join(cmd)} failed: {cp.stdout.strip()} {cp.stderr.strip()}")
+        return cp.stdout
+
+    def _ready(self) -> bool:
+        if not self.sock.exists():
+            return False
+        return "ready" in self.birdc("show", "status")
+
+    def reconfigure(self) -> None:
+        """Rewrite the config from the current neighbor list and tell BIRD to reload it."""
+        self.write_config()
+        out = self.birdc("configure")
+        if "Reconfigur" not in out and "reconfigur" not in out:
+            raise LabError(f"birdc configure: {out.strip()}")
+
+    def sessions(self) -> dict[str, str]:
+        out = self.birdc("show", "protocols")
+        res: dict[str, str] = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) < 4 or parts[0] not in self._proto or parts[1] != "BGP":
+                continue
+            addr = self._proto[parts[0]]
+            state = parts[3]
+            info = parts[5] if len(parts) > 5 else ""
+            if state == "up":
+                res[addr] = "Established"
+            elif info in STATES:
+                res[addr] = info
+            elif info == "Passive":
+                res[addr] = "Active"
+            else:
+                res[addr] = "Idle"
+        return res
+
+    def rib(self, prefix: str) -> list[RibPath]:
+        """BGP paths for `prefix`; next_hop is the BGP NEXT_HOP the peer sent (not resolved)."""
+        pfx = _norm_prefix(prefix)
+        out = self.birdc("show", "route", pfx, "table", "all", "all")
+        paths: list[RibPath] = []
+        cur: dict[str, Any] | None = None
+
+        def flush() -> None:
+            if cur is not None and cur.get("bgp"):
+                paths.append(
+                    RibPath(
+                        prefix=pfx,
+                        next_hop=cur.get("nh", cur.get("via", "")),
+                        as_path=tuple(cur.get("as_path", ())),
+                        best=cur["best"],
+                        peer=self._proto.get(cur["proto"]),
+                        local_pref=cur.get("lp"),
+                        med=cur.get("med"),
+                    )
+                )
+
+        head = re.compile(r"^(?:(\S+)\s+)?\s*\w+\s+\[(\S+)\s[^\]]*\]\s*(\*)?")
+        for raw in out.splitlines():
+            if not raw.strip() or raw.startswith(("Table", "BIRD")):
+                continue
+            if not raw.startswith(("\t", "  \t")) and "[" in raw and "]" in raw:
+                m = head.match(raw.strip() if not raw[0].isspace() else "x " + raw.strip())
+                if m:
+                    flush()
+                    cur = {"proto": m.group(2), "best": bool(m.group(3)), "bgp": False}
+                    continue
+            if cur is None:
+                continue
+            line = raw.strip()
+            if line.startswith("via "):
+                cur.setdefault("via", line.split()[1])
+            elif line.startswith("Type: BGP"):
+                cur["bgp"] = True
+            elif line.startswith("BGP.as_path:"):
+                cur["as_path"] = [int(x) for x in line.split(":", 1)[1].split() if x.isdigit()]
+            elif line.startswith("BGP.next_hop:"):
+                nhs = line.split(":", 1)[1].split()
+                if nhs:
+                    cur["nh"] = nhs[0]
+            elif line.startswith("BGP.local_pref:"):
+                cur["lp"] = int(line.split(":", 1)[1])
+            elif line.startswith("BGP.med:"):
+                cur["med"] = int(line.split(":", 1)[1])
+        flush()
+        return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# FRR bgpd (no zebra)
+# ---------------------------------------------------------------------------------------------
+
+
+class FrrRouter(Router):
+    """FRR 8.4 bgpd alone (``-Z``); queried with ``vtysh --vty_socket DIR``."""
+
+    kind = "frr"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conf = self.dir / "bgpd.conf"
+        self.vty_dir = self.dir / "vty"
+        self.vty_dir.mkdir(exist_ok=True)
+
+    def write_config(self) -> Path:
+        for nb in self.neighbors:
+            if not nb.as4:
+                raise LabError("FRR cannot disable 4-octet AS per neighbor; use BIRD")
+        lines = [
+            "frr defaults traditional",
+            f"hostname {self.name}",
+            "log stdout informational",
+            "!",
+            f"router bgp {self.asn}",
+            f" bgp router-id {self.router_id}",
+            " no bgp ebgp-requires-policy",
+            " no bgp default ipv4-unicast",
+            " no bgp network import-check",
+            " bgp bestpath as-path multipath-relax",
+        ]
+        if self.hold_time:
+            lines.append(f" timers bgp {max(self.hold_time // 3, 1)} {self.hold_time}")
+        for nb in self.neighbors:
+            a = nb.address
+            lines.append(f" neighbor {a} remote-as {nb.asn}")
+            if nb.port != 179:
+                lines.append(f" neighbor {a} port {nb.port}")
+            lines.append(f" neighbor {a} timers connect 1")
+            if nb.hold_time:
+                ka = nb.keepalive or max(nb.hold_time // 3, 1)
+                lines.append(f" neighbor {a} timers {ka} {nb.hold_time}")
+            if nb.password:
+                lines.append(f" neighbor {a} password {nb.password}")
+            if nb.multihop:
+                lines.append(f" neighbor {a} ebgp-multihop {nb.multihop}")
+            if nb.passive:
+                lines.append(f" neighbor {a} passive")
+            if nb.local_address:
+                lines.append(f" neighbor {a} update-source {nb.local_address}")
+        for v in (4, 6):
+            lines.append(f" address-family ipv{v} unicast")
+            lines.append("  maximum-paths 16")
+            lines.append("  maximum-paths ibgp 16")
+            for p in self.originate:
+                if (":" in p) == (v == 6):
+                    lines.append(f"  network {p}")
+            for nb in self.neighbors:
+                lines.append(f"  neighbor {nb.address} activate")
+                if nb.asn == self.asn:
+                    lines.append(f"  neighbor {nb.address} next-hop-self")
+            lines.append(" exit-address-family")
+        lines += ["!", "line vty", "!"]
+        self.conf.write_text("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o600)
+        return self.conf
+
+    def _command(self) -> list[str]:
+        return [
+            "/usr/lib/frr/bgpd",
+            "-Z",
+            "-S",
+            "-f",
+            str(self.conf),
+            "-i",
+            str(self.dir / "bgpd.pid"),
+            "-z",
+            str(self.dir / "zserv.api"),
+            "--vty_socket",
+            str(self.vty_dir),
+            "-P",
+            "0",
+            "-p",
+            str(self.listen_port),
+            "-u",
+            "root",
+            "-g",
+            "root",
+        ]
+
+    def _after_stop(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            Path(f"/var/tmp/frr/bgpd.{pid}").unlink()
+
+    def vtysh(self, command: str, timeout: float = 5.0) -> str:
+        cp = self.lab.run(
+            self.ns,
+            ["vtysh", "--vty_socket", str(self.vty_dir), "-c", command],
+            check=False,
+            timeout=timeout,
+        )
+        if cp.returncode != 0:
+            raise LabError(f"vtysh -c {command!r} failed: {cp.stdout.strip()} {cp.stderr.strip()}")
+        return cp.stdout
+
+    def vtysh_json(self, command: str) -> Any:
+        out = self.vtysh(command)
+        return json.loads(out) if out.strip() else {}
+
+    def _ready(self) -> bool:
+        if not (self.vty_dir / "bgpd.vty").exists():
+            return False
+        self.vtysh_json("show bgp summary json")
+        return True
+
+    def sessions(self) -> dict[str, str]:
+        data = self.vtysh_json("show bgp neighbors json")
+        res: dict[str, str] = {}
+        for addr, info in data.items():
+            with contextlib.suppress(ValueError):
+                res[str(ipaddress.ip_address(addr))] = str(info.get("bgpState", "Unknown"))
+        return res
+
+    def rib(self, prefix: str) -> list[RibPath]:
+        pfx = _norm_prefix(prefix)
+        afi = "ipv6" if ":" in pfx else "ipv4"
+        data = self.vtysh_json(f"show bgp {afi} unicast {pfx} json")
+        paths: list[RibPath] = []
+        if data.get("prefix") not in (pfx, None):
+            return paths
+        for p in data.get("paths", []):
+            asns: list[int] = []
+            for seg in p.get("aspath", {}).get("segments", []):
+                asns += [int(x) for x in seg.get("list", [])]
+            nhs = p.get("nexthops", [])
+            nh = ""
+            for n in nhs:
+                if n.get("scope", "global") == "global" and n.get("ip"):
+                    nh = str(n["ip"])
+                    break
+            best = bool(p.get("bestpath", {}).get("overall", False))
+            peer = p.get("peer", {}).get("peerId")
+            paths.append(
+                RibPath(
+                    prefix=pfx,
+                    next_hop=nh,
+                    as_path=tuple(asns),
+                    best=best,
+                    peer=str(peer) if peer else None,
+                    local_pref=p.get("locPrf"),
+                    med=p.get("metric"),
+                )
+            )
+        return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# GoBGP 3
+# ---------------------------------------------------------------------------------------------
+
+_GOBGP_STATES = {
+    "idle": "Idle",
+    "connect": "Connect",
+    "active": "Active",
+    "opensent": "OpenSent",
+    "openconfirm": "OpenConfirm",
+    "established": "Established",
+    "1": "Idle",
+    "2": "Connect",
+    "3": "Active",
+    "4": "OpenSent",
+    "5": "OpenConfirm",
+    "6": "Established",
+}
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+class GobgpRouter(Router):
+    """GoBGP 3 gobgpd; gRPC API on 127.0.0.1:api_port inside the router namespace."""
+
+    kind = "gobgp"
+
+    def __init__(self, *args: Any, api_port: int = 50051, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api_port = api_port
+        self.conf = self.dir / "gobgpd.toml"
+
+    def write_config(self) -> Path:
+        for nb in self.neighbors:
+            if not nb.as4:
+                raise LabError("GoBGP cannot disable 4-octet AS per neighbor; use BIRD")
+        lines = [
+            "[global.config]",
+            f"  as = {self.asn}",
+            f"  router-id = {_toml_str(self.router_id)}",
+            f"  port = {self.listen_port}",
+            "",
+        ]
+        for nb in self.neighbors:
+            lines += [
+                "[[neighbors]]",
+                "  [neighbors.config]",
+                f"    neighbor-address = {_toml_str(nb.address)}",
+                f"    peer-as = {nb.asn}",
+            ]
+            if nb.password:
+                lines.append(f"    auth-password = {_toml_str(nb.password)}")
+            hold = nb.hold_time or self.hold_time
+            lines += ["  [neighbors.timers.config]", "    connect-retry = 1"]
+            if hold:
+                lines.append(f"    hold-time = {hold}")
+                lines.append(f"    keepalive-interval = {nb.keepalive or max(hold // 3, 1)}")
+            lines += ["  [neighbors.transport.config]", f"    remote-port = {nb.port}"]
+            if nb.passive:
+                lines.append("    passive-mode = true")
+            if nb.local_address:
+                lines.append(f"    local-address = {_toml_str(nb.local_address)}")
+            if nb.multihop:
+                lines += [
+                    "  [neighbors.ebgp-multihop.config]",
+                    "    enabled = true",
+                    f"    multihop-ttl = {nb.multihop}",
+                ]
+            for afi in ("ipv4-unicast", "ipv6-unicast"):
+                lines += [
+                    "  [[neighbors.afi-safis]]",
+                    "    [neighbors.afi-safis.config]",
+                    f"      afi-safi-name = {_toml_str(afi)}",
+                ]
+            lines.append("")
+        self.conf.write_text("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o600)
+        return self.conf
+
+    def _command(self) -> list[str]:
+        return [
+            "gobgpd",
+            "-f",
+            str(self.conf),
+            "-t",
+            "toml",
+            "--api-hosts",
+            f"127.0.0.1:{self.api_port}",
+            "--pprof-disable",
+            "-p",
+            "-l",
+            "info",
+        ]
+
+    def gobgp(self, *args: str, timeout: float = 5.0) -> str:
+        cp = self.lab.run(
+            self.ns,
+            ["gobgp", "-u", "127.0.0.1", "-p", str(self.api_port), *args],
+            check=False,
+            timeout=timeout,
+        )
+        if cp.returncode != 0:
+            raise LabError(
+                f"gobgp {' '.join(args)} failed: {cp.stdout.strip()} {cp.stderr.strip()}"
+            )
+        return cp.stdout
+
+    def gobgp_json(self, *args: str) -> Any:
+        out = self.gobgp(*args, "-j")
+        return json.loads(out) if out.strip() else None
+
+    def start(self, timeout: float = 10.0) -> float:
+        t = super().start(timeout)
+        for p in self.originate:
+            self.announce(p)
+        return t
+
+    def _ready(self) -> bool:
+        self.gobgp("global")
+        return True
+
+    def announce(self, prefix: str, next_hop: str | None = None) -> None:
+        """Add `prefix` to gobgpd's global RIB (exported to every neighbor)."""
+        pfx = _norm_prefix(prefix)
+        afi = "ipv6" if ":" in pfx else "ipv4"
+        nh = next_hop or ("::" if afi == "ipv6" else "0.0.0.0")
+        self.gobgp("global", "rib", "add", "-a", afi, pfx, "nexthop", nh)
+
+    def withdraw(self, prefix: str) -> None:
+        pfx = _norm_prefix(prefix)
+        afi = "ipv6" if ":" in pfx else "ipv4"
+        self.gobgp("global", "rib", "del", "-a", afi, pfx)
+
+    def sessions(self) -> dict[str, str]:
+        data = self.gobgp_json("neighbor") or []
+        res: dict[str, str] = {}
+        for n in data:
+            addr = n.get("conf", {}).get("neighbor_address") or n.get("state", {}).get(
+                "neighbor_address"
+            )
+            st = n.get("state", {}).get("session_state", "")
+            if addr:
+                res[str(ipaddress.ip_address(addr))] = _GOBGP_STATES.get(
+                    str(st).lower(), str(st) or "Idle"
+                )
+        return res
+
+    def rib(self, prefix: str) -> list[RibPath]:
+        pfx = _norm_prefix(prefix)
+        afi = "ipv6" if ":" in pfx else "ipv4"
+        try:
+            data = self.gobgp_json("global", "rib", "-a", afi, pfx)
+        except LabError as exc:
+            if "not found" in str(exc).lower() or "network not in table" in str(exc).lower():
+                return []
+            raise
+        paths: list[RibPath] = []
+        if not data:
+            return paths
+        for key, plist in data.items():
+            if _norm_prefix(key) != pfx:
+                continue
+            for p in plist:
+                asns: list[int] = []
+                nh = ""
+                lp = med = None
+                for attr in p.get("attrs", []):
+                    t = attr.get("type")
+                    if t == 2:
+                        for seg in attr.get("as_paths", []):
+                            asns += [int(x) for x in seg.get("asns", [])]
+                    elif t == 3:
+                        nh = str(attr.get("nexthop", ""))
+                    elif t == 14:
+                        nh = nh or str(attr.get("nexthop", ""))
+                    elif t == 5:
+                        lp = attr.get("value")
+                    elif t == 4:
+                        med = attr.get("metric")
+                paths.append(
+                    RibPath(
+                        prefix=pfx,
+                        next_hop=nh,
+                        as_path=tuple(asns),
+                        best=bool(p.get("best", False)),
+                        peer=p.get("neighbor-ip") or p.get("source-id"),
+                        local_pref=lp,
+                        med=med,
+                    )
+                )
+        return paths
+
+
+ROUTER_KINDS: dict[str, type[Router]] = {
+    "bird": BirdRouter,
+    "frr": FrrRouter,
+    "gobgp": GobgpRouter,
+}
+
+
+def make_router(kind: str, lab: Lab, ns: str, **kwargs: Any) -> Router:
+    """Build a router driver by kind name ("bird", "frr", "gobgp")."""
+    try:
+        cls = ROUTER_KINDS[kind]
+    except KeyError:
+        raise LabError(
+            f"unknown router kind {kind!r}; choose from {sorted(ROUTER_KINDS)}"
+        ) from None
+    return cls(lab, ns, **kwargs)

@@ -1,0 +1,154 @@
+"""The lab itself: topology, forwarding, BIRD ECMP, cleanup and the stale sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab.netns import MARKER_DIR, Lab, _proc_start_time, list_netns, make_tag, sweep_stale
+from lab.routers import BirdRouter, Neighbor
+from lab.topology import (
+    CLIENT_IP4,
+    NODE_AS,
+    ROUTER_AS,
+    ROUTER_IP4,
+    VIP4,
+    VIP4_ADDR,
+    build_topology,
+)
+
+pytestmark = pytest.mark.lab
+
+
+def _pids_in(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_topology_forwards_and_has_no_outside_route() -> None:
+    with Lab() as lab:
+        topo = build_topology(lab, 2, router_kind=None)
+        assert all(len(ns) <= 32 and ns.startswith(lab.tag) for ns in lab.namespaces)
+        n1, n2 = topo.nodes
+        assert topo.ping(topo.client_ns, n1.ip4)
+        assert topo.ping(topo.client_ns, n2.ip6)
+        assert topo.ping(n1.ns, CLIENT_IP4)
+        # The router's only routes are the lab's own segments.
+        routes = lab.ip_json(topo.router_ns, "route", "show")
+        assert all(r["dst"] != "default" for r in routes)
+        assert (
+            lab.run(
+                topo.router_ns, ["sysctl", "-n", "net.ipv4.fib_multipath_hash_policy"]
+            ).stdout.strip()
+            == "1"
+        )
+        # Nothing went into the host namespace.
+        host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert lab.tag not in host_links
+        # No route to anywhere outside the lab from a node.
+        assert not topo.ping(n1.ns, "198.18.0.1", timeout=0.3)
+
+
+def test_bird_ecmp_from_two_bgp_nodes_and_client_reaches_vip() -> None:
+    with Lab() as lab:
+        topo = build_topology(lab, 3, "bird")
+        router = topo.router
+        assert isinstance(router, BirdRouter)
+        speakers = []
+        for n in topo.nodes[:2]:
+            b = BirdRouter(
+                lab,
+                n.ns,
+                asn=NODE_AS,
+                router_id=n.ip4,
+                name=f"speaker-{n.name}",
+                neighbors=[Neighbor(ROUTER_IP4, ROUTER_AS)],
+                originate=[VIP4],
+                kernel_export=False,
+            )
+            b.start()
+            speakers.append(b)
+            topo.add_vip(n)
+        for n in topo.nodes[:2]:
+            router.wait_session(n.ip4)
+        assert router.session_state(topo.nodes[2].ip4) != "Established"
+        router.wait_kernel_nexthops(VIP4, {topo.nodes[0].ip4, topo.nodes[1].ip4})
+        paths = router.rib(VIP4)
+        assert {p.next_hop for p in paths} == {topo.nodes[0].ip4, topo.nodes[1].ip4}
+        assert all(p.as_path == (NODE_AS,) for p in paths)
+        assert topo.ping(topo.client_ns, VIP4_ADDR)
+        # A killed speaker's route goes at once (TCP closed by the kernel).
+        speakers[0].kill()
+        router.wait_kernel_nexthops(VIP4, {topo.nodes[1].ip4}, timeout=3)
+        assert topo.kernel_nexthops(VIP4) == {topo.nodes[1].ip4}
+
+
+def test_cleanup_on_exception_leaves_nothing_behind() -> None:
+    tag = ""
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"), Lab() as lab:
+        tag = lab.tag
+        topo = build_topology(lab, 1, "bird")
+        assert topo.router is not None and topo.router.pid is not None
+        pids = _pids_in(topo.router_ns)
+        assert pids
+        lab.popen(topo.nodes[0].ns, ["sleep", "30"])
+        raise RuntimeError("boom")
+    assert tag and not [ns for ns in list_netns() if ns.startswith(tag)]
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), pid
+    assert not (MARKER_DIR / f"{tag}.json").exists()
+
+
+def test_cleanup_on_sigterm_of_the_creating_process() -> None:
+    code = (
+        "import sys, time; sys.path.insert(0, '.');\n"
+        "from lab.netns import Lab\n"
+        "lab = Lab(); ns = lab.add_netns('x'); lab.popen(ns, ['sleep', '30'])\n"
+        "print(lab.tag, flush=True); time.sleep(30)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        tag = p.stdout.readline().strip()
+        assert tag.startswith("vg")
+        assert f"{tag}-x" in list_netns()
+        p.terminate()
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert f"{tag}-x" not in list_netns()
+
+
+def test_stale_sweep_removes_dead_runs_only() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale_tag = make_tag(pid=dead.pid, n=1)
+    live_tag = make_tag()  # this process: alive
+    created = []
+    try:
+        MARKER_DIR.mkdir(parents=True, exist_ok=True)
+        for tag, pid in ((stale_tag, dead.pid), (live_tag, os.getpid())):
+            start = _proc_start_time(pid) or "1"
+            (MARKER_DIR / f"{tag}.json").write_text(json.dumps({"pid": pid, "start": start}))
+            subprocess.run(["ip", "netns", "add", f"{tag}-a"], check=True)
+            created.append(f"{tag}-a")
+        t0 = time.monotonic()
+        removed = sweep_stale()
+        assert f"{stale_tag}-a" in removed
+        assert f"{live_tag}-a" not in removed
+        assert f"{stale_tag}-a" not in list_netns()
+        assert f"{live_tag}-a" in list_netns()
+        assert time.monotonic() - t0 < 10
+    finally:
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for tag in (stale_tag, live_tag):
+            (MARKER_DIR / f"{tag}.json").unlink(missing_ok=True)
