@@ -1,0 +1,416 @@
+"""Prometheus metrics of one ``vipgate manager``, and the HTTP endpoint that serves them.
+
+Every metric lives in a registry of our own (:class:`Metrics` makes one; the global default
+registry is not used), so tests can run several managers in one process. The manager and the
+speaker call small methods; :class:`Metrics` also satisfies the speaker's observer protocol
+(``session_state(peer, state)`` and ``message(peer, direction, msg_type)``).
+
+The endpoint (:meth:`Metrics.serve`) is an asyncio server with HTTP/1.1 parsed by h11: it costs
+nothing while idle (no thread, no poll loop; the daemon's budget is <= 0.3 s CPU per 60 s), keeps
+scrape connections alive, and negotiates the text or OpenMetrics format as prometheus_client does.
+It answers ``GET /metrics`` (and ``/``); other paths get 404, other methods 405.
+
+Metrics
+-------
+
+| name | type | labels | meaning |
+|---|---|---|---|
+| `vipgate_build_info` | gauge (info) | `version`, `python` | always 1; the running version |
+| `vipgate_probe_results_total` | counter | `outcome` | health checks by outcome: `ok`, `refused`, `reset`, `timeout`, `tls_verify`, `tls_hostname`, `tls_other`, `http_status`, `protocol`, `dns`, `other` |
+| `vipgate_probe_duration_seconds` | histogram | - | time to the response headers (or to the failure) of each check; buckets 1 ms .. 3 s |
+| `vipgate_probe_consecutive_failures` | gauge | - | failed checks in a row (the gate withdraws at `control_plane_health_check_failure_threshold`) |
+| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `unknown` (no check yet), `healthy`, `unhealthy`, `disabled` (no health check configured) |
+| `vipgate_gate_transitions_total` | counter | `reason` | gate decisions to announce or withdraw, by reason |
+| `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0 |
+| `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
+| `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
+| `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
+
+Useful queries: ``vipgate_prefix_announced == 0`` (a node is not carrying the VIP),
+``rate(vipgate_probe_results_total{outcome!="ok"}[5m])``, ``vipgate_bgp_session_established == 0``.
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import platform
+import re
+from dataclasses import dataclass, field
+
+import h11
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+
+from vipgate import __version__
+
+__all__ = [
+    "BGP_STATES",
+    "GATE_STATES",
+    "MESSAGE_TYPES",
+    "PROBE_BUCKETS",
+    "PROBE_OUTCOMES",
+    "Metrics",
+    "MetricsServer",
+]
+
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
+"""Histogram buckets (seconds) of the probe latency: 1 ms (a local apiserver) to 3 s (the
+default timeout); +Inf is added by prometheus_client."""
+
+PROBE_OUTCOMES = (
+    "ok",
+    "refused",
+    "reset",
+    "timeout",
+    "tls_verify",
+    "tls_hostname",
+    "tls_other",
+    "http_status",
+    "protocol",
+    "dns",
+    "other",
+)
+"""The outcomes pre-created at 0 (``ErrorKind`` values of the probe; ``ok`` for success)."""
+
+GATE_STATES = ("unknown", "healthy", "unhealthy", "disabled")
+
+BGP_STATES = {
+    "idle": 1,
+    "connect": 2,
+    "active": 3,
+    "opensent": 4,
+    "openconfirm": 5,
+    "established": 6,
+}
+"""BGP4-MIB (RFC 4273) ``bgpPeerState`` numbers, keyed by the state name folded to lower case
+without separators (``OpenSent``, ``OPEN_SENT`` and ``open-sent`` are all ``opensent``)."""
+
+MESSAGE_TYPES = ("open", "update", "notification", "keepalive", "route_refresh")
+DIRECTIONS = ("sent", "received")
+
+_DIRECTION_ALIASES = {
+    "sent": "sent",
+    "send": "sent",
+    "tx": "sent",
+    "out": "sent",
+    "outgoing": "sent",
+    "received": "received",
+    "receive": "received",
+    "recv": "received",
+    "rx": "received",
+    "in": "received",
+    "incoming": "received",
+}
+
+MAX_CONNECTIONS = 16  # concurrent scrape connections; more are closed at once
+IDLE_TIMEOUT = 30.0  # seconds a kept-alive scrape connection may sit idle
+_READ_SIZE = 65536
+
+
+def _word(value: object) -> str:
+    """An enum member or string as a lower-case label value."""
+    if isinstance(value, enum.Enum):
+        value = value.value if isinstance(value.value, str) else value.name
+    return str(value).strip().lower()
+
+
+def _fold(value: object) -> str:
+    return re.sub(r"[^a-z0-9]", "", _word(value))
+
+
+def _message_type(value: object) -> str:
+    folded = _fold(value)
+    for t in MESSAGE_TYPES:
+        if folded == t.replace("_", ""):
+            return t
+    return "other"
+
+
+class Metrics:
+    """The metrics of one manager, in a registry of their own.
+
+    Methods are cheap (a few dict look-ups) and never raise for unexpected label values: an
+    unknown message type counts as ``other``, an unknown BGP state as 0.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `*_created` series: they double the exposition and no dashboard of ours uses them.
+        # (A process-wide switch of prometheus_client; vipgate is the only user in its process.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Info("vipgate_build", "vipgate version", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.probe_results = Counter(
+            "vipgate_probe_results",
+            "Health checks by outcome (ok, or the probe's error kind).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in PROBE_OUTCOMES:
+            self.probe_results.labels(outcome)
+        self.probe_duration = Histogram(
+            "vipgate_probe_duration_seconds",
+            "Time to the response headers (or to the failure) of each health check.",
+            buckets=PROBE_BUCKETS,
+            registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "vipgate_probe_consecutive_failures",
+            "Failed health checks in a row.",
+            registry=r,
+        )
+        self.gate_state = Gauge(
+            "vipgate_gate_state",
+            "1 for the gate's current state (unknown, healthy, unhealthy, disabled), else 0.",
+            ["state"],
+            registry=r,
+        )
+        self.gate_transitions = Counter(
+            "vipgate_gate_transitions",
+            "Gate decisions to announce or withdraw, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.prefix_announced = Gauge(
+            "vipgate_prefix_announced",
+            "1 while the prefix is announced to the BGP peers, else 0.",
+            ["prefix"],
+            registry=r,
+        )
+        self.bgp_session_state = Gauge(
+            "vipgate_bgp_session_state",
+            "BGP FSM state (BGP4-MIB bgpPeerState): 1 Idle, 2 Connect, 3 Active, 4 OpenSent, "
+            "5 OpenConfirm, 6 Established, 0 unknown.",
+            ["peer"],
+            registry=r,
+        )
+        self.bgp_session_established = Gauge(
+            "vipgate_bgp_session_established",
+            "1 while the BGP session is Established, else 0.",
+            ["peer"],
+            registry=r,
+        )
+        self.bgp_messages = Counter(
+            "vipgate_bgp_messages",
+            "BGP messages sent and received, by type.",
+            ["peer", "direction", "type"],
+            registry=r,
+        )
+        self._peers: set[str] = set()
+        self._gate_states: list[str] = list(GATE_STATES)
+        self.gate("unknown", 0)
+
+    # ------------------------------------------------------------------ health
+    def probe(self, outcome: object, latency: float | None = None) -> None:
+        """Count one health check. ``outcome``: "ok" or the probe's ErrorKind (or its value)."""
+        word = _word(outcome)
+        if word in ("none", ""):
+            word = "ok"
+        self.probe_results.labels(word).inc()
+        if latency is not None and latency >= 0:
+            self.probe_duration.observe(latency)
+
+    def probe_result(self, result: object) -> None:
+        """Count a ``ProbeResult`` (anything with ``ok``, ``error`` and ``latency``)."""
+        ok = bool(getattr(result, "ok", False))
+        outcome = "ok" if ok else getattr(result, "error", "other")
+        latency = getattr(result, "latency", None)
+        self.probe(outcome, float(latency) if isinstance(latency, int | float) else None)
+
+    def gate(self, state: object, consecutive_failures: int | None = None) -> None:
+        """Set the gate's state (unknown/healthy/unhealthy/disabled) and the failure count."""
+        current = _word(state)
+        if current not in self._gate_states:
+            self._gate_states.append(current)
+        for s in self._gate_states:
+            self.gate_state.labels(s).set(1 if s == current else 0)
+        if consecutive_failures is not None:
+            self.consecutive_failures.set(consecutive_failures)
+
+    def transition(self, reason: object) -> None:
+        """Count one gate decision (announce or withdraw) by its reason."""
+        self.gate_transitions.labels(_word(reason) or "unspecified").inc()
+
+    def announced(self, prefix: object, announced: bool) -> None:
+        """Whether ``prefix`` is announced (in the Adj-RIB-Out) now."""
+        self.prefix_announced.labels(str(prefix)).set(1 if announced else 0)
+
+    # ------------------------------------------------------------------ BGP (speaker observer)
+    def session_state(self, peer: str, state: str) -> None:
+        """The speaker's observer: the session with ``peer`` entered ``state``."""
+        self._known_peer(peer)
+        code = BGP_STATES.get(_fold(state), 0)
+        self.bgp_session_state.labels(peer).set(code)
+        self.bgp_session_established.labels(peer).set(1 if code == 6 else 0)
+
+    def message(self, peer: str, direction: str, msg_type: str) -> None:
+        """The speaker's observer: one BGP message of ``msg_type`` sent to / received from peer."""
+        self._known_peer(peer)
+        d = _DIRECTION_ALIASES.get(_word(direction), "other")
+        self.bgp_messages.labels(peer, d, _message_type(msg_type)).inc()
+
+    def _known_peer(self, peer: str) -> None:
+        if peer in self._peers:
+            return
+        self._peers.add(peer)
+        for d in DIRECTIONS:
+            for t in MESSAGE_TYPES:
+                self.bgp_messages.labels(peer, d, t)
+        self.bgp_session_state.labels(peer).set(0)
+        self.bgp_session_established.labels(peer).set(0)
+
+    # ------------------------------------------------------------------ exposition
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) for a scrape with this Accept header."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def serve(self, host: str, port: int) -> MetricsServer:
+        """Start the HTTP endpoint on (host, port); host "" means every address. Port 0 picks one.
+
+        Use with ``config.prometheus_listen`` (None: metrics disabled, do not call).
+        """
+        server = MetricsServer(self)
+        await server.start(host, port)
+        return server
+
+
+@dataclass
+class MetricsServer:
+    """The asyncio HTTP endpoint of a :class:`Metrics`. ``await close()`` stops it."""
+
+    metrics: Metrics
+    server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    scrapes: int = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(
+            self._client, host=host or None, port=port, reuse_address=True
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (address, port) pairs actually bound (port 0 resolved)."""
+        if self.server is None:
+            return []
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self.server.sockets]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    async def close(self) -> None:
+        """Stop listening and close every scrape connection (bounded to 1 s)."""
+        if self.server is not None:
+            self.server.close()
+        for w in list(self._writers):
+            w.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        if self.server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.server.wait_closed()
+        self.server = None
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._writers) >= MAX_CONNECTIONS or task is None:
+            writer.close()
+            return
+        self._writers.add(writer)
+        self._tasks.add(task)
+        try:
+            await self._serve_connection(reader, writer)
+        except (ConnectionError, TimeoutError, h11.ProtocolError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request: h11.Request | None = None
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._respond(conn, writer, 400, b"bad request\n", "text/plain")
+                return
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    data = await reader.read(_READ_SIZE)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+                continue
+            if isinstance(event, h11.EndOfMessage) and request is not None:
+                await self._answer(conn, writer, request)
+                request = None
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+                continue
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+            # h11.Data (a request body): ignored
+
+    async def _answer(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request
+    ) -> None:
+        path = request.target.split(b"?", 1)[0]
+        if request.method not in (b"GET", b"HEAD"):
+            await self._respond(conn, writer, 405, b"method not allowed\n", "text/plain")
+            return
+        if path not in (b"/metrics", b"/"):
+            await self._respond(conn, writer, 404, b"not found; try /metrics\n", "text/plain")
+            return
+        accept = ""
+        for name, value in request.headers:
+            if name == b"accept":
+                accept = value.decode("latin-1")
+        body, content_type = self.metrics.exposition(accept)
+        self.scrapes += 1
+        await self._respond(conn, writer, 200, body, content_type, head=request.method == b"HEAD")
+
+    @staticmethod
+    async def _respond(
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        head: bool = False,
+    ) -> None:
+        headers = [
+            (b"Content-Type", content_type.encode("latin-1")),
+            (b"Content-Length", str(len(body)).encode()),
+        ]
+        data = conn.send(h11.Response(status_code=status, headers=headers))
+        if not head:
+            data += conn.send(h11.Data(data=body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+        writer.write(data or b"")
+        await writer.drain()

@@ -1,0 +1,310 @@
+"""Metrics: exposition after the manager's and speaker's calls, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import http.client
+import ipaddress
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from vipgate import __version__
+from vipgate.health.probe import ErrorKind, ProbeResult
+from vipgate.metrics import PROBE_BUCKETS, PROBE_OUTCOMES, Metrics
+
+
+def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition text, keyed by (name, sorted labels)."""
+    text = generate_latest(m.registry).decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    return samples(m)[(name, tuple(sorted(labels.items())))]
+
+
+def test_all_metric_names_are_vipgate_and_documented() -> None:
+    import vipgate.metrics as mod
+
+    m = Metrics()
+    names = {f.name for f in text_string_to_metric_families(generate_latest(m.registry).decode())}
+    assert names, "no metrics"
+    doc = mod.__doc__ or ""
+    for name in names:
+        assert name.startswith("vipgate_")
+        # prometheus_client strips _total from counter family names; the doc names the series.
+        assert f"`{name}" in doc, name
+
+
+def test_build_info() -> None:
+    m = Metrics()
+    s = samples(m)
+    [(key, v)] = [(k, v) for k, v in s.items() if k[0] == "vipgate_build_info"]
+    assert v == 1
+    assert ("version", __version__) in key[1]
+
+
+def test_registries_are_independent() -> None:
+    a, b = Metrics(), Metrics()
+    a.probe("ok", 0.01)
+    assert value(a, "vipgate_probe_results_total", outcome="ok") == 1
+    assert value(b, "vipgate_probe_results_total", outcome="ok") == 0
+
+
+def test_initial_state() -> None:
+    m = Metrics()
+    for outcome in PROBE_OUTCOMES:
+        assert value(m, "vipgate_probe_results_total", outcome=outcome) == 0
+    assert value(m, "vipgate_gate_state", state="unknown") == 1
+    for state in ("healthy", "unhealthy", "disabled"):
+        assert value(m, "vipgate_gate_state", state=state) == 0
+    assert value(m, "vipgate_probe_consecutive_failures") == 0
+
+
+def test_probe_outcomes_and_latency_histogram() -> None:
+    m = Metrics()
+    m.probe("ok", 0.0008)
+    m.probe("ok", 0.004)
+    m.probe(ErrorKind.REFUSED, 0.0002)
+    m.probe(ErrorKind.TIMEOUT, 3.0)
+    m.probe("http_status", 0.02)
+    m.probe(ErrorKind.NONE, 0.002)  # the probe's "no error" is ok
+    assert value(m, "vipgate_probe_results_total", outcome="ok") == 3
+    assert value(m, "vipgate_probe_results_total", outcome="refused") == 1
+    assert value(m, "vipgate_probe_results_total", outcome="timeout") == 1
+    assert value(m, "vipgate_probe_results_total", outcome="http_status") == 1
+    assert value(m, "vipgate_probe_results_total", outcome="tls_hostname") == 0
+    h = "vipgate_probe_duration_seconds"
+    assert value(m, h + "_count") == 6
+    assert value(m, h + "_sum") == pytest.approx(0.0008 + 0.004 + 0.0002 + 3.0 + 0.02 + 0.002)
+    assert value(m, h + "_bucket", le="0.001") == 2
+    assert value(m, h + "_bucket", le="0.005") == 4
+    assert value(m, h + "_bucket", le="0.025") == 5
+    assert value(m, h + "_bucket", le="3.0") == 6
+    assert value(m, h + "_bucket", le="+Inf") == 6
+    assert PROBE_BUCKETS[0] == 0.001
+    assert PROBE_BUCKETS[-1] == 3.0
+
+
+def test_probe_result_object() -> None:
+    m = Metrics()
+    m.probe_result(ProbeResult(True, 200, ErrorKind.NONE, "", 0.003))
+    m.probe_result(ProbeResult(False, None, ErrorKind.TLS_HOSTNAME, "mismatch", 0.01))
+    assert value(m, "vipgate_probe_results_total", outcome="ok") == 1
+    assert value(m, "vipgate_probe_results_total", outcome="tls_hostname") == 1
+    assert value(m, "vipgate_probe_duration_seconds_count") == 2
+
+
+def test_gate_state_is_one_hot_and_follows_the_gate() -> None:
+    class State(enum.Enum):
+        HEALTHY = "healthy"
+        UNHEALTHY = "unhealthy"
+
+    m = Metrics()
+    m.gate("healthy", 0)
+    m.gate("unhealthy", 3)
+    assert value(m, "vipgate_gate_state", state="unhealthy") == 1
+    assert value(m, "vipgate_gate_state", state="healthy") == 0
+    assert value(m, "vipgate_gate_state", state="unknown") == 0
+    assert value(m, "vipgate_probe_consecutive_failures") == 3
+    m.gate(State.HEALTHY, 0)
+    assert value(m, "vipgate_gate_state", state="healthy") == 1
+    assert value(m, "vipgate_gate_state", state="unhealthy") == 0
+    assert value(m, "vipgate_probe_consecutive_failures") == 0
+    m.gate("disabled")
+    on = [k[1] for k, v in samples(m).items() if k[0] == "vipgate_gate_state" and v == 1]
+    assert on == [(("state", "disabled"),)]
+
+
+def test_transitions_and_announced_prefix() -> None:
+    m = Metrics()
+    prefix = ipaddress.ip_network("203.0.113.100/32")
+    m.announced(prefix, True)
+    assert value(m, "vipgate_prefix_announced", prefix="203.0.113.100/32") == 1
+    m.transition("threshold_reached")
+    m.announced(prefix, False)
+    assert value(m, "vipgate_prefix_announced", prefix="203.0.113.100/32") == 0
+    m.transition("check_succeeded")
+    m.transition("check_succeeded")
+    m.announced("2001:db8:100::100/128", True)
+    assert value(m, "vipgate_prefix_announced", prefix="2001:db8:100::100/128") == 1
+    assert value(m, "vipgate_gate_transitions_total", reason="threshold_reached") == 1
+    assert value(m, "vipgate_gate_transitions_total", reason="check_succeeded") == 2
+
+
+def test_bgp_session_state_and_established() -> None:
+    m = Metrics()
+    peer = "192.0.2.1"
+    m.session_state(peer, "Connect")
+    assert value(m, "vipgate_bgp_session_state", peer=peer) == 2
+    assert value(m, "vipgate_bgp_session_established", peer=peer) == 0
+    for state, code in [("OpenSent", 4), ("OPEN_CONFIRM", 5), ("established", 6)]:
+        m.session_state(peer, state)
+        assert value(m, "vipgate_bgp_session_state", peer=peer) == code
+    assert value(m, "vipgate_bgp_session_established", peer=peer) == 1
+    m.session_state(peer, "Idle")
+    assert value(m, "vipgate_bgp_session_state", peer=peer) == 1
+    assert value(m, "vipgate_bgp_session_established", peer=peer) == 0
+    m.session_state("2001:db8:0:1::1", "Active")
+    assert value(m, "vipgate_bgp_session_state", peer="2001:db8:0:1::1") == 3
+    m.session_state(peer, "weird")
+    assert value(m, "vipgate_bgp_session_state", peer=peer) == 0
+
+
+def test_bgp_messages_by_peer_direction_type() -> None:
+    m = Metrics()
+    peer = "192.0.2.1"
+    m.message(peer, "sent", "OPEN")
+    m.message(peer, "received", "open")
+    for _ in range(3):
+        m.message(peer, "received", "KEEPALIVE")
+    m.message(peer, "sent", "UPDATE")
+    m.message(peer, "sent", "ROUTE-REFRESH")
+    m.message(peer, "sent", "bogus")
+    labels = {"peer": peer}
+    name = "vipgate_bgp_messages_total"
+    assert value(m, name, **labels, direction="sent", type="open") == 1
+    assert value(m, name, **labels, direction="received", type="open") == 1
+    assert value(m, name, **labels, direction="received", type="keepalive") == 3
+    assert value(m, name, **labels, direction="sent", type="keepalive") == 0
+    assert value(m, name, **labels, direction="sent", type="update") == 1
+    assert value(m, name, **labels, direction="received", type="update") == 0
+    assert value(m, name, **labels, direction="sent", type="route_refresh") == 1
+    assert value(m, name, **labels, direction="sent", type="other") == 1
+    assert value(m, name, **labels, direction="received", type="notification") == 0
+
+
+def test_satisfies_speaker_observer_protocol() -> None:
+    from typing import Protocol
+
+    class Observer(Protocol):
+        def session_state(self, peer: str, state: str) -> None: ...
+        def message(self, peer: str, direction: str, msg_type: str) -> None: ...
+
+    obs: Observer = Metrics()  # mypy checks the protocol here
+    obs.session_state("192.0.2.1", "Established")
+    obs.message("192.0.2.1", "sent", "UPDATE")
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP endpoint, over real HTTP on loopback
+# --------------------------------------------------------------------------------------------
+
+
+def _get(url: str, accept: str = "") -> tuple[int, str, str]:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_http_endpoint_scrape_keepalive_and_stop() -> None:
+    async def scenario() -> None:
+        m = Metrics()
+        m.probe("ok", 0.002)
+        m.announced("203.0.113.100/32", True)
+        m.session_state("192.0.2.1", "Established")
+        threads = threading.active_count()
+        server = await m.serve("127.0.0.1", 0)
+        assert threading.active_count() == threads  # no thread, no poll loop: idle is free
+        port = server.port
+        base = f"http://127.0.0.1:{port}"
+        try:
+            status, ctype, body = await asyncio.to_thread(_get, base + "/metrics")
+            assert status == 200
+            assert ctype.startswith("text/plain")
+            assert 'vipgate_probe_results_total{outcome="ok"} 1.0' in body
+            assert 'vipgate_prefix_announced{prefix="203.0.113.100/32"} 1.0' in body
+            assert 'vipgate_bgp_session_established{peer="192.0.2.1"} 1.0' in body
+
+            # The values follow the calls between scrapes.
+            m.announced("203.0.113.100/32", False)
+            _, _, body = await asyncio.to_thread(_get, base + "/metrics")
+            assert 'vipgate_prefix_announced{prefix="203.0.113.100/32"} 0.0' in body
+
+            # OpenMetrics when asked for.
+            status, ctype, body = await asyncio.to_thread(
+                _get, base + "/metrics", "application/openmetrics-text; version=1.0.0"
+            )
+            assert status == 200
+            assert ctype.startswith("application/openmetrics-text")
+            assert body.rstrip().endswith("# EOF")
+
+            assert (await asyncio.to_thread(_get, base + "/nope"))[0] == 404
+
+            def keepalive() -> list[tuple[int, int]]:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                out = []
+                try:
+                    for method in ("GET", "HEAD", "GET", "POST"):
+                        c.request(method, "/metrics")
+                        r = c.getresponse()
+                        out.append((r.status, len(r.read())))
+                finally:
+                    c.close()
+                return out
+
+            results = await asyncio.to_thread(keepalive)
+            assert [s for s, _ in results] == [200, 200, 200, 405]
+            assert results[0][1] > 0
+            assert results[1][1] == 0  # HEAD: no body
+            assert server.scrapes == 6
+        finally:
+            await server.close()
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+    asyncio.run(scenario())
+
+
+def test_http_endpoint_answers_garbage_with_400_and_survives() -> None:
+    async def scenario() -> None:
+        m = Metrics()
+        server = await m.serve("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                data = await reader.read()
+            assert data.startswith(b"HTTP/1.1 400")
+            writer.close()
+            status, _, _ = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
+            assert status == 200
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_close_ends_idle_keepalive_connections() -> None:
+    async def scenario() -> None:
+        m = Metrics()
+        server = await m.serve("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        async with asyncio.timeout(5):
+            await server.close()
+            # The server closed our idle connection: we read the rest of the body, then EOF.
+            rest = await reader.read()
+            while rest:
+                rest = await reader.read()
+        writer.close()
+
+    asyncio.run(scenario())
