@@ -389,8 +389,11 @@ class BirdRouter(Router):
                 body.append("  enable as4 off;")
             if not ebgp:
                 body.append("  direct;" if not nb.multihop else "")
-            exp4 = [p for p in (*self.originate, *nb.export) if ":" not in p]
-            exp6 = [p for p in (*self.originate, *nb.export) if ":" in p]
+            # Originated prefixes go to neighbors of their own address family only (an IPv6
+            # route over an IPv4 session would need an IPv6 next hop BIRD cannot pick here).
+            exp = [*self.originate, *nb.export]
+            exp4 = [p for p in exp if ":" not in p] if not nb.is_ipv6 else []
+            exp6 = [p for p in exp if ":" in p] if nb.is_ipv6 else []
             for v, exp in ((4, exp4), (6, exp6)):
                 ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
                 extra = " next hop self;" if not ebgp else ""

@@ -1,0 +1,564 @@
+"""A fake kube-apiserver for the lab: HTTPS /livez with behaviour a test can switch at runtime.
+
+Run inside a node namespace::
+
+    python -m lab.apiserver --cert apiserver.crt --key apiserver.key --control /tmp/x.ctl \
+        [--listen 0.0.0.0:6443 --listen [::]:6443] [--mode healthy] [--idle-timeout 90]
+
+Modes (``/livez``, ``/readyz`` and ``/healthz`` all follow the mode; other paths get 404):
+
+- ``healthy``       200 ``ok`` (``?verbose`` lists the checks, like the real one)
+- ``fail``          500 with a kube-style check list ending in ``livez check failed``
+- ``unauthorized``  401 with a JSON ``Status`` (anonymous auth disabled)
+- ``forbidden``     403 with a JSON ``Status`` (anonymous allowed, RBAC denies)
+- ``slow``          200 ``ok`` after ``delay_ms``
+- ``hang``          accepts TCP and TLS, reads the request, never answers
+- ``refuse``        listening sockets closed (connections refused) and open connections aborted,
+                    as if the process were gone; switching to any other mode listens again
+
+Control channel: a unix stream socket (``--control``), one JSON object per line each way::
+
+    {"cmd": "mode", "mode": "slow", "delay_ms": 1500}  -> {"ok": true, "mode": "slow", "t": <mono>}
+    {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...}
+    {"cmd": "reset"}   -> counters to zero
+    {"cmd": "ping"}
+
+``t`` is ``time.monotonic()`` (CLOCK_MONOTONIC, the same clock in every process on the machine)
+read after the change took effect, so a test knows exactly when the fault began.
+Idle keep-alive connections stay open until ``--idle-timeout`` seconds without a request (the
+real apiserver closes them after 90 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.utils
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.netns import Lab
+    from lab.pki import Pki
+    from lab.topology import Topology
+
+MODES = ("healthy", "fail", "unauthorized", "forbidden", "slow", "hang", "refuse")
+
+CHECKS = (
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+    "poststarthook/generic-apiserver-start-informers",
+    "poststarthook/priority-and-fairness-config-consumer",
+    "poststarthook/start-apiextensions-informers",
+    "poststarthook/start-apiextensions-controllers",
+    "poststarthook/crd-informer-synced",
+    "poststarthook/bootstrap-controller",
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/scheduling/bootstrap-system-priority-classes",
+    "poststarthook/start-cluster-authentication-info-controller",
+    "poststarthook/aggregator-reload-proxy-client-cert",
+    "poststarthook/apiservice-registration-controller",
+)
+MAX_HEAD = 16 * 1024
+
+
+def _status_json(code: int, reason: str, message: str) -> bytes:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return json.dumps(body, indent=2).encode() + b"\n"
+
+
+def check_list(passed: bool, endpoint: str = "livez") -> bytes:
+    lines = []
+    for c in CHECKS:
+        if not passed and c == "etcd":
+            lines.append(f"[-]{c} failed: reason withheld")
+        else:
+            lines.append(f"[+]{c} ok")
+    lines.append(f"{endpoint} check {'passed' if passed else 'failed'}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class FakeApiserver:
+    """The asyncio server (runs in the ``python -m lab.apiserver`` process)."""
+
+    def __init__(
+        self,
+        listen: Sequence[tuple[str | None, int]],
+        ssl_ctx: ssl.SSLContext,
+        control_path: Path,
+        mode: str = "healthy",
+        delay_ms: int = 0,
+        idle_timeout: float = 90.0,
+    ) -> None:
+        self.listen = list(listen)
+        self.ssl_ctx = ssl_ctx
+        self.control_path = control_path
+        self.mode = mode
+        self.delay_ms = delay_ms
+        self.idle_timeout = idle_timeout
+        self.handshakes = 0
+        self.requests = 0
+        self.responses = 0
+        self.servers: list[asyncio.Server] = []
+        self.conns: set[asyncio.StreamWriter] = set()
+        self.stopped = asyncio.Event()
+
+    # -- listening -------------------------------------------------------------------------
+    async def open_listeners(self) -> None:
+        if self.servers:
+            return
+        for host, port in self.listen:
+            fam = socket.AF_UNSPEC
+            if host is not None:
+                fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            srv = await asyncio.start_server(
+                self._client,
+                host=host,
+                port=port,
+                family=fam,
+                ssl=self.ssl_ctx,
+                reuse_address=True,
+                backlog=512,
+                ssl_handshake_timeout=10.0,
+            )
+            self.servers.append(srv)
+
+    def close_listeners(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        self.servers = []
+
+    def abort_connections(self) -> None:
+        for w in list(self.conns):
+            w.transport.abort()
+        self.conns.clear()
+
+    async def set_mode(self, mode: str, delay_ms: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+        if delay_ms is not None:
+            self.delay_ms = int(delay_ms)
+        self.mode = mode
+        if mode == "refuse":
+            self.close_listeners()
+            self.abort_connections()
+        else:
+            await self.open_listeners()
+
+    # -- HTTPS -----------------------------------------------------------------------------
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.handshakes += 1  # called once the TLS handshake completed
+        if self.mode == "refuse":  # accepted in the instant before the listener closed
+            writer.transport.abort()
+            return
+        self.conns.add(writer)
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(
+                        reader.readuntil(b"\r\n\r\n"), timeout=self.idle_timeout
+                    )
+                except (
+                    TimeoutError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    ConnectionError,
+                    ssl.SSLError,
+                ):
+                    return
+                self.requests += 1
+                keep = await self._request(head, reader, writer)
+                if not keep:
+                    return
+        except (ConnectionError, ssl.SSLError, OSError):
+            return
+        finally:
+            self.conns.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _request(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            await self._send(writer, 400, b"bad request\n", "text/plain; charset=utf-8", False)
+            return False
+        _method, target, version = parts
+        headers: dict[str, str] = {}
+        for h in lines[1:]:
+            if ":" in h:
+                k, v = h.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        clen = int(headers.get("content-length", "0") or "0")
+        if clen:
+            await reader.readexactly(min(clen, 1 << 20))
+        conn_hdr = headers.get("connection", "").lower()
+        keep = version == "HTTP/1.1" and "close" not in conn_hdr
+        path, _, query = target.partition("?")
+        mode = self.mode
+        if mode == "hang":
+            # Never answer; drain until the client gives up and closes.
+            with contextlib.suppress(Exception):
+                while await reader.read(65536):
+                    pass
+            return False
+        if mode == "refuse":
+            writer.transport.abort()
+            return False
+        if mode == "slow":
+            await asyncio.sleep(self.delay_ms / 1000.0)
+            if self.mode == "refuse":
+                return False
+        endpoint = path.strip("/")
+        if endpoint not in ("livez", "readyz", "healthz"):
+            body = _status_json(404, "NotFound", "the server could not find the requested resource")
+            await self._send(writer, 404, body, "application/json", keep)
+            return keep
+        if mode in ("healthy", "slow"):
+            body = check_list(True, endpoint) if "verbose" in query else b"ok"
+            await self._send(writer, 200, body, "text/plain; charset=utf-8", keep)
+        elif mode == "fail":
+            await self._send(
+                writer, 500, check_list(False, endpoint), "text/plain; charset=utf-8", keep
+            )
+        elif mode == "unauthorized":
+            body = _status_json(401, "Unauthorized", "Unauthorized")
+            await self._send(writer, 401, body, "application/json", keep)
+        elif mode == "forbidden":
+            msg = 'forbidden: User "system:anonymous" cannot get path "/' + endpoint + '"'
+            await self._send(
+                writer, 403, _status_json(403, "Forbidden", msg), "application/json", keep
+            )
+        return keep
+
+    async def _send(
+        self, writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str, keep: bool
+    ) -> None:
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            500: "Internal Server Error",
+        }[code]
+        hdrs = [
+            f"HTTP/1.1 {code} {reason}",
+            "Audit-Id: 00000000-0000-0000-0000-000000000000",
+            "Cache-Control: no-cache, private",
+            f"Content-Type: {ctype}",
+            "X-Content-Type-Options: nosniff",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            f"Content-Length: {len(body)}",
+        ]
+        if not keep:
+            hdrs.append("Connection: close")
+        writer.write(("\r\n".join(hdrs) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        self.responses += 1
+
+    # -- control ---------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "mode": self.mode,
+            "delay_ms": self.delay_ms,
+            "handshakes": self.handshakes,
+            "requests": self.requests,
+            "responses": self.responses,
+            "open": len(self.conns),
+            "listening": bool(self.servers),
+            "pid": os.getpid(),
+            "t": time.monotonic(),
+        }
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    msg = json.loads(line)
+                    cmd = msg.get("cmd")
+                    if cmd == "mode":
+                        await self.set_mode(str(msg["mode"]), msg.get("delay_ms"))
+                        reply: dict[str, Any] = {
+                            "ok": True,
+                            "mode": self.mode,
+                            "t": time.monotonic(),
+                        }
+                    elif cmd == "stats":
+                        reply = self.stats()
+                    elif cmd == "reset":
+                        self.handshakes = self.requests = self.responses = 0
+                        reply = self.stats()
+                    elif cmd == "ping":
+                        reply = self.stats()
+                    elif cmd == "stop":
+                        reply = {"ok": True, "t": time.monotonic()}
+                        self.stopped.set()
+                    else:
+                        reply = {"ok": False, "error": f"unknown cmd {cmd!r}"}
+                except Exception as exc:
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def run(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.control_path.unlink()
+        ctl = await asyncio.start_unix_server(self._control, path=str(self.control_path))
+        if self.mode != "refuse":
+            await self.open_listeners()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopped.set)
+        # Ready: the control socket answers (tests wait for "ping").
+        await self.stopped.wait()
+        ctl.close()
+        self.close_listeners()
+        self.abort_connections()
+        with contextlib.suppress(FileNotFoundError):
+            self.control_path.unlink()
+
+
+def make_ssl_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def parse_listen(s: str) -> tuple[str | None, int]:
+    """``0.0.0.0:6443``, ``[::]:6443``, ``:6443`` (all addresses) -> (host, port)."""
+    if s.startswith("["):
+        host, _, port = s[1:].partition("]:")
+        return host, int(port)
+    host, _, port = s.rpartition(":")
+    return (host or None), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab.apiserver", description=__doc__.split("\n")[0])
+    ap.add_argument("--listen", action="append", default=[], help="ADDR:PORT (repeatable)")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--control", required=True, help="unix socket path for the control channel")
+    ap.add_argument("--mode", default="healthy", choices=MODES)
+    ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--idle-timeout", type=float, default=90.0)
+    a = ap.parse_args(argv)
+    listen = [parse_listen(x) for x in (a.listen or ["0.0.0.0:6443", "[::]:6443"])]
+    srv = FakeApiserver(
+        listen,
+        make_ssl_context(a.cert, a.key),
+        Path(a.control),
+        mode=a.mode,
+        delay_ms=a.delay_ms,
+        idle_timeout=a.idle_timeout,
+    )
+    asyncio.run(srv.run())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Test side: control client and process handle
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiserverStats:
+    mode: str
+    handshakes: int  # TLS handshakes completed since start/reset
+    requests: int  # HTTP requests received
+    responses: int  # HTTP responses sent
+    open: int  # connections open now
+    listening: bool
+    t: float  # monotonic time of the reading
+
+
+class ApiserverControl:
+    """Synchronous client for the control socket (a few hundred microseconds per call)."""
+
+    def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+
+    def request(self, **msg: Any) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(self.timeout)
+            s.connect(self.path)
+            s.sendall(json.dumps(msg).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        reply: dict[str, Any] = json.loads(buf)
+        if not reply.get("ok"):
+            raise RuntimeError(f"apiserver control: {reply.get('error')}")
+        return reply
+
+    def set_mode(self, mode: str, delay_ms: int | None = None) -> float:
+        """Switch mode; returns the monotonic time at which the new mode took effect."""
+        msg: dict[str, Any] = {"cmd": "mode", "mode": mode}
+        if delay_ms is not None:
+            msg["delay_ms"] = delay_ms
+        return float(self.request(**msg)["t"])
+
+    def stats(self) -> ApiserverStats:
+        r = self.request(cmd="stats")
+        return ApiserverStats(
+            mode=r["mode"],
+            handshakes=r["handshakes"],
+            requests=r["requests"],
+            responses=r["responses"],
+            open=r["open"],
+            listening=r["listening"],
+            t=r["t"],
+        )
+
+    def reset(self) -> None:
+        self.request(cmd="reset")
+
+    def ping(self) -> bool:
+        return bool(self.request(cmd="ping")["ok"])
+
+
+class Apiserver:
+    """A fake apiserver process in a lab namespace, with its control client."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        ns: str,
+        cert: str | Path,
+        key: str | Path,
+        *,
+        name: str = "apiserver",
+        listen: Sequence[str] = ("0.0.0.0:6443", "[::]:6443"),
+        mode: str = "healthy",
+        delay_ms: int = 0,
+        idle_timeout: float = 90.0,
+    ) -> None:
+        self.lab = lab
+        self.ns = ns
+        self.cert = Path(cert)
+        self.key = Path(key)
+        self.name = name
+        self.listen = list(listen)
+        self.initial_mode = mode
+        self.delay_ms = delay_ms
+        self.idle_timeout = idle_timeout
+        self.control_path = lab.workdir / f"{name}.ctl"
+        self.control = ApiserverControl(self.control_path)
+        self.proc: Any = None
+
+    def __repr__(self) -> str:
+        return f"Apiserver(name={self.name!r}, ns={self.ns!r})"
+
+    def launch(self) -> None:
+        """Start the process without waiting (see wait_ready)."""
+        from lab.netns import python_cmd
+
+        args = ["--cert", str(self.cert), "--key", str(self.key)]
+        args += ["--control", str(self.control_path), "--mode", self.initial_mode]
+        args += ["--delay-ms", str(self.delay_ms), "--idle-timeout", str(self.idle_timeout)]
+        for lst in self.listen:
+            args += ["--listen", lst]
+        self.proc = self.lab.popen(self.ns, python_cmd("lab.apiserver", *args), log_name=self.name)
+
+    def wait_ready(self, timeout: float = 10.0) -> float:
+        from lab.netns import LabError
+        from lab.wait import wait_for
+
+        def ready() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise LabError(f"apiserver {self.name} exited:\n{self.lab.read_log(self.name)}")
+            return self.control_path.exists() and self.control.ping()
+
+        return wait_for(ready, timeout, 0.02, what=f"fake apiserver {self.name}")
+
+    def start(self, timeout: float = 10.0) -> float:
+        """Start the process and wait until its control socket answers; return seconds."""
+        t0 = time.monotonic()
+        self.launch()
+        self.wait_ready(timeout)
+        return time.monotonic() - t0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+            self.proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return int(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
+
+    def set_mode(self, mode: str, delay_ms: int | None = None) -> float:
+        return self.control.set_mode(mode, delay_ms)
+
+    def stats(self) -> ApiserverStats:
+        return self.control.stats()
+
+
+def start_apiservers(
+    topo: Topology,
+    pki: Pki | None = None,
+    *,
+    extra_ips: Sequence[str] = ("203.0.113.100", "2001:db8:100::100"),
+    **kwargs: Any,
+) -> tuple[Pki, dict[str, Apiserver]]:
+    """Make a kubeadm-shaped PKI (unless given) and start one fake apiserver per node.
+
+    Returns (pki, {node name: Apiserver}). The serving certificates name the node, the node's
+    IPs and `extra_ips` (the VIP, as kubeadm's controlPlaneEndpoint would), never localhost.
+    """
+    from lab.pki import make_pki
+
+    if pki is None:
+        pki = make_pki(
+            topo.lab.workdir / "pki",
+            [(n.name, [n.ip4, n.ip6]) for n in topo.nodes],
+            extra_ips=extra_ips,
+        )
+    servers: dict[str, Apiserver] = {}
+    for n in topo.nodes:
+        nc = pki.node(n.name)
+        a = Apiserver(topo.lab, n.ns, nc.cert, nc.key, name=f"apiserver-{n.name}", **kwargs)
+        servers[n.name] = a
+    for a in servers.values():  # start all, then wait: parallel startup
+        a.launch()
+    for a in servers.values():
+        a.wait_ready()
+    return pki, servers
+
+
+if __name__ == "__main__":
+    sys.exit(main())
