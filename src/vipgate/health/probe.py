@@ -1,0 +1,758 @@
+"""The health probe: one HTTP(S) GET per call, on a keep-alive connection the probe owns.
+
+What it does
+------------
+``Probe.check()`` sends ``GET <path>`` to the configured URL and returns a small frozen
+:class:`ProbeResult`: ``ok`` (status exactly 200 within the timeout), the status, an
+:class:`ErrorKind` and a one-line text, the latency to the response headers. It makes no
+decisions; the gate (``vipgate.health.gate``) does.
+
+Theory of operation
+-------------------
+* HTTP/1.1 is parsed and written by h11 (sans-I/O). The bytes move through a tiny
+  ``asyncio.Protocol`` (:class:`_Conn`) owned by the probe, not through streams: asyncio calls
+  ``connection_lost`` the moment the server closes the connection, even while no check is
+  running, so the probe notices an idle close at once without a reader task. Such a close is not
+  a failure: ``on_close`` is called, :attr:`Probe.peer_closed` is set and the next check simply
+  reconnects. (kube-apiserver closes idle connections after 90 s.)
+* The connection is kept alive across checks: in steady state a check is one write and one read
+  on an established TLS session -- no handshake, no SSL context creation, no thread.
+* One deadline per check (``timeout``) covers name resolution, TCP connect, TLS handshake and
+  the response headers. The body is then read up to ``body_limit`` bytes (64 KiB) and discarded;
+  the result is decided by the headers already, the body only decides whether the connection can
+  be reused.
+* Anything but a clean 200 exchange drops the connection, so the next check starts fresh. A
+  request on a *reused* connection that the server closed before sending a byte is retried once
+  on a new connection within the same deadline (the idle-close race every HTTP client has).
+* TLS: verified against ``ca_path`` or, when empty, the system trust store (OpenSSL's default
+  verify paths). ``server_name``, when set, is the name the certificate must carry and the SNI,
+  while the TCP connection goes to the URL's host. On a hostname mismatch the probe makes one
+  more short handshake with hostname checking off (the chain is still verified) to read the
+  names the certificate does carry, for the gate's teaching message; it caches them for the
+  failure episode.
+* Redirects are not followed (3xx is a failure); no proxy is consulted; ``http://`` works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import http
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+__all__ = [
+    "BODY_LIMIT",
+    "ErrorKind",
+    "PeerCertificate",
+    "Probe",
+    "ProbeResult",
+]
+
+BODY_LIMIT = 64 * 1024
+"""Bytes of response body read (and discarded) at most; beyond it the connection is dropped."""
+
+_READ_HIGH_WATER = 128 * 1024  # pause the transport when this much is buffered unread
+_KEEP_TEXT = 240  # bytes of a non-200 body quoted in the error text
+_USER_AGENT = b"vipgate-health-probe/0.1"
+
+# OpenSSL X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_EMAIL_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_NAME_MISMATCH_CODES = frozenset({62, 63, 64})
+
+
+class ErrorKind(enum.Enum):
+    """Why a check failed (``NONE`` when it succeeded)."""
+
+    NONE = "none"
+    REFUSED = "refused"  # TCP connection refused (nothing listens)
+    RESET = "reset"  # connection reset or closed by the server before the response headers
+    TIMEOUT = "timeout"  # no response headers within the timeout
+    TLS_VERIFY = "tls_verify"  # certificate chain not trusted (wrong CA, expired, ...)
+    TLS_HOSTNAME = "tls_hostname"  # chain fine but the certificate does not name the host
+    TLS_OTHER = "tls_other"  # any other TLS failure (handshake, protocol version, CA file)
+    HTTP_STATUS = "http_status"  # a response other than 200 (3xx included: not followed)
+    PROTOCOL = "protocol"  # not valid HTTP/1.1
+    DNS = "dns"  # the URL's host name does not resolve
+    OTHER = "other"  # anything else (unreachable network, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one check.
+
+    ``cert_names`` is filled on a ``TLS_HOSTNAME`` failure when the names could be read;
+    ``verified_name`` is the name the certificate is checked against (``server_name`` or the
+    URL's host; "" for http://); ``ca_path`` is the CA file ("" = system trust store).
+    """
+
+    ok: bool
+    status: int | None
+    error: ErrorKind
+    text: str
+    latency: float
+    new_connection: bool = False
+    cert_names: tuple[str, ...] = ()
+    verified_name: str = ""
+    ca_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCertificate:
+    """A summary of the server certificate seen on the last TLS handshake (for `vipgate check`).
+
+    ``verified`` is True when the chain verified against the configured trust; ``name_matches``
+    is True when the certificate also names ``verified_name``.
+    """
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]
+    not_before: str
+    not_after: str
+    verified_name: str
+    trust: str
+    verified: bool
+    name_matches: bool
+
+
+class _Failure(Exception):
+    """Internal: a classified failure of the current check."""
+
+    def __init__(
+        self, kind: ErrorKind, text: str, *, cert_names: tuple[str, ...] = (), stale: bool = False
+    ) -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.text = text
+        self.cert_names = cert_names
+        self.stale = stale  # closed before any response byte (retry-able on a reused connection)
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP (+TLS) connection: buffers received bytes and reports closes. No parsing here."""
+
+    def __init__(self, on_lost: Callable[[_Conn], None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.http = h11.Connection(h11.CLIENT)
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost = False
+        self.lost_exc: BaseException | None = None
+        self.busy = False  # a request is in flight
+        self.dropped = False  # closed by us
+        self.received = 0  # bytes received during the current request
+        self.eof_fed = False
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_lost = on_lost
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:
+            # Nothing was asked: a server must not speak now. Unusable; close it.
+            self.eof = True
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.buffer += data
+        self.received += len(data)
+        if len(self.buffer) > _READ_HIGH_WATER and not self._paused and self.transport:
+            self.transport.pause_reading()
+            self._paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.lost_exc = exc
+        self._wake()
+        self._on_lost(self)
+
+    # -- used by the probe
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if self._paused and self.transport is not None and not self.lost:
+            self.transport.resume_reading()
+            self._paused = False
+        return data
+
+    async def wait(self) -> None:
+        if self.buffer or self.eof or self.lost:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def wait_lost(self) -> None:
+        while not self.lost:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def drop(self) -> None:
+        self.dropped = True
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+
+
+class _Progress:
+    """Where the current check is (for the timeout text) and what it has seen so far."""
+
+    __slots__ = ("new_connection", "stage", "started", "status")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.stage = "connecting"
+        self.status: int | None = None
+        self.new_connection = False
+
+
+def _fmt_name(rdns: Any) -> str:
+    """Render getpeercert()'s subject/issuer tuple as 'CN=x, O=y'."""
+    short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU"}
+    parts: list[str] = []
+    for rdn in rdns or ():
+        for key, value in rdn:
+            parts.append(f"{short.get(key, key)}={value}")
+    return ", ".join(parts)
+
+
+def _san_names(cert: dict[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.append(str(value))
+        elif kind == "IP Address":
+            text = str(value).strip()
+            try:
+                names.append(ipaddress.ip_address(text).compressed)
+            except ValueError:
+                names.append(text)
+    return tuple(names)
+
+
+def _name_in(names: tuple[str, ...], name: str) -> bool:
+    """True if ``name`` is among the certificate names (exact or one-label wildcard)."""
+    n = name.lower().rstrip(".")
+    with contextlib.suppress(ValueError):
+        n = ipaddress.ip_address(n).compressed
+    for cand in names:
+        c = cand.lower()
+        if c == n:
+            return True
+        if c.startswith("*.") and "." in n and n.split(".", 1)[1] == c[2:]:
+            return True
+    return False
+
+
+def _one_line(raw: bytes) -> str:
+    text = raw[:_KEEP_TEXT].decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Probe:
+    """A long-lived health probe for one URL. Create once; call :meth:`check` once per tick.
+
+    ``Probe(url, timeout, ca_path, server_name)``; ``await probe.check()`` -> :class:`ProbeResult`;
+    ``await probe.close()``. Checks must not overlap (a second concurrent call raises).
+    ``on_close`` is called (with no argument) when the server closes the idle keep-alive
+    connection; :attr:`peer_closed` is set at the same moment and cleared on the next connect.
+    Counters: :attr:`checks`, :attr:`tcp_connects`, :attr:`tls_handshakes` (attempts begun),
+    :attr:`peer_closes`. :attr:`peer_certificate` is the last certificate seen (or None).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        ca_path: str = "",
+        server_name: str = "",
+        *,
+        on_close: Callable[[], None] | None = None,
+        body_limit: int = BODY_LIMIT,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"health-check URL must be http:// or https://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"health-check URL has no host: {url!r}")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.url = url
+        self.timeout = float(timeout)
+        self.ca_path = ca_path
+        self.server_name = server_name
+        self.body_limit = body_limit
+        self.on_close = on_close
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        self._target = target.encode("ascii", "strict")
+        authority = parts.netloc.rpartition("@")[2]
+        self._headers = [
+            (b"Host", authority.encode("idna") if not _is_ip(self._host) else authority.encode()),
+            (b"User-Agent", _USER_AGENT),
+            (b"Accept", b"*/*"),
+        ]
+        self.verified_name = (server_name or self._host) if self._tls else ""
+        self._trust = f"CA file {ca_path}" if ca_path else "the system trust store"
+        self._ctx: ssl.SSLContext | None = None
+        self._ctx_names: ssl.SSLContext | None = None  # hostname check off, chain still verified
+        self._conn: _Conn | None = None
+        self._busy = False
+        self._mismatch_names: tuple[str, ...] | None = None
+        self.peer_closed = asyncio.Event()
+        self.peer_certificate: PeerCertificate | None = None
+        self.checks = 0
+        self.tcp_connects = 0
+        self.tls_handshakes = 0
+        self.peer_closes = 0
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def connected(self) -> bool:
+        """True while a kept-alive connection is open and reusable."""
+        c = self._conn
+        return c is not None and not c.lost and not c.eof
+
+    async def check(self) -> ProbeResult:
+        """One GET; never raises for network/HTTP/TLS trouble (that is the result)."""
+        if self._busy:
+            raise RuntimeError("Probe.check() called while a check is running")
+        self._busy = True
+        self.checks += 1
+        loop = asyncio.get_running_loop()
+        prog = _Progress(loop.time())
+        try:
+            return await self._check(loop, prog)
+        except BaseException:
+            self._drop()  # cancelled by the caller: the connection state is unknown
+            raise
+        finally:
+            self._busy = False
+
+    async def close(self) -> None:
+        """Close the connection (politely, bounded to 1 s)."""
+        conn, self._conn = self._conn, None
+        if conn is None or conn.transport is None or conn.lost:
+            return
+        conn.dropped = True
+        conn.transport.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await conn.wait_lost()
+        except TimeoutError:
+            conn.transport.abort()
+
+    # ------------------------------------------------------------------ the check
+    async def _check(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> ProbeResult:
+        deadline = prog.started + self.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._exchange(loop, prog)
+        except TimeoutError:
+            self._drop()
+            if prog.status is not None:  # headers arrived in time, body did not: headers decide
+                return self._status_result(loop, prog)
+            return self._fail(
+                loop,
+                prog,
+                ErrorKind.TIMEOUT,
+                f"no response headers within {self.timeout:g} s (while {prog.stage})",
+            )
+        except _Failure as f:
+            self._drop()
+            return self._fail(loop, prog, f.kind, f.text, f.cert_names)
+
+    async def _exchange(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> ProbeResult:
+        for attempt in (0, 1):
+            conn = self._conn
+            reused = conn is not None and not conn.lost and not conn.eof
+            if conn is None or not reused:
+                self._drop()
+                conn = await self._connect(loop, prog)
+                self._conn = conn
+                prog.new_connection = True
+            try:
+                return await self._request(loop, conn, prog)
+            except _Failure as f:
+                if not (f.stale and reused and attempt == 0):
+                    raise
+                self._drop()  # the server closed it under us: one retry on a new connection
+        raise AssertionError("unreachable")
+
+    async def _request(
+        self, loop: asyncio.AbstractEventLoop, conn: _Conn, prog: _Progress
+    ) -> ProbeResult:
+        assert conn.transport is not None
+        hc = conn.http
+        conn.busy = True
+        conn.received = 0
+        prog.stage = "sending the request"
+        try:
+            data = hc.send(h11.Request(method=b"GET", target=self._target, headers=self._headers))
+            data += hc.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as e:
+            raise _Failure(ErrorKind.PROTOCOL, f"cannot send the request: {e}") from e
+        if conn.lost or conn.eof:
+            raise _Failure(ErrorKind.RESET, "connection closed by the server", stale=True)
+        conn.transport.write(data)
+        prog.stage = "waiting for the response headers"
+        while True:
+            try:
+                event = hc.next_event()
+            except h11.RemoteProtocolError as e:
+                raise _Failure(ErrorKind.PROTOCOL, f"invalid HTTP response: {e}") from e
+            if event is h11.NEED_DATA:
+                await self._pump(conn, headers_done=False)
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                prog.status = event.status_code
+                latency = loop.time() - prog.started
+                break
+            raise _Failure(ErrorKind.PROTOCOL, f"unexpected HTTP event {type(event).__name__}")
+
+        # Headers are in: the result is decided. Read the body (bounded) only to reuse the
+        # connection, keeping a little of it for the text of a failure.
+        prog.stage = "reading the response body"
+        location = b""
+        if 300 <= event.status_code < 400:
+            for name, value in event.headers:
+                if name == b"location":
+                    location = value
+        keep = bytearray()
+        total = 0
+        reusable = event.status_code == 200
+        while True:
+            try:
+                ev = hc.next_event()
+            except h11.RemoteProtocolError:
+                reusable = False
+                break
+            if ev is h11.NEED_DATA:
+                if not await self._pump(conn, headers_done=True):
+                    reusable = False
+                    break
+                continue
+            if isinstance(ev, h11.Data):
+                total += len(ev.data)
+                if event.status_code != 200 and len(keep) < _KEEP_TEXT:
+                    keep += ev.data[: _KEEP_TEXT - len(keep)]
+                if total > self.body_limit:
+                    reusable = False
+                    break
+                continue
+            if isinstance(ev, h11.EndOfMessage):
+                break
+            reusable = False  # ConnectionClosed or anything odd
+            break
+        conn.busy = False
+        if reusable and hc.our_state is h11.DONE and hc.their_state is h11.DONE:
+            hc.start_next_cycle()
+        else:
+            self._drop()
+        if event.status_code == 200:
+            self._mismatch_names = None
+            return ProbeResult(
+                ok=True,
+                status=200,
+                error=ErrorKind.NONE,
+                text="",
+                latency=latency,
+                new_connection=prog.new_connection,
+                verified_name=self.verified_name,
+                ca_path=self.ca_path,
+            )
+        text = self._status_text(event.status_code, event.reason, bytes(keep), location)
+        return ProbeResult(
+            ok=False,
+            status=event.status_code,
+            error=ErrorKind.HTTP_STATUS,
+            text=text,
+            latency=latency,
+            new_connection=prog.new_connection,
+            verified_name=self.verified_name,
+            ca_path=self.ca_path,
+        )
+
+    async def _pump(self, conn: _Conn, *, headers_done: bool) -> bool:
+        """Feed h11 the next received bytes (waiting for them). False: the peer closed."""
+        await conn.wait()
+        data = conn.take()
+        if data:
+            conn.http.receive_data(data)
+            return True
+        # closed (EOF or lost) with nothing buffered
+        if not headers_done:
+            exc = conn.lost_exc
+            if conn.received == 0:
+                why = f"connection {'reset' if exc else 'closed'} by the server before the response"
+                if exc is not None:
+                    why += f" ({exc})"
+                raise _Failure(ErrorKind.RESET, why, stale=True)
+            raise _Failure(ErrorKind.RESET, "connection closed by the server mid-response")
+        # body phase and the peer closed: let h11 see the EOF once (ends a close-delimited
+        # body, or makes a truncated one an error)
+        if conn.eof_fed:
+            return False
+        conn.eof_fed = True
+        conn.http.receive_data(b"")
+        return True
+
+    # ------------------------------------------------------------------ connecting
+    def _context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
+        """The SSL context, created once (and only again after a failure to create it)."""
+        ctx = self._ctx if check_hostname else self._ctx_names
+        if ctx is not None:
+            return ctx
+        try:
+            # cafile=None: create_default_context loads OpenSSL's default verify paths.
+            ctx = ssl.create_default_context(cafile=self.ca_path or None)
+        except (OSError, ssl.SSLError) as e:
+            raise _Failure(
+                ErrorKind.TLS_OTHER, f"cannot load the CA file {self.ca_path}: {e}"
+            ) from e
+        if check_hostname:
+            self._ctx = ctx
+        else:
+            ctx.check_hostname = False  # verify_mode stays CERT_REQUIRED: the chain is checked
+            self._ctx_names = ctx
+        return ctx
+
+    async def _addresses(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, str]]:
+        host = self._host
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, host)]
+        try:
+            infos = await loop.getaddrinfo(host, self._port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise _Failure(ErrorKind.DNS, f"cannot resolve {host}: {e.strerror}") from e
+        seen: list[tuple[int, str]] = []
+        for family, _t, _p, _c, sockaddr in infos:
+            item = (int(family), str(sockaddr[0]))
+            if item not in seen:
+                seen.append(item)
+        return seen
+
+    async def _open_tcp(self, loop: asyncio.AbstractEventLoop, conn: _Conn) -> asyncio.Transport:
+        errors: list[tuple[str, OSError]] = []
+        for family, addr in await self._addresses(loop):
+            self.tcp_connects += 1
+            try:
+                transport, _ = await loop.create_connection(
+                    lambda: conn, addr, self._port, family=family
+                )
+            except OSError as e:
+                errors.append((addr, e))
+                continue
+            return transport
+        where = ", ".join(f"{_hostport(a, self._port)}" for a, _ in errors)
+        if errors and all(isinstance(e, ConnectionRefusedError) for _, e in errors):
+            raise _Failure(ErrorKind.REFUSED, f"connection refused ({where})")
+        first = errors[0][1] if errors else OSError("no address")
+        if isinstance(first, TimeoutError):
+            raise _Failure(ErrorKind.TIMEOUT, f"connect timed out ({where})")
+        raise _Failure(ErrorKind.OTHER, f"cannot connect ({where}): {first.strerror or first}")
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> _Conn:
+        ctx = self._context() if self._tls else None
+        prog.stage = "connecting"
+        conn = _Conn(self._conn_lost)
+        transport = await self._open_tcp(loop, conn)
+        if ctx is None:
+            self.peer_closed.clear()
+            return conn
+        prog.stage = "the TLS handshake"
+        self.tls_handshakes += 1
+        try:
+            tls = await loop.start_tls(transport, conn, ctx, server_hostname=self.verified_name)
+        except ssl.SSLCertVerificationError as e:
+            raise await self._verify_failure(loop, e) from e
+        except ssl.SSLError as e:
+            raise _Failure(ErrorKind.TLS_OTHER, f"TLS handshake failed: {e.reason or e}") from e
+        except (ConnectionError, OSError) as e:
+            raise _Failure(
+                ErrorKind.RESET, f"connection closed during the TLS handshake: {e}"
+            ) from e
+        if tls is None:
+            raise _Failure(ErrorKind.TLS_OTHER, "TLS handshake failed: no transport")
+        conn.transport = tls
+        self._remember_cert(tls, verified=True)
+        self.peer_closed.clear()
+        return conn
+
+    async def _verify_failure(
+        self, loop: asyncio.AbstractEventLoop, e: ssl.SSLCertVerificationError
+    ) -> _Failure:
+        message = str(getattr(e, "verify_message", "") or e.reason or e)
+        code = getattr(e, "verify_code", None)
+        if code in _NAME_MISMATCH_CODES or "mismatch" in message.lower():
+            names = self._mismatch_names
+            if names is None:
+                names = await self._fetch_names(loop)
+                self._mismatch_names = names
+            listed = ", ".join(names) if names else "(names unavailable)"
+            return _Failure(
+                ErrorKind.TLS_HOSTNAME,
+                f"certificate verify failed: {message.rstrip('.')}; the certificate names {listed}",
+                cert_names=names,
+            )
+        return _Failure(
+            ErrorKind.TLS_VERIFY,
+            f"certificate verify failed: {message} (verified against {self._trust})",
+        )
+
+    async def _fetch_names(self, loop: asyncio.AbstractEventLoop) -> tuple[str, ...]:
+        """Failure path only: one short handshake, hostname check off, to read the names."""
+        conn = _Conn(lambda c: None)
+        conn.dropped = True
+        try:
+            ctx = self._context(check_hostname=False)
+            transport = await self._open_tcp(loop, conn)
+            self.tls_handshakes += 1
+            tls = await loop.start_tls(transport, conn, ctx, server_hostname=self.verified_name)
+        except (_Failure, OSError, ssl.SSLError):
+            conn.drop()
+            return ()
+        if tls is None:
+            return ()
+        conn.transport = tls
+        summary = self._remember_cert(tls, verified=True)
+        tls.abort()
+        return summary.names if summary else ()
+
+    def _remember_cert(
+        self, tls: asyncio.BaseTransport, *, verified: bool
+    ) -> PeerCertificate | None:
+        obj = tls.get_extra_info("ssl_object")
+        cert = obj.getpeercert() if obj is not None else None
+        if not cert:
+            return None
+        names = _san_names(cert)
+        summary = PeerCertificate(
+            subject=_fmt_name(cert.get("subject")),
+            issuer=_fmt_name(cert.get("issuer")),
+            names=names,
+            not_before=str(cert.get("notBefore", "")),
+            not_after=str(cert.get("notAfter", "")),
+            verified_name=self.verified_name,
+            trust=self._trust,
+            verified=verified,
+            name_matches=_name_in(names, self.verified_name),
+        )
+        self.peer_certificate = summary
+        return summary
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _conn_lost(self, conn: _Conn) -> None:
+        if conn is not self._conn:
+            return
+        if conn.dropped or conn.busy:
+            return  # our own close, or the running check sees it
+        self._conn = None
+        self.peer_closes += 1
+        self.peer_closed.set()
+        if self.on_close is not None:
+            self.on_close()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.busy = False
+            conn.drop()
+
+    def _fail(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        prog: _Progress,
+        kind: ErrorKind,
+        text: str,
+        cert_names: tuple[str, ...] = (),
+    ) -> ProbeResult:
+        return ProbeResult(
+            ok=False,
+            status=None,
+            error=kind,
+            text=text,
+            latency=loop.time() - prog.started,
+            new_connection=prog.new_connection,
+            cert_names=cert_names,
+            verified_name=self.verified_name,
+            ca_path=self.ca_path,
+        )
+
+    def _status_result(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> ProbeResult:
+        status = prog.status
+        assert status is not None
+        latency = loop.time() - prog.started
+        if status == 200:
+            return ProbeResult(
+                True, 200, ErrorKind.NONE, "", latency, prog.new_connection,
+                verified_name=self.verified_name, ca_path=self.ca_path,
+            )  # fmt: skip
+        return ProbeResult(
+            False, status, ErrorKind.HTTP_STATUS, f"HTTP {status}", latency, prog.new_connection,
+            verified_name=self.verified_name, ca_path=self.ca_path,
+        )  # fmt: skip
+
+    @staticmethod
+    def _status_text(status: int, reason: bytes, body: bytes, location: bytes) -> str:
+        text = f"HTTP {status}"
+        if reason:
+            text += " " + reason.decode("latin-1")
+        else:
+            with contextlib.suppress(ValueError):
+                text += " " + http.HTTPStatus(status).phrase
+        if location:
+            text += f" -> {location.decode('latin-1')} (redirects are not followed)"
+        quoted = _one_line(body)
+        if quoted:
+            text += f": {quoted}"
+        return text
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

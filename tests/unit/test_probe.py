@@ -1,0 +1,607 @@
+"""The health probe against real servers on loopback (127.0.0.1 / ::1) started by each test.
+
+The certificates are shaped like kubeadm's apiserver certificate: they name kubernetes,
+kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.cluster.local, the node name
+and the node IP 192.0.2.11 -- and not localhost or 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h11
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from vipgate.health.probe import BODY_LIMIT, ErrorKind, Probe, ProbeResult
+
+KUBEADM_DNS = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "node1",
+)
+NODE_IP = "192.0.2.11"
+
+
+# ---------------------------------------------------------------------------- PKI
+@dataclass(frozen=True)
+class Pki:
+    ca: Path  # the CA that signed the serving certificate
+    other_ca: Path  # an unrelated CA
+    cert: Path
+    key: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _ca("kubernetes")
+    _other_key, other_cert = _ca("some-other-ca")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in KUBEADM_DNS]
+    sans.append(x509.IPAddress(ipaddress.ip_address(NODE_IP)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("kube-apiserver"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    out = Pki(d / "ca.crt", d / "other-ca.crt", d / "apiserver.crt", d / "apiserver.key")
+    out.ca.write_bytes(ca_cert.public_bytes(pem))
+    out.other_ca.write_bytes(other_cert.public_bytes(pem))
+    out.cert.write_bytes(cert.public_bytes(pem))
+    out.key.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------- fake apiserver
+class FakeApiserver:
+    """A tiny HTTP/1.1 server (h11) with switchable behaviour; TLS when given a context."""
+
+    def __init__(self, ssl_ctx: ssl.SSLContext | None, host: str = "127.0.0.1") -> None:
+        self.ssl_ctx = ssl_ctx
+        self.host = host
+        self.port = 0
+        self.mode = "ok"  # ok | status | hang | slow | stream | drop_second
+        self.status = 200
+        self.body = b"ok"
+        self.headers: list[tuple[str, str]] = []
+        self.delay = 0.0
+        self.idle_close: float | None = None  # close the connection this long after a response
+        self.connections = 0  # TLS handshakes completed (handler calls)
+        self.requests = 0
+        self.streamed = 0  # body bytes written in stream mode
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FakeApiserver:
+        self._server = await asyncio.start_server(
+            self._handle, self.host, 0, ssl=self.ssl_ctx, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self._stopping.set()
+        for w in list(self._writers):
+            w.transport.abort()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._server.wait_closed()
+
+    def url(self, host: str | None = None, path: str = "/livez") -> str:
+        h = host or self.host
+        if ":" in h:
+            h = f"[{h}]"
+        scheme = "https" if self.ssl_ctx else "http"
+        return f"{scheme}://{h}:{self.port}{path}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER)
+        served = 0
+        try:
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    conn.receive_data(data)
+                    continue
+                if isinstance(ev, h11.ConnectionClosed):
+                    return
+                if not isinstance(ev, h11.EndOfMessage):
+                    continue
+                self.requests += 1
+                served += 1
+                if self.mode == "hang":
+                    await self._stopping.wait()
+                    return
+                if self.mode == "drop_second" and served == 2:
+                    return  # close without answering, as if the idle close raced the request
+                if self.mode == "slow":
+                    await asyncio.sleep(self.delay)
+                if self.mode == "stream":
+                    await self._stream(conn, writer)
+                    return
+                status = self.status if self.mode == "status" else 200
+                body = self.body if self.mode == "status" else b"ok"
+                headers = [("Content-Length", str(len(body))), *self.headers]
+                writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+                writer.write(conn.send(h11.Data(data=body)) or b"")
+                writer.write(conn.send(h11.EndOfMessage()) or b"")
+                await writer.drain()
+                if self.idle_close is not None:
+                    await asyncio.sleep(self.idle_close)  # (the probe must not be reading)
+                    return
+                conn.start_next_cycle()
+        except (ConnectionError, h11.RemoteProtocolError, ssl.SSLError):
+            return
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+
+    async def _stream(self, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
+        headers = [("Transfer-Encoding", "chunked")]
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)) or b"")
+        chunk = b"x" * 16384
+        for _ in range(4096):  # at most 64 MiB: bounded even if the client reads everything
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            await writer.drain()
+            self.streamed += len(chunk)
+
+
+def _server_ctx(pki: Pki) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.cert, pki.key)
+    return ctx
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 20))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def _check_with(
+    srv: FakeApiserver, pki: Pki, *, timeout: float = 2.0, server_name: str = "kubernetes"
+) -> ProbeResult:
+    probe = Probe(srv.url(), timeout, str(pki.ca), server_name)
+    try:
+        return await probe.check()
+    finally:
+        await probe.close()
+
+
+# ---------------------------------------------------------------------------- tests
+def test_200_ok_with_server_name(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert r.ok and r.status == 200 and r.error is ErrorKind.NONE and r.text == ""
+            assert 0 <= r.latency < 2.0
+            assert r.new_connection and r.verified_name == "kubernetes"
+            cert = probe.peer_certificate
+            assert cert is not None
+            assert cert.issuer == "CN=kubernetes" and cert.subject == "CN=kube-apiserver"
+            assert cert.names == (*KUBEADM_DNS, NODE_IP)
+            assert cert.verified and cert.name_matches and cert.verified_name == "kubernetes"
+            assert cert.trust == f"CA file {pki.ca}"
+            await probe.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "needle"),
+    [
+        (500, b"[+]ping ok\n[-]etcd failed: reason withheld\nlivez check failed", "[-]etcd"),
+        (401, b'{"kind":"Status","code":401}', "HTTP 401 Unauthorized"),
+        (403, b'{"kind":"Status","code":403}', "HTTP 403 Forbidden"),
+        (201, b"created", "201"),
+    ],
+)
+def test_non_200_status_is_a_failure(pki: Pki, status: int, body: bytes, needle: str) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode, srv.status, srv.body = "status", status, body
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert not r.ok and r.status == status and r.error is ErrorKind.HTTP_STATUS
+            assert needle in r.text
+            # a failed request drops the connection: the next check starts fresh
+            assert not probe.connected
+            srv.mode = "ok"
+            r2 = await probe.check()
+            assert r2.ok and r2.new_connection and srv.connections == 2
+            await probe.close()
+
+    run(main)
+
+
+def test_redirect_is_not_followed(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode, srv.status, srv.body = "status", 301, b""
+            srv.headers = [("Location", "https://kubernetes:6443/elsewhere")]
+            r = await _check_with(srv, pki)
+            assert not r.ok and r.status == 301 and r.error is ErrorKind.HTTP_STATUS
+            assert "redirects are not followed" in r.text and "/elsewhere" in r.text
+            assert srv.requests == 1
+
+    run(main)
+
+
+def test_refused(pki: Pki) -> None:
+    async def main() -> None:
+        port = _free_port()
+        probe = Probe(f"https://127.0.0.1:{port}/livez", 2.0, str(pki.ca), "kubernetes")
+        r = await probe.check()
+        assert not r.ok and r.status is None and r.error is ErrorKind.REFUSED
+        assert f"127.0.0.1:{port}" in r.text
+        assert probe.tls_handshakes == 0
+        await probe.close()
+
+    run(main)
+
+
+def test_hang_after_handshake_times_out(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode = "hang"
+            probe = Probe(srv.url(), 0.3, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert not r.ok and r.status is None and r.error is ErrorKind.TIMEOUT
+            assert "response headers" in r.text
+            assert 0.3 <= r.latency < 0.3 + 0.5
+            assert not probe.connected  # a timed-out connection is closed
+            await probe.close()
+
+    run(main)
+
+
+def test_hang_in_tls_handshake_times_out(pki: Pki) -> None:
+    """A listener that never answers the TLS ClientHello: the deadline covers the handshake."""
+
+    async def main() -> None:
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen(8)  # the kernel completes TCP handshakes; nobody ever reads
+            port = lsock.getsockname()[1]
+            probe = Probe(f"https://127.0.0.1:{port}/livez", 0.3, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert r.error is ErrorKind.TIMEOUT and "TLS handshake" in r.text
+            assert 0.3 <= r.latency < 0.3 + 0.5
+            await probe.close()
+
+    run(main)
+
+
+def test_slow_under_the_timeout_succeeds(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode, srv.delay = "slow", 0.15
+            r = await _check_with(srv, pki, timeout=2.0)
+            assert r.ok and r.latency >= 0.15
+
+    run(main)
+
+
+def test_wrong_ca_names_the_ca_path(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(), 2.0, str(pki.other_ca), "kubernetes")
+            r = await probe.check()
+            assert not r.ok and r.error is ErrorKind.TLS_VERIFY
+            assert "certificate verify failed" in r.text and str(pki.other_ca) in r.text
+            assert r.ca_path == str(pki.other_ca)
+            await probe.close()
+
+    run(main)
+
+
+def test_system_trust_store_does_not_trust_a_private_ca(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(), 2.0, "", "kubernetes")
+            r = await probe.check()
+            assert r.error is ErrorKind.TLS_VERIFY and "system trust store" in r.text
+            await probe.close()
+
+    run(main)
+
+
+def test_missing_ca_file_is_a_tls_failure_not_a_crash(tmp_path: Path) -> None:
+    async def main() -> None:
+        missing = tmp_path / "nope.crt"
+        probe = Probe("https://127.0.0.1:1/livez", 1.0, str(missing), "kubernetes")
+        r = await probe.check()
+        assert r.error is ErrorKind.TLS_OTHER and str(missing) in r.text
+        await probe.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_hostname_mismatch_lists_the_certificate_names(pki: Pki, host: str) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(host), 2.0, str(pki.ca))
+            r = await probe.check()
+            assert not r.ok and r.error is ErrorKind.TLS_HOSTNAME
+            assert r.verified_name == host
+            assert r.cert_names == (*KUBEADM_DNS, NODE_IP)
+            assert "kubernetes.default.svc" in r.text and host in r.text
+            cert = probe.peer_certificate
+            assert cert is not None and cert.verified and not cert.name_matches
+            # the names are cached for the episode: the second failure makes one handshake
+            hs = probe.tls_handshakes
+            r2 = await probe.check()
+            assert r2.error is ErrorKind.TLS_HOSTNAME and r2.cert_names == r.cert_names
+            assert probe.tls_handshakes == hs + 1
+            await probe.close()
+
+    run(main)
+
+
+def test_server_name_kubernetes_with_localhost_url_succeeds(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url("localhost"), 2.0, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert r.ok, r.text
+            await probe.close()
+
+    run(main)
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_loopback(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki), host="::1") as srv:
+            assert srv.url().startswith("https://[::1]:")
+            r = await _check_with(srv, pki)
+            assert r.ok, r.text
+
+    run(main)
+
+
+def test_keep_alive_one_handshake_for_five_checks(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            results = [await probe.check() for _ in range(5)]
+            assert all(r.ok for r in results)
+            assert [r.new_connection for r in results] == [True, False, False, False, False]
+            assert probe.tls_handshakes == 1 and probe.tcp_connects == 1
+            assert srv.connections == 1 and srv.requests == 5
+            assert probe.connected
+            await probe.close()
+
+    run(main)
+
+
+def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.idle_close = 0.05
+            closes: list[str] = []
+            probe = Probe(
+                srv.url(), 2.0, str(pki.ca), "kubernetes", on_close=lambda: closes.append("x")
+            )
+            r = await probe.check()
+            assert r.ok and probe.connected and not probe.peer_closed.is_set()
+            await asyncio.wait_for(probe.peer_closed.wait(), 5.0)  # no check running
+            assert closes == ["x"] and probe.peer_closes == 1 and not probe.connected
+            srv.idle_close = None
+            r2 = await probe.check()
+            assert r2.ok and r2.new_connection  # a close is not a failure; it reconnects
+            assert not probe.peer_closed.is_set()
+            assert srv.connections == 2
+            await probe.close()
+            assert closes == ["x"]  # our own close does not call on_close
+
+    run(main)
+
+
+def test_close_racing_a_request_on_a_reused_connection_is_retried(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode = "drop_second"
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            assert (await probe.check()).ok
+            r = await probe.check()  # server closes the reused connection without answering
+            assert r.ok and r.new_connection, r.text
+            assert srv.connections == 2
+            await probe.close()
+
+    run(main)
+
+
+def test_close_without_answer_on_a_fresh_connection_is_reset() -> None:
+    async def main() -> None:
+        async def read_then_close(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.read(1)
+            w.close()
+
+        server = await asyncio.start_server(read_then_close, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        probe = Probe(f"http://127.0.0.1:{port}/livez", 2.0)
+        r = await probe.check()
+        assert not r.ok and r.error is ErrorKind.RESET and r.status is None
+        assert "before the response" in r.text
+        assert probe.tcp_connects == 1  # a fresh connection is not retried
+        await probe.close()
+        server.close()
+        await server.wait_closed()
+
+    run(main)
+
+
+def test_body_larger_than_limit_is_bounded(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode = "stream"  # 200 with an endless chunked body
+            probe = Probe(srv.url(), 5.0, str(pki.ca), "kubernetes")
+            r = await probe.check()
+            assert r.ok and r.status == 200  # the headers decide
+            assert not probe.connected  # the rest is not read: the connection is dropped
+            await asyncio.sleep(0.1)
+            # the server was stopped by the close long before its 64 MiB
+            assert srv.streamed < 16 * 1024 * 1024
+            srv.mode = "ok"
+            r2 = await probe.check()
+            assert r2.ok and r2.new_connection
+            await probe.close()
+
+    run(main)
+
+
+def test_big_error_body_is_quoted_briefly(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode, srv.status, srv.body = "status", 500, b"e" * (BODY_LIMIT * 2)
+            r = await _check_with(srv, pki)
+            assert r.status == 500 and len(r.text) < 400
+
+    run(main)
+
+
+def test_plain_http(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(None) as srv:
+            probe = Probe(srv.url(), 2.0)
+            assert probe.verified_name == ""
+            rs = [await probe.check() for _ in range(3)]
+            assert all(r.ok for r in rs) and srv.connections == 1
+            assert probe.tls_handshakes == 0 and probe.peer_certificate is None
+            await probe.close()
+
+    run(main)
+
+
+def test_overlapping_checks_are_refused(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode, srv.delay = "slow", 0.2
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            first = asyncio.create_task(probe.check())
+            await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError):
+                await probe.check()
+            assert (await first).ok
+            await probe.close()
+
+    run(main)
+
+
+def test_cancelled_check_drops_the_connection(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            assert (await probe.check()).ok
+            srv.mode = "hang"
+            task = asyncio.create_task(probe.check())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not probe.connected
+            srv.mode = "ok"
+            assert (await probe.check()).ok
+            await probe.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/livez", "https:///livez", "localhost:6443/livez"])
+def test_bad_urls_are_rejected(url: str) -> None:
+    with pytest.raises(ValueError):
+        Probe(url, 1.0)
