@@ -1,0 +1,696 @@
+"""BGP session state machine, sans-I/O (active side of RFC 4271 section 8).
+
+Rules this module keeps
+-----------------------
+1. It never does I/O and has no clock.  The owner feeds it *events* (:class:`Start`,
+   :class:`TcpConnected`, :class:`TcpClosed`, :class:`BytesReceived`, :class:`TimerFired`,
+   :class:`SendUpdates`, :class:`Stop`) through :meth:`Session.handle`, which returns a list of
+   *actions* to carry out in order (:class:`OpenConnection`, :class:`SendBytes`,
+   :class:`ArmTimer`, :class:`CancelTimer`, :class:`CloseConnection`, :class:`StateChanged`,
+   :class:`SessionUp`, :class:`SessionDown`, :class:`MessageReceived`, :class:`MessageSent`,
+   :class:`RoutesReceived`, :class:`ResendAdjRibOut`, :class:`ProtocolWarning`).  Events and actions
+   are small frozen dataclasses.
+2. Active only: we always open the TCP connection and never listen, so connection collisions
+   (RFC 4271 6.8) cannot happen and the Active state is never used.  At most one connection
+   exists at a time; :class:`TcpConnected` outside Connect is a bug in the owner and raises
+   :class:`LocalProtocolError`.
+3. Anything the peer sends that is wrong ends in the NOTIFICATION the RFCs name for it (via
+   :class:`~vipgate.bgp.wire.BgpError`), a close and a reconnect with backoff -- never an
+   exception out of :meth:`Session.handle`.  UPDATE errors for which RFC 7606 asks for
+   treat-as-withdraw or attribute-discard only produce a :class:`ProtocolWarning` (we never install
+   routes, so "withdraw" just means not counting them) and the session stays up.
+4. Timers are armed with a generation number; a :class:`TimerFired` whose generation is not the
+   current one for that timer is stale and ignored, so the owner need not worry about races
+   between cancelling a timer and it firing.
+5. Received routes are parsed, validated and counted (the Adj-RIB-In is a set of prefixes),
+   never installed.
+
+Theory of operation
+-------------------
+``Start`` in Idle moves to Connect and asks for a connection (``OpenConnection``) with the
+connect-retry timer as a connect timeout.  ``TcpConnected`` (carrying the local and remote
+addresses) sends our OPEN and moves to OpenSent with a large hold timer (RFC 4271: 4 minutes).
+The peer's OPEN is checked (version, hold time 1/2, identifier 0 in the codec; peer AS and
+identifier equal to ours here), the hold time negotiated (the smaller of both, 0 = no keepalives)
+and the keepalive derived (configured keepalive scaled by negotiated/configured hold, else
+hold/3); we answer KEEPALIVE and move to OpenConfirm.  The peer's KEEPALIVE moves us to
+Established and yields ``SessionUp`` with a :class:`SessionInfo`: the owner then sends its whole
+Adj-RIB-Out through ``SendUpdates``.  In Established, UPDATEs yield ``RoutesReceived``,
+ROUTE-REFRESH yields ``ResendAdjRibOut``; every message received restarts the hold timer, every
+KEEPALIVE/UPDATE sent restarts the keepalive timer.  Hold-timer expiry sends NOTIFICATION 4/0.
+
+Every way down (error, NOTIFICATION received, TCP closed, hold timer) goes to Idle and arms the
+connect-retry timer with bounded exponential backoff and jitter (``delay = min(cap, first *
+2**n) * (0.5 + rng()/2)``, n = failures since the last Established); its expiry reconnects.
+``Stop(message)`` sends Cease/Administrative Shutdown with the RFC 8203 message if a connection
+is open, closes, and stays in Idle until the next ``Start``.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Final, TypeAlias
+
+from vipgate.bgp import wire
+from vipgate.bgp.wire import (
+    AFI_IPV4,
+    AFI_IPV6,
+    AS_TRANS,
+    SAFI_UNICAST,
+    BgpError,
+    Handling,
+    Notification,
+    SessionContext,
+)
+
+__all__ = [
+    "ArmTimer",
+    "BytesReceived",
+    "CancelTimer",
+    "CloseConnection",
+    "LocalProtocolError",
+    "MessageReceived",
+    "MessageSent",
+    "OpenConnection",
+    "ProtocolWarning",
+    "ResendAdjRibOut",
+    "RoutesReceived",
+    "SendBytes",
+    "SendUpdates",
+    "Session",
+    "SessionConfig",
+    "SessionDown",
+    "SessionInfo",
+    "SessionUp",
+    "Start",
+    "State",
+    "StateChanged",
+    "Stop",
+    "TcpClosed",
+    "TcpConnected",
+    "Timer",
+    "TimerFired",
+]
+
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+Prefix: TypeAlias = IPv4Network | IPv6Network
+
+OPEN_SENT_HOLD: Final = 240.0  # RFC 4271 8.2.2: "a large value (suggested 4 minutes)"
+
+
+class LocalProtocolError(Exception):
+    """The owner used the state machine wrongly (a bug in our code, not the peer's)."""
+
+
+class State(enum.Enum):
+    IDLE = "Idle"
+    CONNECT = "Connect"
+    OPEN_SENT = "OpenSent"
+    OPEN_CONFIRM = "OpenConfirm"
+    ESTABLISHED = "Established"
+
+
+class Timer(enum.Enum):
+    CONNECT_RETRY = "connect-retry"
+    HOLD = "hold"
+    KEEPALIVE = "keepalive"
+
+
+# ------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConnected:
+    local: IPAddress
+    remote: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class TcpClosed:
+    """The connection attempt failed, or the open connection was closed or reset."""
+
+    reason: str = "connection closed"
+
+
+@dataclass(frozen=True, slots=True)
+class BytesReceived:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer: Timer
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpdates:
+    """Encoded UPDATE messages the owner wants sent (dropped unless Established)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    message: str = ""
+
+
+Event: TypeAlias = (
+    Start | TcpConnected | TcpClosed | BytesReceived | TimerFired | SendUpdates | Stop
+)
+
+
+# ----------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class OpenConnection:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SendBytes:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    timer: Timer
+    delay: float
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: State
+    new: State
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the owner needs to build UPDATEs for this session."""
+
+    local: IPAddress
+    remote: IPAddress
+    local_as: int
+    peer_as: int
+    peer_id: IPv4Address
+    as4: bool
+    families: frozenset[tuple[int, int]]
+    route_refresh: bool
+    hold_time: int
+    keepalive: int
+
+    @property
+    def ebgp(self) -> bool:
+        return self.local_as != self.peer_as
+
+    @property
+    def policy(self) -> wire.OutboundPolicy:
+        return wire.OutboundPolicy(local_as=self.local_as, ebgp=self.ebgp, as4=self.as4)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUp:
+    info: SessionInfo
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    reason: str
+    sent: Notification | None = None
+    received: Notification | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesReceived:
+    announced: tuple[Prefix, ...]
+    withdrawn: tuple[Prefix, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResendAdjRibOut:
+    afi: int
+    safi: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolWarning:
+    text: str
+    error: BgpError | None = None
+
+
+Action: TypeAlias = (
+    OpenConnection
+    | SendBytes
+    | ArmTimer
+    | CancelTimer
+    | CloseConnection
+    | StateChanged
+    | SessionUp
+    | SessionDown
+    | MessageReceived
+    | MessageSent
+    | RoutesReceived
+    | ResendAdjRibOut
+    | ProtocolWarning
+)
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    local_as: int
+    router_id: IPv4Address
+    peer_as: int
+    hold_time: int = 30
+    keepalive: int = 10
+    families: frozenset[tuple[int, int]] = frozenset(
+        {(AFI_IPV4, SAFI_UNICAST), (AFI_IPV6, SAFI_UNICAST)}
+    )
+    connect_timeout: float = 5.0
+    backoff_first: float = 1.0
+    backoff_cap: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.hold_time != 0 and self.hold_time < 3:
+            raise ValueError("hold time must be 0 or at least 3 seconds")
+        if not 1 <= self.local_as <= 0xFFFFFFFF or not 1 <= self.peer_as <= 0xFFFFFFFF:
+            raise ValueError("AS numbers are 1..4294967295")
+        if int(self.router_id) == 0:
+            raise ValueError("router id must not be 0.0.0.0")
+        if self.keepalive < 0:
+            raise ValueError("keepalive must not be negative")
+        if not 0 < self.backoff_first <= self.backoff_cap:
+            raise ValueError("backoff: 0 < first <= cap")
+
+
+def negotiate_timers(ours: int, keepalive: int, theirs: int) -> tuple[int, int]:
+    """(hold, keepalive): the smaller hold; keepalive scaled to it (or hold/3); 0 = none."""
+    hold = min(ours, theirs)
+    if hold == 0:
+        return 0, 0
+    ka = keepalive * hold // ours if keepalive else hold // 3
+    return hold, max(1, min(ka, hold))
+
+
+# ---------------------------------------------------------------------------- state machine
+
+_UNEXPECTED_SUBCODE: Final = {State.OPEN_SENT: 1, State.OPEN_CONFIRM: 2, State.ESTABLISHED: 3}
+_Handler: TypeAlias = Callable[["Session", object], None]
+
+
+class Session:
+    """One BGP session towards one peer.  See the module docstring."""
+
+    def __init__(self, config: SessionConfig, rng: Callable[[], float] = random.random) -> None:
+        self.config = config
+        self._rng = rng
+        self.state = State.IDLE
+        self.decoder = wire.Decoder()
+        self._generation: dict[Timer, int] = dict.fromkeys(Timer, 0)
+        self._armed: set[Timer] = set()
+        self._actions: list[Action] = []
+        self.failures = 0  # consecutive failed attempts since the last Established
+        self.stopped = True
+        self.local: IPAddress | None = None
+        self.remote: IPAddress | None = None
+        self.peer_open: wire.Open | None = None
+        self.info: SessionInfo | None = None
+        self.hold_time = 0
+        self.keepalive = 0
+        self.adj_rib_in: set[Prefix] = set()
+        self.updates_received = 0
+        self.update_errors = 0
+
+    # ----------------------------------------------------------------------- public API
+
+    @property
+    def as4(self) -> bool:
+        return self.decoder.ctx.as4
+
+    @property
+    def ctx(self) -> SessionContext:
+        return self.decoder.ctx
+
+    def handle(self, event: Event) -> list[Action]:
+        """Process one event; return the actions to carry out, in order."""
+        self._actions = []
+        key: object = event.timer if isinstance(event, TimerFired) else type(event)
+        if isinstance(event, TimerFired) and (
+            event.timer not in self._armed or event.generation != self._generation[event.timer]
+        ):
+            return []  # stale
+        if isinstance(event, TimerFired):
+            self._armed.discard(event.timer)
+        handler = TRANSITIONS.get((self.state, key))
+        if handler is None:
+            if isinstance(event, TcpConnected):
+                raise LocalProtocolError(f"TcpConnected in state {self.state.value}")
+            return []  # event irrelevant in this state (e.g. late bytes after a close)
+        handler(self, event)
+        return self._actions
+
+    def backoff_delay(self) -> float:
+        """Delay before the next attempt: bounded exponential with jitter in [50%, 100%]."""
+        n = max(0, self.failures - 1)
+        base = min(self.config.backoff_cap, self.config.backoff_first * (2.0 ** min(n, 30)))
+        return base * (0.5 + 0.5 * self._rng())
+
+    # -------------------------------------------------------------------------- helpers
+
+    def _emit(self, action: Action) -> None:
+        self._actions.append(action)
+
+    def _set_state(self, new: State, reason: str) -> None:
+        if new is not self.state:
+            self._emit(StateChanged(self.state, new, reason))
+            self.state = new
+
+    def _arm(self, timer: Timer, delay: float) -> None:
+        self._generation[timer] += 1
+        self._armed.add(timer)
+        self._emit(ArmTimer(timer, delay, self._generation[timer]))
+
+    def _cancel(self, timer: Timer) -> None:
+        if timer in self._armed:
+            self._armed.discard(timer)
+            self._generation[timer] += 1
+            self._emit(CancelTimer(timer))
+
+    def _send(self, msg: wire.Message) -> None:
+        self._emit(SendBytes(wire.encode(msg, self.ctx)))
+        self._emit(MessageSent(msg.type_name))
+
+    def _restart_hold(self) -> None:
+        if self.hold_time:
+            self._arm(Timer.HOLD, float(self.hold_time))
+
+    def _restart_keepalive(self) -> None:
+        if self.keepalive:
+            self._arm(Timer.KEEPALIVE, float(self.keepalive))
+
+    def _connect(self, reason: str) -> None:
+        self.decoder = wire.Decoder()
+        self.local = self.remote = None
+        self.peer_open = None
+        self.info = None
+        self.hold_time = self.keepalive = 0
+        self.adj_rib_in.clear()
+        self._set_state(State.CONNECT, reason)
+        self._emit(OpenConnection())
+        self._arm(Timer.CONNECT_RETRY, self.config.connect_timeout)
+
+    def _down(
+        self,
+        reason: str,
+        *,
+        sent: Notification | None = None,
+        received: Notification | None = None,
+        reconnect: bool = True,
+    ) -> None:
+        """Leave the session: optional NOTIFICATION, close, Idle, backoff unless stopping."""
+        was_up = self.state is State.ESTABLISHED
+        if sent is not None:
+            self._send(sent)
+        self._cancel(Timer.HOLD)
+        self._cancel(Timer.KEEPALIVE)
+        self._cancel(Timer.CONNECT_RETRY)
+        self._emit(CloseConnection())
+        self._set_state(State.IDLE, reason)
+        if was_up:
+            self._emit(SessionDown(reason, sent, received))
+        self.info = None
+        self.adj_rib_in.clear()
+        if reconnect and not self.stopped:
+            self.failures += 1
+            self._arm(Timer.CONNECT_RETRY, self.backoff_delay())
+
+    def _error(self, err: BgpError) -> None:
+        self._down(
+            f"sent NOTIFICATION {err.notification().name}: {err.reason}", sent=err.notification()
+        )
+
+    # ------------------------------------------------------------------------- handlers
+
+    def _on_start(self, _ev: object) -> None:
+        self.stopped = False
+        self.failures = 0
+        self._connect("start")
+
+    def _on_retry(self, _ev: object) -> None:
+        self._connect(f"retry after {self.failures} failed attempt(s)")
+
+    def _on_connect_timeout(self, _ev: object) -> None:
+        self._down(f"TCP connect timed out after {self.config.connect_timeout:g} s")
+
+    def _on_connect_failed(self, ev: object) -> None:
+        assert isinstance(ev, TcpClosed)
+        self._down(f"TCP connect failed: {ev.reason}")
+
+    def _on_closed(self, ev: object) -> None:
+        assert isinstance(ev, TcpClosed)
+        self._down(f"TCP connection lost in {self.state.value}: {ev.reason}")
+
+    def _on_connected(self, ev: object) -> None:
+        assert isinstance(ev, TcpConnected)
+        self._cancel(Timer.CONNECT_RETRY)
+        self.local, self.remote = ev.local, ev.remote
+        cfg = self.config
+        caps: list[wire.Capability] = [
+            wire.MultiprotocolCapability(afi, safi) for afi, safi in sorted(cfg.families)
+        ]
+        caps += [wire.RouteRefreshCapability(), wire.FourOctetAsCapability(cfg.local_as)]
+        my_as = cfg.local_as if cfg.local_as <= 0xFFFF else AS_TRANS
+        self._send(wire.Open(my_as, cfg.hold_time, cfg.router_id, tuple(caps)))
+        self._set_state(State.OPEN_SENT, f"TCP connected {ev.local} -> {ev.remote}")
+        self._arm(Timer.HOLD, OPEN_SENT_HOLD)
+
+    def _on_hold_expired(self, _ev: object) -> None:
+        self._down(
+            f"hold timer expired ({self.hold_time or OPEN_SENT_HOLD:g} s without a message)",
+            sent=Notification(4, 0),
+        )
+
+    def _on_keepalive_timer(self, _ev: object) -> None:
+        self._send(wire.Keepalive())
+        self._restart_keepalive()
+
+    def _on_send_updates(self, ev: object) -> None:
+        assert isinstance(ev, SendUpdates)
+        if ev.data:
+            self._emit(SendBytes(ev.data))
+            self._restart_keepalive()
+
+    def _on_stop(self, ev: object) -> None:
+        assert isinstance(ev, Stop)
+        self.stopped = True
+        self._cancel(Timer.CONNECT_RETRY)
+        if self.state is State.IDLE:
+            return
+        sent = Notification.shutdown(ev.message) if self.state is not State.CONNECT else None
+        reason = "stopped" + (f": {ev.message}" if ev.message else "")
+        self._down(reason, sent=sent, reconnect=False)
+
+    def _on_bytes(self, ev: object) -> None:
+        assert isinstance(ev, BytesReceived)
+        self.decoder.feed(ev.data)
+        received = False
+        while self.state in _UNEXPECTED_SUBCODE:
+            try:
+                msg = self.decoder.next_message()
+            except BgpError as err:
+                if err.fatal:
+                    self._error(err)
+                    return
+                received = True
+                self._emit(MessageReceived("UPDATE"))
+                self._update_error(err)
+                continue
+            except Exception as exc:  # a bug in the codec must not take the process down
+                self._error(BgpError(1, 0, b"", f"undecodable message ({exc!r})"))
+                return
+            if msg is None:
+                break
+            received = True
+            self._emit(MessageReceived(msg.type_name))
+            handler = MESSAGE_TRANSITIONS.get((self.state, type(msg)))
+            if handler is None:
+                sub = _UNEXPECTED_SUBCODE[self.state]
+                self._error(BgpError(5, sub, b"", f"unexpected {msg.type_name}"))
+                return
+            handler(self, msg)
+        if received and self.state in _UNEXPECTED_SUBCODE:
+            self._restart_hold()
+
+    # -------------------------------------------------------------------- message handlers
+
+    def _msg_notification(self, msg: object) -> None:
+        assert isinstance(msg, Notification)
+        self._down(f"received NOTIFICATION {msg.describe()}", received=msg)
+
+    def _msg_open(self, msg: object) -> None:
+        assert isinstance(msg, wire.Open)
+        cfg = self.config
+        if msg.asn != cfg.peer_as or (not msg.four_octet_as and cfg.peer_as > 0xFFFF):
+            self._error(BgpError(2, 2, b"", f"peer AS {msg.asn}, expected {cfg.peer_as}"))
+            return
+        if msg.bgp_id == cfg.router_id:
+            self._error(BgpError(2, 3, b"", f"peer BGP identifier {msg.bgp_id} equals ours"))
+            return
+        self.peer_open = msg
+        self.decoder.ctx = SessionContext(as4=msg.four_octet_as)
+        self.hold_time, self.keepalive = negotiate_timers(
+            cfg.hold_time, cfg.keepalive, msg.hold_time
+        )
+        self._send(wire.Keepalive())
+        self._set_state(
+            State.OPEN_CONFIRM,
+            f"OPEN from AS {msg.asn} id {msg.bgp_id}, hold {self.hold_time} s",
+        )
+        self._cancel(Timer.HOLD)
+        self._restart_keepalive()
+
+    def _msg_keepalive_confirm(self, _msg: object) -> None:
+        assert self.peer_open is not None and self.local is not None and self.remote is not None
+        peer = self.peer_open
+        self.failures = 0
+        self.info = SessionInfo(
+            local=self.local,
+            remote=self.remote,
+            local_as=self.config.local_as,
+            peer_as=peer.asn,
+            peer_id=peer.bgp_id,
+            as4=peer.four_octet_as,
+            families=self.config.families & peer.families,
+            route_refresh=peer.route_refresh,
+            hold_time=self.hold_time,
+            keepalive=self.keepalive,
+        )
+        self._set_state(State.ESTABLISHED, "KEEPALIVE received in OpenConfirm")
+        self._emit(SessionUp(self.info))
+
+    def _msg_keepalive(self, _msg: object) -> None:
+        pass  # the hold timer was restarted already
+
+    def _msg_update(self, msg: object) -> None:
+        assert isinstance(msg, wire.Update)
+        self.updates_received += 1
+        err = self._check_update(msg)
+        if err is not None:
+            err.update = msg
+            self._update_error(err)
+            return
+        self._routes(msg.announced(), msg.withdrawals())
+
+    def _msg_route_refresh(self, msg: object) -> None:
+        assert isinstance(msg, wire.RouteRefresh)
+        if self.info is not None and (msg.afi, msg.safi) in self.info.families:
+            self._emit(ResendAdjRibOut(msg.afi, msg.safi))
+        else:
+            self._emit(
+                ProtocolWarning(f"ROUTE-REFRESH for unnegotiated AFI {msg.afi} SAFI {msg.safi}")
+            )
+
+    def _check_update(self, msg: wire.Update) -> BgpError | None:
+        """Checks that need the session (RFC 4271 6.3 / RFC 7606 treat-as-withdraw)."""
+        if self.info is None or not self.info.ebgp or not msg.announced():
+            return None
+        path = msg.get(wire.AsPath)
+        first = path.segments[0] if path is not None and path.segments else None
+        if first is None or first.type != 2 or first.asns[0] not in (self.info.peer_as, AS_TRANS):
+            return BgpError(
+                3,
+                11,
+                b"",
+                "eBGP AS_PATH does not start with the peer's AS",
+                Handling.TREAT_AS_WITHDRAW,
+            )
+        return None
+
+    def _update_error(self, err: BgpError) -> None:
+        self.update_errors += 1
+        self._emit(ProtocolWarning(f"UPDATE error {err.notification().name}: {err.reason}", err))
+        upd = err.update
+        if upd is None:
+            return
+        if err.handling is Handling.TREAT_AS_WITHDRAW:
+            self._routes([], upd.announced() + upd.withdrawals())
+        else:  # attribute discard: the rest of the UPDATE stands
+            self._routes(upd.announced(), upd.withdrawals())
+
+    def _routes(self, announced: list[Prefix], withdrawn: list[Prefix]) -> None:
+        if not announced and not withdrawn:
+            return
+        self.adj_rib_in.difference_update(withdrawn)
+        self.adj_rib_in.update(announced)
+        self._emit(RoutesReceived(tuple(announced), tuple(withdrawn)))
+
+
+S = State
+TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
+    (S.IDLE, Start): Session._on_start,
+    (S.IDLE, Timer.CONNECT_RETRY): Session._on_retry,
+    (S.CONNECT, Timer.CONNECT_RETRY): Session._on_connect_timeout,
+    (S.CONNECT, TcpConnected): Session._on_connected,
+    (S.CONNECT, TcpClosed): Session._on_connect_failed,
+    (S.CONNECT, Stop): Session._on_stop,
+    (S.IDLE, Stop): Session._on_stop,
+    **{
+        (s, ev): h
+        for s in (S.OPEN_SENT, S.OPEN_CONFIRM, S.ESTABLISHED)
+        for ev, h in (
+            (BytesReceived, Session._on_bytes),
+            (TcpClosed, Session._on_closed),
+            (Timer.HOLD, Session._on_hold_expired),
+            (Stop, Session._on_stop),
+        )
+    },
+    (S.OPEN_CONFIRM, Timer.KEEPALIVE): Session._on_keepalive_timer,
+    (S.ESTABLISHED, Timer.KEEPALIVE): Session._on_keepalive_timer,
+    (S.ESTABLISHED, SendUpdates): Session._on_send_updates,
+}
+
+MESSAGE_TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
+    (S.OPEN_SENT, wire.Open): Session._msg_open,
+    (S.OPEN_SENT, Notification): Session._msg_notification,
+    (S.OPEN_CONFIRM, wire.Keepalive): Session._msg_keepalive_confirm,
+    (S.OPEN_CONFIRM, Notification): Session._msg_notification,
+    (S.ESTABLISHED, wire.Keepalive): Session._msg_keepalive,
+    (S.ESTABLISHED, wire.Update): Session._msg_update,
+    (S.ESTABLISHED, wire.RouteRefresh): Session._msg_route_refresh,
+    (S.ESTABLISHED, Notification): Session._msg_notification,
+}
+del S

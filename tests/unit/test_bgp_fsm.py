@@ -1,0 +1,551 @@
+"""Tests for the BGP session state machine (vipgate.bgp.fsm), no sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vipgate.bgp import fsm, wire
+from vipgate.bgp.fsm import (
+    ArmTimer,
+    BytesReceived,
+    CancelTimer,
+    CloseConnection,
+    LocalProtocolError,
+    OpenConnection,
+    ProtocolWarning,
+    ResendAdjRibOut,
+    RoutesReceived,
+    SendBytes,
+    SendUpdates,
+    Session,
+    SessionConfig,
+    SessionDown,
+    SessionUp,
+    Start,
+    State,
+    StateChanged,
+    Stop,
+    TcpClosed,
+    TcpConnected,
+    Timer,
+    TimerFired,
+    negotiate_timers,
+)
+from vipgate.bgp.wire import (
+    AS_TRANS,
+    FourOctetAsCapability,
+    Keepalive,
+    MultiprotocolCapability,
+    Notification,
+    Open,
+    RouteRefresh,
+    RouteRefreshCapability,
+    SessionContext,
+    encode,
+)
+
+LOCAL = IPv4Address("192.0.2.11")
+REMOTE = IPv4Address("192.0.2.1")
+ROUTER_ID = IPv4Address("192.0.2.11")
+PEER_ID = IPv4Address("192.0.2.1")
+VIP = IPv4Network("203.0.113.100/32")
+KA = encode(Keepalive())
+
+
+def cfg(**kw: object) -> SessionConfig:
+    base: dict[str, object] = {
+        "local_as": 65000,
+        "router_id": ROUTER_ID,
+        "peer_as": 65001,
+        "hold_time": 30,
+        "keepalive": 10,
+    }
+    base.update(kw)
+    return SessionConfig(**base)  # type: ignore[arg-type]
+
+
+def peer_open(
+    asn: int = 65001,
+    hold: int = 90,
+    bgp_id: IPv4Address = PEER_ID,
+    as4: bool = True,
+    families: Sequence[tuple[int, int]] = ((1, 1), (2, 1)),
+) -> bytes:
+    caps: list[wire.Capability] = [MultiprotocolCapability(a, s) for a, s in families]
+    caps.append(RouteRefreshCapability())
+    if as4:
+        caps.append(FourOctetAsCapability(asn))
+    my_as = asn if asn <= 0xFFFF else AS_TRANS
+    return encode(Open(my_as, hold, bgp_id, tuple(caps)))
+
+
+def sent_messages(actions: Sequence[fsm.Action], as4: bool = True) -> list[wire.Message]:
+    data = b"".join(a.data for a in actions if isinstance(a, SendBytes))
+    return wire.Decoder(SessionContext(as4)).feed_all(data)
+
+
+def of_type(actions: Sequence[fsm.Action], cls: type) -> list[fsm.Action]:
+    return [a for a in actions if isinstance(a, cls)]
+
+
+def timer_armed(actions: Sequence[fsm.Action], timer: Timer) -> ArmTimer | None:
+    armed = [a for a in actions if isinstance(a, ArmTimer) and a.timer is timer]
+    return armed[-1] if armed else None
+
+
+class Driver:
+    """Keeps the current generation of each timer so tests can fire them."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.timers: dict[Timer, int] = {}
+        self.log: list[fsm.Action] = []
+
+    def __call__(self, event: fsm.Event) -> list[fsm.Action]:
+        actions = self.s.handle(event)
+        for a in actions:
+            if isinstance(a, ArmTimer):
+                self.timers[a.timer] = a.generation
+            elif isinstance(a, CancelTimer):
+                self.timers.pop(a.timer, None)
+        self.log.extend(actions)
+        return actions
+
+    def state(self) -> State:
+        return self.s.state
+
+    def fire(self, timer: Timer) -> list[fsm.Action]:
+        gen = self.timers.pop(timer)
+        return self(TimerFired(timer, gen))
+
+
+def established(
+    config: SessionConfig | None = None, rng: float = 0.5, **open_kw: object
+) -> tuple[Driver, list[fsm.Action]]:
+    d = Driver(Session(config or cfg(), rng=lambda: rng))
+    assert d(Start()) == [
+        StateChanged(State.IDLE, State.CONNECT, "start"),
+        OpenConnection(),
+        ArmTimer(Timer.CONNECT_RETRY, 5.0, 1),
+    ]
+    d(TcpConnected(LOCAL, REMOTE))
+    assert d.state() is State.OPEN_SENT
+    actions = d(BytesReceived(peer_open(**open_kw) + KA))  # type: ignore[arg-type]
+    assert d.state() is State.ESTABLISHED, actions
+    return d, actions
+
+
+# ------------------------------------------------------------------------------ happy path
+
+
+def test_connect_sends_our_open() -> None:
+    d = Driver(Session(cfg(local_as=4200000001)))
+    d(Start())
+    actions = d(TcpConnected(LOCAL, REMOTE))
+    (msg,) = sent_messages(actions)
+    assert msg == Open(
+        AS_TRANS,
+        30,
+        ROUTER_ID,
+        (
+            MultiprotocolCapability(1, 1),
+            MultiprotocolCapability(2, 1),
+            RouteRefreshCapability(),
+            FourOctetAsCapability(4200000001),
+        ),
+    )
+    assert CancelTimer(Timer.CONNECT_RETRY) in actions
+    hold = timer_armed(actions, Timer.HOLD)
+    assert hold is not None and hold.delay == 240.0
+
+
+def test_establish() -> None:
+    d, actions = established()
+    assert [type(m) for m in sent_messages(actions)] == [Keepalive]
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp)
+    info = up.info
+    assert (info.local, info.remote, info.peer_as, info.peer_id) == (LOCAL, REMOTE, 65001, PEER_ID)
+    assert info.as4 and info.ebgp and info.route_refresh
+    assert info.families == {(1, 1), (2, 1)}
+    assert (info.hold_time, info.keepalive) == (30, 10)
+    assert info.policy == wire.OutboundPolicy(65000, True, True)
+    assert d.s.as4
+    ka = timer_armed(d.log, Timer.KEEPALIVE)
+    hold = timer_armed(d.log, Timer.HOLD)
+    assert ka is not None and ka.delay == 10.0
+    assert hold is not None and hold.delay == 30.0
+    states = [(a.old, a.new) for a in d.log if isinstance(a, StateChanged)]
+    assert states == [
+        (State.IDLE, State.CONNECT),
+        (State.CONNECT, State.OPEN_SENT),
+        (State.OPEN_SENT, State.OPEN_CONFIRM),
+        (State.OPEN_CONFIRM, State.ESTABLISHED),
+    ]
+
+
+def test_establish_with_bytes_split_anywhere() -> None:
+    stream = peer_open() + KA
+    for cut in range(1, len(stream)):
+        d = Driver(Session(cfg()))
+        d(Start())
+        d(TcpConnected(LOCAL, REMOTE))
+        d(BytesReceived(stream[:cut]))
+        d(BytesReceived(stream[cut:]))
+        assert d.state() is State.ESTABLISHED
+
+
+def test_families_and_as4_from_peer() -> None:
+    d, actions = established(as4=False, families=[(1, 1)])
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp)
+    assert up.info.families == {(1, 1)} and not up.info.as4 and not d.s.as4
+
+
+def test_ibgp() -> None:
+    _, actions = established(cfg(peer_as=65000), asn=65000)
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and not up.info.ebgp
+
+
+@pytest.mark.parametrize(
+    ("ours", "ka", "theirs", "expect"),
+    [
+        (30, 10, 90, (30, 10)),
+        (30, 10, 9, (9, 3)),
+        (30, 10, 3, (3, 1)),
+        (30, 0, 90, (30, 10)),
+        (90, 0, 60, (60, 20)),
+        (30, 10, 0, (0, 0)),
+        (0, 0, 90, (0, 0)),
+    ],
+)
+def test_negotiate_timers(ours: int, ka: int, theirs: int, expect: tuple[int, int]) -> None:
+    assert negotiate_timers(ours, ka, theirs) == expect
+
+
+def test_hold_zero_means_no_keepalives_no_hold_timer() -> None:
+    d, _ = established(hold=0)
+    assert (d.s.hold_time, d.s.keepalive) == (0, 0)
+    assert Timer.HOLD not in d.timers and Timer.KEEPALIVE not in d.timers
+    assert d(BytesReceived(KA)) == [fsm.MessageReceived("KEEPALIVE")]
+
+
+def test_keepalive_timer_sends_keepalive_and_rearms() -> None:
+    d, _ = established()
+    actions = d.fire(Timer.KEEPALIVE)
+    assert [type(m) for m in sent_messages(actions)] == [Keepalive]
+    ka = timer_armed(actions, Timer.KEEPALIVE)
+    assert ka is not None and ka.delay == 10.0
+
+
+def test_received_message_restarts_hold_timer_once_per_read() -> None:
+    d, _ = established()
+    actions = d(BytesReceived(KA * 5))
+    assert len(of_type(actions, ArmTimer)) == 1
+    hold = timer_armed(actions, Timer.HOLD)
+    assert hold is not None and hold.delay == 30.0
+
+
+def test_send_updates_only_when_established() -> None:
+    d = Driver(Session(cfg()))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    assert d(SendUpdates(b"x")) == []
+    d(BytesReceived(peer_open() + KA))
+    upd = b"".join(wire.announce_ipv4([VIP], LOCAL, wire.OutboundPolicy(65000, True, True)))
+    actions = d(SendUpdates(upd))
+    assert actions[0] == SendBytes(upd)
+    assert timer_armed(actions, Timer.KEEPALIVE) is not None
+
+
+def test_stale_timer_is_ignored() -> None:
+    d, _ = established()
+    gen = d.timers[Timer.HOLD]
+    d(BytesReceived(KA))  # restarts the hold timer: new generation
+    assert d(TimerFired(Timer.HOLD, gen)) == []
+    assert d.state() is State.ESTABLISHED
+
+
+# ---------------------------------------------------------------------- errors and going down
+
+
+def assert_notified(actions: Sequence[fsm.Action], code: int, subcode: int) -> Notification:
+    msgs = sent_messages(actions)
+    assert isinstance(msgs[-1], Notification), msgs
+    assert (msgs[-1].code, msgs[-1].subcode) == (code, subcode), msgs[-1]
+    assert CloseConnection() in actions
+    return msgs[-1]
+
+
+def test_hold_timer_expiry_sends_notification_4() -> None:
+    d, _ = established()
+    actions = d.fire(Timer.HOLD)
+    assert_notified(actions, 4, 0)
+    assert d.state() is State.IDLE
+    (down,) = of_type(actions, SessionDown)
+    assert isinstance(down, SessionDown) and "hold timer expired" in down.reason
+    assert down.sent == Notification(4, 0)
+    retry = timer_armed(actions, Timer.CONNECT_RETRY)
+    assert retry is not None and retry.delay <= 1.0
+    assert Timer.KEEPALIVE not in d.timers and Timer.HOLD not in d.timers
+
+
+def test_hold_timer_expiry_in_open_sent() -> None:
+    d = Driver(Session(cfg()))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    assert_notified(d.fire(Timer.HOLD), 4, 0)
+    assert d.state() is State.IDLE
+
+
+def open_sent() -> Driver:
+    d = Driver(Session(cfg(), rng=lambda: 0.0))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code", "sub"),
+    [
+        ("peer AS", peer_open(asn=65002), 2, 2),
+        ("4-octet peer AS without capability", peer_open(asn=65001, as4=False), None, None),
+        ("BGP id equal to ours", peer_open(bgp_id=ROUTER_ID), 2, 3),
+        ("BGP id 0", peer_open(bgp_id=IPv4Address(0)), 2, 3),
+        ("hold time 1", peer_open(hold=1), 2, 6),
+        ("hold time 2", peer_open(hold=2), 2, 6),
+        ("version 3", b"\xff" * 16 + b"\x00\x1d\x01\x03" + peer_open()[20:29], 2, 1),
+        ("unsupported optional parameter", None, 2, 4),
+        ("keepalive before open", KA, 5, 1),
+        ("bad marker", b"\x00" * 19, 1, 1),
+    ],
+)
+def test_open_sent_errors(name: str, data: bytes | None, code: int | None, sub: int | None) -> None:
+    if data is None:
+        body = bytes.fromhex("04 fde9 005a c0000201 03 01 01 00")
+        data = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x01" + body
+    d = open_sent()
+    actions = d(BytesReceived(data))
+    if code is None:  # this one is fine: AS 65001 fits 2 octets
+        assert d.state() is State.OPEN_CONFIRM
+        return
+    assert sub is not None
+    assert_notified(actions, code, sub)
+    assert d.state() is State.IDLE
+    assert timer_armed(actions, Timer.CONNECT_RETRY) is not None
+
+
+def test_big_peer_as_needs_four_octet_capability() -> None:
+    d = Driver(Session(cfg(peer_as=4200000002)))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    assert_notified(d(BytesReceived(peer_open(asn=4200000002, as4=False))), 2, 2)
+
+
+def test_unexpected_messages_by_state() -> None:
+    d = open_sent()
+    d(BytesReceived(peer_open()))
+    assert d.state() is State.OPEN_CONFIRM
+    upd = b"".join(wire.withdraw_ipv4([VIP]))
+    assert_notified(d(BytesReceived(upd)), 5, 2)
+    d, _ = established()
+    assert_notified(d(BytesReceived(peer_open())), 5, 3)
+
+
+def test_notification_received_goes_down_without_answering() -> None:
+    d, _ = established()
+    actions = d(BytesReceived(encode(Notification.shutdown("router maintenance"))))
+    assert sent_messages(actions) == []
+    (down,) = of_type(actions, SessionDown)
+    assert isinstance(down, SessionDown)
+    assert down.received == Notification.shutdown("router maintenance")
+    assert "Cease/Administrative Shutdown: 'router maintenance'" in down.reason
+    assert d.state() is State.IDLE and CloseConnection() in actions
+
+
+def test_tcp_closed_goes_idle_and_retries() -> None:
+    d, _ = established()
+    actions = d(TcpClosed("connection reset"))
+    assert d.state() is State.IDLE
+    assert of_type(actions, SessionDown)
+    assert sent_messages(actions) == []
+    d.fire(Timer.CONNECT_RETRY)
+    assert d.state() is State.CONNECT
+    assert OpenConnection() in d.log[-3:]
+
+
+def test_stop_sends_cease_admin_shutdown() -> None:
+    d, _ = established()
+    actions = d(Stop("vipgate shutting down"))
+    n = assert_notified(actions, 6, 2)
+    assert n.shutdown_message == "vipgate shutting down"
+    assert d.state() is State.IDLE
+    assert Timer.CONNECT_RETRY not in d.timers  # no reconnect after stop
+    assert d(TcpClosed()) == []
+    # Stop while connecting: just close; stop in Idle: nothing.
+    d2 = Driver(Session(cfg()))
+    d2(Start())
+    assert d2(Stop("x"))[:2] == [CancelTimer(Timer.CONNECT_RETRY), CloseConnection()]
+    assert d2(Stop("x")) == []
+
+
+def test_update_received_counts_routes() -> None:
+    d, _ = established()
+    pol = wire.OutboundPolicy(65001, True, True)
+    upd = b"".join(wire.announce_ipv4([VIP, IPv4Network("198.51.100.0/24")], REMOTE, pol))
+    actions = d(BytesReceived(upd))
+    (rr,) = of_type(actions, RoutesReceived)
+    assert isinstance(rr, RoutesReceived) and rr.announced == (VIP, IPv4Network("198.51.100.0/24"))
+    assert len(d.s.adj_rib_in) == 2
+    d(BytesReceived(b"".join(wire.withdraw_ipv4([VIP]))))
+    assert d.s.adj_rib_in == {IPv4Network("198.51.100.0/24")}
+    assert d.s.updates_received == 2
+
+
+def test_treat_as_withdraw_keeps_session() -> None:
+    d, _ = established()
+    pol = wire.OutboundPolicy(65001, True, True)
+    d(BytesReceived(b"".join(wire.announce_ipv4([VIP], REMOTE, pol))))
+    bad = bytearray(b"".join(wire.announce_ipv4([VIP], REMOTE, pol)))
+    bad[26] = 7  # ORIGIN value 7 (header 19 + 4 + flags/type/len 3 = offset 26)
+    actions = d(BytesReceived(bytes(bad)))
+    assert d.state() is State.ESTABLISHED
+    assert sent_messages(actions) == []
+    (w,) = of_type(actions, ProtocolWarning)
+    assert isinstance(w, ProtocolWarning) and w.error is not None
+    assert (w.error.code, w.error.subcode) == (3, 6)
+    assert d.s.adj_rib_in == set() and d.s.update_errors == 1
+
+
+def test_ebgp_path_must_start_with_peer_as() -> None:
+    d, _ = established()
+    wrong = wire.OutboundPolicy(65099, True, True)
+    actions = d(BytesReceived(b"".join(wire.announce_ipv4([VIP], REMOTE, wrong))))
+    assert d.state() is State.ESTABLISHED
+    (w,) = of_type(actions, ProtocolWarning)
+    assert isinstance(w, ProtocolWarning) and w.error is not None and w.error.subcode == 11
+    assert d.s.adj_rib_in == set()
+
+
+def test_route_refresh_asks_for_adj_rib_out() -> None:
+    d, _ = established(families=[(1, 1)])
+    actions = d(BytesReceived(encode(RouteRefresh(1, 1))))
+    assert ResendAdjRibOut(1, 1) in actions
+    actions = d(BytesReceived(encode(RouteRefresh(2, 1))))
+    assert of_type(actions, ProtocolWarning) and not of_type(actions, ResendAdjRibOut)
+
+
+def test_active_only_never_two_connections() -> None:
+    d = Driver(Session(cfg()))
+    with pytest.raises(LocalProtocolError):
+        d(TcpConnected(LOCAL, REMOTE))  # nobody asked for a connection
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    with pytest.raises(LocalProtocolError):
+        d(TcpConnected(LOCAL, REMOTE))  # a second connection while one is open
+    opens = of_type(d.log, OpenConnection)
+    assert len(opens) == 1
+    # Late bytes after going down are ignored, not parsed.
+    d(TcpClosed())
+    assert d(BytesReceived(b"\x00" * 40)) == []
+
+
+# ---------------------------------------------------------------------------------- backoff
+
+
+def failure_delays(rng: float, n: int, **kw: object) -> list[float]:
+    d = Driver(Session(cfg(**kw), rng=lambda: rng))
+    d(Start())
+    delays = []
+    for _ in range(n):
+        actions = d(TcpClosed("connection refused"))
+        retry = timer_armed(actions, Timer.CONNECT_RETRY)
+        assert retry is not None
+        delays.append(retry.delay)
+        d.fire(Timer.CONNECT_RETRY)
+        assert d.state() is State.CONNECT
+    return delays
+
+
+def test_backoff_bounds() -> None:
+    hi = failure_delays(0.999999, 12)
+    lo = failure_delays(0.0, 12)
+    assert hi[0] <= 1.0 and lo[0] >= 0.5
+    assert max(hi) <= 30.0 and hi[-1] > 29.0
+    assert hi == sorted(hi)
+    assert [round(x, 3) for x in lo[:6]] == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0]
+    assert all(0.5 * h <= lo_ + 1e-9 for h, lo_ in zip(hi, lo, strict=True))
+
+
+def test_backoff_resets_after_established() -> None:
+    d, _ = established(rng=0.999999)
+    for _ in range(4):
+        d(TcpClosed())
+        d.fire(Timer.CONNECT_RETRY)
+        d(TcpConnected(LOCAL, REMOTE))
+    d(BytesReceived(peer_open() + KA))
+    assert d.state() is State.ESTABLISHED
+    retry = timer_armed(d(TcpClosed()), Timer.CONNECT_RETRY)
+    assert retry is not None and retry.delay <= 1.0
+
+
+def test_connect_timeout() -> None:
+    d = Driver(Session(cfg(connect_timeout=3.0), rng=lambda: 0.0))
+    d(Start())
+    actions = d.fire(Timer.CONNECT_RETRY)
+    assert CloseConnection() in actions and d.state() is State.IDLE
+    changes = [a for a in actions if isinstance(a, StateChanged)]
+    assert "timed out" in changes[0].reason
+
+
+def test_config_validation() -> None:
+    for bad in ({"hold_time": 2}, {"local_as": 0}, {"router_id": IPv4Address(0)}):
+        with pytest.raises(ValueError):
+            cfg(**bad)
+
+
+# --------------------------------------------------------------------------- never a traceback
+
+
+frames = st.builds(
+    lambda t, body, marker: (
+        (b"\xff" * 16 if marker else b"\xfe" * 16)
+        + (19 + len(body)).to_bytes(2, "big")
+        + bytes([t])
+        + body
+    ),
+    st.integers(0, 7),
+    st.binary(max_size=120),
+    st.booleans(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(frames, min_size=1, max_size=4), st.sampled_from(["open_sent", "established"]))
+def test_garbage_from_peer_never_raises(chunks: list[bytes], where: str) -> None:
+    d = open_sent() if where == "open_sent" else established()[0]
+    for c in chunks:
+        actions = d(BytesReceived(c))
+        if d.state() is State.IDLE:
+            got = sent_messages(actions, d.s.as4)
+            down = [a for a in actions if isinstance(a, StateChanged) and a.new is State.IDLE]
+            assert down
+            received_notification = "received NOTIFICATION" in down[0].reason
+            assert received_notification or isinstance(got[-1], Notification)
+            assert CloseConnection() in actions
+            break
+
+
+def test_ipv6_session_addresses() -> None:
+    d = Driver(Session(cfg()))
+    d(Start())
+    d(TcpConnected(IPv6Address("2001:db8:0:1::11"), IPv6Address("2001:db8:0:1::1")))
+    actions = d(BytesReceived(peer_open() + KA))
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and up.info.local == IPv6Address("2001:db8:0:1::11")
