@@ -1,0 +1,408 @@
+"""The health gate: every rule of DESIGN section 3 (1-6) by table, then long mixed sequences
+against a ten-line reference model (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vipgate.health.gate import (
+    Action,
+    AdviceKind,
+    Gate,
+    GateError,
+    GateState,
+    Step,
+    advice_for,
+)
+from vipgate.health.probe import ErrorKind, ProbeResult
+
+URL = "https://localhost:6443/livez"
+NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "node1",
+    "192.0.2.11",
+)
+
+OK = ProbeResult(True, 200, ErrorKind.NONE, "", 0.004)
+RESULTS: dict[str, ProbeResult] = {
+    "ok": OK,
+    "refused": ProbeResult(False, None, ErrorKind.REFUSED, "connection refused (::1:6443)", 0.001),
+    "reset": ProbeResult(False, None, ErrorKind.RESET, "connection reset by the server", 0.01),
+    "timeout": ProbeResult(False, None, ErrorKind.TIMEOUT, "no response headers within 1 s", 1.0),
+    "500": ProbeResult(False, 500, ErrorKind.HTTP_STATUS, "HTTP 500: [-]etcd failed", 0.01),
+    "301": ProbeResult(False, 301, ErrorKind.HTTP_STATUS, "HTTP 301 -> /x", 0.01),
+    "204": ProbeResult(False, 204, ErrorKind.HTTP_STATUS, "HTTP 204 No Content", 0.01),
+    "401": ProbeResult(False, 401, ErrorKind.HTTP_STATUS, "HTTP 401 Unauthorized", 0.01),
+    "403": ProbeResult(False, 403, ErrorKind.HTTP_STATUS, "HTTP 403 Forbidden", 0.01),
+    "hostname": ProbeResult(
+        False,
+        None,
+        ErrorKind.TLS_HOSTNAME,
+        "certificate verify failed: Hostname mismatch",
+        0.01,
+        cert_names=NAMES,
+        verified_name="localhost",
+        ca_path="/etc/kubernetes/pki/ca.crt",
+    ),
+    "ca": ProbeResult(
+        False,
+        None,
+        ErrorKind.TLS_VERIFY,
+        "certificate verify failed: unable to get local issuer certificate "
+        "(verified against CA file /tmp/wrong.crt)",
+        0.01,
+        ca_path="/tmp/wrong.crt",
+    ),
+    "tls": ProbeResult(False, None, ErrorKind.TLS_OTHER, "TLS handshake failed", 0.01),
+    "protocol": ProbeResult(False, None, ErrorKind.PROTOCOL, "invalid HTTP response", 0.01),
+    "dns": ProbeResult(False, None, ErrorKind.DNS, "cannot resolve x", 0.01),
+    "other": ProbeResult(False, None, ErrorKind.OTHER, "no route to host", 0.01),
+}
+A, W = Action.ANNOUNCE, Action.WITHDRAW
+
+
+def drive(gate: Gate, names: list[str], t0: float = 0.0) -> list[Step]:
+    gate.start(t0)
+    steps = []
+    for i, name in enumerate(names):
+        steps.append(gate.feed(RESULTS[name], t0 + i + 0.01))
+    return steps
+
+
+# ---------------------------------------------------------------------------- rule 1
+def test_rule1_disabled_announces_at_start_unconditionally() -> None:
+    gate = Gate("", threshold=3, period=5.0)
+    assert not gate.enabled and not gate.announced
+    step = gate.start(10.0)
+    assert step.action is Action.ANNOUNCE
+    assert step.next_check_at is None  # no checks at all
+    assert gate.state is GateState.DISABLED and gate.announced
+    t = step.transition
+    assert t is not None and t.reason == "disabled" and t.new is GateState.DISABLED
+    assert "announcing the VIP unconditionally" in t.message
+    assert dict(gate.transition_counts) == {"disabled": 1}
+    with pytest.raises(GateError):
+        gate.feed(RESULTS["refused"], 11.0)
+
+
+# ---------------------------------------------------------------------------- rules 2-5 by table
+@dataclass(frozen=True)
+class Case:
+    name: str
+    threshold: int
+    results: list[str]
+    actions: list[Action | None]
+    final: GateState
+    failures: int
+
+
+CASES = [
+    # rule 2: nothing before a success; the first success announces
+    Case("start: first check ok", 3, ["ok"], [A], GateState.UP, 0),
+    Case("start: failing never announces", 3, ["refused"] * 5, [None] * 5, GateState.DOWN, 5),
+    Case("start: late success", 3, ["500", "500", "ok"], [None, None, A], GateState.UP, 0),
+    Case(
+        "start: down, then up",
+        2,
+        ["timeout", "timeout", "timeout", "ok"],
+        [None, None, None, A],
+        GateState.UP,
+        0,
+    ),
+    # rule 3: every non-200 outcome is a failure (threshold 1 makes each one withdraw)
+    *[
+        Case(f"rule 3: {k} is a failure", 1, ["ok", k], [A, W], GateState.DOWN, 1)
+        for k in RESULTS
+        if k != "ok"
+    ],
+    # rule 4: a success resets the counter; announces only if not announced
+    Case(
+        "success resets",
+        3,
+        ["ok", "500", "500", "ok", "500", "500"],
+        [A] + [None] * 5,
+        GateState.UP,
+        2,
+    ),
+    Case("repeat success: one announce", 3, ["ok"] * 4, [A, None, None, None], GateState.UP, 0),
+    # rule 5: withdraw exactly when the counter reaches the threshold, once
+    Case(
+        "threshold 3",
+        3,
+        ["ok", "refused", "refused", "refused", "refused"],
+        [A, None, None, W, None],
+        GateState.DOWN,
+        4,
+    ),
+    Case("threshold 1", 1, ["ok", "timeout", "ok"], [A, W, A], GateState.UP, 0),
+    Case(
+        "mixed kinds count together",
+        3,
+        ["ok", "refused", "timeout", "500"],
+        [A, None, None, W],
+        GateState.DOWN,
+        3,
+    ),
+    Case(
+        "recovery on the first 200", 2, ["ok", "500", "500", "ok"], [A, None, W, A], GateState.UP, 0
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_rules_2_to_5(case: Case) -> None:
+    gate = Gate(URL, case.threshold, 1.0)
+    start = gate.start(0.0)
+    assert start.action is None and start.transition is None and not gate.announced
+    assert start.next_check_at == 0.0  # rule 2: the first check runs immediately
+    steps = drive_from_started(gate, case.results)
+    assert [s.action for s in steps] == case.actions
+    assert gate.state is case.final
+    assert gate.consecutive_failures == case.failures
+    assert gate.announced == (case.final is GateState.UP)
+    # each action comes with exactly one transition record
+    for s in steps:
+        if s.action is not None:
+            assert s.transition is not None and s.transition.action is s.action
+
+
+def drive_from_started(gate: Gate, names: list[str]) -> list[Step]:
+    return [gate.feed(RESULTS[n], i + 0.01) for i, n in enumerate(names)]
+
+
+def test_transition_records_carry_the_reason() -> None:
+    gate = Gate(URL, 3, 1.0)
+    steps = drive(gate, ["ok", "500", "timeout", "refused", "refused", "ok"])
+    w = steps[3].transition
+    assert w is not None
+    assert (w.old, w.new, w.action) == (GateState.UP, GateState.DOWN, Action.WITHDRAW)
+    assert w.reason == "refused" and w.error is ErrorKind.REFUSED and w.status is None
+    assert w.consecutive_failures == 3 and w.threshold == 3
+    assert "refused: connection refused (::1:6443)" in w.message
+    assert "3 consecutive failed checks (threshold 3)" in w.message
+    assert "withdrawing the VIP" in w.message
+    assert steps[4].transition is None  # still down: no new line
+    a = steps[5].transition
+    assert a is not None and a.reason == "healthy" and a.failures_before == 4
+    assert a.message == "health check passed (HTTP 200) after 4 failed checks: announcing the VIP"
+    first = steps[0].transition
+    assert (
+        first is not None and first.message == "health check passed (HTTP 200): announcing the VIP"
+    )
+    assert dict(gate.transition_counts) == {"healthy": 2, "refused": 1}
+
+
+def test_failing_from_start_is_logged_once_without_action() -> None:
+    gate = Gate(URL, 3, 1.0)
+    steps = drive(gate, ["ca"] * 6)
+    lines = [s.transition for s in steps if s.transition is not None]
+    assert len(lines) == 1 and steps[2].transition is lines[0]
+    t = lines[0]
+    assert t.action is None and (t.old, t.new) == (GateState.STARTING, GateState.DOWN)
+    assert "VIP not announced" in t.message and "/tmp/wrong.crt" in t.message
+    assert "tls_verify" in t.message
+    assert gate.consecutive_failures == 6
+
+
+def test_500_transition_shows_the_status() -> None:
+    gate = Gate(URL, 1, 1.0)
+    steps = drive(gate, ["ok", "500"])
+    t = steps[1].transition
+    assert t is not None and t.status == 500 and t.reason == "http_status"
+    assert "HTTP 500: [-]etcd failed" in t.message
+
+
+# ---------------------------------------------------------------------------- teaching
+def test_hostname_advice_names_the_certificate_names_and_the_fix() -> None:
+    adv = advice_for(RESULTS["hostname"], URL)
+    assert adv is not None and adv.kind is AdviceKind.TLS_HOSTNAME
+    assert adv.message.startswith(
+        "the apiserver certificate names kubernetes, kubernetes.default, kubernetes.default.svc,"
+        " kubernetes.default.svc.cluster.local, node1, 192.0.2.11 but not localhost: "
+        "set control_plane_health_check_server_name=kubernetes, or use an address the "
+        "certificate names"
+    )
+
+
+def test_hostname_advice_without_names_still_says_what_to_do() -> None:
+    r = ProbeResult(False, None, ErrorKind.TLS_HOSTNAME, "mismatch", 0.0, verified_name="127.0.0.1")
+    adv = advice_for(r, "https://127.0.0.1:6443/livez")
+    assert adv is not None
+    assert "does not name 127.0.0.1" in adv.message
+    assert "control_plane_health_check_server_name" in adv.message
+
+
+def test_hostname_advice_suggests_a_dns_name_when_kubernetes_is_absent() -> None:
+    r = ProbeResult(
+        False, None, ErrorKind.TLS_HOSTNAME, "", 0.0,
+        cert_names=("192.0.2.11", "*.example.test", "api.example.test"),
+        verified_name="localhost",
+    )  # fmt: skip
+    adv = advice_for(r, URL)
+    assert adv is not None and "server_name=api.example.test" in adv.message
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+def test_access_advice_for_401_and_403(status: str) -> None:
+    adv = advice_for(RESULTS[status], URL)
+    assert adv is not None and adv.kind is AdviceKind.ACCESS_DENIED
+    assert adv.message.startswith(
+        f"the apiserver refuses anonymous access to /livez (HTTP {status}"
+    )
+    assert "not the apiserver being down" in adv.message
+    assert "system:public-info-viewer" in adv.message
+
+
+def test_ca_advice_names_the_ca_path() -> None:
+    adv = advice_for(RESULTS["ca"], URL)
+    assert adv is not None and adv.kind is AdviceKind.TLS_VERIFY
+    assert "/tmp/wrong.crt" in adv.message and "control_plane_health_check_ca_path" in adv.message
+
+
+@pytest.mark.parametrize("name", ["refused", "timeout", "500", "reset", "ok"])
+def test_no_advice_for_plain_outages(name: str) -> None:
+    assert advice_for(RESULTS[name], URL) is None
+
+
+def test_advice_once_per_episode_not_per_check() -> None:
+    gate = Gate(URL, 3, 1.0)
+    seq = ["hostname"] * 4 + ["refused", "hostname", "401", "401"] + ["ok"] + ["hostname"] * 2
+    steps = drive(gate, seq)
+    kinds = [s.advice.kind if s.advice else None for s in steps]
+    H, D = AdviceKind.TLS_HOSTNAME, AdviceKind.ACCESS_DENIED
+    assert kinds == [H, None, None, None, None, None, D, None, None, H, None]
+
+
+# ---------------------------------------------------------------------------- rule 6: cadence
+@pytest.mark.parametrize(
+    ("ends", "dues"),
+    [
+        ([100.02], [101.0]),  # quick check: next tick
+        ([101.0], [101.0]),  # ended exactly on the tick: that tick (no overlap, no skip)
+        ([101.5], [102.0]),  # ran past a tick (timeout > period): the next tick, not at once
+        ([100.1, 103.2, 104.05], [101.0, 104.0, 105.0]),
+        ([100.999999], [101.0]),
+    ],
+)
+def test_rule6_fixed_cadence_from_start(ends: list[float], dues: list[float]) -> None:
+    gate = Gate(URL, 3, 1.0)
+    assert gate.start(100.0).next_check_at == 100.0
+    got = [gate.feed(OK, t).next_check_at for t in ends]
+    assert got == dues
+
+
+def test_rule6_no_drift_over_many_checks() -> None:
+    gate = Gate(URL, 3, 0.1)
+    t0 = 1000.0
+    gate.start(t0)
+    due = gate.next_check_at
+    for k in range(1, 5001):
+        assert due is not None
+        due = gate.feed(OK, due + 0.03).next_check_at  # each check takes 30 ms
+        assert due == t0 + k * 0.1
+
+
+def test_misuse_is_an_error() -> None:
+    gate = Gate(URL, 3, 1.0)
+    with pytest.raises(GateError):
+        gate.feed(OK, 0.0)
+    gate.start(0.0)
+    with pytest.raises(GateError):
+        gate.start(1.0)
+    with pytest.raises(ValueError):
+        Gate(URL, 0, 1.0)
+    with pytest.raises(ValueError):
+        Gate(URL, 3, 0.0)
+
+
+# ---------------------------------------------------------------------------- property test
+def reference(oks: list[bool], threshold: int) -> list[Action | None]:
+    """Rules 2, 4 and 5 in ten lines."""
+    announced, failures, out = False, 0, []
+    for ok in oks:
+        failures = 0 if ok else failures + 1
+        if ok and not announced:
+            announced, action = True, Action.ANNOUNCE
+        elif not ok and announced and failures >= threshold:
+            announced, action = False, Action.WITHDRAW
+        else:
+            action = None
+        out.append(action)
+    return out
+
+
+FAIL_NAMES = sorted(k for k in RESULTS if k != "ok")
+checks = st.lists(
+    st.one_of(st.just("ok"), st.sampled_from(FAIL_NAMES)).map(str),
+    min_size=0,
+    max_size=200,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=checks,
+    threshold=st.integers(1, 6),
+    okbias=st.booleans(),
+    durations=st.lists(st.floats(0.0, 3.5), min_size=200, max_size=200),
+    period=st.sampled_from([0.5, 1.0, 5.0]),
+)
+def test_property_matches_reference_model(
+    names: list[str], threshold: int, okbias: bool, durations: list[float], period: float
+) -> None:
+    if okbias:  # make long healthy runs likely too
+        names = ["ok" if i % 3 else n for i, n in enumerate(names)]
+    gate = Gate(URL, threshold, period)
+    t0 = 50.0
+    due = gate.start(t0).next_check_at
+    expected = reference([RESULTS[n].ok for n in names], threshold)
+    advised: set[AdviceKind] = set()
+    failures = 0
+    last_tick = 0  # the first check used tick 0
+    for name, want, dur in zip(names, expected, durations, strict=False):
+        assert due is not None
+        end = due + dur * period
+        step = gate.feed(RESULTS[name], end)
+        assert step.action is want
+        # one transition per action; transitions without action only STARTING -> DOWN
+        if step.action is not None:
+            assert step.transition is not None and step.transition.action is step.action
+        elif step.transition is not None:
+            assert (step.transition.old, step.transition.new) == (
+                GateState.STARTING,
+                GateState.DOWN,
+            )
+        # counter
+        failures = 0 if RESULTS[name].ok else failures + 1
+        assert gate.consecutive_failures == failures
+        # advice: first occurrence of its kind in an episode, never again in it
+        if RESULTS[name].ok:
+            advised.clear()
+            assert step.advice is None
+        else:
+            adv = advice_for(RESULTS[name], URL)
+            if adv is not None and adv.kind not in advised:
+                assert step.advice == adv
+                advised.add(adv.kind)
+            else:
+                assert step.advice is None
+        # rule 6: next check on a tick of the start grid, later than the last one, and the
+        # first such tick that is not before the end of this check
+        nxt = step.next_check_at
+        assert nxt is not None
+        k = round((nxt - t0) / period)
+        assert nxt == t0 + k * period
+        assert k > last_tick and nxt >= end - 1e-6
+        assert k == max(last_tick + 1, math.ceil((end - t0) / period - 1e-9))
+        last_tick = k
+        due = nxt
+    actions = [a for a in expected if a is not None]
+    assert gate.announced == (bool(actions) and actions[-1] is Action.ANNOUNCE)
