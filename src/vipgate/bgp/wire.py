@@ -902,10 +902,9 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
                 length_error(f"NEXT_HOP of length {vlen}")
             else:
                 addr = IPv4Address(value)
-                if _bad_nexthop_v4(addr):
+                if _bad_nexthop_v4(addr):  # syntactically fine: kept in the attached update
                     problem(BgpError(3, 8, raw, f"NEXT_HOP {addr}", handling))
-                else:
-                    attrs.append(NextHop(addr))
+                attrs.append(NextHop(addr))
         elif tcode in (A_MED, A_LOCAL_PREF):
             if vlen != 4:
                 length_error(f"attribute {tcode} of length {vlen}")

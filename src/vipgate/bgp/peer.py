@@ -1,0 +1,485 @@
+"""asyncio adapter for one BGP peer: sockets and timers around the sans-I/O session.
+
+The :class:`~vipgate.bgp.fsm.Session` decides everything; this module only carries out its
+actions (connect, write, arm/cancel timers, close) and feeds it events (connected, bytes,
+closed, timer fired).  Events are processed synchronously and never re-entrantly: an event
+raised while actions are being carried out is queued and handled right after, so
+``announce()`` writes its UPDATE to the socket before it returns.
+
+Socket options, all set before ``connect()``: SO_BINDTODEVICE (source interface), bind to the
+source address, TCP_MD5SIG (RFC 2385), TTL 1 for single-hop eBGP and 50 for eBGP multihop
+(kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY.  Passwords are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import random
+import socket
+import struct
+import termios
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Final, Protocol, TypeAlias
+
+from vipgate.bgp import fsm, wire
+from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+Prefix: TypeAlias = IPv4Network | IPv6Network
+
+log = logging.getLogger("vipgate.bgp")
+
+TCP_MD5SIG: Final = 14
+TCP_MD5SIG_MAXKEYLEN: Final = 80
+SO_BINDTODEVICE: Final = 25
+SIOCOUTQ: Final = termios.TIOCOUTQ  # same ioctl number on Linux
+TTL_SINGLE_HOP: Final = 1
+TTL_MULTIHOP: Final = 50  # kube-vip: EbgpMultihop{Enabled: true, MultihopTtl: 50}
+MD5_HINT_AFTER: Final = 3
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    address: IPv4Address | IPv6Address
+    remote_as: int
+    password: str = field(default="", repr=False)
+    multihop: bool = False
+    port: int = 179
+
+    def __post_init__(self) -> None:
+        if len(self.password.encode()) > TCP_MD5SIG_MAXKEYLEN:
+            raise ValueError(f"BGP password longer than {TCP_MD5SIG_MAXKEYLEN} octets")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be 1..65535")
+
+    @property
+    def name(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return str(self.address) if self.port == 179 else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SpeakerSettings:
+    local_as: int
+    router_id: IPv4Address
+    hold_time: int = 30
+    keepalive: int = 10
+    source_ip: IPv4Address | IPv6Address | None = None
+    source_if: str | None = None
+
+
+class SpeakerObserver(Protocol):
+    def session_state(self, peer: str, state: str) -> None: ...
+
+    def message(self, peer: str, direction: str, msg_type: str) -> None: ...
+
+
+def md5sig(address: IPAddress, password: str) -> bytes:
+    """struct tcp_md5sig for setsockopt(IPPROTO_TCP, TCP_MD5SIG) (linux/tcp.h)."""
+    key = password.encode()
+    if address.version == 4:
+        sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + address.packed
+    else:
+        sa = (
+            struct.pack("=H", socket.AF_INET6)
+            + struct.pack("!HI", 0, 0)
+            + address.packed
+            + struct.pack("=I", 0)
+        )
+    # sockaddr_storage (128), flags u8, prefixlen u8, keylen u16, ifindex u32, key[80]
+    return struct.pack("=128sBBHI80s", sa, 0, 0, len(key), 0, key)
+
+
+def make_socket(speaker: SpeakerSettings, peer: PeerSettings, ebgp: bool) -> socket.socket:
+    """A non-blocking TCP socket with every option set, ready for connect()."""
+    fam = socket.AF_INET6 if peer.address.version == 6 else socket.AF_INET
+    sock = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if speaker.source_if:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, speaker.source_if.encode())
+        if speaker.source_ip is not None and speaker.source_ip.version == peer.address.version:
+            sock.bind((str(speaker.source_ip), 0))
+        if peer.password:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(peer.address, peer.password))
+        if ebgp:
+            ttl = TTL_MULTIHOP if peer.multihop else TTL_SINGLE_HOP
+            if fam == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def unsent_bytes(sock: socket.socket) -> int:
+    """Bytes in the kernel send queue not yet acknowledged by the peer (SIOCOUTQ)."""
+    buf = fcntl.ioctl(sock.fileno(), SIOCOUTQ, struct.pack("i", 0))
+    return int(struct.unpack("i", buf)[0])
+
+
+class _Proto(asyncio.Protocol):
+    def __init__(self, peer: Peer, conn_id: int) -> None:
+        self.peer = peer
+        self.conn_id = conn_id
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.peer._connection_made(self.conn_id, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.peer._event(self.conn_id, fsm.BytesReceived(data))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.peer._connection_lost(self.conn_id, exc)
+
+
+class Peer:
+    """One BGP session to one peer, driven by the sans-I/O FSM.
+
+    ``rib`` returns the current Adj-RIB-Out (shared by all peers); it is sent whole when the
+    session comes up and on ROUTE-REFRESH.
+    """
+
+    def __init__(
+        self,
+        speaker: SpeakerSettings,
+        peer: PeerSettings,
+        rib: Callable[[], Collection[Prefix]],
+        observer: SpeakerObserver | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+        connect_timeout: float = 5.0,
+        md5_hint_after: int = MD5_HINT_AFTER,
+    ) -> None:
+        self.speaker = speaker
+        self.settings = peer
+        self.name = peer.name
+        self._rib = rib
+        self._observer = observer
+        self.session = fsm.Session(
+            fsm.SessionConfig(
+                local_as=speaker.local_as,
+                router_id=speaker.router_id,
+                peer_as=peer.remote_as,
+                hold_time=speaker.hold_time,
+                keepalive=speaker.keepalive,
+                connect_timeout=connect_timeout,
+            ),
+            rng=rng,
+        )
+        self.ebgp = speaker.local_as != peer.remote_as
+        self._md5_hint_after = md5_hint_after
+        self._md5_hint_logged = False
+        self._conn_id = 0
+        self._transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._timers: dict[fsm.Timer, asyncio.TimerHandle] = {}
+        self._pending: deque[fsm.Event] = deque()
+        self._busy = False
+        self._lost = asyncio.Event()
+        self._lost.set()
+        self._warned_family: set[int] = set()
+        self.established_at: float | None = None
+        self.routes_received = 0
+
+    # ------------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> str:
+        return self.session.state.value
+
+    @property
+    def established(self) -> bool:
+        return self.session.state is fsm.State.ESTABLISHED
+
+    def start(self) -> None:
+        self._dispatch(fsm.Start())
+
+    def announce(self, prefixes: Iterable[Prefix]) -> None:
+        """Write UPDATEs announcing `prefixes` now (no-op unless Established)."""
+        if self.established:
+            data = self._encode_announce(list(prefixes))
+            if data:
+                self._dispatch(fsm.SendUpdates(data))
+
+    def withdraw(self, prefixes: Iterable[Prefix]) -> None:
+        if self.established:
+            data = self._encode_withdraw(list(prefixes))
+            if data:
+                self._dispatch(fsm.SendUpdates(data))
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything written has been acknowledged by the peer (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t, s = self._transport, self._sock
+            if t is None or s is None or s.fileno() < 0:
+                return True
+            try:
+                if t.get_write_buffer_size() == 0 and unsent_bytes(s) == 0:
+                    return True
+            except OSError:
+                return True
+            await asyncio.sleep(0.001)
+        return False
+
+    async def stop(self, message: str, timeout: float) -> None:
+        """Cease/Administrative Shutdown with `message`, close, wait for the close (bounded)."""
+        self._dispatch(fsm.Stop(message))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._lost.wait(), max(0.0, timeout))
+        self._abort()
+
+    # ------------------------------------------------------------------------- encoding
+
+    def _encode_announce(self, prefixes: list[Prefix]) -> bytes:
+        info = self.session.info
+        if info is None or not prefixes:
+            return b""
+        out: list[bytes] = []
+        v4 = [p for p in prefixes if isinstance(p, IPv4Network)]
+        v6 = [p for p in prefixes if isinstance(p, IPv6Network)]
+        pol = info.policy
+        if v4:
+            nh4 = self._next_hop_v4(info)
+            if (AFI_IPV4, SAFI_UNICAST) not in info.families or nh4 is None:
+                self._warn_family(4, "IPv4 unicast not negotiated or no IPv4 next hop")
+            else:
+                out += wire.announce_ipv4(v4, nh4, pol)
+        if v6:
+            if (AFI_IPV6, SAFI_UNICAST) not in info.families:
+                self._warn_family(6, "IPv6 unicast not negotiated")
+            else:
+                out += wire.announce_ipv6(v6, self._next_hop_v6(info), pol)
+        return b"".join(out)
+
+    def _encode_withdraw(self, prefixes: list[Prefix]) -> bytes:
+        info = self.session.info
+        if info is None or not prefixes:
+            return b""
+        out: list[bytes] = []
+        v4 = [p for p in prefixes if isinstance(p, IPv4Network)]
+        v6 = [p for p in prefixes if isinstance(p, IPv6Network)]
+        if v4 and (AFI_IPV4, SAFI_UNICAST) in info.families:
+            out += wire.withdraw_ipv4(v4)
+        if v6 and (AFI_IPV6, SAFI_UNICAST) in info.families:
+            out += wire.withdraw_ipv6(v6)
+        return b"".join(out)
+
+    def _next_hop_v4(self, info: fsm.SessionInfo) -> IPv4Address | None:
+        if isinstance(info.local, IPv4Address):
+            return info.local
+        src = self.speaker.source_ip
+        return src if isinstance(src, IPv4Address) else None
+
+    def _next_hop_v6(self, info: fsm.SessionInfo) -> IPv6Address:
+        if isinstance(info.local, IPv6Address):
+            return info.local
+        src = self.speaker.source_ip
+        if isinstance(src, IPv6Address):
+            return src
+        return IPv6Address(b"\x00" * 10 + b"\xff\xff" + info.local.packed)  # IPv4-mapped
+
+    def _warn_family(self, version: int, why: str) -> None:
+        if version not in self._warned_family:
+            self._warned_family.add(version)
+            log.warning("BGP peer %s: not announcing IPv%d prefixes: %s", self.name, version, why)
+
+    # ------------------------------------------------------------------ event dispatching
+
+    def _event(self, conn_id: int, event: fsm.Event) -> None:
+        if conn_id == self._conn_id:
+            self._dispatch(event)
+
+    def _dispatch(self, event: fsm.Event) -> None:
+        self._pending.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._pending:
+                ev = self._pending.popleft()
+                for action in self.session.handle(ev):
+                    self._do(action)
+        finally:
+            self._busy = False
+
+    def _fire(self, timer: fsm.Timer, generation: int) -> None:
+        self._timers.pop(timer, None)
+        self._dispatch(fsm.TimerFired(timer, generation))
+
+    def _do(self, a: fsm.Action) -> None:
+        if isinstance(a, fsm.SendBytes):
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(a.data)
+        elif isinstance(a, fsm.ArmTimer):
+            old = self._timers.pop(a.timer, None)
+            if old is not None:
+                old.cancel()
+            loop = asyncio.get_running_loop()
+            self._timers[a.timer] = loop.call_later(a.delay, self._fire, a.timer, a.generation)
+        elif isinstance(a, fsm.CancelTimer):
+            h = self._timers.pop(a.timer, None)
+            if h is not None:
+                h.cancel()
+        elif isinstance(a, fsm.OpenConnection):
+            self._conn_id += 1
+            self._lost.clear()
+            self._connect_task = asyncio.get_running_loop().create_task(
+                self._connect(self._conn_id), name=f"bgp-connect-{self.name}"
+            )
+        elif isinstance(a, fsm.CloseConnection):
+            self._close()
+        elif isinstance(a, fsm.StateChanged):
+            self._state_changed(a)
+        elif isinstance(a, fsm.SessionUp):
+            self._session_up(a.info)
+        elif isinstance(a, fsm.SessionDown):
+            self.established_at = None
+            if a.received is not None:
+                log.warning(
+                    "BGP peer %s: NOTIFICATION received: %s", self.name, a.received.describe()
+                )
+            log.warning("BGP peer %s: session down: %s", self.name, a.reason)
+        elif isinstance(a, fsm.MessageReceived):
+            if self._observer is not None:
+                self._observer.message(self.name, "in", a.type_name)
+        elif isinstance(a, fsm.MessageSent):
+            if self._observer is not None:
+                self._observer.message(self.name, "out", a.type_name)
+        elif isinstance(a, fsm.RoutesReceived):
+            self.routes_received = len(self.session.adj_rib_in)
+            log.debug(
+                "BGP peer %s: %d announced, %d withdrawn (%d held, not installed)",
+                self.name,
+                len(a.announced),
+                len(a.withdrawn),
+                self.routes_received,
+            )
+        elif isinstance(a, fsm.ResendAdjRibOut):
+            log.info("BGP peer %s: ROUTE-REFRESH: re-sending the Adj-RIB-Out", self.name)
+            fam = 4 if a.afi == AFI_IPV4 else 6
+            self.announce([p for p in self._rib() if p.version == fam])
+        elif isinstance(a, fsm.ProtocolWarning):
+            log.warning("BGP peer %s: %s", self.name, a.text)
+
+    def _state_changed(self, a: fsm.StateChanged) -> None:
+        level = logging.INFO
+        if a.new is fsm.State.IDLE and a.old is not fsm.State.CONNECT:
+            level = logging.WARNING
+        log.log(level, "BGP peer %s: %s -> %s (%s)", self.name, a.old.value, a.new.value, a.reason)
+        if (
+            a.new is fsm.State.IDLE
+            and self.settings.password
+            and not self._md5_hint_logged
+            and self.session.failures >= self._md5_hint_after
+        ):
+            self._md5_hint_logged = True
+            log.warning(
+                "BGP peer %s: no session after %d attempts and a TCP MD5 password is set: "
+                "the passwords may mismatch (the kernel drops segments with a wrong MD5 "
+                "signature silently; check nstat TcpExtTCPMD5NotFound/TCPMD5Unexpected)",
+                self.name,
+                self.session.failures,
+            )
+        if self._observer is not None:
+            self._observer.session_state(self.name, a.new.value)
+
+    def _session_up(self, info: fsm.SessionInfo) -> None:
+        self.established_at = time.monotonic()
+        self._md5_hint_logged = False
+        log.info(
+            "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s)",
+            self.name,
+            info.local,
+            info.remote,
+            info.peer_as,
+            info.hold_time,
+            info.keepalive,
+            "eBGP" if info.ebgp else "iBGP",
+            ", 4-octet AS" if info.as4 else ", 2-octet AS peer",
+        )
+        self.announce(self._rib())
+
+    # ------------------------------------------------------------------------ connection
+
+    async def _connect(self, conn_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        addr = (str(self.settings.address), self.settings.port)
+        sock: socket.socket | None = None
+        try:
+            sock = make_socket(self.speaker, self.settings, self.ebgp)
+            await loop.sock_connect(sock, addr)
+            if conn_id != self._conn_id:
+                sock.close()
+                return
+            self._sock = sock
+            await loop.create_connection(lambda: _Proto(self, conn_id), sock=sock)
+        except asyncio.CancelledError:
+            if sock is not None and self._sock is not sock:
+                sock.close()
+            raise
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            if self._sock is sock:
+                self._sock = None
+            self._lost.set()
+            self._event(conn_id, fsm.TcpClosed(exc.strerror or str(exc)))
+
+    def _connection_made(self, conn_id: int, transport: asyncio.Transport) -> None:
+        if conn_id != self._conn_id:
+            transport.abort()
+            return
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        local = ip_address(sock.getsockname()[0])
+        remote = ip_address(sock.getpeername()[0])
+        self._dispatch(fsm.TcpConnected(local, remote))
+
+    def _connection_lost(self, conn_id: int, exc: Exception | None) -> None:
+        if conn_id != self._conn_id:
+            if self._transport is None:
+                self._lost.set()  # the connection we closed ourselves is gone now
+            return
+        self._transport = None
+        self._sock = None
+        self._lost.set()
+        reason = "closed by peer" if exc is None else (getattr(exc, "strerror", None) or str(exc))
+        self._dispatch(fsm.TcpClosed(reason))
+
+    def _close(self) -> None:
+        """Close the connection gracefully: buffered data is still sent, then FIN."""
+        task, self._connect_task = self._connect_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        t, self._transport = self._transport, None
+        self._sock = None
+        self._conn_id += 1  # later callbacks from this connection are ignored
+        if t is not None:
+            t.close()  # flushes the write buffer, then closes; connection_lost follows
+        else:
+            self._lost.set()
+
+    def _abort(self) -> None:
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        task = self._connect_task
+        if task is not None and not task.done():
+            task.cancel()

@@ -1,0 +1,239 @@
+"""The embedded BGP speaker: one Adj-RIB-Out shared by all peers.
+
+``announce(prefix)`` / ``withdraw(prefix)`` change the Adj-RIB-Out and write the UPDATE to every
+Established session before they return.  A session that comes up, or sends ROUTE-REFRESH, gets
+the whole set.  ``close(message)`` withdraws everything, waits until the peers acknowledged it
+(asyncio drain, then the kernel send queue via SIOCOUTQ), sends Cease / Administrative
+Shutdown with the RFC 8203 message and closes -- bounded by ``timeout``.
+
+``python -m vipgate.bgp.speaker`` runs a speaker driven by stdin lines (``announce P``,
+``withdraw P``, ``close MSG``, ``states``) that reports JSON lines on stdout; the interop tests
+and benchmarks run it inside lab namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
+from typing import TypeAlias
+
+from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
+
+__all__ = ["PeerSettings", "Speaker", "SpeakerObserver", "SpeakerSettings"]
+
+Prefix: TypeAlias = IPv4Network | IPv6Network
+log = logging.getLogger("vipgate.bgp")
+
+
+class Speaker:
+    def __init__(
+        self,
+        settings: SpeakerSettings,
+        peers: Sequence[PeerSettings],
+        observer: SpeakerObserver | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+        connect_timeout: float = 5.0,
+        md5_hint_after: int = 3,
+    ) -> None:
+        self.settings = settings
+        self._rib: set[Prefix] = set()
+        self._observer = observer
+        self._peers = [
+            Peer(
+                settings,
+                p,
+                self._rib_view,
+                observer,
+                rng=rng,
+                connect_timeout=connect_timeout,
+                md5_hint_after=md5_hint_after,
+            )
+            for p in peers
+        ]
+        self._started = False
+        self._closed = False
+
+    def _rib_view(self) -> frozenset[Prefix]:
+        return frozenset(self._rib)
+
+    @property
+    def peers(self) -> Sequence[Peer]:
+        return tuple(self._peers)
+
+    async def start(self) -> None:
+        """Start every session; returns at once (sessions come up in the background)."""
+        if self._started:
+            return
+        self._started = True
+        for p in self._peers:
+            p.start()
+
+    def announce(self, prefix: Prefix) -> None:
+        if self._closed or prefix in self._rib:
+            return
+        self._rib.add(prefix)
+        for p in self._peers:
+            p.announce([prefix])
+
+    def withdraw(self, prefix: Prefix) -> None:
+        if prefix not in self._rib:
+            return
+        self._rib.discard(prefix)
+        for p in self._peers:
+            p.withdraw([prefix])
+
+    async def close(self, message: str, timeout: float = 2.0) -> None:
+        """Withdraw all, drain, Cease/Administrative Shutdown (6/2) with `message`, close."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        rib = list(self._rib)
+        self._rib.clear()
+        for p in self._peers:
+            p.withdraw(rib)
+        if rib:
+            drained = await asyncio.gather(*(p.drain(timeout * 0.6) for p in self._peers))
+            if not all(drained):
+                log.warning("BGP: withdrawals not acknowledged by every peer before closing")
+        remaining = max(0.05, deadline - time.monotonic())
+        await asyncio.gather(*(p.stop(message, remaining) for p in self._peers))
+
+    def announced(self) -> frozenset[Prefix]:
+        return frozenset(self._rib)
+
+    def session_states(self) -> dict[str, str]:
+        return {p.name: p.state for p in self._peers}
+
+
+# ---------------------------------------------------------------------------- driver (CLI)
+
+
+def parse_peer(spec: str) -> PeerSettings:
+    """``address:AS:password:multihop[:port]``, IPv6 address in brackets (bgp_peers format)."""
+    if spec.startswith("["):
+        end = spec.index("]")
+        addr, rest = spec[1:end], spec[end + 2 :]
+    else:
+        addr, _, rest = spec.partition(":")
+    parts = rest.split(":")
+    asn, password, multihop = parts[0], parts[1] if len(parts) > 1 else "", parts[2:3]
+    port = int(parts[3]) if len(parts) > 3 and parts[3] else 179
+    return PeerSettings(
+        address=ip_address(addr),
+        remote_as=int(asn),
+        password=password,
+        multihop=bool(multihop) and multihop[0].lower() == "true",
+        port=port,
+    )
+
+
+class _JsonObserver:
+    def __init__(self, out: Callable[[dict[str, object]], None]) -> None:
+        self.out = out
+
+    def session_state(self, peer: str, state: str) -> None:
+        self.out({"ev": "state", "peer": peer, "state": state})
+
+    def message(self, peer: str, direction: str, msg_type: str) -> None:
+        pass
+
+
+async def _drive(args: argparse.Namespace) -> int:
+    def out(obj: dict[str, object]) -> None:
+        obj["t"] = time.monotonic()
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    settings = SpeakerSettings(
+        local_as=args.local_as,
+        router_id=IPv4Address(args.router_id),
+        hold_time=args.hold,
+        keepalive=args.keepalive,
+        source_ip=ip_address(args.source_ip) if args.source_ip else None,
+        source_if=args.source_if,
+    )
+    speaker = Speaker(
+        settings,
+        [parse_peer(p) for p in args.peer],
+        _JsonObserver(out),
+        connect_timeout=args.connect_timeout,
+    )
+    for p in args.announce:
+        speaker.announce(ip_network(p))
+    if args.announce_range:
+        base, count = args.announce_range.split("+")
+        first = int(IPv4Address(base))
+        for i in range(int(count)):
+            speaker.announce(IPv4Network((first + i, 32)))
+    await speaker.start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out({"ev": "started"})
+    while True:
+        line = (await reader.readline()).decode()
+        if not line:
+            await speaker.close("stdin closed", args.close_timeout)
+            return 0
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "announce":
+            speaker.announce(ip_network(arg))
+            out({"ev": "announced", "prefix": arg})
+        elif cmd == "withdraw":
+            t0 = time.monotonic()
+            speaker.withdraw(ip_network(arg))
+            out({"ev": "withdrawn", "prefix": arg, "t0": t0})
+        elif cmd == "states":
+            out({"ev": "states", "states": speaker.session_states()})
+        elif cmd == "rss":
+            out({"ev": "rss", "kb": _rss_kb()})
+        elif cmd == "close":
+            t0 = time.monotonic()
+            await speaker.close(arg or "vipgate shutting down", args.close_timeout)
+            out({"ev": "closed", "t0": t0})
+            return 0
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="vipgate BGP speaker driven by stdin (for tests)")
+    ap.add_argument("--local-as", type=int, default=65000)
+    ap.add_argument("--router-id", required=True)
+    ap.add_argument("--hold", type=int, default=30)
+    ap.add_argument("--keepalive", type=int, default=10)
+    ap.add_argument("--source-ip")
+    ap.add_argument("--source-if")
+    ap.add_argument("--connect-timeout", type=float, default=5.0)
+    ap.add_argument("--close-timeout", type=float, default=2.0)
+    ap.add_argument("--peer", action="append", default=[], help="address:AS:password:multihop")
+    ap.add_argument("--announce", action="append", default=[])
+    ap.add_argument("--announce-range", help="FIRST+COUNT: announce COUNT /32s from FIRST")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_drive(args))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

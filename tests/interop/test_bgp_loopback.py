@@ -1,0 +1,313 @@
+"""The asyncio speaker against a tiny in-test BGP peer over loopback (no lab, no routers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+
+import pytest
+
+from vipgate.bgp import wire
+from vipgate.bgp.peer import TCP_MD5SIG, make_socket, md5sig
+from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
+from vipgate.bgp.wire import (
+    AsPath,
+    AsPathSegment,
+    FourOctetAsCapability,
+    Keepalive,
+    MultiprotocolCapability,
+    NextHop,
+    Notification,
+    Open,
+    RouteRefresh,
+    RouteRefreshCapability,
+    SessionContext,
+    Update,
+)
+
+LO = IPv4Address("127.0.0.1")
+VIP = IPv4Network("203.0.113.100/32")
+VIP6 = IPv6Network("2001:db8:100::100/128")
+PEER_AS = 65001
+
+
+class TinyPeer:
+    """Accepts connections, answers the OPEN, records every message it receives."""
+
+    def __init__(self, *, hold: int = 90, password: str = "", keepalives: bool = True) -> None:
+        self.hold = hold
+        self.password = password
+        self.keepalives = keepalives
+        self.messages: list[wire.Message] = []
+        self.connections = 0
+        self.writer: asyncio.StreamWriter | None = None
+        self.changed = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.password:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(LO, self.password))
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._serve, sock=sock)
+
+    async def stop(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writer = writer
+        dec = wire.Decoder()
+        try:
+            while data := await reader.read(65536):
+                dec.feed(data)
+                while True:
+                    try:
+                        m = dec.next_message()
+                    except wire.BgpError as e:
+                        if e.fatal or e.update is None:
+                            raise
+                        m = e.update  # e.g. NEXT_HOP 127.0.0.1 (martian): keep it anyway
+                    if m is None:
+                        break
+                    self.messages.append(m)
+                    self.changed.set()
+                    if isinstance(m, Open):
+                        dec.ctx = SessionContext(as4=m.four_octet_as)
+                        caps = (
+                            MultiprotocolCapability(1, 1),
+                            MultiprotocolCapability(2, 1),
+                            RouteRefreshCapability(),
+                            FourOctetAsCapability(PEER_AS),
+                        )
+                        writer.write(
+                            wire.encode(Open(PEER_AS, self.hold, IPv4Address("192.0.2.1"), caps))
+                        )
+                        writer.write(wire.encode(Keepalive()))
+                    elif isinstance(m, Keepalive) and self.keepalives:
+                        writer.write(wire.encode(Keepalive()))
+        except (ConnectionError, wire.BgpError):
+            pass
+        finally:
+            self.changed.set()
+            writer.close()
+
+    def send(self, msg: wire.Message) -> None:
+        assert self.writer is not None
+        self.writer.write(wire.encode(msg, SessionContext(True)))
+
+    def updates(self) -> list[Update]:
+        return [m for m in self.messages if isinstance(m, Update)]
+
+    def announced(self) -> list[IPv4Network | IPv6Network]:
+        return [p for u in self.updates() for p in u.announced()]
+
+    def withdrawn(self) -> list[IPv4Network | IPv6Network]:
+        return [p for u in self.updates() for p in u.withdrawals()]
+
+    async def wait(self, cond: object, timeout: float = 5.0) -> None:
+        assert callable(cond)
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out; messages: {self.messages}")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(left, 0.05))
+            except TimeoutError:
+                pass
+
+
+@asynccontextmanager
+async def session(
+    peer: TinyPeer,
+    *,
+    local_as: int = 65000,
+    password: str = "",
+    hold: int = 30,
+    connect_timeout: float = 1.0,
+    md5_hint_after: int = 3,
+) -> AsyncIterator[Speaker]:
+    await peer.start()
+    sp = Speaker(
+        SpeakerSettings(local_as, IPv4Address("192.0.2.11"), hold, 0, None, None),
+        [PeerSettings(LO, PEER_AS, password, False, peer.port)],
+        connect_timeout=connect_timeout,
+        md5_hint_after=md5_hint_after,
+    )
+    try:
+        yield sp
+    finally:
+        await sp.close("test over", 1.0)
+        await peer.stop()
+
+
+def established(sp: Speaker) -> bool:
+    return all(s == "Established" for s in sp.session_states().values())
+
+
+async def until(cond: object, timeout: float = 5.0) -> None:
+    assert callable(cond)
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+def test_announce_withdraw_over_loopback() -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            sp.announce(VIP)  # before the session is up: sent when it comes up
+            await sp.start()
+            await peer.wait(lambda: VIP in peer.announced())
+            assert established(sp)
+            upd = peer.updates()[0]
+            assert upd.get(NextHop) == NextHop(LO)
+            assert upd.get(AsPath) == AsPath((AsPathSegment(2, (65000,)),))
+            sp.withdraw(VIP)
+            await peer.wait(lambda: VIP in peer.withdrawn())
+            assert sp.announced() == frozenset()
+            # IPv6 prefix over an IPv4 session: MP_REACH (family negotiated), mapped next hop
+            sp.announce(VIP6)
+            await peer.wait(lambda: VIP6 in peer.announced())
+            mp = peer.updates()[-1].get(wire.MpReachNlri)
+            assert mp is not None and mp.next_hops == (ip_address("::ffff:127.0.0.1"),)
+
+    asyncio.run(main())
+
+
+def test_route_refresh_resends_everything() -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            sp.announce(IPv4Network("203.0.113.101/32"))
+            await peer.wait(lambda: len(peer.announced()) == 2)
+            peer.send(RouteRefresh(1, 1))
+            await peer.wait(lambda: len(peer.announced()) == 4)
+            assert set(peer.announced()[2:]) == {VIP, IPv4Network("203.0.113.101/32")}
+
+    asyncio.run(main())
+
+
+def test_close_withdraws_then_cease_with_message() -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            await peer.wait(lambda: VIP in peer.announced())
+            t0 = time.monotonic()
+            await sp.close("node drained", 2.0)
+            assert time.monotonic() - t0 < 2.0
+            await peer.wait(lambda: isinstance(peer.messages[-1], Notification))
+            last = peer.messages[-1]
+            assert isinstance(last, Notification)
+            assert (last.code, last.subcode) == (6, 2)
+            assert last.shutdown_message == "node drained"
+            assert VIP in peer.withdrawn()
+            # the withdrawal came before the NOTIFICATION
+            idx = next(
+                i for i, m in enumerate(peer.messages) if isinstance(m, Update) and m.withdrawn
+            )
+            assert idx < len(peer.messages) - 1
+            await asyncio.sleep(0.3)
+            assert peer.connections == 1  # no reconnect after close
+            assert sp.session_states() == {f"127.0.0.1:{peer.port}": "Idle"}
+
+    asyncio.run(main())
+
+
+def test_reconnects_fast_after_peer_notification() -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            await peer.wait(lambda: VIP in peer.announced())
+            peer.send(Notification.shutdown("router restart"))
+            t0 = time.monotonic()
+            await peer.wait(lambda: peer.connections == 2 and len(peer.announced()) == 2)
+            assert time.monotonic() - t0 < 1.5  # first retry <= 1 s
+
+    asyncio.run(main())
+
+
+def test_hold_timer_expiry_sends_notification() -> None:
+    async def main() -> None:
+        peer = TinyPeer(hold=3, keepalives=False)
+        async with session(peer, hold=3) as sp:
+            await sp.start()
+            await until(lambda: established(sp))
+            t0 = time.monotonic()
+            await peer.wait(
+                lambda: any(isinstance(m, Notification) and m.code == 4 for m in peer.messages),
+                timeout=6.0,
+            )
+            assert 2.5 < time.monotonic() - t0 < 4.5
+
+    asyncio.run(main())
+
+
+def test_md5_right_password_comes_up(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "vipgate")
+
+    async def main() -> None:
+        peer = TinyPeer(password="s3cret-md5")
+        async with session(peer, password="s3cret-md5") as sp:
+            await sp.start()
+            await until(lambda: established(sp))
+
+    asyncio.run(main())
+    assert "s3cret-md5" not in caplog.text
+
+
+def test_md5_wrong_password_stays_down_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "vipgate")
+
+    async def main() -> None:
+        peer = TinyPeer(password="right-one")
+        async with session(peer, password="wrong-one", connect_timeout=0.3, md5_hint_after=2) as sp:
+            await sp.start()
+            await until(lambda: "may mismatch" in caplog.text, timeout=8.0)
+            assert not established(sp)
+            assert peer.connections == 0
+
+    asyncio.run(main())
+    assert "wrong-one" not in caplog.text and "right-one" not in caplog.text
+
+
+def test_password_not_in_repr() -> None:
+    p = PeerSettings(LO, 65001, "hunter2", False)
+    assert "hunter2" not in repr(p)
+
+
+def test_socket_options() -> None:
+    sp = SpeakerSettings(65000, IPv4Address("192.0.2.11"), 30, 10, LO, None)
+    single = make_socket(sp, PeerSettings(LO, 65001, "", False), ebgp=True)
+    multi = make_socket(sp, PeerSettings(LO, 65001, "", True), ebgp=True)
+    ibgp = make_socket(sp, PeerSettings(LO, 65000, "", False), ebgp=False)
+    try:
+        assert single.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 1
+        assert multi.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 50
+        assert ibgp.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 64
+        assert single.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert single.getsockname()[0] == "127.0.0.1"
+    finally:
+        for s in (single, multi, ibgp):
+            s.close()
