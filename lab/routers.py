@@ -54,7 +54,9 @@ class Neighbor:
     password: str | None = field(default=None, repr=False)
     multihop: int | None = None  # TTL for eBGP multihop; None = directly connected
     passive: bool = False  # True: the router only listens and never connects itself
-    as4: bool = True  # False: the router does not announce 4-octet AS support (BIRD only)
+    # False: the router does not announce 4-octet AS support (BIRD only); a 4-octet `asn` is
+    # then configured as AS_TRANS 23456, as a 2-octet router would have to.
+    as4: bool = True
     port: int = 179  # the neighbor's port (where the router connects to)
     local_address: str | None = None  # router-side source address
     hold_time: int | None = None  # router's proposed hold time (None: router default)
@@ -358,7 +360,11 @@ class BirdRouter(Router):
                 routes = " ".join(f"route {p} blackhole;" for p in orig)
                 lines.append(f"protocol static orig{v} {{ ipv{v}; {routes} }}")
             if static:
-                routes = " ".join(f"route {n} via {via};" for n, via in static)
+                # igp_metric 0: a BGP path resolved through this route (multihop) then ties with
+                # the directly connected ones and merges into the ECMP route (else "unknown").
+                routes = " ".join(
+                    f"route {n} via {via} {{ igp_metric = 0; }};" for n, via in static
+                )
                 lines.append(f"protocol static igp{v} {{ ipv{v}; {routes} }}")
         self._proto = {}
         for i, nb in enumerate(self.neighbors, 1):
@@ -366,14 +372,18 @@ class BirdRouter(Router):
             self._proto[pname] = str(ipaddress.ip_address(nb.address))
             ebgp = nb.asn != self.asn
             local = f"{nb.local_address} " if nb.local_address else ""
+            # BIRD refuses a 4-octet neighbor AS with as4 off, and would still read the peer's
+            # AS from its AS4 capability: accept any external AS there instead.
+            peer_as = f"as {nb.asn}" if nb.as4 or nb.asn <= 0xFFFF else "external"
             body = [
                 f"  local {local}as {self.asn};",
-                f"  neighbor {nb.address} port {nb.port} as {nb.asn};",
+                f"  neighbor {nb.address} port {nb.port} {peer_as};",
                 "  connect delay time 1;",
                 "  connect retry time 1;",
                 "  error wait time 1, 10;",
                 "  error forget time 10;",
             ]
+
             hold = nb.hold_time or self.hold_time
             if hold:
                 body.append(f"  hold time {hold};")
@@ -397,6 +407,7 @@ class BirdRouter(Router):
             for v, exp in ((4, exp4), (6, exp6)):
                 ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
                 extra = " next hop self;" if not ebgp else ""
+
                 # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.
                 body.append(f"  ipv{v} {{ import all; {ef};{extra} }};")
             lines += [f"protocol bgp {pname} {{", *[b for b in body if b], "}"]
@@ -459,7 +470,12 @@ class BirdRouter(Router):
     def rib(self, prefix: str) -> list[RibPath]:
         """BGP paths for `prefix`; next_hop is the BGP NEXT_HOP the peer sent (not resolved)."""
         pfx = _norm_prefix(prefix)
-        out = self.birdc("show", "route", pfx, "table", "all", "all")
+        try:
+            out = self.birdc("show", "route", pfx, "table", "all", "all")
+        except LabError as exc:
+            if "Network not found" in str(exc):
+                return []
+            raise
         paths: list[RibPath] = []
         cur: dict[str, Any] | None = None
 
