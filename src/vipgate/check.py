@@ -1,7 +1,475 @@
-"""`vipgate check` (placeholder until the operator-surface issue lands)."""
+"""``vipgate check``: one health probe with the manager's configuration, and a verdict to act on.
+
+The probe is the manager's own (:class:`vipgate.health.probe.Probe`, same URL, timeout, CA file
+and server name), so what ``check`` sees is what the gate would see. The verdict says:
+
+* the status and the latency;
+* for https: the certificate's subject, issuer and names, the name it was verified against (and
+  where that name comes from: the URL's host or ``control_plane_health_check_server_name``) and
+  the trust it was verified with (CA file or system trust store);
+* for a failure, the cause and the fix: a wrong or missing CA (naming the CA path and the
+  certificate's issuer), a hostname mismatch (the names the certificate carries and the
+  server-name setting), 401/403 (anonymous access refused), refused, timeout, a non-200 status
+  with the first lines of the body.
+
+Exit codes: 0 healthy, 1 unhealthy, 2 configuration error (no health check configured, or a
+setting the probe cannot use).
+
+The verdict is made by :func:`verdict`, a pure function of the configuration and what was
+observed (:class:`Observation`), so every message is testable without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from vipgate.config import Config
+from vipgate.health.probe import ErrorKind, PeerCertificate, Probe, ProbeResult
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_CONFIG = 2
+
+KUBEADM_CA = "/etc/kubernetes/pki/ca.crt"
+_BODY_LINES = 8
+_INDENT = 13  # "certificate: "
+
+_KIND_TEXT = {
+    ErrorKind.REFUSED: "connection refused",
+    ErrorKind.RESET: "connection closed by the server",
+    ErrorKind.TIMEOUT: "timeout",
+    ErrorKind.TLS_VERIFY: "certificate not trusted",
+    ErrorKind.TLS_HOSTNAME: "certificate hostname mismatch",
+    ErrorKind.TLS_OTHER: "TLS failure",
+    ErrorKind.PROTOCOL: "not HTTP",
+    ErrorKind.DNS: "name resolution failed",
+    ErrorKind.OTHER: "network error",
+}
+
+_ADDRESS = "control_plane_health_check_address (--controlPlaneHealthCheckAddress)"
+_CA = "control_plane_health_check_ca_path (--controlPlaneHealthCheckCAPath)"
+_SERVER_NAME = "control_plane_health_check_server_name (--controlPlaneHealthCheckServerName)"
+_TIMEOUT = "control_plane_health_check_timeout_seconds (--controlPlaneHealthCheckTimeoutSeconds)"
 
 
-def run(config: Config) -> int:
-    raise SystemExit("vipgate check: not implemented yet")
+def _set(setting: str, value: str) -> str:
+    """'env=value (flag --flag value)' from a 'env (--flag)' constant."""
+    env, _, flag = setting.partition(" (")
+    return f"{env}={value} (flag {flag.rstrip(')')} {value})"
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """A certificate read without verification (only to explain a verification failure)."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]
+    not_after: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one check saw: the probe's result and what is known about the certificate."""
+
+    result: ProbeResult
+    certificate: PeerCertificate | None = None  # verified chain (the probe's summary)
+    unverified: CertInfo | None = None  # read after a chain verification failure
+    ca_subjects: tuple[str, ...] = ()  # the subjects of the certificates in the CA file
+
+
+@dataclass
+class Verdict:
+    """The exit code and the lines to print."""
+
+    code: int
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, label: str, text: str) -> None:
+        first, *rest = text.split("\n")
+        self.lines.append(f"{label + ':':<{_INDENT}}{first}")
+        self.lines.extend(f"{'':<{_INDENT}}{line}" for line in rest)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict (pure)
+# --------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _url_host_port(url: str) -> tuple[str, int]:
+    u = urlsplit(url)
+    return u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+
+
+def _name_source(config: Config) -> str:
+    if config.health_server_name:
+        return f"control_plane_health_check_server_name={config.health_server_name}"
+    return "the URL's host"
+
+
+def _trust(config: Config) -> str:
+    return f"CA file {config.health_ca_path}" if config.health_ca_path else "the system trust store"
+
+
+def _suggest_name(names: tuple[str, ...]) -> str:
+    """The name to recommend as server name: kubeadm's `kubernetes`, else the first DNS name."""
+    if "kubernetes" in names:
+        return "kubernetes"
+    for n in names:
+        if not n.replace(".", "").replace(":", "").isdigit() and "*" not in n and ":" not in n:
+            return n
+    return names[0] if names else "kubernetes"
+
+
+def _body_lines(text: str) -> list[str]:
+    """The body quoted in the probe's one-line text, split back into lines for /livez output."""
+    _, sep, body = text.partition(": ")
+    if not sep or not body:
+        return []
+    for marker in ("[+]", "[-]"):
+        body = body.replace(" " + marker, "\n" + marker)
+    body = body.replace(" livez check failed", "\nlivez check failed")
+    body = body.replace(" readyz check failed", "\nreadyz check failed")
+    body = body.replace(" healthz check failed", "\nhealthz check failed")
+    return [line for line in body.split("\n") if line][:_BODY_LINES]
+
+
+def verdict(config: Config, obs: Observation) -> Verdict:
+    """Turn one observation into the lines a person reads and the exit code."""
+    r = obs.result
+    url = config.health_url
+    https = url.startswith("https://")
+    host, port = _url_host_port(url)
+    v = Verdict(EXIT_HEALTHY if r.ok else EXIT_UNHEALTHY)
+    v.add("check", f"GET {url}")
+    detail = [f"timeout {config.health_timeout:g} s"]
+    if https:
+        detail.append(f"verify name {r.verified_name or host} ({_name_source(config)})")
+        detail.append(f"trust {_trust(config)}")
+    v.add("config", ", ".join(detail))
+
+    if r.ok:
+        v.add("result", f"HEALTHY: HTTP 200 in {_ms(r.latency)}")
+    else:
+        status = (
+            f"HTTP {r.status}"
+            if r.status is not None
+            else f"{_KIND_TEXT.get(r.error, r.error.value)} ({r.error.value})"
+        )
+        v.add("result", f"UNHEALTHY: {status} after {_ms(r.latency)}")
+
+    cert = obs.certificate
+    if not https:
+        v.add("certificate", "none (plain http://: nothing is verified)")
+    elif cert is not None:
+        v.add("certificate", _cert_text(cert.subject, cert.issuer, cert.names, cert.not_after))
+        v.add(
+            "verified",
+            f"chain {'trusted' if cert.verified else 'NOT trusted'} by {cert.trust}; "
+            f"name {cert.verified_name!r} "
+            f"{'listed' if cert.name_matches else 'NOT listed'} in the certificate",
+        )
+    elif obs.unverified is not None:
+        u = obs.unverified
+        v.add("certificate", _cert_text(u.subject, u.issuer, u.names, u.not_after))
+        v.add("verified", f"chain NOT trusted by {_trust(config)}")
+
+    if r.ok:
+        return v
+    cause, fix = _explain(config, obs, host, port)
+    v.add("cause", cause)
+    v.add("fix", fix)
+    return v
+
+
+def _cert_text(subject: str, issuer: str, names: tuple[str, ...], not_after: str) -> str:
+    text = f"subject {subject or '(empty)'}, issued by {issuer or '(unknown)'}"
+    text += f"\nnames: {', '.join(names) if names else '(no subjectAltName)'}"
+    if not_after:
+        text += f"\nvalid until {not_after}"
+    return text
+
+
+def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[str, str]:
+    r = obs.result
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    kind = r.error
+    if kind is ErrorKind.TLS_HOSTNAME:
+        names = r.cert_names or (obs.certificate.names if obs.certificate else ())
+        listed = ", ".join(names) if names else "(could not be read)"
+        name = r.verified_name or host
+        cause = (
+            f"the certificate does not name {name!r}, the name it was verified against "
+            f"({_name_source(config)}).\nThe certificate names: {listed}"
+        )
+        suggestion = _suggest_name(names)
+        if config.health_server_name:
+            fix = f"set {_SERVER_NAME} to a name the certificate lists, e.g. {suggestion}"
+        else:
+            fix = (
+                f"set {_set(_SERVER_NAME, suggestion)}: the TCP connection still goes to {where}, "
+                f"only the certificate is checked against {suggestion!r}"
+            )
+            if host in ("localhost", "127.0.0.1", "::1"):
+                fix += (
+                    ".\nkubeadm's apiserver certificate names kubernetes, the node name and "
+                    "IPs, but never localhost or 127.0.0.1"
+                )
+        return cause, fix
+    if kind is ErrorKind.TLS_VERIFY:
+        cause = f"the server's certificate is not trusted: {r.text}"
+        if config.health_ca_path:
+            held = ", ".join(obs.ca_subjects) if obs.ca_subjects else "(unreadable)"
+            cause += f"\nCA file {config.health_ca_path} holds: {held}"
+        if "expired" in r.text or "not yet valid" in r.text:
+            fix = (
+                "renew the apiserver certificate (kubeadm: `kubeadm certs renew apiserver`, then "
+                "restart kube-apiserver) or fix this machine's clock"
+            )
+        elif config.health_ca_path:
+            fix = (
+                f"point {_CA} at the CA that signed the apiserver's certificate"
+                + (f" (issued by {obs.unverified.issuer})" if obs.unverified else "")
+                + f"; on kubeadm clusters that is {KUBEADM_CA}"
+            )
+        else:
+            fix = (
+                f"no CA file is set, so the system trust store was used, which does not hold the "
+                f"cluster's CA: set {_set(_CA, KUBEADM_CA)}, kubeadm's cluster CA"
+            )
+        return cause, fix
+    if kind is ErrorKind.TLS_OTHER:
+        if config.health_ca_path and "CA file" in r.text:
+            return r.text, f"make {config.health_ca_path} a readable PEM file of the cluster's CA"
+        return (
+            f"TLS failed: {r.text}",
+            f"check that {where} speaks TLS (for a plain HTTP server use an http:// URL in "
+            f"{_ADDRESS})",
+        )
+    if kind is ErrorKind.HTTP_STATUS and r.status in (401, 403):
+        word = "Unauthorized" if r.status == 401 else "Forbidden"
+        return (
+            f"anonymous access refused (HTTP {r.status} {word}): vipgate sends no credentials, "
+            f"and the apiserver "
+            + (
+                "does not accept anonymous requests (--anonymous-auth=false)"
+                if r.status == 401
+                else "does not authorize system:anonymous for this path"
+            )
+            + ". This is an access problem, not an apiserver failure.",
+            "allow anonymous GET of the health endpoints: kube-apiserver --anonymous-auth=true "
+            "(the default; RBAC's system:public-info-viewer role allows /livez, /readyz, "
+            "/healthz), or on Kubernetes >= 1.32 an AuthenticationConfiguration whose anonymous "
+            "section is limited to /livez, /readyz and /healthz",
+        )
+    if kind is ErrorKind.HTTP_STATUS and r.status is not None and 300 <= r.status < 400:
+        return (
+            f"the server answered with a redirect: {r.text}",
+            f"redirects are not followed: set {_ADDRESS} to the final URL",
+        )
+    if kind is ErrorKind.HTTP_STATUS and r.status == 404:
+        return (
+            f"no such path: {r.text}",
+            f"set {_ADDRESS} to the apiserver's liveness endpoint, e.g. https://{where}/livez",
+        )
+    if kind is ErrorKind.HTTP_STATUS:
+        lines = _body_lines(r.text)
+        failing = [line for line in lines if line.startswith("[-]")]
+        cause = f"the server answered HTTP {r.status}, not 200: it reports itself unhealthy"
+        if lines:
+            cause += "\nfirst lines of the body:\n" + "\n".join(f"  {line}" for line in lines)
+        fix = (
+            "look at the failing checks above"
+            if failing
+            else "look at the server's log; only HTTP 200 counts as healthy"
+        )
+        fix += " (details: kubectl get --raw='/livez?verbose')" if failing else ""
+        return cause, fix
+    if kind is ErrorKind.REFUSED:
+        return (
+            f"connection refused by {where}: nothing listens there ({r.text})",
+            "start kube-apiserver on this node, or correct the host/port in "
+            f"{_ADDRESS}; see `crictl ps --name kube-apiserver` and "
+            f"`ss -ltn 'sport = :{port}'`",
+        )
+    if kind is ErrorKind.TIMEOUT:
+        return (
+            f"no answer within {config.health_timeout:g} s: {r.text}",
+            "the server hangs or packets are dropped (firewall); check the apiserver's health "
+            f"and log. The limit is {_TIMEOUT}",
+        )
+    if kind is ErrorKind.RESET and "TLS handshake" in r.text:
+        return (
+            f"the server closed the connection during the TLS handshake: {r.text}",
+            f"check that {where} speaks TLS (kube-apiserver does); for a plain HTTP server use "
+            f"an http:// URL in {_ADDRESS}",
+        )
+    if kind is ErrorKind.RESET:
+        return (
+            f"the server closed the connection: {r.text}",
+            "the apiserver may be restarting or overloaded; if it persists, check that "
+            f"{where} is the apiserver (https) and look at its log",
+        )
+    if kind is ErrorKind.DNS:
+        return (
+            r.text,
+            f"use an IP address in {_ADDRESS}, or a name this node resolves (/etc/hosts)",
+        )
+    if kind is ErrorKind.PROTOCOL:
+        return (
+            f"the answer is not HTTP/1.1: {r.text}",
+            f"check the scheme in {_ADDRESS} (https:// for kube-apiserver)",
+        )
+    return r.text, f"check the network path to {where}"
+
+
+# --------------------------------------------------------------------------------------------
+# The observation (I/O)
+# --------------------------------------------------------------------------------------------
+
+
+def _format_name(rdns: Any) -> str:
+    parts: list[str] = []
+    short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU"}
+    for rdn in rdns or ():
+        for key, val in rdn:
+            parts.append(f"{short.get(key, key)}={val}")
+    return ", ".join(parts)
+
+
+def _decode_der(der: bytes) -> dict[str, Any] | None:
+    """Decode a DER certificate with the ssl module (CPython's decoder; None if unavailable)."""
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
+    if decode is None:
+        return None
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(ssl.DER_cert_to_PEM_cert(der))
+        decoded: dict[str, Any] = decode(path)
+        return decoded
+    except (ssl.SSLError, OSError, ValueError):
+        return None
+    finally:
+        os.unlink(path)
+
+
+def ca_subjects(path: str) -> tuple[str, ...]:
+    """The subjects of the certificates in a CA file ("" path: none)."""
+    if not path:
+        return ()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError):
+        return ()
+    return tuple(_format_name(c.get("subject")) for c in ctx.get_ca_certs())
+
+
+async def peek_certificate(
+    host: str, port: int, server_name: str, timeout: float
+) -> CertInfo | None:
+    """Read the server's certificate without verifying it (diagnosis of a verify failure only).
+
+    Nothing is sent over this connection but the TLS handshake; it is closed at once.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=ctx, server_hostname=server_name or host
+            )
+            obj = writer.get_extra_info("ssl_object")
+            der = obj.getpeercert(binary_form=True) if obj is not None else None
+    except (OSError, ssl.SSLError, TimeoutError):
+        return None
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+    if not der:
+        return None
+    decoded = _decode_der(der)
+    if decoded is None:
+        return None
+    names = tuple(str(value).strip() for _, value in decoded.get("subjectAltName", ()))
+    return CertInfo(
+        subject=_format_name(decoded.get("subject")),
+        issuer=_format_name(decoded.get("issuer")),
+        names=names,
+        not_after=str(decoded.get("notAfter", "")),
+    )
+
+
+async def observe(config: Config) -> Observation:
+    """One check with the manager's probe and configuration, plus what explains a failure."""
+    probe = Probe(
+        config.health_url,
+        config.health_timeout,
+        config.health_ca_path,
+        config.health_server_name,
+    )
+    try:
+        result = await probe.check()
+    finally:
+        await probe.close()
+    unverified: CertInfo | None = None
+    subjects: tuple[str, ...] = ()
+    if result.error is ErrorKind.TLS_VERIFY:
+        host, port = _url_host_port(config.health_url)
+        unverified = await peek_certificate(
+            host, port, config.health_server_name, config.health_timeout
+        )
+        subjects = ca_subjects(config.health_ca_path)
+    return Observation(result, probe.peer_certificate, unverified, subjects)
+
+
+def run(config: Config, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``vipgate check``: print the verdict; 0 healthy, 1 unhealthy, 2 configuration error."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    for w in config.warnings:
+        print(f"warning: {w}", file=err)
+    if not config.health_enabled:
+        print(
+            f"vipgate check: no health check is configured: set {_ADDRESS}, e.g. "
+            "https://localhost:6443/livez with control_plane_health_check_ca_path="
+            f"{KUBEADM_CA} and control_plane_health_check_server_name=kubernetes. "
+            "Without it the manager announces the VIP unconditionally.",
+            file=err,
+        )
+        return EXIT_CONFIG
+    if config.leader_election or config.lb_enable:
+        print(
+            "note: the manager ignores the health check in this mode (vip_leaderelection or "
+            "lb_enable is true); checking anyway",
+            file=err,
+        )
+    try:
+        obs = asyncio.run(observe(config))
+    except ValueError as e:
+        print(f"vipgate check: invalid configuration: {e}", file=err)
+        return EXIT_CONFIG
+    v = verdict(config, obs)
+    with contextlib.suppress(BrokenPipeError):
+        out.write(v.text)
+        out.flush()
+    return v.code
