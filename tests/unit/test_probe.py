@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from vipgate.health.gate import Gate
 from vipgate.health.probe import BODY_LIMIT, ErrorKind, Probe, ProbeResult
 
 KUBEADM_DNS = (
@@ -133,6 +134,7 @@ class FakeApiserver:
         self.headers: list[tuple[str, str]] = []
         self.delay = 0.0
         self.idle_close: float | None = None  # close the connection this long after a response
+        self.idle_abort = False  # ... with a TCP RST instead of a TLS close_notify + FIN
         self.connections = 0  # TLS handshakes completed (handler calls)
         self.requests = 0
         self.streamed = 0  # body bytes written in stream mode
@@ -205,7 +207,11 @@ class FakeApiserver:
                 await writer.drain()
                 if self.idle_close is not None:
                     await asyncio.sleep(self.idle_close)  # (the probe must not be reading)
+                    if self.idle_abort:
+                        writer.transport.abort()
                     return
+                if conn.our_state is h11.MUST_CLOSE:
+                    return  # "Connection: close"
                 conn.start_next_cycle()
         except (ConnectionError, h11.RemoteProtocolError, ssl.SSLError):
             return
@@ -274,6 +280,9 @@ def test_200_ok_with_server_name(pki: Pki) -> None:
             assert cert.names == (*KUBEADM_DNS, NODE_IP)
             assert cert.verified and cert.name_matches and cert.verified_name == "kubernetes"
             assert cert.trust == f"CA file {pki.ca}"
+            line = cert.describe()
+            assert "issued by CN=kubernetes" in line and "names kubernetes, " in line
+            assert line.endswith(f"trusted by CA file {pki.ca}, names kubernetes")
             await probe.close()
 
     run(main)
@@ -421,6 +430,7 @@ def test_hostname_mismatch_lists_the_certificate_names(pki: Pki, host: str) -> N
             assert "kubernetes.default.svc" in r.text and host in r.text
             cert = probe.peer_certificate
             assert cert is not None and cert.verified and not cert.name_matches
+            assert cert.describe().endswith(f"but does NOT name {host}")
             # the names are cached for the episode: the second failure makes one handshake
             hs = probe.tls_handshakes
             r2 = await probe.check()
@@ -468,10 +478,13 @@ def test_keep_alive_one_handshake_for_five_checks(pki: Pki) -> None:
     run(main)
 
 
-def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(pki: Pki) -> None:
+@pytest.mark.parametrize("abort", [False, True], ids=["close", "reset"])
+def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(
+    pki: Pki, abort: bool
+) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
-            srv.idle_close = 0.05
+            srv.idle_close, srv.idle_abort = 0.05, abort
             closes: list[str] = []
             probe = Probe(
                 srv.url(), 2.0, str(pki.ca), "kubernetes", on_close=lambda: closes.append("x")
@@ -487,6 +500,44 @@ def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(pki: Pk
             assert srv.connections == 2
             await probe.close()
             assert closes == ["x"]  # our own close does not call on_close
+
+    run(main)
+
+
+def test_connection_close_header_reconnects_without_failure_or_on_close(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.headers = [("Connection", "close")]
+            closes: list[int] = []
+            probe = Probe(
+                srv.url(), 2.0, str(pki.ca), "kubernetes", on_close=lambda: closes.append(1)
+            )
+            rs = [await probe.check() for _ in range(3)]
+            assert all(r.ok and r.new_connection for r in rs)
+            assert srv.connections == 3 and closes == []
+            await probe.close()
+
+    run(main)
+
+
+def test_hostname_mismatch_through_the_gate_teaches_once(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            url = srv.url("localhost")
+            probe = Probe(url, 2.0, str(pki.ca))
+            gate = Gate(url, threshold=3, period=1.0)
+            gate.start(0.0)
+            steps = [gate.feed(await probe.check(), float(i)) for i in range(4)]
+            advice = [s.advice for s in steps if s.advice is not None]
+            assert len(advice) == 1
+            assert advice[0].message.startswith(
+                "the apiserver certificate names kubernetes, kubernetes.default, "
+                "kubernetes.default.svc, kubernetes.default.svc.cluster.local, node1, "
+                "192.0.2.11 but not localhost: set control_plane_health_check_server_name="
+                "kubernetes, or use an address the certificate names"
+            )
+            assert not gate.announced and [s.action for s in steps] == [None] * 4
+            await probe.close()
 
     run(main)
 
@@ -578,6 +629,20 @@ def test_overlapping_checks_are_refused(pki: Pki) -> None:
                 await probe.check()
             assert (await first).ok
             await probe.close()
+
+    run(main)
+
+
+def test_close_during_a_check_ends_it_at_once(pki: Pki) -> None:
+    async def main() -> None:
+        async with FakeApiserver(_server_ctx(pki)) as srv:
+            srv.mode = "hang"
+            probe = Probe(srv.url(), 10.0, str(pki.ca), "kubernetes")
+            task = asyncio.create_task(probe.check())
+            await asyncio.sleep(0.1)
+            await probe.close()
+            r = await asyncio.wait_for(task, 2.0)  # well before the 10 s timeout
+            assert not r.ok and r.error is ErrorKind.OTHER and "closed" in r.text
 
     run(main)
 

@@ -122,6 +122,20 @@ class PeerCertificate:
     verified: bool
     name_matches: bool
 
+    def describe(self) -> str:
+        """One line for `vipgate check`."""
+        names = ", ".join(self.names) or "(no subjectAltName)"
+        if not self.verified:
+            verdict = f"NOT trusted by {self.trust}"
+        elif self.name_matches:
+            verdict = f"trusted by {self.trust}, names {self.verified_name}"
+        else:
+            verdict = f"trusted by {self.trust}, but does NOT name {self.verified_name}"
+        return (
+            f"certificate {self.subject or '(no subject)'} issued by {self.issuer}, "
+            f"valid {self.not_before} .. {self.not_after}, names {names}: {verdict}"
+        )
+
 
 class _Failure(Exception):
     """Internal: a classified failure of the current check."""
@@ -369,7 +383,10 @@ class Probe:
             self._busy = False
 
     async def close(self) -> None:
-        """Close the connection (politely, bounded to 1 s)."""
+        """Close the connection (politely, bounded to 1 s; at once if a check is running)."""
+        if self._busy:
+            self._drop()  # the running check sees the close and returns a failure
+            return
         conn, self._conn = self._conn, None
         if conn is None or conn.transport is None or conn.lost:
             return
@@ -523,6 +540,8 @@ class Probe:
             return True
         # closed (EOF or lost) with nothing buffered
         if not headers_done:
+            if conn.dropped:
+                raise _Failure(ErrorKind.OTHER, "the probe was closed during the check")
             exc = conn.lost_exc
             if conn.received == 0:
                 why = f"connection {'reset' if exc else 'closed'} by the server before the response"
@@ -566,6 +585,9 @@ class Probe:
             pass
         else:
             return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, host)]
+        if host.lower().rstrip(".") == "localhost":
+            # RFC 6761: localhost is loopback. Spares the resolver (a thread) on each reconnect.
+            return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
         try:
             infos = await loop.getaddrinfo(host, self._port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
@@ -610,7 +632,7 @@ class Probe:
         try:
             tls = await loop.start_tls(transport, conn, ctx, server_hostname=self.verified_name)
         except ssl.SSLCertVerificationError as e:
-            raise await self._verify_failure(loop, e) from e
+            raise await self._verify_failure(loop, prog, e) from e
         except ssl.SSLError as e:
             raise _Failure(ErrorKind.TLS_OTHER, f"TLS handshake failed: {e.reason or e}") from e
         except (ConnectionError, OSError) as e:
@@ -625,14 +647,21 @@ class Probe:
         return conn
 
     async def _verify_failure(
-        self, loop: asyncio.AbstractEventLoop, e: ssl.SSLCertVerificationError
+        self, loop: asyncio.AbstractEventLoop, prog: _Progress, e: ssl.SSLCertVerificationError
     ) -> _Failure:
         message = str(getattr(e, "verify_message", "") or e.reason or e)
         code = getattr(e, "verify_code", None)
         if code in _NAME_MISMATCH_CODES or "mismatch" in message.lower():
             names = self._mismatch_names
             if names is None:
-                names = await self._fetch_names(loop)
+                # bounded to most of what is left of the deadline, so that a slow second
+                # handshake cannot turn a hostname mismatch into a timeout
+                left = prog.started + self.timeout - loop.time()
+                try:
+                    async with asyncio.timeout(max(0.0, left * 0.8)):
+                        names = await self._fetch_names(loop)
+                except TimeoutError:
+                    names = ()
                 self._mismatch_names = names
             listed = ", ".join(names) if names else "(names unavailable)"
             return _Failure(
@@ -657,6 +686,9 @@ class Probe:
         except (_Failure, OSError, ssl.SSLError):
             conn.drop()
             return ()
+        except BaseException:
+            conn.drop()  # cancelled (the caller's bound): leave nothing open
+            raise
         if tls is None:
             return ()
         conn.transport = tls
