@@ -7,7 +7,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 
 import pytest
@@ -124,10 +124,8 @@ class TinyPeer:
             if left <= 0:
                 raise AssertionError(f"timed out; messages: {self.messages}")
             self.changed.clear()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.05))
-            except TimeoutError:
-                pass
 
 
 @asynccontextmanager

@@ -445,6 +445,8 @@ class Session:
         was_up = self.state is State.ESTABLISHED
         if sent is not None:
             self._send(sent)
+            if "NOTIFICATION" not in reason:
+                reason += f"; sent NOTIFICATION {sent.name}"
         self._cancel(Timer.HOLD)
         self._cancel(Timer.KEEPALIVE)
         self._cancel(Timer.CONNECT_RETRY)
