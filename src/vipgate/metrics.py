@@ -19,8 +19,8 @@ Metrics
 | `vipgate_probe_results_total` | counter | `outcome` | health checks by outcome: `ok`, `refused`, `reset`, `timeout`, `tls_verify`, `tls_hostname`, `tls_other`, `http_status`, `protocol`, `dns`, `other` |
 | `vipgate_probe_duration_seconds` | histogram | - | time to the response headers (or to the failure) of each check; buckets 1 ms .. 3 s |
 | `vipgate_probe_consecutive_failures` | gauge | - | failed checks in a row (the gate withdraws at `control_plane_health_check_failure_threshold`) |
-| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `unknown` (no check yet), `healthy`, `unhealthy`, `disabled` (no health check configured) |
-| `vipgate_gate_transitions_total` | counter | `reason` | gate decisions to announce or withdraw, by reason |
+| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `down` (failure threshold reached; withdrawn), `disabled` (no health check configured: announced unconditionally) |
+| `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, or the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw) |
 | `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0 |
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
@@ -51,6 +51,8 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from vipgate import __version__
+from vipgate.health.gate import GateState
+from vipgate.health.probe import ErrorKind
 
 __all__ = [
     "BGP_STATES",
@@ -66,22 +68,12 @@ PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 """Histogram buckets (seconds) of the probe latency: 1 ms (a local apiserver) to 3 s (the
 default timeout); +Inf is added by prometheus_client."""
 
-PROBE_OUTCOMES = (
-    "ok",
-    "refused",
-    "reset",
-    "timeout",
-    "tls_verify",
-    "tls_hostname",
-    "tls_other",
-    "http_status",
-    "protocol",
-    "dns",
-    "other",
-)
-"""The outcomes pre-created at 0 (``ErrorKind`` values of the probe; ``ok`` for success)."""
+PROBE_OUTCOMES = tuple("ok" if k is ErrorKind.NONE else k.value for k in ErrorKind)
+"""The outcomes pre-created at 0: ``ok`` and the probe's :class:`ErrorKind` values."""
 
-GATE_STATES = ("unknown", "healthy", "unhealthy", "disabled")
+GATE_STATES = tuple(s.value for s in GateState)
+"""The gate's states (:class:`GateState` values): disabled, starting, up, down."""
+_GATE_ALIASES = {"unknown": "starting", "healthy": "up", "unhealthy": "down"}
 
 BGP_STATES = {
     "idle": 1,
@@ -171,13 +163,13 @@ class Metrics:
         )
         self.gate_state = Gauge(
             "vipgate_gate_state",
-            "1 for the gate's current state (unknown, healthy, unhealthy, disabled), else 0.",
+            "1 for the gate's current state (starting, up, down, disabled), else 0.",
             ["state"],
             registry=r,
         )
         self.gate_transitions = Counter(
             "vipgate_gate_transitions",
-            "Gate decisions to announce or withdraw, by reason.",
+            "Gate state changes by reason (healthy, disabled, or the failing probe outcome).",
             ["reason"],
             registry=r,
         )
@@ -208,7 +200,7 @@ class Metrics:
         )
         self._peers: set[str] = set()
         self._gate_states: list[str] = list(GATE_STATES)
-        self.gate("unknown", 0)
+        self.gate(GateState.STARTING, 0)
 
     # ------------------------------------------------------------------ health
     def probe(self, outcome: object, latency: float | None = None) -> None:
@@ -228,8 +220,9 @@ class Metrics:
         self.probe(outcome, float(latency) if isinstance(latency, int | float) else None)
 
     def gate(self, state: object, consecutive_failures: int | None = None) -> None:
-        """Set the gate's state (unknown/healthy/unhealthy/disabled) and the failure count."""
+        """Set the gate's state (a GateState or its value) and the consecutive-failure count."""
         current = _word(state)
+        current = _GATE_ALIASES.get(current, current)
         if current not in self._gate_states:
             self._gate_states.append(current)
         for s in self._gate_states:

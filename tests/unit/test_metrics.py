@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import http.client
 import ipaddress
 import threading
@@ -15,6 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from vipgate import __version__
+from vipgate.health.gate import GateState
 from vipgate.health.probe import ErrorKind, ProbeResult
 from vipgate.metrics import PROBE_BUCKETS, PROBE_OUTCOMES, Metrics
 
@@ -63,12 +63,22 @@ def test_registries_are_independent() -> None:
 
 def test_initial_state() -> None:
     m = Metrics()
+    assert set(PROBE_OUTCOMES) == {"ok"} | {k.value for k in ErrorKind if k is not ErrorKind.NONE}
     for outcome in PROBE_OUTCOMES:
         assert value(m, "vipgate_probe_results_total", outcome=outcome) == 0
-    assert value(m, "vipgate_gate_state", state="unknown") == 1
-    for state in ("healthy", "unhealthy", "disabled"):
+    assert value(m, "vipgate_gate_state", state="starting") == 1
+    for state in ("up", "down", "disabled"):
         assert value(m, "vipgate_gate_state", state=state) == 0
     assert value(m, "vipgate_probe_consecutive_failures") == 0
+
+
+def test_outcomes_are_documented() -> None:
+    import vipgate.metrics as mod
+
+    for outcome in PROBE_OUTCOMES:
+        assert f"`{outcome}`" in (mod.__doc__ or ""), outcome
+    for state in GateState:
+        assert f"`{state.value}`" in (mod.__doc__ or ""), state
 
 
 def test_probe_outcomes_and_latency_histogram() -> None:
@@ -106,24 +116,23 @@ def test_probe_result_object() -> None:
 
 
 def test_gate_state_is_one_hot_and_follows_the_gate() -> None:
-    class State(enum.Enum):
-        HEALTHY = "healthy"
-        UNHEALTHY = "unhealthy"
-
     m = Metrics()
-    m.gate("healthy", 0)
-    m.gate("unhealthy", 3)
-    assert value(m, "vipgate_gate_state", state="unhealthy") == 1
-    assert value(m, "vipgate_gate_state", state="healthy") == 0
-    assert value(m, "vipgate_gate_state", state="unknown") == 0
+    m.gate(GateState.UP, 0)
+    m.gate(GateState.DOWN, 3)
+    assert value(m, "vipgate_gate_state", state="down") == 1
+    assert value(m, "vipgate_gate_state", state="up") == 0
+    assert value(m, "vipgate_gate_state", state="starting") == 0
     assert value(m, "vipgate_probe_consecutive_failures") == 3
-    m.gate(State.HEALTHY, 0)
-    assert value(m, "vipgate_gate_state", state="healthy") == 1
-    assert value(m, "vipgate_gate_state", state="unhealthy") == 0
+    m.gate("up", 0)
+    assert value(m, "vipgate_gate_state", state="up") == 1
+    assert value(m, "vipgate_gate_state", state="down") == 0
     assert value(m, "vipgate_probe_consecutive_failures") == 0
-    m.gate("disabled")
+    m.gate("unhealthy", 1)  # the brief's names are aliases of the gate's
+    assert value(m, "vipgate_gate_state", state="down") == 1
+    m.gate(GateState.DISABLED)
     on = [k[1] for k, v in samples(m).items() if k[0] == "vipgate_gate_state" and v == 1]
     assert on == [(("state", "disabled"),)]
+    assert value(m, "vipgate_probe_consecutive_failures") == 1  # None leaves it alone
 
 
 def test_transitions_and_announced_prefix() -> None:
@@ -308,3 +317,25 @@ def test_close_ends_idle_keepalive_connections() -> None:
         writer.close()
 
     asyncio.run(scenario())
+
+
+def test_speaker_vocabulary() -> None:
+    """The names the speaker actually passes: fsm.State values, "in"/"out", wire type names."""
+    from vipgate.bgp import fsm
+
+    m = Metrics()
+    peer = "192.0.2.1"
+    codes = {"Idle": 1, "Connect": 2, "Active": 3, "OpenSent": 4, "OpenConfirm": 5}
+    codes["Established"] = 6
+    for state in fsm.State:
+        m.session_state(peer, state.value)
+        assert value(m, "vipgate_bgp_session_state", peer=peer) == codes[state.value], state
+    m.message(peer, "out", "OPEN")
+    m.message(peer, "in", "UPDATE")
+    m.message(peer, "in", "NOTIFICATION")
+    m.message(peer, "out", "ROUTE-REFRESH")
+    name = "vipgate_bgp_messages_total"
+    assert value(m, name, peer=peer, direction="sent", type="open") == 1
+    assert value(m, name, peer=peer, direction="received", type="update") == 1
+    assert value(m, name, peer=peer, direction="received", type="notification") == 1
+    assert value(m, name, peer=peer, direction="sent", type="route_refresh") == 1
