@@ -242,6 +242,20 @@ def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[st
                 "renew the apiserver certificate (kubeadm: `kubeadm certs renew apiserver`, then "
                 "restart kube-apiserver) or fix this machine's clock"
             )
+        elif (
+            config.health_ca_path
+            and obs.unverified is not None
+            and obs.unverified.issuer in obs.ca_subjects
+        ):
+            cause += (
+                f"\nthe CA file holds a CA named {obs.unverified.issuer}, like the certificate's "
+                "issuer, but with another key: it did not sign this certificate"
+            )
+            fix = (
+                f"{config.health_ca_path} is another cluster's CA or an outdated copy (the CA was "
+                f"regenerated): point {_CA} at this cluster's CA; on kubeadm clusters that is "
+                f"{KUBEADM_CA} on a control-plane node"
+            )
         elif config.health_ca_path:
             fix = (
                 f"point {_CA} at the CA that signed the apiserver's certificate"

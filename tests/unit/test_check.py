@@ -48,6 +48,7 @@ LIVEZ_500 = (
 class Pki:
     ca: Path
     other_ca: Path
+    same_name_ca: Path  # named "kubernetes" like the real CA, another key
     cert: Path
     key: Path
     expired_cert: Path
@@ -123,13 +124,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     ca_key, ca_cert = _ca("kubernetes")
     _, other_cert = _ca("some-other-ca")
+    _, same_name_cert = _ca("kubernetes")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = _serving(ca_key, ca_cert, key, now + datetime.timedelta(days=1))
     expired = _serving(ca_key, ca_cert, key, now - datetime.timedelta(days=1))
     pem = serialization.Encoding.PEM
-    out = Pki(d / "ca.crt", d / "other-ca.crt", d / "apiserver.crt", d / "apiserver.key",
-              d / "expired.crt")  # fmt: skip
+    out = Pki(d / "ca.crt", d / "other-ca.crt", d / "same-name-ca.crt", d / "apiserver.crt",
+              d / "apiserver.key", d / "expired.crt")  # fmt: skip
+    out.same_name_ca.write_bytes(same_name_cert.public_bytes(pem))
     out.ca.write_bytes(ca_cert.public_bytes(pem))
     out.other_ca.write_bytes(other_cert.public_bytes(pem))
     out.cert.write_bytes(cert.public_bytes(pem))
@@ -355,6 +358,23 @@ def test_wrong_ca_names_the_ca_path_and_the_issuer(apiserver: Apiserver, pki: Pk
     assert "control_plane_health_check_ca_path" in fix
     assert "(issued by CN=kubernetes)" in fix
     assert "/etc/kubernetes/pki/ca.crt" in fix
+
+
+def test_same_name_ca_with_another_key(apiserver: Apiserver, pki: Pki) -> None:
+    # The nastiest wrong CA: another cluster's "kubernetes" CA. Names match, keys do not.
+    cfg = _config(
+        apiserver.url(),
+        control_plane_health_check_ca_path=str(pki.same_name_ca),
+        control_plane_health_check_server_name="kubernetes",
+    )
+    code, out, _ = check(cfg)
+    assert code == EXIT_UNHEALTHY
+    cause = _line(out, "cause")
+    assert f"CA file {pki.same_name_ca} holds: CN=kubernetes" in cause
+    assert "like the certificate's issuer, but with another key" in cause
+    fix = _line(out, "fix")
+    assert "another cluster's CA or an outdated copy" in fix
+    assert str(pki.same_name_ca) in fix
 
 
 def test_missing_ca_uses_system_store_and_says_so(apiserver: Apiserver) -> None:
