@@ -58,7 +58,10 @@ class Neighbor:
     # then configured as AS_TRANS 23456, as a 2-octet router would have to.
     as4: bool = True
     port: int = 179  # the neighbor's port (where the router connects to)
-    local_address: str | None = None  # router-side source address
+    local_address: str | None = None  # router-side address (source and, BIRD, listen match)
+    # BIRD only: router-side listening port for this neighbor. BIRD locks (address, port), so
+    # several neighbors with one address also need distinct `port`s (e.g. port=local_port).
+    local_port: int | None = None
     hold_time: int | None = None  # router's proposed hold time (None: router default)
     keepalive: int | None = None
     export: tuple[str, ...] = ()  # prefixes the router exports to this neighbor (originated)
@@ -227,6 +230,14 @@ class Router(ABC):
     def rib(self, prefix: str) -> list[RibPath]:
         """Paths the router holds for exactly `prefix` (empty if none)."""
 
+    def neighbor_states(self) -> list[tuple[Neighbor, str]]:
+        """(neighbor, state) in configuration order; exact even when BIRD has several
+        neighbors with one address (different local address/port)."""
+        st = self.sessions()
+        return [
+            (nb, st.get(str(ipaddress.ip_address(nb.address)), "Unknown")) for nb in self.neighbors
+        ]
+
     def session_state(self, address: str) -> str:
         key = str(ipaddress.ip_address(address))
         return self.sessions().get(key, "Unknown")
@@ -372,6 +383,8 @@ class BirdRouter(Router):
             self._proto[pname] = str(ipaddress.ip_address(nb.address))
             ebgp = nb.asn != self.asn
             local = f"{nb.local_address} " if nb.local_address else ""
+            if nb.local_port:
+                local += f"port {nb.local_port} "
             # BIRD refuses a 4-octet neighbor AS with as4 off, and would still read the peer's
             # AS from its AS4 capability: accept any external AS there instead.
             peer_as = f"as {nb.asn}" if nb.as4 or nb.asn <= 0xFFFF else "external"
@@ -447,25 +460,38 @@ class BirdRouter(Router):
         if "Reconfigur" not in out and "reconfigur" not in out:
             raise LabError(f"birdc configure: {out.strip()}")
 
-    def sessions(self) -> dict[str, str]:
+    def protocol_states(self) -> dict[str, str]:
+        """BIRD protocol name (peer1.. in neighbor order) -> RFC 4271 state name."""
         out = self.birdc("show", "protocols")
         res: dict[str, str] = {}
         for line in out.splitlines():
             parts = line.split()
             if len(parts) < 4 or parts[0] not in self._proto or parts[1] != "BGP":
                 continue
-            addr = self._proto[parts[0]]
             state = parts[3]
             info = parts[5] if len(parts) > 5 else ""
             if state == "up":
-                res[addr] = "Established"
+                res[parts[0]] = "Established"
             elif info in STATES:
-                res[addr] = info
+                res[parts[0]] = info
             elif info == "Passive":
-                res[addr] = "Active"
+                res[parts[0]] = "Active"
             else:
-                res[addr] = "Idle"
+                res[parts[0]] = "Idle"
         return res
+
+    def sessions(self) -> dict[str, str]:
+        """Neighbor address -> state (with several protocols per address: the best state)."""
+        res: dict[str, str] = {}
+        for pname, state in self.protocol_states().items():
+            addr = self._proto[pname]
+            if addr not in res or STATES.index(state) > STATES.index(res[addr]):
+                res[addr] = state
+        return res
+
+    def neighbor_states(self) -> list[tuple[Neighbor, str]]:
+        st = self.protocol_states()
+        return [(nb, st.get(f"peer{i}", "Unknown")) for i, nb in enumerate(self.neighbors, 1)]
 
     def rib(self, prefix: str) -> list[RibPath]:
         """BGP paths for `prefix`; next_hop is the BGP NEXT_HOP the peer sent (not resolved)."""
@@ -544,6 +570,8 @@ class FrrRouter(Router):
         for nb in self.neighbors:
             if not nb.as4:
                 raise LabError("FRR cannot disable 4-octet AS per neighbor; use BIRD")
+            if nb.local_port:
+                raise LabError("FRR listens on one port (listen_port); local_port is BIRD only")
         lines = [
             "frr defaults traditional",
             f"hostname {self.name}",
@@ -719,6 +747,8 @@ class GobgpRouter(Router):
         for nb in self.neighbors:
             if not nb.as4:
                 raise LabError("GoBGP cannot disable 4-octet AS per neighbor; use BIRD")
+            if nb.local_port:
+                raise LabError("GoBGP listens on one port (listen_port); local_port is BIRD only")
         lines = [
             "[global.config]",
             f"  as = {self.asn}",

@@ -254,3 +254,54 @@ def make_standard_router(
     if kind == "bird":
         kwargs.setdefault("static_routes", static)
     return make_router(kind, topo.lab, topo.router_ns, neighbors=neighbors, name=name, **kwargs)
+
+
+def add_peer_router(
+    topo: Topology,
+    kind: str = "bird",
+    index: int = 1,
+    *,
+    start: bool = True,
+    ipv4_sessions: bool = True,
+    ipv6_sessions: bool = False,
+    neighbor_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Router:
+    """One more router on the node segment, in its own namespace ``rtr<index>``.
+
+    Addresses 192.0.2.(4+index)/24 and 2001:db8:0:1::(4+index)/64 (index 1..9), AS 65001 unless
+    given, peering with every node like the main router. For "several routers at once" tests;
+    the node's default route stays via the main router. The driver is returned (started unless
+    start=False); it is also stored in topo.extra["routers"].
+    """
+    if not 1 <= index <= 9:
+        raise ValueError("index 1..9")
+    lab = topo.lab
+    ns = lab.add_netns(f"rtr{index}")
+    lab.veth(topo.router_ns, f"p{index}", ns, "eth0")
+    lab.set_master(topo.router_ns, f"p{index}", "br0")
+    ip4, ip6 = peer_router_ip4(index), peer_router_ip6(index)
+    lab.addr(ns, "eth0", f"{ip4}/24")
+    lab.addr(ns, "eth0", f"{ip6}/64")
+    lab.wait_carrier([(topo.router_ns, f"p{index}"), (ns, "eth0")])
+    neighbors = node_neighbors(
+        topo,
+        ipv4_sessions=ipv4_sessions,
+        ipv6_sessions=ipv6_sessions,
+        neighbor_kwargs=neighbor_kwargs,
+    )
+    kwargs.setdefault("asn", ROUTER_AS)
+    kwargs.setdefault("router_id", ip4)
+    r = make_router(kind, lab, ns, neighbors=neighbors, name=f"rtr{index}-{kind}", **kwargs)
+    if start:
+        r.start()
+    topo.extra.setdefault("routers", []).append(r)
+    return r
+
+
+def peer_router_ip4(index: int) -> str:
+    return f"192.0.2.{4 + index}"
+
+
+def peer_router_ip6(index: int) -> str:
+    return f"2001:db8:0:1::{4 + index}"

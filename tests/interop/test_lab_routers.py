@@ -16,7 +16,9 @@ from lab.topology import (
     VIP6,
     Node,
     Topology,
+    add_peer_router,
     build_topology,
+    peer_router_ip4,
 )
 from lab.wait import LabTimeout, wait_for
 
@@ -178,3 +180,47 @@ def test_bird_md5_mismatch_stays_down() -> None:
         s.stop()
         bird_speaker(topo, n1, password="right")
         router.wait_session(n1.ip4, timeout=10)
+
+
+def test_three_routers_at_once_and_bird_local_port() -> None:
+    with Lab() as lab:
+        topo = build_topology(lab, 1, router_kind=None)
+        n1 = topo.nodes[0]
+        main = BirdRouter(
+            lab,
+            topo.router_ns,
+            asn=ROUTER_AS,
+            router_id=ROUTER_IP4,
+            neighbors=[
+                Neighbor(n1.ip4, NODE_AS),
+                Neighbor(n1.ip4, NODE_AS, local_port=1790, port=1790, passive=True),
+            ],
+        )
+        main.start()
+        frr = add_peer_router(topo, "frr", 1)
+        gobgp = add_peer_router(topo, "gobgp", 2)
+        peers = [ROUTER_IP4, peer_router_ip4(1), peer_router_ip4(2)]
+        speaker = BirdRouter(
+            lab,
+            n1.ns,
+            asn=NODE_AS,
+            router_id=n1.ip4,
+            name="speaker",
+            neighbors=[
+                *[Neighbor(a, ROUTER_AS) for a in peers],
+                Neighbor(ROUTER_IP4, ROUTER_AS, port=1790),
+            ],
+            originate=[VIP4],
+            kernel_export=False,
+        )
+        speaker.start()
+        for r in (main, frr, gobgp):
+            r.wait_session(n1.ip4)
+            r.wait_rib(VIP4, lambda ps: [p.next_hop for p in ps] == [n1.ip4])
+        wait_for(
+            lambda: [s for _, s in main.neighbor_states()] == ["Established"] * 2,
+            10,
+            what="both BIRD protocols for one neighbor address",
+            describe=main.describe,
+        )
+        assert len(main.rib(VIP4)) == 2
