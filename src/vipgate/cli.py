@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="print a static pod or DaemonSet manifest")
     p.add_argument("kind", choices=("pod", "daemonset"), help="what to generate")
     _add_config_flags(p)
-    p.add_argument("--image", default=None, help="container image of vipgate")
+    p.add_argument(
+        "--image",
+        default=None,
+        help=f"container image of vipgate [default ghcr.io/vipgate/vipgate:v{__version__}]",
+    )
     p.add_argument(
         "--taint",
         nargs="?",

@@ -510,3 +510,11 @@ def test_manifest_ignores_shell_environment(
     out, _ = capsys.readouterr()
     assert "from-shell" not in out
     assert "192.0.2.99" not in out
+
+
+def test_help_names_the_default_image(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["manifest", "--help"])
+    out, _ = capsys.readouterr()
+    assert DEFAULT_IMAGE in out
+    assert "--taint" in out
