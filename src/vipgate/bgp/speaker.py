@@ -172,9 +172,10 @@ async def _drive(args: argparse.Namespace) -> int:
         speaker.announce(ip_network(p))
     if args.announce_range:
         base, count = args.announce_range.split("+")
-        first = int(IPv4Address(base))
+        first = ip_address(base)
+        net_cls = IPv4Network if first.version == 4 else IPv6Network
         for i in range(int(count)):
-            speaker.announce(IPv4Network((first + i, 32)))
+            speaker.announce(net_cls((int(first) + i, first.max_prefixlen)))
     await speaker.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--close-timeout", type=float, default=2.0)
     ap.add_argument("--peer", action="append", default=[], help="address:AS:password:multihop")
     ap.add_argument("--announce", action="append", default=[])
-    ap.add_argument("--announce-range", help="FIRST+COUNT: announce COUNT /32s from FIRST")
+    ap.add_argument("--announce-range", help="FIRST+COUNT: announce COUNT host routes from FIRST")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
