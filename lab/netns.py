@@ -287,6 +287,7 @@ class Lab:
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen[Any]] = []
         self._closed = False
+        self._cleaned = False
         self._lock = threading.Lock()
         if keep_workdir is None:
             keep_workdir = os.environ.get("VG_LAB_KEEP", "") not in ("", "0")
@@ -530,8 +531,10 @@ class Lab:
 
     def close(self) -> None:
         """Stop tracked processes, then anything left in our namespaces; delete namespaces."""
+        # Re-entrant: a Ctrl-C during close() leaves _cleaned False, so atexit runs it again
+        # (every step is idempotent).
         with self._lock:
-            if self._closed:
+            if self._cleaned:
                 return
             self._closed = True
             procs = list(self.procs)
@@ -566,6 +569,7 @@ class Lab:
             shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(OSError):
             self._marker.unlink()
+        self._cleaned = True
         with _live_lock:
             if self in _live_labs:
                 _live_labs.remove(self)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from lab.topology import (
     VIP4_ADDR,
     build_topology,
 )
+from lab.wait import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -105,26 +108,53 @@ def test_cleanup_on_exception_leaves_nothing_behind() -> None:
     assert not (MARKER_DIR / f"{tag}.json").exists()
 
 
-def test_cleanup_on_sigterm_of_the_creating_process() -> None:
-    code = (
-        "import sys, time; sys.path.insert(0, '.');\n"
-        "from lab.netns import Lab\n"
-        "lab = Lab(); ns = lab.add_netns('x'); lab.popen(ns, ['sleep', '30'])\n"
-        "print(lab.tag, flush=True); time.sleep(30)\n"
-    )
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+CHILD = (
+    "import sys, time; sys.path.insert(0, '.')\n"
+    "from lab.netns import Lab\n"
+    "with Lab() as lab:\n"
+    "    ns = lab.add_netns('x'); p = lab.popen(ns, ['sleep', '30'])\n"
+    "    print(lab.tag, p.pid, flush=True); time.sleep(30)\n"
+)
+
+
+def _start_child() -> tuple[subprocess.Popen[str], str, int]:
+    p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    tag, pid = p.stdout.readline().split()
+    assert tag.startswith("vg") and f"{tag}-x" in list_netns()
+    return p, tag, int(pid)
+
+
+def _gone(pid: int) -> bool:
     try:
-        assert p.stdout is not None
-        tag = p.stdout.readline().strip()
-        assert tag.startswith("vg")
-        assert f"{tag}-x" in list_netns()
-        p.terminate()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cleanup_when_the_creating_process_is_signalled(sig: signal.Signals) -> None:
+    p, tag, sleeper = _start_child()
+    try:
+        p.send_signal(sig)
         p.wait(10)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
     assert f"{tag}-x" not in list_netns()
+    assert _gone(sleeper)
+
+
+def test_killed_creator_children_die_and_next_lab_sweeps() -> None:
+    p, tag, sleeper = _start_child()
+    p.kill()
+    p.wait(10)
+    wait_for(lambda: _gone(sleeper), 3, what="PR_SET_PDEATHSIG took the child along")
+    assert f"{tag}-x" in list_netns()  # nobody cleaned up: SIGKILL
+    with Lab():  # a new Lab sweeps stale runs
+        assert f"{tag}-x" not in list_netns()
 
 
 def test_stale_sweep_removes_dead_runs_only() -> None:
