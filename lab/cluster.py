@@ -1,4 +1,4 @@
-"""A control-plane cluster in the lab: topology + fake apiservers + one ``vipgate manager`` per node.
+"""A control-plane cluster in the lab: topology, fake apiservers, one vipgate per node.
 
 Shared by the e2e tests, the benchmarks and the demo::
 
