@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.netns import MARKER_DIR, Lab, _proc_start_time, list_netns, make_tag, sweep_stale
+from lab.routemon import RouteMonitor
 from lab.routers import BirdRouter, Neighbor
 from lab.topology import (
     CLIENT_IP4,
@@ -21,9 +22,10 @@ from lab.topology import (
     ROUTER_IP4,
     VIP4,
     VIP4_ADDR,
+    VIP6,
     build_topology,
 )
-from lab.wait import wait_for
+from lab.wait import LabTimeout, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -182,3 +184,38 @@ def test_stale_sweep_removes_dead_runs_only() -> None:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         for tag in (stale_tag, live_tag):
             (MARKER_DIR / f"{tag}.json").unlink(missing_ok=True)
+
+
+def test_route_monitor_timestamps_nexthop_changes() -> None:
+    with Lab() as lab:
+        topo = build_topology(lab, 2, router_kind=None)
+        r = topo.router_ns
+        with RouteMonitor(lab, r, [VIP4, VIP6]) as mon:
+            assert mon.current(VIP4) == frozenset()
+            t0 = time.monotonic()
+            lab.ip(
+                r,
+                "route",
+                "add",
+                VIP4,
+                "nexthop",
+                "via",
+                "192.0.2.11",
+                "nexthop",
+                "via",
+                "192.0.2.12",
+            )
+            t_add = mon.wait_nexthops(VIP4, {"192.0.2.11", "192.0.2.12"}, after=t0)
+            lab.ip(r, "route", "replace", VIP4, "via", "192.0.2.12")
+            t_one = mon.wait_nexthops(VIP4, {"192.0.2.12"}, after=t_add)
+            lab.ip(r, "route", "del", VIP4)
+            t_gone = mon.wait_nexthops(VIP4, set(), after=t_one)
+            assert t0 <= t_add <= t_one <= t_gone <= time.monotonic()
+            v6 = ["2001:db8:0:1::11", "2001:db8:0:1::12"]
+            lab.ip(r, "-6", "route", "add", VIP6, "nexthop", "via", v6[0], "nexthop", "via", v6[1])
+            mon.wait_nexthops(VIP6, set(v6), after=t_gone)
+            lab.ip(r, "-6", "route", "del", VIP6, "via", v6[0])
+            mon.wait_nexthops(VIP6, {v6[1]}, after=t_gone)
+            with pytest.raises(LabTimeout):
+                mon.wait_nexthops(VIP4, {"192.0.2.13"}, timeout=0.2)
+        assert mon.proc.poll() is not None

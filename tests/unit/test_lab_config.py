@@ -250,3 +250,40 @@ def test_pki_is_kubeadm_shaped(tmp_path: Path) -> None:
     assert other.public_key() != ca.public_key()
     with pytest.raises(ValueError, match="loopback"):
         make_pki(tmp_path / "bad", [("n", ["127.0.0.1"])])
+
+
+def test_parse_ip_monitor_lines() -> None:
+    from lab.routemon import parse_monitor_line
+
+    multi = (
+        "203.0.113.100 proto bird metric 32 \\\tnexthop via 192.0.2.11 dev br0 weight 1 "
+        "\\\tnexthop via 192.0.2.12 dev br0 weight 1 "
+    )
+    assert parse_monitor_line(multi) == (
+        False,
+        "unicast",
+        "203.0.113.100/32",
+        frozenset({"192.0.2.11", "192.0.2.12"}),
+    )
+    assert parse_monitor_line("Deleted 203.0.113.100 via 192.0.2.11 dev br0 ") == (
+        True,
+        "unicast",
+        "203.0.113.100/32",
+        frozenset({"192.0.2.11"}),
+    )
+    assert parse_monitor_line("blackhole 203.0.113.255 ") == (
+        False,
+        "blackhole",
+        "203.0.113.255/32",
+        frozenset(),
+    )
+    v6 = "2001:db8:100::100 via inet6 2001:db8:0:1::11 dev br0 metric 1024 pref medium"
+    assert parse_monitor_line(v6) == (
+        False,
+        "unicast",
+        "2001:db8:100::100/128",
+        frozenset({"2001:db8:0:1::11"}),
+    )
+    assert parse_monitor_line("local 192.0.2.1 dev br0 table local proto kernel") is None
+    assert parse_monitor_line("default via 192.0.2.1 dev eth0") is None
+    assert parse_monitor_line("") is None
