@@ -6,9 +6,12 @@ Rules this module keeps:
   one container with ``args: [manager]``, ``hostNetwork: true`` and the capabilities NET_ADMIN and
   NET_RAW. The DaemonSet (``apps/v1``) runs the same container on control-plane nodes.
 * Only the settings given on the command line go into the container's environment, under their
-  canonical kube-vip names (``--vip`` becomes ``address``). Every value is a string, always
-  double-quoted, so no value can turn into a YAML boolean, number or null (``"true"``, ``"0123"``,
-  ``"y"``, ``"null"``, ``":2112"``...) under any YAML 1.1 or 1.2 reader.
+  canonical kube-vip names (``--vip`` becomes ``address``), plus what the mode needs:
+  ``bgp_enable`` and ``cp_enable`` are "true" unless given (vipgate is BGP mode for the control
+  plane only); a manifest without a VIP or with ``--bgp=false`` is refused.
+* Every value is a string, always double-quoted, so no value can turn into a YAML boolean,
+  number or null (``"true"``, ``"0123"``, ``"y"``, ``"null"``, ``":2112"``...) under any YAML 1.1
+  or 1.2 reader.
 * An empty value cannot be written as an environment variable (vipgate, like kube-vip, treats an
   empty variable as unset). A setting given as empty whose default is not empty (e.g.
   ``--prometheusHTTPServer ""``, which turns metrics off) goes into ``args`` as ``--flag=``; one
@@ -68,12 +71,38 @@ _Dumper.add_representer(_Quoted, _represent_quoted)
 # --------------------------------------------------------------------------------------------
 
 
+def effective_flags(flags: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The flags plus what the mode needs: vipgate runs in BGP mode for the control plane only.
+
+    ``bgp_enable`` and ``cp_enable`` are added as "true" when not given (the manager refuses to
+    start without ``bgp_enable``); an explicit ``--bgp=false`` and a missing VIP are errors, as
+    the pod would only crash-loop.
+    """
+    out = dict(flags)
+    for key in ("bgp_enable", "cp_enable"):
+        if out.get(key) is None:
+            out[key] = "true"
+    if parse_bool(out["bgp_enable"] or "") is False:
+        raise ConfigError(
+            f"--bgp={out['bgp_enable']!r}: vipgate implements BGP mode only; accepted: --bgp "
+            "(or leave it out: the manifest sets bgp_enable=true)"
+        )
+    if not (out.get("address") or "").strip():
+        raise ConfigError(
+            "no VIP: --address (or --vip) is required; accepted: an IPv4 or IPv6 address, "
+            "e.g. --address 203.0.113.100"
+        )
+    return out
+
+
 def load_config(flags: Mapping[str, str | None]) -> Config:
     """Validate the flags as the manager will see them on the node. Raises ConfigError.
 
-    The CA path must be absolute (it becomes a hostPath and a mountPath). Its content is checked
-    only if the file exists here; otherwise the manager checks it on the node at start.
+    The flags are completed by :func:`effective_flags`. The CA path must be absolute (it becomes
+    a hostPath and a mountPath). Its content is checked only if the file exists here; otherwise
+    the manager checks it on the node at start.
     """
+    flags = effective_flags(flags)
     ca = flags.get(_CA_KEY)
     if ca and not os.path.isabs(ca):
         raise ConfigError(
@@ -248,6 +277,7 @@ def render(
     Raises ConfigError for an unknown kind or a ``taint`` that is not a boolean.
     """
     del config  # validated by the caller; the manifest carries the flags as given
+    flags = effective_flags(flags)
     if kind == "pod":
         return dump(pod(flags, image))
     if kind == "daemonset":

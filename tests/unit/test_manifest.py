@@ -14,7 +14,7 @@ import yaml
 from vipgate import __version__
 from vipgate.cli import build_parser, flags_of, main
 from vipgate.config import Config, ConfigError, load
-from vipgate.manifest import DEFAULT_IMAGE, load_config, render, warnings
+from vipgate.manifest import DEFAULT_IMAGE, effective_flags, load_config, render, warnings
 
 K8S_VERSION = "1.30"
 
@@ -185,6 +185,7 @@ def test_pod_shape() -> None:
     # Only the settings given, by canonical kube-vip name (--vip is `address`).
     assert c["env"] == [
         {"name": "address", "value": "203.0.113.100"},
+        {"name": "cp_enable", "value": "true"},  # what the mode needs, though not given
         {"name": "bgp_enable", "value": "true"},
         {"name": "bgp_peers", "value": "192.0.2.1:65001::false"},
     ]
@@ -260,7 +261,7 @@ def test_env_round_trip_gives_same_config(kind: str, variant: str, ca_file: Path
         "false-bools": [*minimal(), "--controlplane=false", "--multihop", "F", "--services", "0"],
     }[variant]
     flags = cli_flags(*argv)
-    expected = load({}, flags)
+    expected = load({}, effective_flags(flags))
     _, obj = make(kind, argv)
     got = config_from_manifest(obj)
     assert got == expected
@@ -275,7 +276,9 @@ def test_round_trip_is_not_vacuous() -> None:
     _, obj = make("pod", [*minimal(), "--localAS", "65010"])
     c = container_of(obj)
     c["env"] = [e for e in c["env"] if e["name"] != "bgp_as"]
-    assert config_from_manifest(obj) != load({}, cli_flags(*minimal(), "--localAS", "65010"))
+    assert config_from_manifest(obj) != load(
+        {}, effective_flags(cli_flags(*minimal(), "--localAS", "65010"))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +342,7 @@ def test_yaml_special_values_stay_strings(value: str) -> None:
     )
     assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     # And the manager reads back the same password.
-    assert config_from_manifest(obj) == load({}, cli_flags(*argv))
+    assert config_from_manifest(obj) == load({}, effective_flags(cli_flags(*argv)))
 
 
 def test_special_prometheus_and_numeric_values() -> None:
@@ -486,6 +489,8 @@ def test_localhost_health_url_warns_about_kubeadm_certificate(
     "argv",
     [
         ["manifest", "pod", "--vip", "not-an-ip"],
+        ["manifest", "pod", "--bgp", "--bgppeers", "192.0.2.1:65001::false"],  # no VIP
+        ["manifest", "pod", *minimal(), "--bgp=false"],  # vipgate is BGP mode only
         ["manifest", "pod", "--bgp"],  # BGP without peers
         ["manifest", "daemonset", *minimal(), "--taint", "perhaps"],
         ["manifest", "pod", *minimal(), "--controlPlaneHealthCheckCAPath", "ca.crt"],
@@ -518,3 +523,17 @@ def test_help_names_the_default_image(capsys: pytest.CaptureFixture[str]) -> Non
     out, _ = capsys.readouterr()
     assert DEFAULT_IMAGE in out
     assert "--taint" in out
+
+
+def test_mode_settings_are_added_when_not_given() -> None:
+    # Without --bgp/--controlplane the manager would refuse to start: the manifest adds them.
+    argv = ["--vip", "203.0.113.100", "--bgppeers", "192.0.2.1:65001::false"]
+    _, obj = make("pod", argv)
+    env = {e["name"]: e["value"] for e in container_of(obj)["env"]}
+    assert env["bgp_enable"] == "true"
+    assert env["cp_enable"] == "true"
+    assert config_from_manifest(obj).bgp_enable is True
+    # Given explicitly, they are kept as given.
+    _, obj = make("pod", [*argv, "--controlplane=false"])
+    env = {e["name"]: e["value"] for e in container_of(obj)["env"]}
+    assert env["cp_enable"] == "false"
