@@ -2,7 +2,7 @@
 # Needs root (network namespaces, apt). Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "vipgate setup: run as root (network namespaces, apt)" >&2; exit 1; fi
-apt_pkgs="bird2 frr gobgpd iproute2 openssl procps python3-venv"
+apt_pkgs="bird2 frr gobgpd iproute2 openssl procps curl python3-venv"
 missing=""
 for p in $apt_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then

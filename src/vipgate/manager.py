@@ -59,6 +59,9 @@ class Manager:
         self.gate = Gate(config.health_url, config.health_threshold, config.health_period)
         self.stopping = asyncio.Event()
         self.probe: Probe | None = None
+        if metrics is not None:  # every series exists from the start, so alerts see a 0
+            metrics.announced(prefix, False)
+            metrics.gate(self.gate.state, 0)
         if config.health_enabled:
             self.probe = Probe(
                 config.health_url,
