@@ -262,6 +262,23 @@ def test_send_updates_only_when_established() -> None:
     actions = d(SendUpdates(upd))
     assert actions[0] == SendBytes(upd)
     assert timer_armed(actions, Timer.KEEPALIVE) is not None
+    assert of_type(actions, fsm.MessageSent) == [fsm.MessageSent("UPDATE")]
+
+
+def test_send_updates_counts_each_update_sent() -> None:
+    d = Driver(Session(cfg()))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    d(BytesReceived(peer_open() + KA))
+    pol = wire.OutboundPolicy(65000, True, True)
+    msgs = [
+        *wire.announce_ipv4([IPv4Network("198.51.100.1/32")], LOCAL, pol),
+        *wire.announce_ipv4([IPv4Network("198.51.100.2/32")], LOCAL, pol),
+        *wire.announce_ipv4([IPv4Network(f"203.0.113.{i}/32") for i in range(256)], LOCAL, pol),
+    ]
+    assert len(msgs) == 3
+    actions = d(SendUpdates(b"".join(msgs)))
+    assert of_type(actions, fsm.MessageSent) == [fsm.MessageSent("UPDATE")] * len(msgs)
 
 
 def test_stale_timer_is_ignored() -> None:

@@ -514,6 +514,11 @@ class Session:
         assert isinstance(ev, SendUpdates)
         if ev.data:
             self._emit(SendBytes(ev.data))
+            # One MessageSent per UPDATE in the buffer (each header holds its length at 16..18).
+            offset = 0
+            while offset + wire.HEADER_LEN <= len(ev.data):
+                self._emit(MessageSent("UPDATE"))
+                offset += int.from_bytes(ev.data[offset + 16 : offset + 18], "big") or len(ev.data)
             self._restart_keepalive()
 
     def _on_stop(self, ev: object) -> None:
