@@ -41,7 +41,7 @@ from vipgate.vip import (
 
 log = logging.getLogger("vipgate.manager")
 
-SHUTDOWN_BUDGET = 2.5  # seconds for withdraw + NOTIFICATION + close; the process exits within 3 s
+SHUTDOWN_BUDGET = 2.0  # seconds for withdraw + NOTIFICATION + close; the process exits within 3 s
 SHUTDOWN_MESSAGE = "vipgate shutting down"
 EXIT_CONFIG = 2
 
@@ -168,15 +168,16 @@ async def _serve(config: Config, prefix: IPNetwork, interface: str, router_id: I
         await manager.run()
     finally:
         t0 = time.monotonic()
-        if manager.probe is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(manager.probe.close(), 0.5)
+        # The route first: every other part of the shutdown can wait for it.
         try:
             await asyncio.wait_for(
                 speaker.close(SHUTDOWN_MESSAGE, SHUTDOWN_BUDGET), SHUTDOWN_BUDGET
             )
         except TimeoutError:
             log.warning("BGP sessions not closed within %.1fs: exiting anyway", SHUTDOWN_BUDGET)
+        if manager.probe is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(manager.probe.close(), 0.2)
         if metrics_server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(metrics_server.close(), 0.2)
