@@ -305,3 +305,46 @@ def peer_router_ip4(index: int) -> str:
 
 def peer_router_ip6(index: int) -> str:
     return f"2001:db8:0:1::{4 + index}"
+
+
+def node_speaker(
+    topo: Topology,
+    node: Node,
+    kind: str = "bird",
+    *,
+    asn: int = NODE_AS,
+    peer_as: int = ROUTER_AS,
+    peers: tuple[str, ...] = (ROUTER_IP4,),
+    originate: tuple[str, ...] = (VIP4,),
+    ipv6: bool = False,
+    start: bool = True,
+    name: str | None = None,
+    **neighbor_kwargs: Any,
+) -> Router:
+    """A reference BGP speaker (BIRD or GoBGP) in a node namespace announcing `originate`.
+
+    A stand-in for vipgate's speaker: proves routers accept sessions, and serves as the
+    benchmark reference. With ipv6=True it also peers with the router's IPv6 address; that
+    neighbor is multihop so BIRD sends only the global IPv6 next hop (as vipgate does; FRR
+    without zebra cannot use a link-local one). GoBGP announces `originate` after start.
+    """
+    neighbors = [Neighbor(a, peer_as, **neighbor_kwargs) for a in peers]
+    if ipv6:
+        neighbors.append(Neighbor(ROUTER_IP6, peer_as, **{"multihop": 2, **neighbor_kwargs}))
+    kw: dict[str, Any] = {}
+    if kind == "bird":
+        kw["kernel_export"] = False
+    r = make_router(
+        kind,
+        topo.lab,
+        node.ns,
+        asn=asn,
+        router_id=node.ip4,
+        name=name or f"speaker-{node.name}",
+        neighbors=neighbors,
+        originate=originate,
+        **kw,
+    )
+    if start:
+        r.start()
+    return r

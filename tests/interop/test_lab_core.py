@@ -159,7 +159,7 @@ def test_killed_creator_children_die_and_next_lab_sweeps() -> None:
     p.kill()
     p.wait(10)
     wait_for(lambda: _gone(sleeper), 3, what="PR_SET_PDEATHSIG took the child along")
-    assert f"{tag}-x" in list_netns()  # nobody cleaned up: SIGKILL
+    # Nobody cleaned up (SIGKILL); a parallel run's sweep may already have. Either way:
     with Lab():  # a new Lab sweeps stale runs
         assert f"{tag}-x" not in list_netns()
 
@@ -179,7 +179,7 @@ def test_stale_sweep_removes_dead_runs_only() -> None:
             created.append(f"{tag}-a")
         t0 = time.monotonic()
         removed = sweep_stale()
-        assert f"{stale_tag}-a" in removed
+        # (another run's sweep may have removed the stale one first: check the outcome)
         assert f"{live_tag}-a" not in removed
         assert f"{stale_tag}-a" not in list_netns()
         assert f"{live_tag}-a" in list_netns()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lab.netns import Lab
@@ -11,13 +13,13 @@ from lab.topology import (
     NODE_AS,
     ROUTER_AS,
     ROUTER_IP4,
-    ROUTER_IP6,
     VIP4,
     VIP6,
     Node,
     Topology,
     add_peer_router,
     build_topology,
+    node_speaker,
     peer_router_ip4,
 )
 from lab.wait import LabTimeout, wait_for
@@ -30,29 +32,13 @@ def bird_speaker(
     node: Node,
     *,
     asn: int = NODE_AS,
-    peer_as: int = ROUTER_AS,
     originate: tuple[str, ...] = (VIP4,),
     ipv6: bool = False,
-    **nkw: object,
+    **nkw: Any,
 ) -> BirdRouter:
-    """A BIRD in a node namespace announcing the VIP: a stand-in for vipgate's speaker."""
-    neighbors = [Neighbor(ROUTER_IP4, peer_as, **nkw)]  # type: ignore[arg-type]
-    if ipv6:
-        # multihop: BIRD then sends only the global IPv6 next hop (FRR without zebra
-        # cannot use a link-local one), which is what vipgate's speaker sends too.
-        neighbors.append(Neighbor(ROUTER_IP6, peer_as, multihop=2))
-    b = BirdRouter(
-        topo.lab,
-        node.ns,
-        asn=asn,
-        router_id=node.ip4,
-        name=f"speaker-{node.name}",
-        neighbors=neighbors,
-        originate=originate,
-        kernel_export=False,
-    )
-    b.start()
-    return b
+    r = node_speaker(topo, node, "bird", asn=asn, originate=originate, ipv6=ipv6, **nkw)
+    assert isinstance(r, BirdRouter)
+    return r
 
 
 @pytest.mark.parametrize("kind", ["bird", "frr", "gobgp"])
@@ -216,7 +202,7 @@ def test_three_routers_at_once_and_bird_local_port() -> None:
         speaker.start()
         for r in (main, frr, gobgp):
             r.wait_session(n1.ip4)
-            r.wait_rib(VIP4, lambda ps: [p.next_hop for p in ps] == [n1.ip4])
+            r.wait_next_hops(VIP4, {n1.ip4})
         wait_for(
             lambda: [s for _, s in main.neighbor_states()] == ["Established"] * 2,
             10,
