@@ -118,23 +118,13 @@ class Speaker:
 # ---------------------------------------------------------------------------- driver (CLI)
 
 
-def parse_peer(spec: str) -> PeerSettings:
-    """``address:AS:password:multihop[:port]``, IPv6 address in brackets (bgp_peers format)."""
-    if spec.startswith("["):
-        end = spec.index("]")
-        addr, rest = spec[1:end], spec[end + 2 :]
-    else:
-        addr, _, rest = spec.partition(":")
-    parts = rest.split(":")
-    asn, password, multihop = parts[0], parts[1] if len(parts) > 1 else "", parts[2:3]
-    port = int(parts[3]) if len(parts) > 3 and parts[3] else 179
-    return PeerSettings(
-        address=ip_address(addr),
-        remote_as=int(asn),
-        password=password,
-        multihop=bool(multihop) and multihop[0].lower() == "true",
-        port=port,
-    )
+def parse_peers(specs: Sequence[str]) -> list[PeerSettings]:
+    """Peers in kube-vip's ``bgp_peers`` format, parsed by the configuration's own parser."""
+    from vipgate.config import Raw, Source
+    from vipgate.config import parse_peers as parse_config_peers
+
+    peers = parse_config_peers(Raw(",".join(specs), Source.FLAG, "--peer"))
+    return [PeerSettings(p.address, p.asn, p.password, p.multihop, p.port) for p in peers]
 
 
 class _JsonObserver:
@@ -164,7 +154,7 @@ async def _drive(args: argparse.Namespace) -> int:
     )
     speaker = Speaker(
         settings,
-        [parse_peer(p) for p in args.peer],
+        parse_peers(args.peer),
         _JsonObserver(out),
         connect_timeout=args.connect_timeout,
     )
