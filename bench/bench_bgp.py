@@ -24,9 +24,9 @@ import time
 
 from lab.netns import Lab
 from lab.routers import BirdRouter, GobgpRouter, Neighbor
+from lab.speaker import SpeakerProc
 from lab.topology import NODE_AS, ROUTER_AS, ROUTER_IP4, ROUTER_IP6, VIP4, build_topology
 from lab.wait import wait_for
-from tests.interop.test_bgp_routers import SpeakerProc
 
 VIP4_ADDR = VIP4.split("/")[0]
 

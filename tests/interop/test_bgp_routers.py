@@ -6,22 +6,16 @@ stdin; its log (stderr) goes to a file the tests read.
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
-import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.netns import Lab, python_cmd
+from lab.netns import Lab
 from lab.routers import Router
+from lab.speaker import SpeakerProc
 from lab.topology import (
     NODE_AS,
     ROUTER_AS,
@@ -36,104 +30,6 @@ from lab.topology import (
 from lab.wait import wait_for
 
 pytestmark = pytest.mark.lab
-
-
-class SpeakerProc:
-    """A vipgate speaker process in a lab namespace (stdin commands, JSON events on stdout)."""
-
-    _n = 0
-
-    def __init__(
-        self,
-        lab: Lab,
-        node: Node,
-        peers: Sequence[str],
-        *,
-        local_as: int = NODE_AS,
-        announce: Sequence[str] = (),
-        announce_range: str | None = None,
-        hold: int = 30,
-        keepalive: int = 10,
-        connect_timeout: float = 2.0,
-        extra: Sequence[str] = (),
-    ) -> None:
-        SpeakerProc._n += 1
-        self.log_path: Path = lab.workdir / f"vipgate-{node.name}-{SpeakerProc._n}.log"
-        args = [
-            "--router-id",
-            node.ip4,
-            "--local-as",
-            str(local_as),
-            "--hold",
-            str(hold),
-            "--keepalive",
-            str(keepalive),
-            "--connect-timeout",
-            str(connect_timeout),
-            "--log-level",
-            "DEBUG",
-            *extra,
-        ]
-        for p in peers:
-            args += ["--peer", p]
-        for a in announce:
-            args += ["--announce", a]
-        if announce_range:
-            args += ["--announce-range", announce_range]
-        self.lab = lab
-        with open(self.log_path, "ab") as logf:
-            self.proc = lab.popen(
-                node.ns,
-                python_cmd("vipgate.bgp.speaker", *args),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=logf,
-            )
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_event("started", 10.0)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((line + "\n").encode())
-        self.proc.stdin.flush()
-
-    def wait_event(self, ev: str, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or (self.proc.poll() is not None and self.events.empty()):
-                raise AssertionError(f"no {ev!r} event from the speaker\n{self.log()[-3000:]}")
-            try:
-                e = self.events.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
-            if e.get("ev") == ev:
-                return e
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def close(self, message: str = "vipgate test done", timeout: float = 5.0) -> None:
-        if self.proc.poll() is None:
-            self.send(f"close {message}")
-            self.wait_event("closed", timeout)
-            self.proc.wait(timeout)
-        self.lab.stop(self.proc)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(5)
-        self.lab.stop(self.proc)
 
 
 @contextmanager
