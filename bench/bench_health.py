@@ -631,8 +631,8 @@ def table(v: Results | None, e: Results | None) -> str:
                 failed(v, kind),
                 failed(e, kind),
                 ratio(vf, ef),
-                "fewer than ExaBGP",
-                verdict(None if vf is None or ef is None else vf <= ef),
+                "report (DESIGN: ExaBGP ~49 / ~94 of 1500)",
+                "",
             )
         )
     single(
