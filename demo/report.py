@@ -1,0 +1,199 @@
+"""The demo's numbers: per-phase request counts, the expectations, the summary table (pure).
+
+Everything here works on plain records (times are ``time.monotonic()`` values, shared by every
+process on the machine) so it can be checked without a lab.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class RequestLike(Protocol):
+    """What the demo needs of one client request (``lab.client.Request`` has it)."""
+
+    @property
+    def t(self) -> float: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def latency(self) -> float: ...
+    @property
+    def node(self) -> str | None: ...
+
+
+@dataclass
+class Phase:
+    """One phase of the scenario, filled in while it runs."""
+
+    number: int
+    title: str
+    start: float
+    end: float = 0.0
+    event: str = ""  # what we did, e.g. "stopped node1's kube-apiserver"
+    event_t: float | None = None  # when we did it
+    measure: str = ""  # "detection", "recovery", "route gone" (empty: nothing measured)
+    route_t: float | None = None  # when the router's route changed in response
+    route_prev: float | None = None  # the router look just before that (bounds the moment)
+    nexthops_end: tuple[str, ...] = ()  # node names at the end of the phase
+    exit_code: int | None = None  # phase 4: the stopped vipgate's exit status
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> float | None:
+        """Seconds from the event to the route change (None if it never happened)."""
+        if self.event_t is None or self.route_t is None:
+            return None
+        return self.route_t - self.event_t
+
+
+@dataclass(frozen=True)
+class PhaseStats:
+    total: int
+    ok: int
+    failed: int
+    outcomes: dict[str, int]  # failed requests by outcome
+    per_node: dict[str, int]  # ok requests per answering node
+    failed_after_route: int  # failures among requests started after the route change
+    last_failure_t: float | None
+
+
+def phase_stats(phase: Phase, requests: Iterable[RequestLike]) -> PhaseStats:
+    """Counts for the requests that *ended* in [phase.start, phase.end).
+
+    A request belongs to the phase in which its outcome was known: one in flight when a fault
+    is injected, and failing because of it, counts for the fault's phase. `failed_after_route`
+    counts the failures among requests that *started* after the route change.
+    """
+    mine = [r for r in requests if phase.start <= r.t + r.latency < phase.end]
+    failed = [r for r in mine if r.outcome != "ok"]
+    per_node = collections.Counter(r.node for r in mine if r.outcome == "ok" and r.node)
+    after = 0
+    if phase.route_t is not None:
+        after = sum(1 for r in failed if r.t >= phase.route_t)
+    return PhaseStats(
+        total=len(mine),
+        ok=len(mine) - len(failed),
+        failed=len(failed),
+        outcomes=dict(collections.Counter(r.outcome for r in failed)),
+        per_node=dict(sorted(per_node.items())),
+        failed_after_route=after,
+        last_failure_t=max((r.t for r in failed), default=None),
+    )
+
+
+@dataclass(frozen=True)
+class Expectation:
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+def request_expectations(phase: Phase, st: PhaseStats, nodes: Sequence[str]) -> list[Expectation]:
+    """What the requests of `phase` must show (the scenario's phases 1-4)."""
+    per_node = ", ".join(f"{k} {v}" for k, v in st.per_node.items()) or "none"
+    failed = f"{st.failed} failed" + (
+        " (" + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items())) + ")"
+        if st.failed
+        else ""
+    )
+    if phase.number == 1:
+        return [
+            Expectation(
+                "every node answered requests",
+                all(st.per_node.get(n, 0) > 0 for n in nodes),
+                per_node,
+            ),
+            Expectation("no failed requests", st.failed == 0, failed),
+        ]
+    if phase.number == 2:
+        return [
+            Expectation(
+                "requests failed only until the withdrawal",
+                phase.route_t is not None and st.failed_after_route == 0,
+                f"{st.failed - st.failed_after_route} failed before it, "
+                f"{st.failed_after_route} after",
+            )
+        ]
+    if phase.number == 3:
+        back = st.per_node.get("node1", 0)
+        return [Expectation("node1 answers requests again", back > 0, f"{back} requests")]
+    if phase.number == 4:
+        return [Expectation("no failed requests (graceful drain)", st.failed == 0, failed)]
+    return []
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "never"
+    if abs(s) < 1.0:
+        return f"{s * 1000:.0f} ms"
+    return f"{s:.2f} s"
+
+
+def measured_text(p: Phase) -> str:
+    if not p.measure:
+        return "-"
+    text = f"{p.measure} {fmt_seconds(p.measured)}"
+    if p.exit_code is not None:
+        text += f", exit {p.exit_code}"
+    return text
+
+
+def format_table(phases: Sequence[Phase], stats: Sequence[PhaseStats]) -> str:
+    """The summary table (plain text, fixed width, readable in a CI log)."""
+    head = ("phase", "measured", "requests ok", "failed", "next hops at the end")
+    rows = [
+        (
+            f"{p.number} {p.title}",
+            measured_text(p),
+            str(s.ok),
+            str(s.failed),
+            " ".join(p.nexthops_end) or "(none)",
+        )
+        for p, s in zip(phases, stats, strict=True)
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {2, 3}
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            out.append(c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
+        return "| " + " | ".join(out) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(r) for r in rows)])
+
+
+def summary_json(
+    phases: Sequence[Phase],
+    stats: Sequence[PhaseStats],
+    expectations: Sequence[Expectation],
+    t0: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Machine-readable summary (times relative to the demo's start `t0`)."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 4)
+
+    out_phases = []
+    for p, s in zip(phases, stats, strict=True):
+        d = asdict(p)
+        for k in ("start", "end", "event_t", "route_t", "route_prev"):
+            d[k] = rel(d[k])
+        d["measured_s"] = None if p.measured is None else round(p.measured, 4)
+        d["nexthops_end"] = list(p.nexthops_end)
+        d["requests"] = asdict(s)
+        d["requests"]["last_failure_t"] = rel(s.last_failure_t)
+        out_phases.append(d)
+    return {
+        "phases": out_phases,
+        "expectations": [asdict(e) for e in expectations],
+        "ok": all(e.ok for e in expectations),
+        **extra,
+    }

@@ -1,0 +1,742 @@
+"""The vipgate demo: three control-plane nodes, a BIRD router with ECMP, a client; narrated live.
+
+``python -m demo.run [--short] [--out-dir out]`` as root (``./scripts/demo.sh`` installs what it
+needs first). Four phases, then teardown:
+
+1. all healthy: the router has one next hop per node and requests spread over the nodes;
+2. node1's kube-apiserver is stopped: its vipgate counts failed checks and withdraws; the time
+   from the kill to the router dropping the next hop is the detection time; requests fail only
+   until then;
+3. node1's apiserver is started again: the next hop comes back (recovery time);
+4. node2's vipgate gets SIGTERM: it withdraws and closes its sessions; the route is gone in
+   milliseconds, it exits 0, and no request fails.
+
+Ends with a summary table, ``<out-dir>/demo-timeline.png`` and ``<out-dir>/demo-summary.json``.
+Exit status: 0 when everything expected happened, 1 when something did not (named), 2 when the
+demo could not run at all (not root, lab setup failed), 130 on Ctrl-C. The lab is removed in
+every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from demo.netns_io import scrape_metrics
+from demo.report import (
+    Expectation,
+    Phase,
+    PhaseStats,
+    fmt_seconds,
+    format_table,
+    phase_stats,
+    request_expectations,
+    summary_json,
+)
+from demo.routewatch import Change, RouteWatcher
+from lab.client import LoadClient, Request
+from lab.cluster import HEALTH_URL, Cluster
+from lab.netns import Lab, LabError, list_netns
+from lab.topology import VIP4, VIP4_ADDR
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+N_NODES = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    short: bool = False
+    rate: float = 50.0  # new TLS connections per second
+    period: float = 1.0
+    timeout: float = 1.0
+    threshold: int = 3
+    hold: int = 9
+    healthy_s: float = 12.0  # phase 1 dwell
+    down_s: float = 10.0  # phase 2 dwell after the withdrawal
+    back_s: float = 12.0  # phase 3 dwell after the recovery
+    drain_s: float = 12.0  # phase 4 dwell after the route is gone
+    start_timeout: float = 30.0
+    detect_timeout: float = 20.0
+    recover_timeout: float = 15.0
+    sigterm_timeout: float = 5.0
+
+    @classmethod
+    def for_mode(cls, short: bool) -> Settings:
+        if short:
+            return cls(short=True, healthy_s=4.0, down_s=3.0, back_s=4.0, drain_s=4.0)
+        return cls()
+
+
+def log_message(line: str) -> str:
+    """The message of a vipgate log line, without date, time and logger name."""
+    m = re.match(r"^\S+ \S+ ([A-Z]+) [\w.]+: (.*)$", line.strip())
+    return f"{m.group(1)} {m.group(2)}" if m else line.strip()
+
+
+class DemoFailure(Exception):
+    """Something the demo expected did not happen; the message says what."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Narration
+# ---------------------------------------------------------------------------------------------
+
+
+class Narrator:
+    """Timestamped lines on stdout, flushed at once; a little colour only on a terminal."""
+
+    STYLES = {
+        "bold": "1",
+        "dim": "2",
+        "green": "32",
+        "red": "1;31",
+        "yellow": "33",
+        "cyan": "36",
+    }
+
+    def __init__(self, t0: float, out: IO[str] | None = None, color: bool | None = None) -> None:
+        self.t0 = t0
+        self.out = out if out is not None else sys.stdout
+        if color is None:
+            color = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self.color = color
+
+    def paint(self, text: str, style: str) -> str:
+        if not self.color or not style:
+            return text
+        codes = ";".join(self.STYLES[s] for s in style.split())
+        return f"\033[{codes}m{text}\033[0m"
+
+    def stamp(self, t: float | None = None) -> str:
+        t = time.monotonic() if t is None else t
+        return self.paint(f"[{t - self.t0:6.1f}s]", "dim")
+
+    def say(self, text: str, style: str = "", t: float | None = None) -> None:
+        print(f"{self.stamp(t)} {self.paint(text, style)}", file=self.out, flush=True)
+
+    def detail(self, text: str) -> None:
+        print(f"{' ' * 9}   {self.paint(text, 'dim')}", file=self.out, flush=True)
+
+    def plain(self, text: str = "", style: str = "") -> None:
+        print(self.paint(text, style), file=self.out, flush=True)
+
+    def phase(self, number: int, title: str, what: str) -> None:
+        self.plain()
+        self.plain(f"== Phase {number}/4: {title}", "bold cyan")
+        self.plain(f"   {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenario
+# ---------------------------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, settings: Settings, narrator: Narrator, out_dir: Path) -> None:
+        self.s = settings
+        self.n = narrator
+        self.out_dir = out_dir
+        self.t0 = narrator.t0
+        self.phases: list[Phase] = []
+        self.expectations: list[Expectation] = []
+        self.requests: list[Request] = []
+        self.changes: list[Change] = []
+        self.nodes: dict[str, str] = {}  # name -> IPv4 (the router's next hop)
+        self.by_ip: dict[str, str] = {}
+        self.tag = ""
+        self.failure: str | None = None
+        self.end = 0.0
+        self.client_start = 0.0
+        self._seen: set[int] = set()
+        self._request_checks: list[tuple[Phase, Expectation]] = []
+        self._lab: Lab | None = None
+        self._cluster: Cluster | None = None
+        self._watcher: RouteWatcher | None = None
+        self._client: LoadClient | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def names(self, hops: frozenset[str] | set[str]) -> tuple[str, ...]:
+        return tuple(sorted(self.by_ip.get(h, h) for h in hops))
+
+    def hops_text(self, hops: frozenset[str]) -> str:
+        if not hops:
+            return "no route"
+        return ", ".join(f"{h} ({self.by_ip.get(h, '?')})" for h in sorted(hops))
+
+    def expect(self, what: str, ok: bool, detail: str = "") -> bool:
+        return self.show_expectation(Expectation(what, ok, detail))
+
+    def show_expectation(self, e: Expectation, prefix: str = "") -> bool:
+        self.expectations.append(e)
+        mark = self.n.paint("[ok]  ", "green") if e.ok else self.n.paint("[FAIL]", "red")
+        self.n.plain(
+            f"{' ' * 9}   {mark} {prefix}{e.what}" + (f" ({e.detail})" if e.detail else "")
+        )
+        return e.ok
+
+    def expect_requests(self, p: Phase) -> None:
+        """The phase's request checks on the requests completed so far (redone at the end)."""
+        st = phase_stats(p, self._client.records() if self._client else [])
+        for e in request_expectations(p, st, list(self.nodes)):
+            self.show_expectation(e)
+            self._request_checks.append((p, e))
+
+    def show_route(self) -> None:
+        """The router's kernel route, as ``ip route`` prints it."""
+        assert self._lab is not None and self._cluster is not None
+        cp = self._lab.ip(self._cluster.topo.router_ns, "route", "show", VIP4, check=False)
+        text = cp.stdout.strip() or "(no route: 203.0.113.100 is unreachable from the client)"
+        self.n.detail(f"$ ip route show {VIP4}   # in the router namespace")
+        for line in text.splitlines():
+            self.n.detail(f"  {line.strip()}")
+
+    def traffic(self) -> None:
+        """One line: requests answered since the last line, per node, and the next hops."""
+        assert self._client is not None and self._watcher is not None
+        new = [r for r in self._client.records() if r.i not in self._seen]
+        self._seen.update(r.i for r in new)
+        per_node = {n: 0 for n in self.nodes}
+        failed: dict[str, int] = {}
+        for r in new:
+            if r.ok and r.node in per_node:
+                per_node[r.node] += 1
+            elif not r.ok:
+                failed[r.outcome] = failed.get(r.outcome, 0) + 1
+        nodes = "  ".join(f"{n} {c:3d}" for n, c in per_node.items())
+        nf = sum(failed.values())
+        why = f" ({', '.join(f'{k} {v}' for k, v in sorted(failed.items()))})" if nf else ""
+        ftxt = self.n.paint(f"failed {nf:3d}{why}", "red" if nf else "")
+        hops = " ".join(self.names(self._watcher.current())) or "none"
+        self.n.say(f"  answered: {nodes}   {ftxt}   | next hops: {hops}")
+
+    def watch(
+        self,
+        seconds: float,
+        until: Callable[[frozenset[str]], bool] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        tick: float = 0.2,
+    ) -> Change | None:
+        """Print traffic once a second for `seconds` (or until `until(next hops)` holds).
+
+        With `until`, returns the route change that made it hold (None on timeout).
+        `on_tick` runs every `tick` seconds (e.g. to read a node's metrics).
+        """
+        assert self._watcher is not None
+        deadline = time.monotonic() + seconds
+        next_line = time.monotonic() + 1.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            step = min(tick, deadline - now, max(next_line - now, 0.001))
+            if until is not None:
+                change = self._watcher.wait_until(until, step)
+                if change is not None:
+                    return change
+            else:
+                time.sleep(step)
+            if on_tick is not None:
+                on_tick()
+            if time.monotonic() >= next_line:
+                self.traffic()
+                next_line += 1.0
+
+    def start_phase(self, number: int, title: str, what: str) -> Phase:
+        now = time.monotonic()
+        if self.phases:
+            self.phases[-1].end = now
+        p = Phase(number, title, start=now)
+        self.phases.append(p)
+        self.n.phase(number, title, what)
+        return p
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> int:
+        s = self.s
+        n = self.n
+        n.plain(
+            "vipgate demo: 3 control-plane nodes run `vipgate manager`, each announcing the "
+            "API VIP",
+            "bold",
+        )
+        n.plain(
+            f"{VIP4_ADDR} over BGP to a BIRD router that spreads traffic over them with ECMP, "
+            "while a client opens"
+        )
+        n.plain(
+            f"{s.rate:g} new TLS connections a second to https://{VIP4_ADDR}:6443/livez."
+            + ("  (--short mode)" if s.short else "")
+        )
+        n.plain(
+            f"vipgate settings: health check {HEALTH_URL} every {s.period:g} s, timeout "
+            f"{s.timeout:g} s, withdraw after {s.threshold} failures; BGP hold time {s.hold} s."
+        )
+        n.plain()
+        if os.geteuid() != 0:
+            n.say("the demo needs root (it creates network namespaces)", "red")
+            return EXIT_CANNOT_RUN
+        tracked: list[int] = []
+        lab_ok = False
+        try:
+            with Lab() as lab:
+                self._lab = lab
+                self.tag = lab.tag
+                lab_ok = True
+                try:
+                    self.scenario(lab)
+                except DemoFailure as exc:
+                    self.failure = str(exc)
+                    n.say(f"stopping early: {exc}", "red")
+                finally:
+                    self.collect()
+                    tracked = [p.pid for p in lab.procs]
+                n.plain()
+                n.say(
+                    f"tearing down the lab: stopping {len(tracked)} processes, deleting "
+                    f"{len(lab.namespaces)} namespaces ({lab.tag}-*)"
+                )
+            procs = list(lab.procs)
+        except LabError as exc:
+            if lab_ok:
+                raise
+            n.say(f"could not build the lab: {exc}", "red")
+            return EXIT_CANNOT_RUN
+        self.verify_teardown(procs, tracked)
+        return self.finish()
+
+    def scenario(self, lab: Lab) -> None:
+        s = self.s
+        n = self.n
+        n.say(
+            f"building the lab (namespaces {lab.tag}-*): BIRD router, node1..node3, client; "
+            "kubeadm-shaped PKI; a fake kube-apiserver on each node's :6443"
+        )
+        t = time.monotonic()
+        cluster = Cluster.create(
+            lab,
+            N_NODES,
+            period=s.period,
+            timeout=s.timeout,
+            threshold=s.threshold,
+            hold=s.hold,
+            metrics=True,
+        )
+        self._cluster = cluster
+        self.nodes = {nd.name: nd.ip4 for nd in cluster.topo.nodes}
+        self.by_ip = {ip: name for name, ip in self.nodes.items()}
+        n.say(
+            f"lab ready in {time.monotonic() - t:.1f} s: "
+            + ", ".join(f"{k} {v}" for k, v in self.nodes.items())
+            + f"; router 192.0.2.1 (AS 65001); client {cluster.topo.client_ns.split('-')[-1]}"
+            " 198.51.100.10"
+        )
+        watcher = RouteWatcher(lab, cluster.topo.router_ns, VIP4)
+        self._watcher = watcher.start()
+        n.say(
+            "starting `vipgate manager` on node1, node2, node3 (kube-vip environment, "
+            "AS 65000, peer 192.0.2.1:65001)"
+        )
+        t = time.monotonic()
+        cluster.start_all()
+        everyone = frozenset(self.nodes.values())
+        ch = watcher.wait_until(lambda h: h == everyone, s.start_timeout)
+        if ch is None:
+            raise DemoFailure(
+                f"the router did not get 3 next hops within {s.start_timeout:g} s "
+                f"(has {self.hops_text(watcher.current())}); vipgate logs:\n"
+                + "\n".join(cluster.log(x)[-1500:] for x in self.nodes)
+            )
+        n.say(
+            f"all three nodes announced {VIP4} after {ch.t - t:.1f} s "
+            f"(first check, BGP session, UPDATE, BIRD, kernel)",
+            "green",
+        )
+        self._client = LoadClient(
+            lab,
+            cluster.topo.client_ns,
+            cluster.pki.ca_cert,
+            rate=s.rate,
+            duration=300.0,
+            timeout=1.0,
+        )
+        self.client_start = self._client.start()
+        n.say(
+            f"client started: {s.rate:g} new TLS connections/s to {VIP4_ADDR}:6443 "
+            "(server name kubernetes, verified against the cluster CA), one GET /livez each"
+        )
+
+        self.phase_healthy()
+        self.phase_apiserver_down()
+        self.phase_apiserver_back()
+        self.phase_sigterm()
+
+    # ------------------------------------------------------------------ phases
+    def phase_healthy(self) -> None:
+        assert self._watcher is not None
+        p = self.start_phase(
+            1,
+            "all healthy",
+            "Every apiserver answers /livez; every vipgate announces; the router spreads "
+            "new connections over 3 next hops.",
+        )
+        hops = self._watcher.current()
+        self.n.say(f"router: {VIP4} via {self.hops_text(hops)}")
+        self.show_route()
+        self.watch(self.s.healthy_s)
+        p.nexthops_end = self.names(self._watcher.current())
+        p.end = time.monotonic()
+        self.expect(
+            "the router has 3 next hops, one per node", len(hops) == 3, " ".join(self.names(hops))
+        )
+        self.expect_requests(p)
+
+    def phase_apiserver_down(self) -> None:
+        assert self._cluster is not None and self._watcher is not None
+        c, w, s = self._cluster, self._watcher, self.s
+        node1 = self.nodes["node1"]
+        p = self.start_phase(
+            2,
+            "node1's kube-apiserver killed",
+            f"node1's vipgate sees connection refused, counts {s.threshold} failed checks "
+            f"({s.period:g} s apart) and withdraws; until then the router still sends node1 "
+            "its share and those requests fail.",
+        )
+        api = c.apiservers["node1"]
+        pid = api.pid
+        p.event = "stopped node1's kube-apiserver"
+        p.measure = "detection"
+        p.event_t = time.monotonic()
+        api.stop()
+        self.n.say(
+            f"stopped node1's kube-apiserver (pid {pid}): nothing listens on node1:6443 any more",
+            "yellow",
+            t=p.event_t,
+        )
+        last: dict[str, float] = {"fails": 0.0}
+        outcomes: dict[str, float] = {}
+
+        def read_metrics() -> None:
+            try:
+                m = scrape_metrics(c.topo.node("node1").ns)
+            except OSError:
+                return
+            fails = m.get("vipgate_probe_consecutive_failures", 0.0)
+            now_out = {k: v for k, v in m.items() if k.startswith("vipgate_probe_results")}
+            if fails != last["fails"]:
+                kinds = [
+                    k.split('outcome="', 1)[1].split('"', 1)[0]
+                    for k, v in now_out.items()
+                    if v > outcomes.get(k, v) and 'outcome="ok"' not in k
+                ]
+                why = f" ({', '.join(kinds)})" if kinds else ""
+                verdict = "-> withdraw" if fails >= s.threshold else ""
+                self.n.say(
+                    f"  node1 vipgate: failed health checks {fails:.0f}/{s.threshold}{why} "
+                    f"{verdict}".rstrip(),
+                    "yellow",
+                )
+                last["fails"] = fails
+            outcomes.update(now_out)
+
+        read_metrics()
+        ch = self.watch(s.detect_timeout, until=lambda h: node1 not in h, on_tick=read_metrics)
+        if ch is None:
+            p.nexthops_end = self.names(w.current())
+            raise DemoFailure(
+                f"the router still has node1's next hop {s.detect_timeout:g} s after its "
+                f"apiserver was stopped ({self.hops_text(w.current())}); node1's vipgate log:\n"
+                + c.log("node1")[-2000:]
+            )
+        p.route_t, p.route_prev = ch.t, ch.prev
+        read_metrics()
+        self.n.say(
+            f"router dropped node1's next hop: detection {fmt_seconds(p.measured)} after the kill"
+            f" (router polled every {w.fast * 1000:.0f} ms)",
+            "green bold",
+            t=ch.t,
+        )
+        self.show_route()
+        for line in c.log("node1").splitlines():
+            if "withdrawing the VIP" in line:
+                self.n.detail(f"node1's vipgate log: {log_message(line)}")
+                break
+        self.watch(s.down_s)
+        p.nexthops_end = self.names(w.current())
+        p.end = time.monotonic()
+        self.expect("node1's next hop withdrawn", True, f"detection {fmt_seconds(p.measured)}")
+        self.expect(
+            f"node1's vipgate counted {s.threshold} failed checks before withdrawing",
+            last["fails"] >= s.threshold,
+            f"metrics: vipgate_probe_consecutive_failures {last['fails']:.0f}",
+        )
+        self.expect_requests(p)
+        self.expect(
+            "node2 and node3 kept their next hops",
+            p.nexthops_end == ("node2", "node3"),
+            " ".join(p.nexthops_end),
+        )
+
+    def phase_apiserver_back(self) -> None:
+        assert self._cluster is not None and self._watcher is not None
+        c, w, s = self._cluster, self._watcher, self.s
+        node1 = self.nodes["node1"]
+        p = self.start_phase(
+            3,
+            "node1's apiserver restarted",
+            "The first good check announces again; the router adds node1 back.",
+        )
+        p.event = "started node1's kube-apiserver again"
+        p.measure = "recovery"
+        t = time.monotonic()
+        api = c.apiservers["node1"]
+        api.start()
+        p.event_t = time.monotonic()
+        self.n.say(
+            f"started node1's kube-apiserver again (pid {api.pid}, answering after "
+            f"{p.event_t - t:.2f} s)",
+            "yellow",
+            t=p.event_t,
+        )
+        ch = self.watch(s.recover_timeout, until=lambda h: node1 in h)
+        if ch is None:
+            p.nexthops_end = self.names(w.current())
+            raise DemoFailure(
+                f"node1's next hop did not come back within {s.recover_timeout:g} s of the "
+                f"apiserver restart; node1's vipgate log:\n" + c.log("node1")[-2000:]
+            )
+        p.route_t, p.route_prev = ch.t, ch.prev
+        self.n.say(
+            f"router has node1's next hop again: recovery {fmt_seconds(p.measured)} after "
+            "the restart",
+            "green bold",
+            t=ch.t,
+        )
+        self.show_route()
+        self.watch(s.back_s)
+        p.nexthops_end = self.names(w.current())
+        p.end = time.monotonic()
+        self.expect("node1's next hop is back", True, f"recovery {fmt_seconds(p.measured)}")
+        self.expect_requests(p)
+
+    def phase_sigterm(self) -> None:
+        assert self._cluster is not None and self._watcher is not None
+        c, w, s = self._cluster, self._watcher, self.s
+        node2 = self.nodes["node2"]
+        p = self.start_phase(
+            4,
+            "node2's vipgate stopped (SIGTERM)",
+            "A graceful stop (a rolling update): vipgate withdraws, closes its BGP session with "
+            "a Cease, removes the VIP and exits 0.",
+        )
+        p.event = "SIGTERM to node2's vipgate"
+        p.measure = "route gone"
+        vp = c.vipgates["node2"]
+        pid = vp.proc.pid if vp.proc is not None else None
+        p.event_t = c.signal("node2", signal.SIGTERM)
+        self.n.say(f"sent SIGTERM to node2's vipgate (pid {pid})", "yellow", t=p.event_t)
+        ch = w.wait_until(lambda h: node2 not in h, s.sigterm_timeout)
+        try:
+            p.exit_code = c.wait_exit("node2", s.sigterm_timeout)
+        except AssertionError:
+            p.exit_code = None
+        t_exit = time.monotonic()
+        if ch is None:
+            p.nexthops_end = self.names(w.current())
+            raise DemoFailure(
+                f"node2's next hop was still there {s.sigterm_timeout:g} s after SIGTERM; "
+                "node2's vipgate log:\n" + c.log("node2")[-2000:]
+            )
+        p.route_t, p.route_prev = ch.t, ch.prev
+        self.n.say(
+            f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM",
+            "green bold",
+            t=ch.t,
+        )
+        self.n.say(
+            f"node2's vipgate exited with status {p.exit_code} "
+            f"(within {fmt_seconds(t_exit - p.event_t)})",
+            "green" if p.exit_code == 0 else "red",
+        )
+        for line in c.log("node2").splitlines():
+            if "SIGTERM" in line or "sessions closed" in line:
+                self.n.detail(f"node2's vipgate log: {log_message(line)}")
+        self.show_route()
+        self.watch(s.drain_s)
+        p.nexthops_end = self.names(w.current())
+        p.end = time.monotonic()
+        self.expect(
+            "node2's next hop gone within 1 s of SIGTERM",
+            p.measured is not None and p.measured < 1.0,
+            fmt_seconds(p.measured),
+        )
+        self.expect(
+            "node2's vipgate exited with status 0", p.exit_code == 0, f"exit status {p.exit_code}"
+        )
+        self.expect_requests(p)
+
+    # ------------------------------------------------------------------ the end
+    def collect(self) -> None:
+        """Stop the client and the watcher; keep their data (the lab's files go with it)."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.stop()
+            with contextlib.suppress(Exception):
+                self.requests = self._client.records()
+        self.end = time.monotonic()
+        if self.phases and not self.phases[-1].end:
+            self.phases[-1].end = self.end
+        if self._watcher is not None:
+            self._watcher.stop()
+            self.changes = list(self._watcher.changes)
+
+    def verify_teardown(self, procs: Sequence[object], tracked: Sequence[int]) -> None:
+        left_ns = [x for x in list_netns() if self.tag and x.startswith(f"{self.tag}-")]
+        running = [p for p in procs if getattr(p, "poll", lambda: 0)() is None]
+        self.n.say(
+            f"torn down: {len(left_ns)} namespaces of {self.tag} left, "
+            f"{len(running)} of the {len(tracked)} processes still running",
+            "green" if not left_ns and not running else "red",
+        )
+        self.expect(
+            "nothing left behind (namespaces, processes)",
+            not left_ns and not running,
+            f"namespaces {left_ns}, running {len(running)}" if left_ns or running else "",
+        )
+
+    def recheck_requests(self, stats: Sequence[PhaseStats]) -> None:
+        """Redo the request checks with every request (those in flight at a phase's end too)."""
+        for p, live in self._request_checks:
+            st = stats[self.phases.index(p)]
+            for e in request_expectations(p, st, list(self.nodes)):
+                if e.what != live.what:
+                    continue
+                i = self.expectations.index(live)
+                self.expectations[i] = e
+                if e.ok != live.ok:
+                    self.n.plain(
+                        f"{' ' * 9}   phase {p.number}, with the requests that were in flight: "
+                        f"{'ok' if e.ok else 'FAIL'} {e.what} ({e.detail})"
+                    )
+
+    def finish(self) -> int:
+        n = self.n
+        stats: list[PhaseStats] = [phase_stats(p, self.requests) for p in self.phases]
+        self.recheck_requests(stats)
+        png: Path | None = None
+        if self.phases:
+            n.plain()
+            n.plain("Summary", "bold")
+            n.plain(format_table(self.phases, stats))
+            n.plain(
+                f"({len(self.requests)} requests at {self.s.rate:g}/s, each counted in the phase "
+                "in which it ended; "
+                "detection: apiserver stopped -> router dropped node1's next hop; "
+                "recovery: apiserver answering -> next hop back)"
+            )
+            for p, st in zip(self.phases, stats, strict=True):
+                if st.failed:
+                    n.plain(
+                        f"  phase {p.number} failures by kind: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items()))
+                    )
+            try:
+                from demo.timeline import plot_timeline
+
+                png = plot_timeline(
+                    self.out_dir / "demo-timeline.png",
+                    t0=self.t0,
+                    end=self.end,
+                    nodes=self.nodes,
+                    requests=self.requests,
+                    changes=self.changes,
+                    phases=self.phases,
+                    title=(
+                        f"vipgate demo: {len(self.nodes)} nodes, BIRD ECMP, {self.s.rate:g} "
+                        f"TLS connections/s to {VIP4_ADDR} (period {self.s.period:g} s, "
+                        f"threshold {self.s.threshold})"
+                    ),
+                ).resolve()
+                n.plain(f"timeline picture: {png}")
+            except Exception as exc:
+                self.expect("timeline picture written", False, f"{type(exc).__name__}: {exc}")
+        failed = [e for e in self.expectations if not e.ok]
+        summary = summary_json(
+            self.phases,
+            stats,
+            self.expectations,
+            self.t0,
+            tag=self.tag,
+            short=self.s.short,
+            rate=self.s.rate,
+            settings={
+                "period": self.s.period,
+                "timeout": self.s.timeout,
+                "threshold": self.s.threshold,
+                "hold": self.s.hold,
+            },
+            requests_total=len(self.requests),
+            route_changes=[
+                {"t": round(c.t - self.t0, 4), "nexthops": list(self.names(c.hops))}
+                for c in self.changes
+            ],
+            png=str(png) if png else None,
+            failure=self.failure,
+            runtime_s=round(time.monotonic() - self.t0, 2),
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        n.plain(f"summary data: {(self.out_dir / 'demo-summary.json').resolve()}")
+        n.plain()
+        runtime = time.monotonic() - self.t0
+        if self.failure is None and not failed:
+            n.say(f"demo finished in {runtime:.0f} s: everything expected happened", "green bold")
+            return EXIT_OK
+        what = [e.what + (f" ({e.detail})" if e.detail else "") for e in failed]
+        if self.failure is not None:
+            what.insert(0, self.failure.splitlines()[0])
+        n.say(f"demo FAILED after {runtime:.0f} s: " + "; ".join(what), "red")
+        if self.failure is not None and "\n" in self.failure:
+            n.plain(self.failure.split("\n", 1)[1])
+        return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m demo.run", description="vipgate demo (needs root: network namespaces)"
+    )
+    ap.add_argument("--short", action="store_true", help="same phases, shorter dwell (for CI)")
+    ap.add_argument("--out-dir", default="out", help="where the PNG and the JSON go (out/)")
+    ap.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+    a = ap.parse_args(argv)
+    t0 = time.monotonic()
+    narrator = Narrator(t0, color=False if a.no_color else None)
+    demo = Demo(Settings.for_mode(a.short), narrator, Path(a.out_dir))
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        narrator.plain()
+        left = [x for x in list_netns() if demo.tag and x.startswith(f"{demo.tag}-")]
+        narrator.say(
+            f"interrupted: lab torn down ({len(left)} namespaces of {demo.tag or 'this run'} left)",
+            "red",
+        )
+        return EXIT_INTERRUPTED
+    except Exception:
+        narrator.say("the demo crashed (the lab was torn down):", "red")
+        traceback.print_exc()
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
