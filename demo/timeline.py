@@ -35,12 +35,17 @@ def plot_timeline(
     requests: Sequence[RequestLike],
     changes: Sequence[Change],
     phases: Sequence[Phase],
-    bin_s: float = 0.5,
+    bin_s: float | None = None,
     title: str = "",
 ) -> Path:
-    """Draw the picture to `path` (PNG); return the path."""
+    """Draw the picture to `path` (PNG); return the path.
+
+    `bin_s`: width of a bar in seconds (default: 0.5 s for up to 30 s of run, else 1 s).
+    """
     names = list(nodes)
     start = min([p.start for p in phases] + [r.t for r in requests[:1]], default=t0)
+    if bin_s is None:
+        bin_s = 0.5 if end - start <= 30.0 else 1.0
     x0 = start - t0
     nbins = max(1, int((end - start) / bin_s))  # full bins only: no half-empty last bar
     edges = [x0 + i * bin_s for i in range(nbins + 1)]
@@ -96,7 +101,7 @@ def plot_timeline(
     )
     total_fail = sum(failed)
     for i, f in enumerate(failed):
-        if f:
+        if f and nbins <= 80:
             ax.text(
                 left[i] + bin_s / 2,
                 bottom[i] + f + 0.3,
