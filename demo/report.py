@@ -22,6 +22,8 @@ class RequestLike(Protocol):
     @property
     def latency(self) -> float: ...
     @property
+    def detail(self) -> str: ...
+    @property
     def node(self) -> str | None: ...
 
 
@@ -124,6 +126,33 @@ def request_expectations(phase: Phase, st: PhaseStats, nodes: Sequence[str]) -> 
     if phase.number == 4:
         return [Expectation("no failed requests (graceful drain)", st.failed == 0, failed)]
     return []
+
+
+NEAR_ROUTE_CHANGE = 0.1  # seconds: the router look and the client's clock reading are not exact
+
+
+def near_route_change(r: RequestLike, phase: Phase) -> bool:
+    """Was `r` in flight (give or take NEAR_ROUTE_CHANGE) when the phase's route changed?"""
+    if phase.route_t is None:
+        return False
+    return r.t - NEAR_ROUTE_CHANGE <= phase.route_t <= r.t + r.latency + NEAR_ROUTE_CHANGE
+
+
+def describe_failure(r: RequestLike, phase: Phase, event: str) -> str:
+    """One line about a failed request, timed against the phase's event and route change."""
+
+    def rel(dt: float, what: str) -> str:
+        return f"{fmt_seconds(abs(dt))} {'before' if dt < 0 else 'after'} {what}"
+
+    parts = [f"{r.outcome} after {fmt_seconds(r.latency)}"]
+    if phase.event_t is not None:
+        parts.append("started " + rel(r.t - phase.event_t, event))
+    if phase.route_t is not None:
+        parts.append("ended " + rel(r.t + r.latency - phase.route_t, "the route change was seen"))
+    text = ", ".join(parts)
+    if r.detail:
+        text += f" ({r.detail[:80]})"
+    return text
 
 
 def fmt_seconds(s: float | None) -> str:

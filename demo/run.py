@@ -38,8 +38,10 @@ from demo.report import (
     Expectation,
     Phase,
     PhaseStats,
+    describe_failure,
     fmt_seconds,
     format_table,
+    near_route_change,
     phase_stats,
     request_expectations,
     summary_json,
@@ -50,6 +52,7 @@ from lab.cluster import HEALTH_URL, Cluster
 from lab.netns import Lab, LabError, list_netns
 from lab.topology import VIP4, VIP4_ADDR
 
+EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM"}
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 N_NODES = 3
 
@@ -644,12 +647,30 @@ class Demo:
                 "detection: apiserver stopped -> router dropped node1's next hop; "
                 "recovery: apiserver answering -> next hop back)"
             )
+            rehash = False
             for p, st in zip(self.phases, stats, strict=True):
                 if st.failed:
                     n.plain(
                         f"  phase {p.number} failures by kind: "
                         + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items()))
                     )
+                if st.failed and p.number in (3, 4):  # unexpected: show each one
+                    fails = [
+                        r for r in self.requests if not r.ok and p.start <= r.t + r.latency < p.end
+                    ]
+                    for r in fails[:5]:
+                        near = near_route_change(r, p)
+                        rehash = rehash or near
+                        n.plain(
+                            f"    {describe_failure(r, p, EVENT_WORDS[p.number])}"
+                            + (" -- in flight at the route change" if near else "")
+                        )
+            if rehash:
+                n.plain(
+                    "  A connection in flight while the router changes its ECMP next-hop set can "
+                    "be hashed to another node,\n  which has no such connection and resets it "
+                    "(stateless per-flow ECMP; the router does not keep flows where they were)."
+                )
             try:
                 from demo.timeline import plot_timeline
 

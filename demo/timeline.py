@@ -44,6 +44,8 @@ def plot_timeline(
     """
     names = list(nodes)
     start = min([p.start for p in phases] + [r.t for r in requests[:1]], default=t0)
+    if requests:  # the client stops a moment before the run ends: no half-empty last bar
+        end = min(end, max(r.t for r in requests) + 0.01)
     if bin_s is None:
         bin_s = 0.5 if end - start <= 30.0 else 1.0
     x0 = start - t0

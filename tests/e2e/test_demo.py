@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 from demo.netns_io import parse_metrics
-from demo.report import Phase, format_table, phase_stats, request_expectations
+from demo.report import (
+    Phase,
+    describe_failure,
+    format_table,
+    near_route_change,
+    phase_stats,
+    request_expectations,
+)
 from demo.routewatch import Change, intervals
 from demo.run import log_message
 from lab.netns import MARKER_DIR, list_netns
@@ -220,6 +227,7 @@ class Req:
     outcome: str
     node: str | None
     latency: float = 0.005
+    detail: str = ""
 
 
 def test_requests_count_in_the_phase_in_which_they_ended() -> None:
@@ -296,3 +304,14 @@ def test_metrics_and_log_parsing() -> None:
     line = "2026-11-26 09:48:52,030 WARNING vipgate.manager: health check failed, 3 consecutive"
     assert log_message(line) == "WARNING health check failed, 3 consecutive"
     assert log_message("something else") == "something else"
+
+
+def test_failures_are_timed_against_the_route_change() -> None:
+    p = Phase(4, "sigterm", start=0.0, end=10.0, event_t=5.0, route_t=5.02)
+    hit = Req(4.99, "reset", None, latency=0.016, detail="ConnectionResetError: reset")
+    later = Req(7.0, "timeout", None, latency=1.0)
+    assert near_route_change(hit, p) and not near_route_change(later, p)
+    text = describe_failure(hit, p, "SIGTERM")
+    assert text.startswith("reset after 16 ms, started 10 ms before SIGTERM, ended ")
+    assert "before the route change was seen" in text and "ConnectionResetError" in text
+    assert not near_route_change(hit, Phase(1, "healthy", start=0.0, end=10.0))
