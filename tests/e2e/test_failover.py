@@ -171,34 +171,37 @@ def test_fault_withdraws_after_threshold_and_returns_on_first_200(
     assert_no_violation(w, has(N2, N3), t_up, "node2 and node3 stay throughout")
 
 
-# ------------------------------------------------------------------------------------ 401
+# ------------------------------------------------------------------------------------ 401/403
 
 
-def test_unauthorized_is_an_access_problem_once_per_episode(make_cluster: MakeCluster) -> None:
+@pytest.mark.parametrize(("mode", "status"), [("unauthorized", 401), ("forbidden", 403)])
+def test_access_denied_is_an_access_problem_once_per_episode(
+    make_cluster: MakeCluster, mode: str, status: int
+) -> None:
     advice = "refuses anonymous access to /livez"
     c, w = make_cluster()
     t_up = start_all_up(c, w)
-    t0 = c.apiservers["node1"].set_mode("unauthorized")
+    t0 = c.apiservers["node1"].set_mode(mode)
     assert_withdrawn_at_threshold(
-        w, t0, (THRESHOLD - 1) * PERIOD - EPS, THRESHOLD * PERIOD + TOL, "401"
+        w, t0, (THRESHOLD - 1) * PERIOD - EPS, THRESHOLD * PERIOD + TOL, str(status)
     )
-    w.hold(lacks(N1), 2 * PERIOD, "node1 stays withdrawn on 401", t0)
+    w.hold(lacks(N1), 2 * PERIOD, f"node1 stays withdrawn on {status}", t0)
     assert probe_count(c, "node1", "http_status") >= THRESHOLD + 2
     log = c.log("node1")
     lines = [ln for ln in log.splitlines() if advice in ln]
     assert len(lines) == 1, f"advice once per episode, not once per check:\n{log}"
-    assert "access problem" in lines[0] and "HTTP 401" in lines[0], lines[0]
-    assert "last http_status: HTTP 401" in log, log
+    assert "access problem" in lines[0] and f"HTTP {status}" in lines[0], lines[0]
+    assert f"last http_status: HTTP {status}" in log, log
     assert not re.search(r"apiserver (is )?down", log, re.IGNORECASE), log
 
     # A new episode teaches again.
-    assert_back_on_first_200(c, w, "recovery from 401")
-    c.apiservers["node1"].set_mode("unauthorized")
+    assert_back_on_first_200(c, w, f"recovery from {status}")
+    c.apiservers["node1"].set_mode(mode)
     wait_for(
         lambda: c.log("node1").count(advice) == 2,
         PERIOD + TOL,
         0.02,
-        what="the advice again in the second 401 episode",
+        what=f"the advice again in the second {status} episode",
         describe=lambda: c.log("node1"),
     )
     assert_no_violation(w, has(N2, N3), t_up, "node2 and node3 stay throughout")
