@@ -295,7 +295,9 @@ class Results:
     failed_hung: int | None = None
     total_hung: int | None = None
     outcomes_hung: dict[str, int] = field(default_factory=dict)
-    rss_mb: float | None = None
+    rss_mb: float | None = None  # max over the window (sampled every second)
+    rss_first_mb: float | None = None
+    rss_last_mb: float | None = None
     processes: int | None = None
     cpu_s: float | None = None
     cpu_window: float | None = None
@@ -420,13 +422,17 @@ class Bench:
             self.c.topo.client_ns,
             self.c.pki.ca_cert,
             rate=50,
-            duration=self.window + 1.5,
+            duration=self.window + 3.0,
             timeout=1.0,
             name=f"client-{impl.name}-{mode}",
         )
         t_start = lc.start()
         try:
-            time.sleep(max(0.0, t_start + 0.5 - time.monotonic()))
+            time.sleep(max(0.0, t_start + 0.3 - time.monotonic()))
+            # Same phase for both implementations: half a period after a check reached node1's
+            # apiserver (the number of failures depends on where in the period the fault lands).
+            t_req = self.wait_request()
+            time.sleep(max(0.0, t_req + 0.5 * PERIOD - time.monotonic()))
             t_f = self.api.set_mode(mode)
             lc.wait(self.window + 15.0)
         finally:
@@ -465,13 +471,15 @@ class Bench:
         s1 = self.api.stats()
         elapsed = time.monotonic() - t0
         res.rss_mb = max(rss) / 1e6
+        res.rss_first_mb, res.rss_last_mb = rss[0] / 1e6, rss[-1] / 1e6
         res.processes = nproc
         res.cpu_s = sum(cpu1[p] - cpu0[p] for p in tree0) * 60.0 / elapsed
         res.cpu_window = elapsed
         res.handshakes = s1.handshakes - s0.handshakes
         res.requests = s1.requests - s0.requests
         log(
-            f"{impl.name} footprint over {elapsed:.1f} s: RSS {res.rss_mb:.1f} MB in {nproc} "
+            f"{impl.name} footprint over {elapsed:.1f} s: RSS {res.rss_mb:.1f} MB max "
+            f"({res.rss_first_mb:.1f} first, {res.rss_last_mb:.1f} last) in {nproc} "
             f"process(es), CPU {res.cpu_s:.2f} s/60 s, {res.handshakes} handshakes, "
             f"{res.requests} requests"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,34 @@ def test_classify_and_parse() -> None:
     assert classify_exception(ConnectionRefusedError())[0] == "refused"
     assert classify_exception(ConnectionResetError())[0] == "reset"
     assert classify_exception(TimeoutError())[0] == "timeout"
+
+
+def test_rate_kept_while_requests_hang(cluster: Cluster) -> None:
+    """Straight to node1's hanging apiserver: every request times out, yet the client keeps
+    starting one every 1/rate seconds (one task per request, not one after another)."""
+    api = cluster.apiservers["node1"]
+    lc = LoadClient(
+        cluster.lab,
+        cluster.topo.client_ns,
+        cluster.pki.ca_cert,
+        host=cluster.ip("node1"),
+        rate=50,
+        duration=2.0,
+        timeout=0.5,
+        name="client-hang",
+    )
+    api.set_mode("hang")
+    try:
+        lc.start()
+        assert lc.wait() == 0
+    finally:
+        api.set_mode("healthy")
+    s = summarize(lc.records())
+    assert 99 <= s.total <= 101, s
+    assert s.outcomes == {"timeout": s.total}, s
+    starts = [r.t for r in lc.records()]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(gaps) < 0.2, max(gaps)  # never waited for a hanging request (0.5 s)
+    assert starts[-1] - starts[0] < 2.5
+    assert all(0.45 <= r.latency < 1.0 for r in lc.records())
+    cluster.wait_nexthops(ALL, timeout=15)
