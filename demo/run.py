@@ -50,6 +50,7 @@ from demo.routewatch import Change, RouteWatcher
 from lab.client import LoadClient, Request
 from lab.cluster import HEALTH_URL, Cluster
 from lab.netns import Lab, LabError, list_netns
+from lab.routemon import RouteMonitor
 from lab.topology import VIP4, VIP4_ADDR
 
 EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM"}
@@ -166,6 +167,7 @@ class Demo:
         self._lab: Lab | None = None
         self._cluster: Cluster | None = None
         self._watcher: RouteWatcher | None = None
+        self._monitor: RouteMonitor | None = None
         self._client: LoadClient | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -176,6 +178,19 @@ class Demo:
         if not hops:
             return "no route"
         return ", ".join(f"{h} ({self.by_ip.get(h, '?')})" for h in sorted(hops))
+
+    def route_moment(self, ch: Change, after: float | None) -> float:
+        """When the route became `ch.hops`: the earlier of the poller's and ip monitor's view.
+
+        Both note the time at which they read the change, so the earlier is the closer bound.
+        """
+        t = ch.t
+        if self._monitor is not None:
+            for ev in list(self._monitor.events):
+                if (after is None or ev.t >= after) and ev.nexthops == ch.hops:
+                    t = min(t, ev.t)
+                    break
+        return t
 
     def expect(self, what: str, ok: bool, detail: str = "") -> bool:
         return self.show_expectation(Expectation(what, ok, detail))
@@ -346,6 +361,10 @@ class Demo:
         )
         watcher = RouteWatcher(lab, cluster.topo.router_ns, VIP4)
         self._watcher = watcher.start()
+        try:  # event times from `ip monitor route` sharpen the poller's (see route_moment)
+            self._monitor = RouteMonitor(lab, cluster.topo.router_ns, [VIP4])
+        except Exception as exc:
+            n.say(f"(ip monitor not available, timing from polling only: {exc})", "dim")
         n.say(
             "starting `vipgate manager` on node1, node2, node3 (kube-vip environment, "
             "AS 65000, peer 192.0.2.1:65001)"
@@ -461,13 +480,13 @@ class Demo:
                 f"apiserver was stopped ({self.hops_text(w.current())}); node1's vipgate log:\n"
                 + c.log("node1")[-2000:]
             )
-        p.route_t, p.route_prev = ch.t, ch.prev
+        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
         read_metrics()
         self.n.say(
             f"router dropped node1's next hop: detection {fmt_seconds(p.measured)} after the kill"
-            f" (router polled every {w.fast * 1000:.0f} ms)",
+            " (kernel route watched with `ip monitor` and a 2 ms poll)",
             "green bold",
-            t=ch.t,
+            t=p.route_t,
         )
         self.show_route()
         for line in c.log("node1").splitlines():
@@ -518,12 +537,12 @@ class Demo:
                 f"node1's next hop did not come back within {s.recover_timeout:g} s of the "
                 f"apiserver restart; node1's vipgate log:\n" + c.log("node1")[-2000:]
             )
-        p.route_t, p.route_prev = ch.t, ch.prev
+        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
         self.n.say(
             f"router has node1's next hop again: recovery {fmt_seconds(p.measured)} after "
             "the restart",
             "green bold",
-            t=ch.t,
+            t=p.route_t,
         )
         self.show_route()
         self.watch(s.back_s)
@@ -560,11 +579,11 @@ class Demo:
                 f"node2's next hop was still there {s.sigterm_timeout:g} s after SIGTERM; "
                 "node2's vipgate log:\n" + c.log("node2")[-2000:]
             )
-        p.route_t, p.route_prev = ch.t, ch.prev
+        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
         self.n.say(
             f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM",
             "green bold",
-            t=ch.t,
+            t=p.route_t,
         )
         self.n.say(
             f"node2's vipgate exited with status {p.exit_code} "
@@ -602,6 +621,9 @@ class Demo:
         if self._watcher is not None:
             self._watcher.stop()
             self.changes = list(self._watcher.changes)
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                self._monitor.close()
 
     def verify_teardown(self, procs: Sequence[object], tracked: Sequence[int]) -> None:
         left_ns = [x for x in list_netns() if self.tag and x.startswith(f"{self.tag}-")]
