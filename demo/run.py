@@ -356,7 +356,7 @@ class Demo:
         n.say(
             f"lab ready in {time.monotonic() - t:.1f} s: "
             + ", ".join(f"{k} {v}" for k, v in self.nodes.items())
-            + f"; router 192.0.2.1 (AS 65001); client {cluster.topo.client_ns.split('-')[-1]}"
+            + "; router 192.0.2.1 (AS 65001); client"
             " 198.51.100.10"
         )
         watcher = RouteWatcher(lab, cluster.topo.router_ns, VIP4)
