@@ -244,8 +244,9 @@ class RouteWatch:
     """A timeline of one kernel route's next hops in a namespace (the router's view).
 
     Event-driven: ``ip monitor route`` runs in the namespace and every event (plus a fallback poll
-    every `poll` seconds) re-reads the route; a change is stored with the monotonic time the
-    event arrived, so a sample's time is at most a few milliseconds after the kernel change.
+    every `poll` seconds) re-reads the route; a change is stored with the monotonic time that
+    read completed: never before the kernel change, and a few milliseconds after it at most
+    (unless the machine stalls the watcher).
     Use ``cluster.watch_route()`` (started), as a context manager or call :meth:`stop`; the
     monitor process is tracked by the Lab, so lab cleanup stops it too.
 
@@ -272,7 +273,7 @@ class RouteWatch:
         self._proc = self.lab.popen(
             self.ns, ["ip", "monitor", "route"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
-        self._sample(time.monotonic())
+        self._sample()
         self._thread = threading.Thread(target=self._run, name="route-watch", daemon=True)
         self._thread.start()
         return self
@@ -296,8 +297,11 @@ class RouteWatch:
     ) -> None:
         self.stop()
 
-    def _sample(self, t: float) -> None:
+    def _sample(self) -> None:
         hops = frozenset(kernel_nexthops(self.lab, self.ns, self.prefix))
+        # Stamped after the read: the state may have changed between the event and the read,
+        # so the only time that is never earlier than the change is the end of the read.
+        t = time.monotonic()
         with self._cond:
             if not self._samples or self._samples[-1].hops != hops:
                 self._samples.append(RouteSample(t, hops))
@@ -309,13 +313,12 @@ class RouteWatch:
         try:
             while not self._stop.is_set():
                 ready, _, _ = select.select([fd], [], [], self.poll)
-                t = time.monotonic()
                 # EOF: ip monitor exited (lab closing); keep polling until stopped
                 fd_closed = bool(ready) and not os.read(fd, 65536)
-                self._sample(t)
+                self._sample()
                 if fd_closed:
                     while not self._stop.wait(self.poll):
-                        self._sample(time.monotonic())
+                        self._sample()
                     return
         except Exception as exc:  # namespace gone at lab close, or a query failure
             if not self._stop.is_set():
