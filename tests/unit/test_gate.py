@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vipgate.health.gate import (
+    TICK_SLACK,
     Action,
     AdviceKind,
     Gate,
@@ -288,6 +289,9 @@ def test_advice_once_per_episode_not_per_check() -> None:
         ([100.02], [101.0]),  # quick check: next tick
         ([101.0], [101.0]),  # ended exactly on the tick: that tick (no overlap, no skip)
         ([101.5], [102.0]),  # ran past a tick (timeout > period): the next tick, not at once
+        ([101.004], [101.0]),  # timed out just past the tick (timeout == period): take it now
+        ([101.049], [101.0]),  # still within the slack (5% of the period)
+        ([101.051], [102.0]),  # beyond the slack: the next tick
         ([100.1, 103.2, 104.05], [101.0, 104.0, 105.0]),
         ([100.999999], [101.0]),
     ],
@@ -395,13 +399,14 @@ def test_property_matches_reference_model(
             else:
                 assert step.advice is None
         # rule 6: next check on a tick of the start grid, later than the last one, and the
-        # first such tick that is not before the end of this check
+        # first such tick that is not before the end of this check (less the slack: a check
+        # that overran a tick by less than TICK_SLACK of a period takes that tick, late)
         nxt = step.next_check_at
         assert nxt is not None
         k = round((nxt - t0) / period)
         assert nxt == t0 + k * period
-        assert k > last_tick and nxt >= end - 1e-6
-        assert k == max(last_tick + 1, math.ceil((end - t0) / period - 1e-9))
+        assert k > last_tick and nxt >= end - TICK_SLACK * period - 1e-6
+        assert k == max(last_tick + 1, math.ceil((end - t0) / period - TICK_SLACK))
         last_tick = k
         due = nxt
     actions = [a for a in expected if a is not None]

@@ -17,8 +17,12 @@ The rules it keeps (DESIGN.md section 3, rules 1-6)
 6. Checks run on a fixed cadence measured from the start (tick ``k`` is at
    ``start + k * period``, computed from the start, so no drift accumulates); a check never
    overlaps the next: after a check that ends at ``now``, the next is due at the first tick at or
-   after ``now`` that is later than the tick just used (a check that ran into its timeout simply
-   skips to the next tick).
+   after ``now`` that is later than the tick just used. A check that ends less than
+   :data:`TICK_SLACK` of a period after a tick still takes that tick, starting at once: with
+   timeout == period a hung check times out a few milliseconds after the next tick, and skipping
+   a whole period for those milliseconds would stretch the detection of a hung apiserver from
+   ``threshold`` to ``2 * threshold`` periods. A check that ran further past a tick waits for the
+   next one.
 
 Theory of operation
 -------------------
@@ -63,6 +67,10 @@ __all__ = [
     "Step",
     "Transition",
 ]
+
+
+TICK_SLACK = 0.05
+"""Fraction of a period by which a check may overrun a tick and still take it (rule 6)."""
 
 
 class GateError(RuntimeError):
@@ -352,5 +360,5 @@ class Gate:
         """Rule 6: the next tick strictly after the one just used, and not before ``now``."""
         assert self._started_at is not None
         elapsed_ticks = (now - self._started_at) / self.period
-        due = math.ceil(elapsed_ticks - 1e-9)  # a check ending exactly on a tick may start it
+        due = math.ceil(elapsed_ticks - TICK_SLACK)  # just past a tick: that tick, late
         self._tick = max(self._tick + 1, due)
