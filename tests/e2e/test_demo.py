@@ -144,12 +144,15 @@ def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
     assert p3["requests"]["per_node"].get("node1", 0) > 0
     assert p3["nexthops_end"] == ["node1", "node2", "node3"]
     # Phase 4: SIGTERM drains: route gone quickly (a session close, not the 9 s hold timer),
-    # exit status 0, not one failed request.
+    # exit status 0, not one failed request -- except a reset of a connection in flight at the
+    # instant the router changed its ECMP next-hop set (the router rehashes it to another node;
+    # measured: 11 of 6,714 requests over 60 route changes, each within ~30 ms of one).
     gone = p4["measured_s"]
     assert gone is not None and 0 <= gone < 1.0, gone
     assert p4["exit_code"] == 0
     assert re.match(r"route gone \d+ ms, exit 0", rows[4][1]), rows[4]
-    assert p4["requests"]["failed"] == 0, p4["requests"]
+    assert p4["requests"]["failed"] - p4["requests"]["rehashed"] == 0, p4["requests"]
+    assert p4["requests"]["rehashed"] <= 1, p4["requests"]
     assert p4["nexthops_end"] == ["node1", "node3"]
 
     # The picture.
@@ -260,6 +263,16 @@ def test_phase_expectations_fail_when_they_should() -> None:
     p4 = Phase(4, "sigterm", start=0.0, end=10.0)
     [drain] = request_expectations(p4, phase_stats(p4, [Req(1.0, "timeout", None)]), ["node1"])
     assert not drain.ok and "timeout 1" in drain.detail
+    # A reset of a connection in flight at the route change is the router's ECMP rehash:
+    # reported, excepted; a reset long after it is not.
+    p4r = Phase(4, "sigterm", start=0.0, end=10.0, event_t=5.0, route_t=5.02)
+    rehash = Req(4.99, "reset", None, latency=0.016)
+    [drain] = request_expectations(p4r, phase_stats(p4r, [rehash]), ["node1"])
+    assert drain.ok and "ECMP rehash" in drain.detail
+    [drain] = request_expectations(
+        p4r, phase_stats(p4r, [rehash, Req(7.0, "reset", None, latency=0.01)]), ["node1"]
+    )
+    assert not drain.ok
     p2 = Phase(2, "killed", start=0.0, end=10.0, event_t=0.0)  # never withdrawn
     [e] = request_expectations(p2, phase_stats(p2, []), ["node1"])
     assert not e.ok
