@@ -1,16 +1,14 @@
 """`vipgate check` against a real TLS server on loopback with kubeadm-shaped certificates.
 
-The serving certificate names kubernetes, kubernetes.default..., node1 and 192.0.2.11 -- not
-localhost or 127.0.0.1 -- like kubeadm's, so https://127.0.0.1:PORT/livez without a server name
-is the hostname trap of DESIGN.md section 3.
+The serving certificate (tests/unit/conftest.py, made by lab.pki) names node1, kubernetes,
+kubernetes.default... and 192.0.2.11 -- not localhost or 127.0.0.1 -- like kubeadm's, so
+https://127.0.0.1:PORT/livez without a server name is the hostname trap of DESIGN.md section 3.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import io
-import ipaddress
 import socket
 import ssl
 import threading
@@ -20,127 +18,16 @@ from pathlib import Path
 
 import h11
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.unit.conftest import NODE_IP, OTHER_CA_NAME, SERVING_NAMES, ApiserverPki
 from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, run
 from vipgate.cli import main
 from vipgate.config import Config, load
 
-KUBEADM_DNS = (
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-    "node1",
-)
-NODE_IP = "192.0.2.11"
 LIVEZ_500 = (
     b"[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"
     b"[+]poststarthook/start-apiserver-admission-initializer ok\nlivez check failed\n"
 )
-
-
-# ---------------------------------------------------------------------------- PKI
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    other_ca: Path
-    same_name_ca: Path  # named "kubernetes" like the real CA, another key
-    cert: Path
-    key: Path
-    expired_cert: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=2))
-        .not_valid_after(now + datetime.timedelta(days=10))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _serving(
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-    key: ec.EllipticCurvePrivateKey,
-    not_after: datetime.datetime,
-) -> x509.Certificate:
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in KUBEADM_DNS]
-    sans.append(x509.IPAddress(ipaddress.ip_address(NODE_IP)))
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_after - datetime.timedelta(days=3))
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _ca("kubernetes")
-    _, other_cert = _ca("some-other-ca")
-    _, same_name_cert = _ca("kubernetes")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = _serving(ca_key, ca_cert, key, now + datetime.timedelta(days=1))
-    expired = _serving(ca_key, ca_cert, key, now - datetime.timedelta(days=1))
-    pem = serialization.Encoding.PEM
-    out = Pki(d / "ca.crt", d / "other-ca.crt", d / "same-name-ca.crt", d / "apiserver.crt",
-              d / "apiserver.key", d / "expired.crt")  # fmt: skip
-    out.same_name_ca.write_bytes(same_name_cert.public_bytes(pem))
-    out.ca.write_bytes(ca_cert.public_bytes(pem))
-    out.other_ca.write_bytes(other_cert.public_bytes(pem))
-    out.cert.write_bytes(cert.public_bytes(pem))
-    out.expired_cert.write_bytes(expired.public_bytes(pem))
-    out.key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return out
 
 
 # ---------------------------------------------------------------------------- fake apiserver
@@ -238,17 +125,23 @@ def _ctx(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def apiserver(pki: Pki) -> Iterator[Apiserver]:
+def apiserver(pki: ApiserverPki) -> Iterator[Apiserver]:
     with Apiserver(_ctx(pki.cert, pki.key)) as srv:
         yield srv
 
 
-def _config(url: str, **extra: str) -> Config:
+def _config(
+    url: str, ca: Path | None = None, server_name: str | None = None, timeout: str = "2"
+) -> Config:
+    """The check's configuration; the CA file and server name are set only when given."""
     env = {
         "control_plane_health_check_address": url,
-        "control_plane_health_check_timeout_seconds": "2",
-        **extra,
+        "control_plane_health_check_timeout_seconds": timeout,
     }
+    if ca is not None:
+        env["control_plane_health_check_ca_path"] = str(ca)
+    if server_name is not None:
+        env["control_plane_health_check_server_name"] = server_name
     return load(env)
 
 
@@ -256,6 +149,13 @@ def check(config: Config) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = run(config, out, err)
     return code, out.getvalue(), err.getvalue()
+
+
+def unhealthy(config: Config) -> str:
+    """Run the check, which must exit EXIT_UNHEALTHY; its report."""
+    code, out, _ = check(config)
+    assert code == EXIT_UNHEALTHY, out
+    return out
 
 
 def _line(text: str, label: str) -> str:
@@ -274,20 +174,15 @@ def _line(text: str, label: str) -> str:
 
 # ---------------------------------------------------------------------------- healthy
 def test_healthy_reports_status_latency_certificate_and_name(
-    apiserver: Apiserver, pki: Pki
+    apiserver: Apiserver, pki: ApiserverPki
 ) -> None:
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    code, out, _ = check(cfg)
+    code, out, _ = check(_config(apiserver.url(), pki.ca, "kubernetes"))
     assert code == EXIT_HEALTHY, out
     assert _line(out, "result").startswith("HEALTHY: HTTP 200 in ")
     assert " ms" in _line(out, "result")
     cert = _line(out, "certificate")
     assert "subject CN=kube-apiserver, issued by CN=kubernetes" in cert
-    assert "names: kubernetes, kubernetes.default, " in cert and NODE_IP in cert
+    assert f"names: {', '.join(SERVING_NAMES)}" in cert and NODE_IP in cert
     verified = _line(out, "verified")
     assert f"trusted by CA file {pki.ca}" in verified
     assert "name 'kubernetes' listed" in verified
@@ -305,12 +200,10 @@ def test_healthy_plain_http() -> None:
 
 # ---------------------------------------------------------------------------- TLS failures
 def test_hostname_mismatch_names_the_certificate_names_and_the_server_name_hint(
-    apiserver: Apiserver, pki: Pki
+    apiserver: Apiserver, pki: ApiserverPki
 ) -> None:
     # The kubeadm trap: the URL's host (127.0.0.1) is not in the certificate.
-    cfg = _config(apiserver.url(), control_plane_health_check_ca_path=str(pki.ca))
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
+    out = unhealthy(_config(apiserver.url(), pki.ca))
     assert _line(out, "result").startswith(
         "UNHEALTHY: certificate hostname mismatch (tls_hostname)"
     )
@@ -327,31 +220,12 @@ def test_hostname_mismatch_names_the_certificate_names_and_the_server_name_hint(
     assert apiserver.requests == 0  # nothing was sent to an unverified server
 
 
-def test_wrong_server_name(apiserver: Apiserver, pki: Pki) -> None:
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="apiserver.example",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert "does not name 'apiserver.example'" in _line(out, "cause")
-    assert "control_plane_health_check_server_name=apiserver.example" in _line(out, "cause")
-    assert "e.g. kubernetes" in _line(out, "fix")
-
-
-def test_wrong_ca_names_the_ca_path_and_the_issuer(apiserver: Apiserver, pki: Pki) -> None:
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.other_ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
+def test_wrong_ca_names_the_ca_path_and_the_issuer(apiserver: Apiserver, pki: ApiserverPki) -> None:
+    out = unhealthy(_config(apiserver.url(), pki.other_ca, "kubernetes"))
     assert _line(out, "result").startswith("UNHEALTHY: certificate not trusted (tls_verify)")
     cause = _line(out, "cause")
     assert "not trusted" in cause
-    assert f"CA file {pki.other_ca} holds: CN=some-other-ca" in cause
+    assert f"CA file {pki.other_ca} holds: CN={OTHER_CA_NAME}" in cause
     assert "issued by CN=kubernetes" in _line(out, "certificate")
     assert "NOT trusted" in _line(out, "verified")
     fix = _line(out, "fix")
@@ -360,15 +234,9 @@ def test_wrong_ca_names_the_ca_path_and_the_issuer(apiserver: Apiserver, pki: Pk
     assert "/etc/kubernetes/pki/ca.crt" in fix
 
 
-def test_same_name_ca_with_another_key(apiserver: Apiserver, pki: Pki) -> None:
+def test_same_name_ca_with_another_key(apiserver: Apiserver, pki: ApiserverPki) -> None:
     # The nastiest wrong CA: another cluster's "kubernetes" CA. Names match, keys do not.
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.same_name_ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
+    out = unhealthy(_config(apiserver.url(), pki.same_name_ca, "kubernetes"))
     cause = _line(out, "cause")
     assert f"CA file {pki.same_name_ca} holds: CN=kubernetes" in cause
     assert "like the certificate's issuer, but with another key" in cause
@@ -377,66 +245,10 @@ def test_same_name_ca_with_another_key(apiserver: Apiserver, pki: Pki) -> None:
     assert str(pki.same_name_ca) in fix
 
 
-def test_missing_ca_uses_system_store_and_says_so(apiserver: Apiserver) -> None:
-    cfg = _config(apiserver.url(), control_plane_health_check_server_name="kubernetes")
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert "trust the system trust store" in _line(out, "config")
-    fix = _line(out, "fix")
-    assert "no CA file is set" in fix
-    assert "control_plane_health_check_ca_path=/etc/kubernetes/pki/ca.crt" in fix
-
-
-def test_expired_certificate(pki: Pki) -> None:
-    with Apiserver(_ctx(pki.expired_cert, pki.key)) as srv:
-        cfg = _config(
-            srv.url(),
-            control_plane_health_check_ca_path=str(pki.ca),
-            control_plane_health_check_server_name="kubernetes",
-        )
-        code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert "expired" in _line(out, "cause")
-    assert "kubeadm certs renew apiserver" in _line(out, "fix")
-
-
-def test_https_url_on_plain_http_server(pki: Pki) -> None:
-    with Apiserver(None) as srv:
-        url = srv.url().replace("http://", "https://")
-        code, out, _ = check(_config(url, control_plane_health_check_ca_path=str(pki.ca)))
-    assert code == EXIT_UNHEALTHY
-    assert "during the TLS handshake" in _line(out, "cause")
-    assert "speaks TLS" in _line(out, "fix")
-
-
 # ---------------------------------------------------------------------------- HTTP failures
-@pytest.mark.parametrize("status", [401, 403])
-def test_401_403_is_anonymous_access_refused(apiserver: Apiserver, pki: Pki, status: int) -> None:
-    apiserver.mode, apiserver.status = "status", status
-    apiserver.body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d}' % status
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert _line(out, "result").startswith(f"UNHEALTHY: HTTP {status}")
-    cause = _line(out, "cause")
-    assert f"anonymous access refused (HTTP {status}" in cause
-    assert "not an apiserver failure" in cause
-    assert "--anonymous-auth" in _line(out, "fix")
-
-
-def test_500_shows_first_lines_of_the_body(apiserver: Apiserver, pki: Pki) -> None:
+def test_500_shows_first_lines_of_the_body(apiserver: Apiserver, pki: ApiserverPki) -> None:
     apiserver.mode, apiserver.status, apiserver.body = "status", 500, LIVEZ_500
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
+    out = unhealthy(_config(apiserver.url(), pki.ca, "kubernetes"))
     cause = _line(out, "cause")
     assert "HTTP 500, not 200" in cause
     body = cause.split("first lines of the body:\n", 1)[1].splitlines()
@@ -450,21 +262,97 @@ def test_500_shows_first_lines_of_the_body(apiserver: Apiserver, pki: Pki) -> No
     assert "name 'kubernetes' listed" in _line(out, "verified")
 
 
-def test_404_and_redirect(apiserver: Apiserver, pki: Pki) -> None:
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="kubernetes",
-    )
-    apiserver.mode, apiserver.status, apiserver.body = "status", 404, b"404 page not found"
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert "no such path" in _line(out, "cause")
-    assert "/livez" in _line(out, "fix")
-    apiserver.status, apiserver.body = 302, b""
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert "redirects are not followed" in _line(out, "fix")
+# ---------------------------------------------------------------------------- one-line failures
+def _status_body(status: int) -> bytes:
+    return b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d}' % status
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failing situation and what the report must say about it."""
+
+    says: tuple[tuple[str, str], ...]  # (line label, text that line contains)
+    result: str = "UNHEALTHY: "  # the start of the result line
+    cert: str = "serving"  # the server's certificate: serving | expired | none (plain HTTP)
+    status: int | None = None  # answer this status and body instead of 200 "ok"
+    body: bytes = b""
+    hang: bool = False  # never answer
+    ca: bool = True  # set the CA file (the cluster CA)
+    server_name: str | None = "kubernetes"
+    timeout: str = "2"
+
+
+FAILURES = {
+    "wrong server name": Failure(
+        server_name="apiserver.example",
+        says=(
+            ("cause", "does not name 'apiserver.example'"),
+            ("cause", "control_plane_health_check_server_name=apiserver.example"),
+            ("fix", "e.g. kubernetes"),
+        ),
+    ),
+    "no CA file: system store": Failure(
+        ca=False,
+        says=(
+            ("config", "trust the system trust store"),
+            ("fix", "no CA file is set"),
+            ("fix", "control_plane_health_check_ca_path=/etc/kubernetes/pki/ca.crt"),
+        ),
+    ),
+    "expired certificate": Failure(
+        cert="expired",
+        says=(("cause", "expired"), ("fix", "kubeadm certs renew apiserver")),
+    ),
+    "https URL on a plain HTTP server": Failure(
+        cert="none",
+        server_name=None,
+        says=(("cause", "during the TLS handshake"), ("fix", "speaks TLS")),
+    ),
+    **{
+        f"{status} anonymous access refused": Failure(
+            status=status,
+            body=_status_body(status),
+            result=f"UNHEALTHY: HTTP {status}",
+            says=(
+                ("cause", f"anonymous access refused (HTTP {status}"),
+                ("cause", "not an apiserver failure"),
+                ("fix", "--anonymous-auth"),
+            ),
+        )
+        for status in (401, 403)
+    },
+    "404": Failure(
+        status=404,
+        body=b"404 page not found",
+        says=(("cause", "no such path"), ("fix", "/livez")),
+    ),
+    "302 redirect": Failure(status=302, says=(("fix", "redirects are not followed"),)),
+    "timeout": Failure(
+        hang=True,
+        timeout="0.5",
+        result="UNHEALTHY: timeout (timeout)",
+        says=(
+            ("cause", "no answer within 0.5 s"),
+            ("fix", "control_plane_health_check_timeout_seconds"),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_failure_says_cause_and_fix(pki: ApiserverPki, failure: Failure) -> None:
+    cert = {"serving": pki.cert, "expired": pki.expired_cert}.get(failure.cert)
+    with Apiserver(_ctx(cert, pki.key) if cert else None) as srv:
+        if failure.status is not None:
+            srv.mode, srv.status, srv.body = "status", failure.status, failure.body
+        if failure.hang:
+            srv.mode = "hang"
+        url = f"https://127.0.0.1:{srv.port}/livez"
+        ca = pki.ca if failure.ca else None
+        out = unhealthy(_config(url, ca, failure.server_name, failure.timeout))
+    assert _line(out, "result").startswith(failure.result), out
+    for label, text in failure.says:
+        assert text in _line(out, label), out
 
 
 # ---------------------------------------------------------------------------- transport failures
@@ -474,29 +362,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_refused(pki: Pki) -> None:
+def test_refused(pki: ApiserverPki) -> None:
     port = _free_port()
-    cfg = _config(f"https://127.0.0.1:{port}/livez", control_plane_health_check_ca_path=str(pki.ca))
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
+    out = unhealthy(_config(f"https://127.0.0.1:{port}/livez", pki.ca))
     assert _line(out, "result").startswith("UNHEALTHY: connection refused (refused)")
     assert f"connection refused by 127.0.0.1:{port}" in _line(out, "cause")
     assert "start kube-apiserver" in _line(out, "fix")
-
-
-def test_timeout(apiserver: Apiserver, pki: Pki) -> None:
-    apiserver.mode = "hang"
-    cfg = _config(
-        apiserver.url(),
-        control_plane_health_check_ca_path=str(pki.ca),
-        control_plane_health_check_server_name="kubernetes",
-        control_plane_health_check_timeout_seconds="0.5",
-    )
-    code, out, _ = check(cfg)
-    assert code == EXIT_UNHEALTHY
-    assert _line(out, "result").startswith("UNHEALTHY: timeout (timeout)")
-    assert "no answer within 0.5 s" in _line(out, "cause")
-    assert "control_plane_health_check_timeout_seconds" in _line(out, "fix")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -508,7 +379,9 @@ def test_not_configured_is_exit_2_with_a_clear_message() -> None:
     assert "control_plane_health_check_address" in err
 
 
-def test_cli_exit_codes(apiserver: Apiserver, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes(
+    apiserver: Apiserver, pki: ApiserverPki, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check"]) == EXIT_CONFIG
     with pytest.raises(SystemExit) as exc:
         main(["check", "--controlPlaneHealthCheckPeriodSeconds", "0"])
