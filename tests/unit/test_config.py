@@ -29,35 +29,6 @@ Kq1yY8m3wQ1d2b7o9c1bW3pT6l2k5q0ro1MwUTAdBgNVHQ4EFgQU1N3bJ6Qx9w0l
 """
 
 
-@pytest.fixture(scope="module")
-def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A valid CA file made with cryptography (the PEM above is only for shape checks)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    p = tmp_path_factory.mktemp("pki") / "ca.crt"
-    p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return p
-
-
 REFERENCE_ENV = {
     # The reference kube-vip manifest's env, rewritten to documentation addresses.
     "vip_arp": "false",

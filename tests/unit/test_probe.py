@@ -1,123 +1,24 @@
 """The health probe against real servers on loopback (127.0.0.1 / ::1) started by each test.
 
-The certificates are shaped like kubeadm's apiserver certificate: they name kubernetes,
-kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.cluster.local, the node name
-and the node IP 192.0.2.11 -- and not localhost or 127.0.0.1.
+The certificates (tests/unit/conftest.py, made by lab.pki) are shaped like kubeadm's apiserver
+certificate: they name the node name, kubernetes, kubernetes.default, kubernetes.default.svc,
+kubernetes.default.svc.cluster.local and the node IP 192.0.2.11 -- and not localhost or 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import h11
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.unit.conftest import SERVING_NAMES, ApiserverPki
 from vipgate.health.gate import Gate
 from vipgate.health.probe import BODY_LIMIT, ErrorKind, Probe, ProbeResult
-
-KUBEADM_DNS = (
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-    "node1",
-)
-NODE_IP = "192.0.2.11"
-
-
-# ---------------------------------------------------------------------------- PKI
-@dataclass(frozen=True)
-class Pki:
-    ca: Path  # the CA that signed the serving certificate
-    other_ca: Path  # an unrelated CA
-    cert: Path
-    key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _ca("kubernetes")
-    _other_key, other_cert = _ca("some-other-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in KUBEADM_DNS]
-    sans.append(x509.IPAddress(ipaddress.ip_address(NODE_IP)))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    out = Pki(d / "ca.crt", d / "other-ca.crt", d / "apiserver.crt", d / "apiserver.key")
-    out.ca.write_bytes(ca_cert.public_bytes(pem))
-    out.other_ca.write_bytes(other_cert.public_bytes(pem))
-    out.cert.write_bytes(cert.public_bytes(pem))
-    out.key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return out
 
 
 # ---------------------------------------------------------------------------- fake apiserver
@@ -230,7 +131,7 @@ class FakeApiserver:
             self.streamed += len(chunk)
 
 
-def _server_ctx(pki: Pki) -> ssl.SSLContext:
+def _server_ctx(pki: ApiserverPki) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(pki.cert, pki.key)
     return ctx
@@ -256,7 +157,7 @@ def _has_ipv6_loopback() -> bool:
 
 
 async def _check_with(
-    srv: FakeApiserver, pki: Pki, *, timeout: float = 2.0, server_name: str = "kubernetes"
+    srv: FakeApiserver, pki: ApiserverPki, *, timeout: float = 2.0, server_name: str = "kubernetes"
 ) -> ProbeResult:
     probe = Probe(srv.url(), timeout, str(pki.ca), server_name)
     try:
@@ -266,7 +167,7 @@ async def _check_with(
 
 
 # ---------------------------------------------------------------------------- tests
-def test_200_ok_with_server_name(pki: Pki) -> None:
+def test_200_ok_with_server_name(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
@@ -277,11 +178,12 @@ def test_200_ok_with_server_name(pki: Pki) -> None:
             cert = probe.peer_certificate
             assert cert is not None
             assert cert.issuer == "CN=kubernetes" and cert.subject == "CN=kube-apiserver"
-            assert cert.names == (*KUBEADM_DNS, NODE_IP)
+            assert cert.names == SERVING_NAMES
             assert cert.verified and cert.name_matches and cert.verified_name == "kubernetes"
             assert cert.trust == f"CA file {pki.ca}"
             line = cert.describe()
-            assert "issued by CN=kubernetes" in line and "names kubernetes, " in line
+            assert "issued by CN=kubernetes" in line
+            assert f"names {', '.join(SERVING_NAMES)}: trusted" in line
             assert line.endswith(f"trusted by CA file {pki.ca}, names kubernetes")
             await probe.close()
 
@@ -297,7 +199,9 @@ def test_200_ok_with_server_name(pki: Pki) -> None:
         (201, b"created", "201"),
     ],
 )
-def test_non_200_status_is_a_failure(pki: Pki, status: int, body: bytes, needle: str) -> None:
+def test_non_200_status_is_a_failure(
+    pki: ApiserverPki, status: int, body: bytes, needle: str
+) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode, srv.status, srv.body = "status", status, body
@@ -315,7 +219,7 @@ def test_non_200_status_is_a_failure(pki: Pki, status: int, body: bytes, needle:
     run(main)
 
 
-def test_redirect_is_not_followed(pki: Pki) -> None:
+def test_redirect_is_not_followed(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode, srv.status, srv.body = "status", 301, b""
@@ -328,7 +232,7 @@ def test_redirect_is_not_followed(pki: Pki) -> None:
     run(main)
 
 
-def test_refused(pki: Pki) -> None:
+def test_refused(pki: ApiserverPki) -> None:
     async def main() -> None:
         port = _free_port()
         probe = Probe(f"https://127.0.0.1:{port}/livez", 2.0, str(pki.ca), "kubernetes")
@@ -341,7 +245,7 @@ def test_refused(pki: Pki) -> None:
     run(main)
 
 
-def test_hang_after_handshake_times_out(pki: Pki) -> None:
+def test_hang_after_handshake_times_out(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode = "hang"
@@ -356,7 +260,7 @@ def test_hang_after_handshake_times_out(pki: Pki) -> None:
     run(main)
 
 
-def test_hang_in_tls_handshake_times_out(pki: Pki) -> None:
+def test_hang_in_tls_handshake_times_out(pki: ApiserverPki) -> None:
     """A listener that never answers the TLS ClientHello: the deadline covers the handshake."""
 
     async def main() -> None:
@@ -373,7 +277,7 @@ def test_hang_in_tls_handshake_times_out(pki: Pki) -> None:
     run(main)
 
 
-def test_slow_under_the_timeout_succeeds(pki: Pki) -> None:
+def test_slow_under_the_timeout_succeeds(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode, srv.delay = "slow", 0.15
@@ -383,7 +287,7 @@ def test_slow_under_the_timeout_succeeds(pki: Pki) -> None:
     run(main)
 
 
-def test_wrong_ca_names_the_ca_path(pki: Pki) -> None:
+def test_wrong_ca_names_the_ca_path(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.other_ca), "kubernetes")
@@ -396,7 +300,7 @@ def test_wrong_ca_names_the_ca_path(pki: Pki) -> None:
     run(main)
 
 
-def test_system_trust_store_does_not_trust_a_private_ca(pki: Pki) -> None:
+def test_system_trust_store_does_not_trust_a_private_ca(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(), 2.0, "", "kubernetes")
@@ -419,14 +323,14 @@ def test_missing_ca_file_is_a_tls_failure_not_a_crash(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
-def test_hostname_mismatch_lists_the_certificate_names(pki: Pki, host: str) -> None:
+def test_hostname_mismatch_lists_the_certificate_names(pki: ApiserverPki, host: str) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(host), 2.0, str(pki.ca))
             r = await probe.check()
             assert not r.ok and r.error is ErrorKind.TLS_HOSTNAME
             assert r.verified_name == host
-            assert r.cert_names == (*KUBEADM_DNS, NODE_IP)
+            assert r.cert_names == SERVING_NAMES
             assert "kubernetes.default.svc" in r.text and host in r.text
             cert = probe.peer_certificate
             assert cert is not None and cert.verified and not cert.name_matches
@@ -441,7 +345,7 @@ def test_hostname_mismatch_lists_the_certificate_names(pki: Pki, host: str) -> N
     run(main)
 
 
-def test_server_name_kubernetes_with_localhost_url_succeeds(pki: Pki) -> None:
+def test_server_name_kubernetes_with_localhost_url_succeeds(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url("localhost"), 2.0, str(pki.ca), "kubernetes")
@@ -453,7 +357,7 @@ def test_server_name_kubernetes_with_localhost_url_succeeds(pki: Pki) -> None:
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
-def test_ipv6_loopback(pki: Pki) -> None:
+def test_ipv6_loopback(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki), host="::1") as srv:
             assert srv.url().startswith("https://[::1]:")
@@ -463,7 +367,7 @@ def test_ipv6_loopback(pki: Pki) -> None:
     run(main)
 
 
-def test_keep_alive_one_handshake_for_five_checks(pki: Pki) -> None:
+def test_keep_alive_one_handshake_for_five_checks(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
@@ -480,7 +384,7 @@ def test_keep_alive_one_handshake_for_five_checks(pki: Pki) -> None:
 
 @pytest.mark.parametrize("abort", [False, True], ids=["close", "reset"])
 def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(
-    pki: Pki, abort: bool
+    pki: ApiserverPki, abort: bool
 ) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
@@ -504,7 +408,7 @@ def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(
     run(main)
 
 
-def test_connection_close_header_reconnects_without_failure_or_on_close(pki: Pki) -> None:
+def test_connection_close_header_reconnects_without_failure_or_on_close(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.headers = [("Connection", "close")]
@@ -520,7 +424,7 @@ def test_connection_close_header_reconnects_without_failure_or_on_close(pki: Pki
     run(main)
 
 
-def test_hostname_mismatch_through_the_gate_teaches_once(pki: Pki) -> None:
+def test_hostname_mismatch_through_the_gate_teaches_once(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             url = srv.url("localhost")
@@ -531,8 +435,8 @@ def test_hostname_mismatch_through_the_gate_teaches_once(pki: Pki) -> None:
             advice = [s.advice for s in steps if s.advice is not None]
             assert len(advice) == 1
             assert advice[0].message.startswith(
-                "the apiserver certificate names kubernetes, kubernetes.default, "
-                "kubernetes.default.svc, kubernetes.default.svc.cluster.local, node1, "
+                "the apiserver certificate names node1, kubernetes, kubernetes.default, "
+                "kubernetes.default.svc, kubernetes.default.svc.cluster.local, "
                 "192.0.2.11 but not localhost: set control_plane_health_check_server_name="
                 "kubernetes, or use an address the certificate names"
             )
@@ -542,7 +446,7 @@ def test_hostname_mismatch_through_the_gate_teaches_once(pki: Pki) -> None:
     run(main)
 
 
-def test_close_racing_a_request_on_a_reused_connection_is_retried(pki: Pki) -> None:
+def test_close_racing_a_request_on_a_reused_connection_is_retried(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode = "drop_second"
@@ -576,7 +480,7 @@ def test_close_without_answer_on_a_fresh_connection_is_reset() -> None:
     run(main)
 
 
-def test_body_larger_than_limit_is_bounded(pki: Pki) -> None:
+def test_body_larger_than_limit_is_bounded(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode = "stream"  # 200 with an endless chunked body
@@ -595,7 +499,7 @@ def test_body_larger_than_limit_is_bounded(pki: Pki) -> None:
     run(main)
 
 
-def test_big_error_body_is_quoted_briefly(pki: Pki) -> None:
+def test_big_error_body_is_quoted_briefly(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode, srv.status, srv.body = "status", 500, b"e" * (BODY_LIMIT * 2)
@@ -605,7 +509,7 @@ def test_big_error_body_is_quoted_briefly(pki: Pki) -> None:
     run(main)
 
 
-def test_plain_http(pki: Pki) -> None:
+def test_plain_http(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(None) as srv:
             probe = Probe(srv.url(), 2.0)
@@ -618,7 +522,7 @@ def test_plain_http(pki: Pki) -> None:
     run(main)
 
 
-def test_overlapping_checks_are_refused(pki: Pki) -> None:
+def test_overlapping_checks_are_refused(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode, srv.delay = "slow", 0.2
@@ -633,7 +537,7 @@ def test_overlapping_checks_are_refused(pki: Pki) -> None:
     run(main)
 
 
-def test_close_during_a_check_ends_it_at_once(pki: Pki) -> None:
+def test_close_during_a_check_ends_it_at_once(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             srv.mode = "hang"
@@ -647,7 +551,7 @@ def test_close_during_a_check_ends_it_at_once(pki: Pki) -> None:
     run(main)
 
 
-def test_cancelled_check_drops_the_connection(pki: Pki) -> None:
+def test_cancelled_check_drops_the_connection(pki: ApiserverPki) -> None:
     async def main() -> None:
         async with FakeApiserver(_server_ctx(pki)) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
