@@ -7,11 +7,15 @@
 ``pki``      the files the TLS tests use, including two shapes lab.pki does not make: a CA with
              another name and an expired copy of the serving certificate.
 ``ca_file``  a valid CA file (lab_pki's cluster CA), for tests that only need one to exist.
+
+``free_port()``: a loopback TCP port nothing listens on (for "connection refused").
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +49,19 @@ class ApiserverPki:
     cert: Path  # node1's serving certificate (SERVING_NAMES)
     key: Path
     expired_cert: Path  # cert with the same key, names and issuer, expired a day ago
+
+    def server_context(self, cert: Path | None = None) -> ssl.SSLContext:
+        """A TLS server context serving `cert` (default: the serving certificate) with its key."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert or self.cert, self.key)
+        return ctx
+
+
+def free_port() -> int:
+    """A 127.0.0.1 TCP port that was free a moment ago (nothing listens on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _reissue(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import h11
 import pytest
 
-from tests.unit.conftest import NODE_IP, OTHER_CA_NAME, SERVING_NAMES, ApiserverPki
+from tests.unit.conftest import NODE_IP, OTHER_CA_NAME, SERVING_NAMES, ApiserverPki, free_port
 from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, run
 from vipgate.cli import main
 from vipgate.config import Config, load
@@ -118,15 +117,9 @@ class Apiserver:
             conn.start_next_cycle()
 
 
-def _ctx(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
 @pytest.fixture
 def apiserver(pki: ApiserverPki) -> Iterator[Apiserver]:
-    with Apiserver(_ctx(pki.cert, pki.key)) as srv:
+    with Apiserver(pki.server_context()) as srv:
         yield srv
 
 
@@ -342,7 +335,7 @@ FAILURES = {
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
 def test_failure_says_cause_and_fix(pki: ApiserverPki, failure: Failure) -> None:
     cert = {"serving": pki.cert, "expired": pki.expired_cert}.get(failure.cert)
-    with Apiserver(_ctx(cert, pki.key) if cert else None) as srv:
+    with Apiserver(pki.server_context(cert) if cert else None) as srv:
         if failure.status is not None:
             srv.mode, srv.status, srv.body = "status", failure.status, failure.body
         if failure.hang:
@@ -356,14 +349,8 @@ def test_failure_says_cause_and_fix(pki: ApiserverPki, failure: Failure) -> None
 
 
 # ---------------------------------------------------------------------------- transport failures
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_refused(pki: ApiserverPki) -> None:
-    port = _free_port()
+    port = free_port()
     out = unhealthy(_config(f"https://127.0.0.1:{port}/livez", pki.ca))
     assert _line(out, "result").startswith("UNHEALTHY: connection refused (refused)")
     assert f"connection refused by 127.0.0.1:{port}" in _line(out, "cause")

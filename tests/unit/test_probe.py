@@ -16,7 +16,7 @@ from pathlib import Path
 import h11
 import pytest
 
-from tests.unit.conftest import SERVING_NAMES, ApiserverPki
+from tests.unit.conftest import SERVING_NAMES, ApiserverPki, free_port
 from vipgate.health.gate import Gate
 from vipgate.health.probe import BODY_LIMIT, ErrorKind, Probe, ProbeResult
 
@@ -131,20 +131,8 @@ class FakeApiserver:
             self.streamed += len(chunk)
 
 
-def _server_ctx(pki: ApiserverPki) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki.cert, pki.key)
-    return ctx
-
-
 def run(coro: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro(), 20))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _has_ipv6_loopback() -> bool:
@@ -169,7 +157,7 @@ async def _check_with(
 # ---------------------------------------------------------------------------- tests
 def test_200_ok_with_server_name(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             r = await probe.check()
             assert r.ok and r.status == 200 and r.error is ErrorKind.NONE and r.text == ""
@@ -203,7 +191,7 @@ def test_non_200_status_is_a_failure(
     pki: ApiserverPki, status: int, body: bytes, needle: str
 ) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode, srv.status, srv.body = "status", status, body
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             r = await probe.check()
@@ -221,7 +209,7 @@ def test_non_200_status_is_a_failure(
 
 def test_redirect_is_not_followed(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode, srv.status, srv.body = "status", 301, b""
             srv.headers = [("Location", "https://kubernetes:6443/elsewhere")]
             r = await _check_with(srv, pki)
@@ -234,7 +222,7 @@ def test_redirect_is_not_followed(pki: ApiserverPki) -> None:
 
 def test_refused(pki: ApiserverPki) -> None:
     async def main() -> None:
-        port = _free_port()
+        port = free_port()
         probe = Probe(f"https://127.0.0.1:{port}/livez", 2.0, str(pki.ca), "kubernetes")
         r = await probe.check()
         assert not r.ok and r.status is None and r.error is ErrorKind.REFUSED
@@ -247,7 +235,7 @@ def test_refused(pki: ApiserverPki) -> None:
 
 def test_hang_after_handshake_times_out(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode = "hang"
             probe = Probe(srv.url(), 0.3, str(pki.ca), "kubernetes")
             r = await probe.check()
@@ -279,7 +267,7 @@ def test_hang_in_tls_handshake_times_out(pki: ApiserverPki) -> None:
 
 def test_slow_under_the_timeout_succeeds(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode, srv.delay = "slow", 0.15
             r = await _check_with(srv, pki, timeout=2.0)
             assert r.ok and r.latency >= 0.15
@@ -289,7 +277,7 @@ def test_slow_under_the_timeout_succeeds(pki: ApiserverPki) -> None:
 
 def test_wrong_ca_names_the_ca_path(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.other_ca), "kubernetes")
             r = await probe.check()
             assert not r.ok and r.error is ErrorKind.TLS_VERIFY
@@ -302,7 +290,7 @@ def test_wrong_ca_names_the_ca_path(pki: ApiserverPki) -> None:
 
 def test_system_trust_store_does_not_trust_a_private_ca(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(), 2.0, "", "kubernetes")
             r = await probe.check()
             assert r.error is ErrorKind.TLS_VERIFY and "system trust store" in r.text
@@ -325,7 +313,7 @@ def test_missing_ca_file_is_a_tls_failure_not_a_crash(tmp_path: Path) -> None:
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 def test_hostname_mismatch_lists_the_certificate_names(pki: ApiserverPki, host: str) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(host), 2.0, str(pki.ca))
             r = await probe.check()
             assert not r.ok and r.error is ErrorKind.TLS_HOSTNAME
@@ -347,7 +335,7 @@ def test_hostname_mismatch_lists_the_certificate_names(pki: ApiserverPki, host: 
 
 def test_server_name_kubernetes_with_localhost_url_succeeds(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url("localhost"), 2.0, str(pki.ca), "kubernetes")
             r = await probe.check()
             assert r.ok, r.text
@@ -359,7 +347,7 @@ def test_server_name_kubernetes_with_localhost_url_succeeds(pki: ApiserverPki) -
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_loopback(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki), host="::1") as srv:
+        async with FakeApiserver(pki.server_context(), host="::1") as srv:
             assert srv.url().startswith("https://[::1]:")
             r = await _check_with(srv, pki)
             assert r.ok, r.text
@@ -369,7 +357,7 @@ def test_ipv6_loopback(pki: ApiserverPki) -> None:
 
 def test_keep_alive_one_handshake_for_five_checks(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             results = [await probe.check() for _ in range(5)]
             assert all(r.ok for r in results)
@@ -387,7 +375,7 @@ def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(
     pki: ApiserverPki, abort: bool
 ) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.idle_close, srv.idle_abort = 0.05, abort
             closes: list[str] = []
             probe = Probe(
@@ -410,7 +398,7 @@ def test_idle_close_is_noticed_without_a_check_and_next_check_reconnects(
 
 def test_connection_close_header_reconnects_without_failure_or_on_close(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.headers = [("Connection", "close")]
             closes: list[int] = []
             probe = Probe(
@@ -426,7 +414,7 @@ def test_connection_close_header_reconnects_without_failure_or_on_close(pki: Api
 
 def test_hostname_mismatch_through_the_gate_teaches_once(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             url = srv.url("localhost")
             probe = Probe(url, 2.0, str(pki.ca))
             gate = Gate(url, threshold=3, period=1.0)
@@ -448,7 +436,7 @@ def test_hostname_mismatch_through_the_gate_teaches_once(pki: ApiserverPki) -> N
 
 def test_close_racing_a_request_on_a_reused_connection_is_retried(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode = "drop_second"
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             assert (await probe.check()).ok
@@ -482,7 +470,7 @@ def test_close_without_answer_on_a_fresh_connection_is_reset() -> None:
 
 def test_body_larger_than_limit_is_bounded(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode = "stream"  # 200 with an endless chunked body
             probe = Probe(srv.url(), 5.0, str(pki.ca), "kubernetes")
             r = await probe.check()
@@ -501,7 +489,7 @@ def test_body_larger_than_limit_is_bounded(pki: ApiserverPki) -> None:
 
 def test_big_error_body_is_quoted_briefly(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode, srv.status, srv.body = "status", 500, b"e" * (BODY_LIMIT * 2)
             r = await _check_with(srv, pki)
             assert r.status == 500 and len(r.text) < 400
@@ -524,7 +512,7 @@ def test_plain_http(pki: ApiserverPki) -> None:
 
 def test_overlapping_checks_are_refused(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode, srv.delay = "slow", 0.2
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             first = asyncio.create_task(probe.check())
@@ -539,7 +527,7 @@ def test_overlapping_checks_are_refused(pki: ApiserverPki) -> None:
 
 def test_close_during_a_check_ends_it_at_once(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             srv.mode = "hang"
             probe = Probe(srv.url(), 10.0, str(pki.ca), "kubernetes")
             task = asyncio.create_task(probe.check())
@@ -553,7 +541,7 @@ def test_close_during_a_check_ends_it_at_once(pki: ApiserverPki) -> None:
 
 def test_cancelled_check_drops_the_connection(pki: ApiserverPki) -> None:
     async def main() -> None:
-        async with FakeApiserver(_server_ctx(pki)) as srv:
+        async with FakeApiserver(pki.server_context()) as srv:
             probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
             assert (await probe.check()).ok
             srv.mode = "hang"
