@@ -9,16 +9,19 @@
 ``ca_file``  a valid CA file (lab_pki's cluster CA), for tests that only need one to exist.
 
 ``free_port()``: a loopback TCP port nothing listens on (for "connection refused").
+``next_request()``: the request loop of the tests' fake apiservers (h11).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+import h11
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -126,3 +129,15 @@ def pki(lab_pki: Pki) -> ApiserverPki:
 def ca_file(lab_pki: Pki) -> Path:
     """A valid CA file (PEM, loads) for tests that only need one to exist."""
     return lab_pki.ca_cert
+
+
+async def next_request(conn: h11.Connection, reader: asyncio.StreamReader) -> bool:
+    """Read from `reader` until the end of the client's next request (True) or its close (False)."""
+    while True:
+        ev = conn.next_event()
+        if ev is h11.NEED_DATA:
+            conn.receive_data(await reader.read(65536))
+        elif isinstance(ev, h11.ConnectionClosed):
+            return False
+        elif isinstance(ev, h11.EndOfMessage):
+            return True

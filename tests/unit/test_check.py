@@ -18,7 +18,14 @@ from pathlib import Path
 import h11
 import pytest
 
-from tests.unit.conftest import NODE_IP, OTHER_CA_NAME, SERVING_NAMES, ApiserverPki, free_port
+from tests.unit.conftest import (
+    NODE_IP,
+    OTHER_CA_NAME,
+    SERVING_NAMES,
+    ApiserverPki,
+    free_port,
+    next_request,
+)
 from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, run
 from vipgate.cli import main
 from vipgate.config import Config, load
@@ -95,15 +102,7 @@ class Apiserver:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
-        while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                conn.receive_data(await reader.read(65536))
-                continue
-            if isinstance(ev, h11.ConnectionClosed):
-                return
-            if not isinstance(ev, h11.EndOfMessage):
-                continue
+        while await next_request(conn, reader):
             self.requests += 1
             if self.mode == "hang":
                 await asyncio.sleep(60)

@@ -16,7 +16,7 @@ from pathlib import Path
 import h11
 import pytest
 
-from tests.unit.conftest import SERVING_NAMES, ApiserverPki, free_port
+from tests.unit.conftest import SERVING_NAMES, ApiserverPki, free_port, next_request
 from vipgate.health.gate import Gate
 from vipgate.health.probe import BODY_LIMIT, ErrorKind, Probe, ProbeResult
 
@@ -77,16 +77,7 @@ class FakeApiserver:
         conn = h11.Connection(h11.SERVER)
         served = 0
         try:
-            while True:
-                ev = conn.next_event()
-                if ev is h11.NEED_DATA:
-                    data = await reader.read(65536)
-                    conn.receive_data(data)
-                    continue
-                if isinstance(ev, h11.ConnectionClosed):
-                    return
-                if not isinstance(ev, h11.EndOfMessage):
-                    continue
+            while await next_request(conn, reader):
                 self.requests += 1
                 served += 1
                 if self.mode == "hang":
