@@ -270,7 +270,7 @@ class ExabgpImpl:
         return pid
 
     def describe(self) -> str:
-        return "\n".join(f"--- {n}\n{s.log()[-1500:]}" for n, s in self.speakers.items())
+        return "\n".join(f"--- {n}\n{s.log()[-4000:]}" for n, s in self.speakers.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +362,15 @@ class Bench:
     def back(self, after: float, what: str, timeout: float = 15.0) -> float:
         ip = self.node_ip
         return self.mon.wait(lambda h: ip in h and h == self.all, after, timeout, what)
+
+    def router_log(self) -> str:
+        router = self.c.topo.router
+        if router is None:
+            return ""
+        try:
+            return (router.dir / "bird.log").read_text(errors="replace")
+        except OSError:
+            return router.log()
 
     # -- scenarios -------------------------------------------------------------------------
     def fault_trials(self, impl: Impl, mode: str, res: Results) -> None:
@@ -489,7 +498,16 @@ class Bench:
         log(f"=== {impl.name}: starting on {len(self.all)} nodes")
         impl.start_all()
         try:
-            self.wait_all(impl, 60.0)
+            try:
+                self.wait_all(impl, 60.0)
+            except LabTimeout as e:  # seen once with ExaBGP: sessions flapping at the start
+                log(f"{impl.name}: not all next hops after 60 s; restarting once\n{e}")
+                log(f"router log:\n{self.router_log()[-4000:]}")
+                res.errors.append(f"start: {str(e).splitlines()[0]} (restarted once)")
+                impl.stop_all()
+                time.sleep(12.0)  # BIRD's error wait (at most 10 s in the lab)
+                impl.start_all()
+                self.wait_all(impl, 60.0)
             self.fault_trials(impl, "refuse", res)
             self.fault_trials(impl, "hang", res)
             self.sigterm_trials(impl, res)
@@ -704,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--footprint", type=float, help="footprint window, s (default 60)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the raw results to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the lab's work directory (logs)")
     a = ap.parse_args(argv)
     trials = a.trials or (3 if a.quick else 10)
     window = a.window or (10.0 if a.quick else 30.0)
@@ -716,7 +735,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m bench.bench_health " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Results] = {}
     t_begin = time.monotonic()
-    with Lab() as lab:
+    with Lab(keep_workdir=True if a.keep else None) as lab:
+        if a.keep:
+            log(f"lab work directory (kept): {lab.workdir}")
         cluster = Cluster.create(
             lab, 3, period=PERIOD, timeout=TIMEOUT, threshold=THRESHOLD, hold=HOLD, metrics=True
         )
