@@ -30,14 +30,7 @@ from vipgate.config import Config, IPNetwork
 from vipgate.health.gate import Action, Gate, Step
 from vipgate.health.probe import Probe
 from vipgate.metrics import Metrics, MetricsServer
-from vipgate.vip import (
-    HostError,
-    default_interface,
-    ensure_vip,
-    lan_overlap_warning,
-    remove_vip,
-    resolve_router_id,
-)
+from vipgate.vip import HostError, host_setup, isolated, remove_vip
 
 log = logging.getLogger("vipgate.manager")
 
@@ -205,22 +198,22 @@ def run(config: Config) -> int:
         log.warning("%s", w)
     prefix = config.prefix
     assert prefix is not None
-    # Host setup through netlink happens outside the event loop (pyroute2's synchronous API
-    # runs a loop of its own); so does the removal of the VIP at the end.
+    # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
+    # the netlink library's memory. Both happen outside the event loop.
+    interface = config.vip_interface
     try:
-        interface = config.vip_interface or default_interface()
-        warning = lan_overlap_warning(config.address, interface)
-        if warning:
-            log.warning("%s", warning)
-        router_id = resolve_router_id(config.router_id_source)
-        handle = ensure_vip(config.address, prefix.prefixlen, interface)
+        interface, router_id, handle, warning = isolated(
+            host_setup, config.address, prefix.prefixlen, interface, config.router_id_source
+        )
     except HostError as e:
         log.error("cannot start: %s", e)
         return EXIT_CONFIG
     except OSError as e:
         log.error("cannot put the VIP on %s: %s (vipgate needs CAP_NET_ADMIN)", interface, e)
         return 1
+    if warning:
+        log.warning("%s", warning)
     try:
         return asyncio.run(_serve(config, prefix, interface, router_id))
     finally:
-        remove_vip(handle)
+        isolated(remove_vip, handle)
