@@ -435,13 +435,17 @@ class Bench:
             timeout=1.0,
             name=f"client-{impl.name}-{mode}",
         )
+        # Same phase for both implementations: half a period after a check reached node1's
+        # apiserver (the number of failures depends on where in the period the fault lands).
+        # The check is seen before the client runs (the client's requests count there too);
+        # the fault goes at that check's time + n periods + 0.5 s, n the first that leaves the
+        # client 0.3 s to start. Exact for vipgate's fixed cadence; ExaBGP's checks drift by
+        # the check's duration (tens of ms) per period.
+        t_req = self.wait_request()
         t_start = lc.start()
         try:
-            time.sleep(max(0.0, t_start + 0.3 - time.monotonic()))
-            # Same phase for both implementations: half a period after a check reached node1's
-            # apiserver (the number of failures depends on where in the period the fault lands).
-            t_req = self.wait_request()
-            time.sleep(max(0.0, t_req + 0.5 * PERIOD - time.monotonic()))
+            n = max(1, math.ceil((t_start + 0.3 - t_req - 0.5 * PERIOD) / PERIOD))
+            time.sleep(max(0.0, t_req + (n + 0.5) * PERIOD - time.monotonic()))
             t_f = self.api.set_mode(mode)
             lc.wait(self.window + 15.0)
         finally:
