@@ -3,8 +3,8 @@
 1. Withdraw latency: ``withdraw()`` -> prefix gone from the BIRD router's kernel table (ECMP
    merge paths), N trials, min/median/max; the same with gobgpd + ``gobgp global rib del`` as
    the speaker; ratio of the medians.  Deletions are seen through ``ip monitor route`` in the
-   router namespace (event driven, timestamped with CLOCK_MONOTONIC, which the speaker process
-   shares).
+   router namespace (:class:`lab.routemon.RouteWatch`: event driven, timestamped with
+   CLOCK_MONOTONIC, which the speaker process shares).
 2. Scale: 10,000 host routes over one session -> time until BIRD holds them all, speaker RSS.
    The lab may only use documentation ranges, which hold 768 IPv4 /32s, so this uses 10,000
    IPv6 /128s from 2001:db8:1000::/64 over an IPv6 session (same UPDATE packing, 17 octets per
@@ -17,56 +17,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
 from lab.netns import Lab
+from lab.routemon import RouteWatch, exactly
 from lab.routers import BirdRouter, GobgpRouter, Neighbor
 from lab.speaker import SpeakerProc
 from lab.topology import NODE_AS, ROUTER_AS, ROUTER_IP4, ROUTER_IP6, VIP4, build_topology
 from lab.wait import wait_for
-
-VIP4_ADDR = VIP4.split("/")[0]
-
-
-class RouteMonitor:
-    """``ip -n NS monitor route``: timestamps of deletions/additions of one destination."""
-
-    def __init__(self, lab: Lab, ns: str, dest: str) -> None:
-        self.dest = dest
-        self.proc = lab.popen(
-            ns, ["ip", "monitor", "route"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        self.lab = lab
-        self.deleted: list[float] = []
-        self.added: list[float] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.2)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            t = time.monotonic()
-            line = raw.decode(errors="replace")
-            if not line.split() or self.dest not in line.split()[:2]:
-                continue
-            with self.lock:
-                (self.deleted if line.startswith("Deleted") else self.added).append(t)
-
-    def wait_deleted_after(self, t0: float, timeout: float = 5.0) -> float:
-        def found() -> bool:
-            with self.lock:
-                return any(t >= t0 for t in self.deleted)
-
-        wait_for(found, timeout, 0.0005, what=f"kernel route {self.dest} deleted")
-        with self.lock:
-            return min(t for t in self.deleted if t >= t0) - t0
-
-    def close(self) -> None:
-        self.lab.stop(self.proc, 1.0)
 
 
 def stats(xs: list[float]) -> tuple[float, float, float]:
@@ -84,18 +43,20 @@ def bench_withdraw(trials: int) -> dict[str, tuple[float, float, float]]:
         router = topo.router
         assert router is not None
         (n1,) = topo.nodes
-        mon = RouteMonitor(lab, topo.router_ns, VIP4_ADDR)
+        mon = RouteWatch(lab, topo.router_ns, VIP4).start()
+        gone = exactly(set())
+        up = exactly({n1.ip4})
         try:
             # vipgate
             sp = SpeakerProc(lab, n1, [f"{ROUTER_IP4}:{ROUTER_AS}::false"], announce=[VIP4])
             lat: list[float] = []
-            router.wait_kernel_nexthops(VIP4, {n1.ip4})
+            mon.wait(up, 15.0, "route up")
             for _ in range(trials):
                 sp.send(f"withdraw {VIP4}")
                 t0 = float(sp.wait_event("withdrawn")["t0"])
-                lat.append(mon.wait_deleted_after(t0))
+                lat.append(mon.first(gone, t0, 5.0, "kernel route deleted") - t0)
                 sp.send(f"announce {VIP4}")
-                router.wait_kernel_nexthops(VIP4, {n1.ip4})
+                mon.wait(up, 15.0, "route up")
             out["vipgate"] = stats(lat)
             sp.close()
             router.wait_kernel_nexthops(VIP4, set())
@@ -113,13 +74,13 @@ def bench_withdraw(trials: int) -> dict[str, tuple[float, float, float]]:
             try:
                 lat = []
                 gobgp.announce(VIP4, n1.ip4)
-                router.wait_kernel_nexthops(VIP4, {n1.ip4}, timeout=20.0)
+                mon.wait(up, 20.0, "route up")
                 for _ in range(trials):
                     t0 = time.monotonic()
                     gobgp.withdraw(VIP4)
-                    lat.append(mon.wait_deleted_after(t0))
+                    lat.append(mon.first(gone, t0, 5.0, "kernel route deleted") - t0)
                     gobgp.announce(VIP4, n1.ip4)
-                    router.wait_kernel_nexthops(VIP4, {n1.ip4})
+                    mon.wait(up, 15.0, "route up")
                 out["gobgp"] = stats(lat)
             finally:
                 gobgp.stop()

@@ -16,26 +16,22 @@ is stopped by PID (SIGTERM, then SIGKILL after a bound).
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from lab.apiserver import Apiserver, start_apiservers
-from lab.netns import Lab, LabError
+from lab.netns import Lab
 from lab.pki import Pki
-from lab.routers import kernel_nexthops
+from lab.routemon import RouteWatch
 from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, VIP4_ADDR, Node, Topology, build_topology
-from lab.wait import LabTimeout, wait_for
+from lab.wait import wait_for
 
 HEALTH_URL = "https://localhost:6443/livez"
 
@@ -183,7 +179,8 @@ class Cluster:
         return self.topo.node(name).ip4
 
     def watch_route(self, prefix: str = VIP4, poll: float = 0.05) -> RouteWatch:
-        """Start recording the router's kernel next hops for `prefix` (see :class:`RouteWatch`)."""
+        """Start recording the router's kernel next hops for `prefix` (see
+        :class:`lab.routemon.RouteWatch`); stop it (or let the lab's cleanup do so)."""
         return RouteWatch(self.lab, self.topo.router_ns, prefix, poll).start()
 
     def watch_exit(self, name: str) -> ExitWatch:
@@ -230,212 +227,6 @@ def vip_on_lo(lab: Lab, node: Node, address: str = VIP4_ADDR) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Observing the router and the processes over time
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RouteSample:
-    """From monotonic time `t` on, the kernel route had next hops `hops` (empty: no route)."""
-
-    t: float
-    hops: frozenset[str]
-
-
-class RouteWatch:
-    """A timeline of one kernel route's next hops in a namespace (the router's view).
-
-    Event-driven: ``ip monitor route`` runs in the namespace and every event (plus a fallback poll
-    every `poll` seconds) re-reads the route; a change is stored with the monotonic time that
-    read completed: never before the kernel change, and a few milliseconds after it at most
-    (unless the machine stalls the watcher).
-    Use ``cluster.watch_route()`` (started), as a context manager or call :meth:`stop`; the
-    monitor process is tracked by the Lab, so lab cleanup stops it too.
-
-    Questions a test asks: :meth:`wait` (until the route satisfies a predicate; returns when it
-    began to), :meth:`hold` (the predicate stays true for a while; fails fast with the
-    timeline), :meth:`violations` (samples in a past interval that break a predicate).
-    """
-
-    def __init__(self, lab: Lab, ns: str, prefix: str = VIP4, poll: float = 0.05) -> None:
-        self.lab = lab
-        self.ns = ns
-        self.prefix = prefix
-        self.poll = poll
-        self.t0 = time.monotonic()
-        self._samples: list[RouteSample] = []
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._proc: subprocess.Popen[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> RouteWatch:
-        self._proc = self.lab.popen(
-            self.ns, ["ip", "monitor", "route"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="route-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._proc is not None:
-            with contextlib.suppress(LabError):
-                self.lab.stop(self._proc, 1.0)
-        if self._thread is not None:
-            self._thread.join(2.0)
-
-    def __enter__(self) -> RouteWatch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _sample(self) -> None:
-        hops = frozenset(kernel_nexthops(self.lab, self.ns, self.prefix))
-        # Stamped after the read: the state may have changed between the event and the read,
-        # so the only time that is never earlier than the change is the end of the read.
-        t = time.monotonic()
-        with self._cond:
-            if not self._samples or self._samples[-1].hops != hops:
-                self._samples.append(RouteSample(t, hops))
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        try:
-            while not self._stop.is_set():
-                ready, _, _ = select.select([fd], [], [], self.poll)
-                # EOF: ip monitor exited (lab closing); keep polling until stopped
-                fd_closed = bool(ready) and not os.read(fd, 65536)
-                self._sample()
-                if fd_closed:
-                    while not self._stop.wait(self.poll):
-                        self._sample()
-                    return
-        except Exception as exc:  # namespace gone at lab close, or a query failure
-            if not self._stop.is_set():
-                self.error = exc
-            with self._cond:
-                self._cond.notify_all()
-
-    # -- reading ---------------------------------------------------------------------------
-    @property
-    def samples(self) -> list[RouteSample]:
-        with self._cond:
-            return list(self._samples)
-
-    def current(self) -> frozenset[str]:
-        with self._cond:
-            return self._samples[-1].hops if self._samples else frozenset()
-
-    def at(self, t: float) -> frozenset[str] | None:
-        """The next hops in effect at time `t` (None before the first sample)."""
-        s = self.samples
-        i = bisect.bisect_right([x.t for x in s], t)
-        return s[i - 1].hops if i else None
-
-    def violations(
-        self, pred: Callable[[frozenset[str]], bool], t_from: float, t_to: float
-    ) -> list[RouteSample]:
-        """Samples in effect at some moment of [t_from, t_to] whose next hops break `pred`."""
-        s = self.samples
-        i = bisect.bisect_right([x.t for x in s], t_from)
-        in_window = s[max(i - 1, 0) :]
-        return [x for x in in_window if x.t <= t_to and not pred(x.hops)]
-
-    def wait(
-        self,
-        pred: Callable[[frozenset[str]], bool],
-        timeout: float,
-        what: str = "",
-        t_ref: float | None = None,
-    ) -> float:
-        """Wait until the route satisfies `pred`; return the time the current run of samples
-        satisfying it began (may be earlier than the call)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self.error is not None:
-                    raise LabError(f"route watch failed: {self.error!r}")
-                if self._samples and pred(self._samples[-1].hops):
-                    i = len(self._samples) - 1
-                    while i > 0 and pred(self._samples[i - 1].hops):
-                        i -= 1
-                    return self._samples[i].t
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(min(left, 0.1))
-        raise LabTimeout(
-            f"timed out after {timeout:.2f}s waiting for {what or 'route predicate'}\n"
-            + self.describe(t_ref)
-        )
-
-    def first(
-        self,
-        pred: Callable[[frozenset[str]], bool],
-        after: float,
-        timeout: float,
-        what: str = "",
-        t_ref: float | None = None,
-    ) -> float:
-        """Wait for the first sample stored at or after time `after` that satisfies `pred`;
-        return its time (e.g. the route coming back after a router restart)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self.error is not None:
-                    raise LabError(f"route watch failed: {self.error!r}")
-                for x in self._samples:
-                    if x.t >= after and pred(x.hops):
-                        return x.t
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(min(left, 0.1))
-        raise LabTimeout(
-            f"timed out after {timeout:.2f}s waiting for {what or 'route predicate'}\n"
-            + self.describe(t_ref)
-        )
-
-    def hold(
-        self,
-        pred: Callable[[frozenset[str]], bool],
-        duration: float,
-        what: str = "",
-        t_ref: float | None = None,
-    ) -> None:
-        """Watch for `duration` seconds from now: `pred` must hold all the time (fails fast)."""
-        t_from = time.monotonic()
-        t_to = t_from + duration
-        while True:
-            now = time.monotonic()
-            bad = self.violations(pred, t_from, min(now, t_to))
-            if bad:
-                raise AssertionError(
-                    f"{what or 'route predicate'} broken at "
-                    f"+{bad[0].t - (t_ref if t_ref is not None else t_from):.3f}s: "
-                    f"{sorted(bad[0].hops)}\n" + self.describe(t_ref)
-                )
-            if now >= t_to:
-                return
-            if self.error is not None:
-                raise LabError(f"route watch failed: {self.error!r}")
-            time.sleep(min(0.02, t_to - now))
-
-    def describe(self, t_ref: float | None = None) -> str:
-        ref = self.t0 if t_ref is None else t_ref
-        lines = [f"route {self.prefix} in {self.ns} (times relative to {ref:.3f}):"]
-        lines += [f"  {x.t - ref:+9.3f}s  {sorted(x.hops)}" for x in self.samples]
-        return "\n".join(lines)
 
 
 class ExitWatch:

@@ -1,38 +1,43 @@
-"""Watch a namespace's kernel routing table with timestamps (``ip -o monitor route``).
+"""Watch one kernel route's next hops in a namespace over time (the router's view of a VIP).
 
-Polling ``ip route show`` costs a few milliseconds per look; the monitor reports each change as
-the kernel makes it, so latencies (withdraw -> next hop gone) are measured to well under a
-millisecond. Timestamps are ``time.monotonic()`` at the moment the line was read.
+:class:`RouteWatch` is event driven: ``ip -o monitor route`` runs in the namespace, a reader
+thread stamps each line with ``time.monotonic()`` the moment it arrives, and a worker thread
+re-reads the route after each batch of relevant lines (and every `poll` seconds without one, as a
+fallback). Only what a read shows is recorded, as a :class:`RouteSample` per change, and a sample
+is never stamped before the kernel change:
 
-IPv4 multipath routes arrive whole (replace) and a deletion removes the whole route. IPv6 adds
-and deletes one next hop at a time, so for IPv6 the monitor re-reads the route after each event
-(the event's timestamp stays that of the monitor line).
+* with the time the line arrived, when the line itself states exactly the next hops the read
+  found (an IPv4 route arrives whole; the kernel sends the line after making the change) and no
+  further line for the prefix arrived during the read; this keeps the ms-level precision of the
+  monitor;
+* otherwise (IPv6 adds and deletes one next hop at a time, several changes in flight, fallback
+  poll) with the time the read completed.
+
+Each sample also carries `prev`, the start of the last read that still showed the previous state:
+the change happened in ``(prev, t]``.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import ipaddress
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
-from lab.netns import Lab
+from lab.netns import Lab, LabError
 from lab.routers import kernel_nexthops
 from lab.wait import LabTimeout, wait_for
 
 _ROUTE_TYPES = {"unicast", "blackhole", "unreachable", "prohibit", "local", "broadcast", "throw"}
+_PROBE = "203.0.113.255/32"  # documentation range, blackhole, inside the lab only
 
-
-@dataclass(frozen=True)
-class RouteEvent:
-    t: float  # time.monotonic() when the monitor line was read
-    prefix: str  # normalised, e.g. "203.0.113.100/32"
-    nexthops: frozenset[str]  # next hops of the route after this event (empty: gone)
-    deleted: bool
-    line: str
+Pred = Callable[[frozenset[str]], bool]
 
 
 def parse_monitor_line(line: str) -> tuple[bool, str, str, frozenset[str]] | None:
@@ -64,118 +69,290 @@ def parse_monitor_line(line: str) -> tuple[bool, str, str, frozenset[str]] | Non
     return deleted, rtype, prefix, frozenset(hops)
 
 
-class RouteMonitor:
-    """Timestamped next-hop changes of some prefixes in one namespace's main table.
+def exactly(hops: set[str] | frozenset[str]) -> Pred:
+    """Predicate: the route has exactly `hops` (addresses normalised)."""
+    want = frozenset(str(ipaddress.ip_address(h)) for h in hops)
+    return lambda h: h == want
+
+
+@dataclass(frozen=True)
+class RouteSample:
+    """From monotonic time `t` on, the route had next hops `hops` (empty: no route); the change
+    happened after `prev` (the last look at the previous state)."""
+
+    t: float
+    hops: frozenset[str]
+    prev: float | None = None
+
+
+def intervals(samples: list[RouteSample], hop: str, end: float) -> list[tuple[float, float]]:
+    """[(start, end)] during which `hop` was a next hop, from a list of samples (changes)."""
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for c in samples:
+        present = hop in c.hops
+        if present and since is None:
+            since = c.t
+        elif not present and since is not None:
+            out.append((since, c.t))
+            since = None
+    if since is not None:
+        out.append((since, end))
+    return out
+
+
+class RouteWatch:
+    """A timeline of one kernel route's next hops in namespace `ns` (see the module doc).
 
     ::
 
-        with RouteMonitor(lab, topo.router_ns, [VIP4]) as mon:
+        with RouteWatch(lab, topo.router_ns, VIP4) as w:      # or cluster.watch_route()
             t0 = time.monotonic(); speaker.withdraw(...)
-            t = mon.wait_nexthops(VIP4, {"192.0.2.12", "192.0.2.13"}, after=t0)
-            print("gone after", t - t0)
+            t = w.first(exactly({"192.0.2.12"}), after=t0, timeout=5.0)
+
+    Questions: :meth:`wait` (until the route satisfies a predicate; returns when it began to),
+    :meth:`reached` (the same without raising), :meth:`first` (first sample after a time that
+    satisfies it), :meth:`hold` (it stays true for a while; fails fast with the timeline),
+    :meth:`violations` (samples in a past interval that break it), :meth:`at`, :meth:`current`,
+    :attr:`samples`, :meth:`intervals` and :meth:`describe` (the timeline as text). The monitor
+    process is tracked by the Lab, so lab cleanup stops it too.
     """
 
-    def __init__(self, lab: Lab, ns: str, prefixes: Iterable[str], ready_timeout: float = 5.0):
+    def __init__(
+        self, lab: Lab, ns: str, prefix: str, poll: float = 0.05, ready_timeout: float = 5.0
+    ) -> None:
+        net = ipaddress.ip_network(prefix, strict=False)
         self.lab = lab
         self.ns = ns
-        self.prefixes = {str(ipaddress.ip_network(p, strict=False)) for p in prefixes}
-        self.events: list[RouteEvent] = []
+        self.prefix = str(net)
+        self._v4 = net.version == 4
+        self.poll = poll
+        self.ready_timeout = ready_timeout
+        self.t0 = time.monotonic()
+        self.proc: subprocess.Popen[Any] | None = None
+        self.error: BaseException | None = None
+        self._samples: list[RouteSample] = []
+        self._last_look: float | None = None  # start of the last read showing the current state
         self._cond = threading.Condition()
-        self._current: dict[str, frozenset[str]] = {
-            p: frozenset(kernel_nexthops(lab, ns, p)) for p in self.prefixes
-        }
-        self._probe = "203.0.113.255/32"  # documentation range, blackhole, inside the lab only
+        self._lines: list[tuple[float, str]] = []  # (arrival, line), for the worker
+        self._lines_cond = threading.Condition()
         self._probe_seen = False
-        self.proc: subprocess.Popen[Any] = lab.popen(
-            ns,
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> RouteWatch:
+        self.proc = self.lab.popen(
+            self.ns,
             ["ip", "-o", "monitor", "route"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self._thread = threading.Thread(target=self._read, daemon=True, name=f"routemon-{ns}")
-        self._thread.start()
-
-        # Ready once a change of our own probe route shows up (ip needs a moment to subscribe).
-        def probe() -> bool:
-            if not self._probe_seen:
-                lab.ip(ns, "route", "replace", "blackhole", self._probe)
-                lab.ip(ns, "route", "del", "blackhole", self._probe, check=False)
-            return self._probe_seen
-
+        reader = threading.Thread(target=self._read, daemon=True, name=f"routemon-r-{self.ns}")
+        reader.start()
+        self._threads.append(reader)
         try:
-            wait_for(probe, ready_timeout, 0.01, what="ip monitor ready")
-        except BaseException:
-            self.close()
-            raise
+            # Ready once a change of our own probe route shows up (ip needs a moment to subscribe).
+            def probe() -> bool:
+                if not self._probe_seen:
+                    self.lab.ip(self.ns, "route", "replace", "blackhole", _PROBE)
+                    self.lab.ip(self.ns, "route", "del", "blackhole", _PROBE, check=False)
+                return self._probe_seen
 
-    def __enter__(self) -> RouteMonitor:
+            wait_for(probe, self.ready_timeout, 0.01, what=f"ip monitor ready in {self.ns}")
+            self._look(None)
+        except BaseException:
+            self.stop()
+            raise
+        worker = threading.Thread(target=self._work, daemon=True, name=f"routemon-w-{self.ns}")
+        worker.start()
+        self._threads.append(worker)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lines_cond:
+            self._lines_cond.notify_all()
+        if self.proc is not None:
+            with contextlib.suppress(LabError):
+                self.lab.stop(self.proc, 1.0)
+        for th in self._threads:
+            th.join(2.0)
 
-    def close(self) -> None:
-        self.lab.stop(self.proc, 1.0)
-        self._thread.join(2.0)
+    close = stop
 
+    def __enter__(self) -> RouteWatch:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the threads -----------------------------------------------------------------------
     def _read(self) -> None:
-        assert self.proc.stdout is not None
+        """Stamp each monitor line as it arrives and hand the relevant ones to the worker."""
+        assert self.proc is not None and self.proc.stdout is not None
         for raw in self.proc.stdout:
             t = time.monotonic()
             line = raw.decode(errors="replace").rstrip("\n")
             parsed = parse_monitor_line(line)
-            if parsed is None:
-                continue
-            deleted, _rtype, prefix, hops = parsed
-            if prefix == self._probe:
+            if parsed is not None and parsed[2] == _PROBE:
                 self._probe_seen = True
-                continue
-            if prefix not in self.prefixes:
-                continue
-            if ":" in prefix:
-                try:
-                    hops = frozenset(kernel_nexthops(self.lab, self.ns, prefix))
-                except Exception:
-                    hops = frozenset() if deleted else hops
-            elif deleted:
-                hops = frozenset()
+            elif parsed is None or parsed[2] == self.prefix:  # unparsed lines: re-read anyway
+                with self._lines_cond:
+                    self._lines.append((t, line))
+                    self._lines_cond.notify_all()
+
+    def _claim(self, line: str) -> frozenset[str] | None:
+        """The next hops a line states the route has now (None: it does not say)."""
+        parsed = parse_monitor_line(line)
+        if not self._v4 or parsed is None or parsed[2] != self.prefix:
+            return None
+        deleted, rtype, _prefix, hops = parsed
+        return frozenset() if deleted or rtype != "unicast" else hops
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._lines_cond:
+                    if not self._lines:
+                        self._lines_cond.wait(self.poll)
+                    batch, self._lines = self._lines, []
+                if self._stop.is_set():
+                    return
+                self._look(batch[-1] if batch else None)
+        except Exception as exc:  # namespace gone at lab close, or a query failure
+            if not self._stop.is_set():
+                self.error = exc
             with self._cond:
-                self._current[prefix] = hops
-                self.events.append(RouteEvent(t, prefix, hops, deleted, line))
                 self._cond.notify_all()
 
-    def current(self, prefix: str) -> frozenset[str]:
-        key = str(ipaddress.ip_network(prefix, strict=False))
+    def _look(self, last: tuple[float, str] | None) -> None:
+        """Re-read the route after the line `last` (None: a poll) and record a change."""
+        start = time.monotonic()
+        hops = frozenset(kernel_nexthops(self.lab, self.ns, self.prefix))
+        t = time.monotonic()
+        if last is not None and self._claim(last[1]) == hops:
+            with self._lines_cond:
+                later = bool(self._lines)
+            if not later:
+                t = last[0]
         with self._cond:
-            return self._current.get(key, frozenset())
+            if not self._samples or self._samples[-1].hops != hops:
+                prev = self._last_look
+                self._samples.append(RouteSample(t, hops, None if prev is None else min(prev, t)))
+            self._last_look = start
+            self._cond.notify_all()
 
-    def wait_nexthops(
-        self,
-        prefix: str,
-        expected: Iterable[str],
-        after: float | None = None,
-        timeout: float = 10.0,
-    ) -> float:
-        """Monotonic time of the first change at/after `after` leaving exactly `expected`.
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def samples(self) -> list[RouteSample]:
+        """Every change seen, the first being the state at start."""
+        with self._cond:
+            return list(self._samples)
 
-        With `after` None, returns at once (time now) if the route already matches.
-        """
-        key = str(ipaddress.ip_network(prefix, strict=False))
-        exp = frozenset(str(ipaddress.ip_address(a)) for a in expected)
+    def current(self) -> frozenset[str]:
+        with self._cond:
+            return self._samples[-1].hops if self._samples else frozenset()
+
+    def at(self, t: float) -> frozenset[str] | None:
+        """The next hops in effect at time `t` (None before the first sample)."""
+        s = self.samples
+        i = bisect.bisect_right([x.t for x in s], t)
+        return s[i - 1].hops if i else None
+
+    def intervals(self, hop: str, end: float) -> list[tuple[float, float]]:
+        """[(start, end)] during which `hop` was a next hop."""
+        return intervals(self.samples, hop, end)
+
+    def violations(self, pred: Pred, t_from: float, t_to: float) -> list[RouteSample]:
+        """Samples in effect at some moment of [t_from, t_to] whose next hops break `pred`."""
+        s = self.samples
+        i = bisect.bisect_right([x.t for x in s], t_from)
+        in_window = s[max(i - 1, 0) :]
+        return [x for x in in_window if x.t <= t_to and not pred(x.hops)]
+
+    def _until(self, found: Callable[[], RouteSample | None], timeout: float) -> RouteSample | None:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                if after is None and self._current.get(key, frozenset()) == exp:
-                    return time.monotonic()
-                for ev in self.events:
-                    if ev.prefix == key and ev.nexthops == exp and (after is None or ev.t >= after):
-                        return ev.t
+                if self.error is not None:
+                    raise LabError(f"route watch failed: {self.error!r}")
+                hit = found()
+                if hit is not None:
+                    return hit
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    seen = [(round(e.t, 4), sorted(e.nexthops)) for e in self.events[-10:]]
-                    raise LabTimeout(
-                        f"kernel route {key} in {self.ns} never had next hops {sorted(exp)} "
-                        f"within {timeout}s; now {sorted(self._current.get(key, frozenset()))}; "
-                        f"last events {seen}"
-                    )
-                self._cond.wait(min(left, 0.5))
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+    def reached(self, pred: Pred, timeout: float) -> RouteSample | None:
+        """Wait until the route satisfies `pred`; the sample that began the current run of
+        samples satisfying it (may be earlier than the call), or None on timeout."""
+
+        def found() -> RouteSample | None:
+            s = self._samples
+            if not s or not pred(s[-1].hops):
+                return None
+            i = len(s) - 1
+            while i > 0 and pred(s[i - 1].hops):
+                i -= 1
+            return s[i]
+
+        return self._until(found, timeout)
+
+    def _timeout(self, timeout: float, what: str, t_ref: float | None) -> LabTimeout:
+        return LabTimeout(
+            f"timed out after {timeout:.2f}s waiting for {what or 'route predicate'}\n"
+            + self.describe(t_ref)
+        )
+
+    def wait(self, pred: Pred, timeout: float, what: str = "", t_ref: float | None = None) -> float:
+        """Like :meth:`reached`, returning the time; LabTimeout (with the timeline) on timeout."""
+        hit = self.reached(pred, timeout)
+        if hit is None:
+            raise self._timeout(timeout, what, t_ref)
+        return hit.t
+
+    def first(
+        self, pred: Pred, after: float, timeout: float, what: str = "", t_ref: float | None = None
+    ) -> float:
+        """Wait for the first sample stamped at or after `after` that satisfies `pred`; return
+        its time (e.g. the route coming back after a router restart)."""
+        hit = self._until(
+            lambda: next((x for x in self._samples if x.t >= after and pred(x.hops)), None),
+            timeout,
+        )
+        if hit is None:
+            raise self._timeout(timeout, what, t_ref)
+        return hit.t
+
+    def hold(self, pred: Pred, duration: float, what: str = "", t_ref: float | None = None) -> None:
+        """Watch for `duration` seconds from now: `pred` must hold all the time (fails fast)."""
+        t_from = time.monotonic()
+        t_to = t_from + duration
+        while True:
+            now = time.monotonic()
+            bad = self.violations(pred, t_from, min(now, t_to))
+            if bad:
+                raise AssertionError(
+                    f"{what or 'route predicate'} broken at "
+                    f"+{bad[0].t - (t_ref if t_ref is not None else t_from):.3f}s: "
+                    f"{sorted(bad[0].hops)}\n" + self.describe(t_ref)
+                )
+            if now >= t_to:
+                return
+            if self.error is not None:
+                raise LabError(f"route watch failed: {self.error!r}")
+            time.sleep(min(0.02, t_to - now))
+
+    def describe(self, t_ref: float | None = None) -> str:
+        """The timeline as text (for failure messages), times relative to `t_ref`."""
+        ref = self.t0 if t_ref is None else t_ref
+        lines = [f"route {self.prefix} in {self.ns} (times relative to {ref:.3f}):"]
+        lines += [f"  {x.t - ref:+9.3f}s  {sorted(x.hops)}" for x in self.samples]
+        return "\n".join(lines)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from lab.cluster import Cluster, RouteWatch
+from lab.cluster import Cluster
 from lab.netns import Lab
+from lab.routemon import RouteWatch
 
 # Timing of the e2e clusters (the benchmark's settings: period 1 s, timeout 1 s, threshold 3,
 # hold 9 s). Tests derive every bound from these.

@@ -3,7 +3,7 @@
 Every test builds its own lab (``make_cluster``: namespaces, BIRD with ``merge paths on``, a fake
 kube-apiserver per node with kubeadm-shaped PKI), starts ``python -m vipgate manager`` in the node
 namespaces with kube-vip's environment, and asserts on the router's *kernel* route for the VIP
-(one next hop per announcing node), recorded event by event by a :class:`lab.cluster.RouteWatch`.
+(one next hop per announcing node), recorded event by event by a :class:`lab.routemon.RouteWatch`.
 
 Bounds come from the configured timing (conftest: period 1 s, timeout 1 s, threshold 3, hold 9 s)
 plus ``TOL`` for this shared, noisy machine. A fault begins at the monotonic time the fake
@@ -21,8 +21,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from lab.cluster import Cluster, RouteWatch, vip_on_lo
+from lab.cluster import Cluster, vip_on_lo
 from lab.netns import Lab
+from lab.routemon import RouteWatch
 from lab.routers import BirdRouter
 from lab.wait import wait_for
 from tests.e2e.conftest import HOLD, PERIOD, THRESHOLD, TIMEOUT, MakeCluster

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.netns import MARKER_DIR, Lab, _proc_start_time, list_netns, make_tag, sweep_stale
-from lab.routemon import RouteMonitor
+from lab.routemon import RouteWatch, exactly
 from lab.routers import BirdRouter, Neighbor
 from lab.topology import (
     CLIENT_IP4,
@@ -195,8 +195,8 @@ def test_route_monitor_timestamps_nexthop_changes() -> None:
     with Lab() as lab:
         topo = build_topology(lab, 2, router_kind=None)
         r = topo.router_ns
-        with RouteMonitor(lab, r, [VIP4, VIP6]) as mon:
-            assert mon.current(VIP4) == frozenset()
+        with RouteWatch(lab, r, VIP4) as w4, RouteWatch(lab, r, VIP6) as w6:
+            assert w4.current() == frozenset()
             t0 = time.monotonic()
             lab.ip(
                 r,
@@ -210,17 +210,18 @@ def test_route_monitor_timestamps_nexthop_changes() -> None:
                 "via",
                 "192.0.2.12",
             )
-            t_add = mon.wait_nexthops(VIP4, {"192.0.2.11", "192.0.2.12"}, after=t0)
+            t_add = w4.first(exactly({"192.0.2.11", "192.0.2.12"}), t0, 10.0)
             lab.ip(r, "route", "replace", VIP4, "via", "192.0.2.12")
-            t_one = mon.wait_nexthops(VIP4, {"192.0.2.12"}, after=t_add)
+            t_one = w4.first(exactly({"192.0.2.12"}), t_add, 10.0)
             lab.ip(r, "route", "del", VIP4)
-            t_gone = mon.wait_nexthops(VIP4, set(), after=t_one)
+            t_gone = w4.first(exactly(set()), t_one, 10.0)
             assert t0 <= t_add <= t_one <= t_gone <= time.monotonic()
             v6 = ["2001:db8:0:1::11", "2001:db8:0:1::12"]
             lab.ip(r, "-6", "route", "add", VIP6, "nexthop", "via", v6[0], "nexthop", "via", v6[1])
-            mon.wait_nexthops(VIP6, set(v6), after=t_gone)
+            w6.first(exactly(set(v6)), t_gone, 10.0)
             lab.ip(r, "-6", "route", "del", VIP6, "via", v6[0])
-            mon.wait_nexthops(VIP6, {v6[1]}, after=t_gone)
+            w6.first(exactly({v6[1]}), t_gone, 10.0)
             with pytest.raises(LabTimeout):
-                mon.wait_nexthops(VIP4, {"192.0.2.13"}, timeout=0.2)
-        assert mon.proc.poll() is not None
+                w4.wait(exactly({"192.0.2.13"}), 0.2)
+        assert w4.proc is not None and w4.proc.poll() is not None
+        assert w6.proc is not None and w6.proc.poll() is not None

@@ -287,3 +287,69 @@ def test_parse_ip_monitor_lines() -> None:
     assert parse_monitor_line("local 192.0.2.1 dev br0 table local proto kernel") is None
     assert parse_monitor_line("default via 192.0.2.1 dev eth0") is None
     assert parse_monitor_line("") is None
+
+
+def _watch(monkeypatch: pytest.MonkeyPatch, reads: list[set[str]]) -> Any:
+    """A RouteWatch that is never started; its reads return `reads` in turn."""
+    from lab import routemon
+
+    it = iter(reads)
+    monkeypatch.setattr(routemon, "kernel_nexthops", lambda lab, ns, p: next(it))
+    return routemon.RouteWatch(cast(Lab, None), "vg-none", "203.0.113.100/32")
+
+
+def test_route_watch_stamps_never_before_the_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    a, b = "192.0.2.11", "192.0.2.12"
+    w = _watch(monkeypatch, [{a, b}, {b}, {b}, set(), {a}])
+    w._look(None)  # initial read: stamped after it
+    first = w.samples[0]
+    assert first.hops == {a, b} and first.prev is None and first.t <= time.monotonic()
+    # the line states exactly what the read finds: stamped with the line's arrival
+    t_line = time.monotonic()
+    w._look((t_line, "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32"))
+    assert w.samples[-1].t == t_line and w.samples[-1].prev is not None
+    assert w.samples[-1].prev <= t_line
+    # same state again: no new sample
+    w._look((time.monotonic(), "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32"))
+    assert len(w.samples) == 2
+    # a further line arrived during the read: the read may show a later change -> read time
+    t_del = time.monotonic()
+    w._lines.append((time.monotonic(), "Deleted 203.0.113.100 via 192.0.2.12 dev br0"))
+    w._look((t_del, "Deleted 203.0.113.100 via 192.0.2.12 dev br0"))
+    assert w.samples[-1].hops == frozenset() and w.samples[-1].t > t_del
+    # the line does not state what the read found (e.g. an IPv6 per-hop line) -> read time
+    t_add = time.monotonic()
+    w._lines.clear()
+    w._look((t_add, "203.0.113.100 via 192.0.2.12 dev br0"))
+    assert w.samples[-1].hops == {a} and w.samples[-1].t > t_add
+
+
+def test_route_watch_queries_on_a_timeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.routemon import RouteSample, exactly, intervals
+
+    a, b = "192.0.2.11", "192.0.2.12"
+    w = _watch(monkeypatch, [])
+    w._samples = [
+        RouteSample(1.0, frozenset({a, b})),
+        RouteSample(5.0, frozenset({b}), prev=4.9),
+        RouteSample(6.0, frozenset({b, "192.0.2.13"}), prev=5.9),
+        RouteSample(7.0, frozenset({a, b}), prev=6.9),
+    ]
+    assert w.current() == {a, b}
+    assert w.at(0.5) is None and w.at(5.5) == {b} and w.at(7.0) == {a, b}
+    lacks_a = lambda h: a not in h  # noqa: E731
+    assert w.reached(lacks_a, 0.0) is None
+    hit = w.reached(lambda h: b in h, 0.0)
+    assert hit is not None and hit.t == 1.0  # the run began at 1.0
+    assert w.wait(exactly({a, b}), 0.0) == 7.0
+    assert w.first(lacks_a, 2.0, 0.0) == 5.0
+    assert w.first(exactly({a, b}), 2.0, 0.0) == 7.0
+    with pytest.raises(LabTimeout, match="node1 gone"):
+        w.first(lacks_a, 7.5, 0.01, "node1 gone")
+    assert [x.t for x in w.violations(lambda h: a in h, 4.0, 6.5)] == [5.0, 6.0]
+    assert [x.t for x in w.violations(lambda h: a in h, 2.0, 4.0)] == []
+    assert w.intervals(a, 10.0) == intervals(w.samples, a, 10.0) == [(1.0, 5.0), (7.0, 10.0)]
+    text = w.describe(1.0)
+    assert "+4.000s  ['192.0.2.12']" in text and text.count("\n") == 4
