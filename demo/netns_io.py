@@ -3,8 +3,7 @@
 ``setns(2)`` with ``CLONE_NEWNET`` moves only the calling *thread* into another network
 namespace, and a socket stays in the namespace it was created in. So a short-lived thread can
 enter a node's namespace, create a socket and hand it back; the rest of the demo uses it from the
-main thread. The route watcher runs its whole polling loop in a thread that entered the router's
-namespace. Nothing here touches the host namespace's network.
+main thread. Nothing here touches the host namespace's network.
 """
 
 from __future__ import annotations

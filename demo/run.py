@@ -46,11 +46,10 @@ from demo.report import (
     request_expectations,
     summary_json,
 )
-from demo.routewatch import Change, RouteWatcher
 from lab.client import LoadClient, Request
 from lab.cluster import HEALTH_URL, Cluster
 from lab.netns import Lab, LabError, list_netns
-from lab.routemon import RouteMonitor
+from lab.routemon import RouteSample, RouteWatch
 from lab.topology import VIP4, VIP4_ADDR
 
 EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM"}
@@ -155,7 +154,7 @@ class Demo:
         self.phases: list[Phase] = []
         self.expectations: list[Expectation] = []
         self.requests: list[Request] = []
-        self.changes: list[Change] = []
+        self.changes: list[RouteSample] = []
         self.nodes: dict[str, str] = {}  # name -> IPv4 (the router's next hop)
         self.by_ip: dict[str, str] = {}
         self.tag = ""
@@ -166,8 +165,7 @@ class Demo:
         self._request_checks: list[tuple[Phase, Expectation]] = []
         self._lab: Lab | None = None
         self._cluster: Cluster | None = None
-        self._watcher: RouteWatcher | None = None
-        self._monitor: RouteMonitor | None = None
+        self._watcher: RouteWatch | None = None
         self._client: LoadClient | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -178,19 +176,6 @@ class Demo:
         if not hops:
             return "no route"
         return ", ".join(f"{h} ({self.by_ip.get(h, '?')})" for h in sorted(hops))
-
-    def route_moment(self, ch: Change, after: float | None) -> float:
-        """When the route became `ch.hops`: the earlier of the poller's and ip monitor's view.
-
-        Both note the time at which they read the change, so the earlier is the closer bound.
-        """
-        t = ch.t
-        if self._monitor is not None:
-            for ev in list(self._monitor.events):
-                if (after is None or ev.t >= after) and ev.nexthops == ch.hops:
-                    t = min(t, ev.t)
-                    break
-        return t
 
     def expect(self, what: str, ok: bool, detail: str = "") -> bool:
         return self.show_expectation(Expectation(what, ok, detail))
@@ -244,7 +229,7 @@ class Demo:
         until: Callable[[frozenset[str]], bool] | None = None,
         on_tick: Callable[[], None] | None = None,
         tick: float = 0.2,
-    ) -> Change | None:
+    ) -> RouteSample | None:
         """Print traffic once a second for `seconds` (or until `until(next hops)` holds).
 
         With `until`, returns the route change that made it hold (None on timeout).
@@ -259,7 +244,7 @@ class Demo:
                 return None
             step = min(tick, deadline - now, max(next_line - now, 0.001))
             if until is not None:
-                change = self._watcher.wait_until(until, step)
+                change = self._watcher.reached(until, step)
                 if change is not None:
                     return change
             else:
@@ -359,12 +344,8 @@ class Demo:
             + "; router 192.0.2.1 (AS 65001); client"
             " 198.51.100.10"
         )
-        watcher = RouteWatcher(lab, cluster.topo.router_ns, VIP4)
-        self._watcher = watcher.start()
-        try:  # event times from `ip monitor route` sharpen the poller's (see route_moment)
-            self._monitor = RouteMonitor(lab, cluster.topo.router_ns, [VIP4])
-        except Exception as exc:
-            n.say(f"(ip monitor not available, timing from polling only: {exc})", "dim")
+        watcher = cluster.watch_route(VIP4)
+        self._watcher = watcher
         n.say(
             "starting `vipgate manager` on node1, node2, node3 (kube-vip environment, "
             "AS 65000, peer 192.0.2.1:65001)"
@@ -372,7 +353,7 @@ class Demo:
         t = time.monotonic()
         cluster.start_all()
         everyone = frozenset(self.nodes.values())
-        ch = watcher.wait_until(lambda h: h == everyone, s.start_timeout)
+        ch = watcher.reached(lambda h: h == everyone, s.start_timeout)
         if ch is None:
             raise DemoFailure(
                 f"the router did not get 3 next hops within {s.start_timeout:g} s "
@@ -480,11 +461,11 @@ class Demo:
                 f"apiserver was stopped ({self.hops_text(w.current())}); node1's vipgate log:\n"
                 + c.log("node1")[-2000:]
             )
-        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
+        p.route_t, p.route_prev = ch.t, ch.prev
         read_metrics()
         self.n.say(
             f"router dropped node1's next hop: detection {fmt_seconds(p.measured)} after the kill"
-            " (kernel route watched with `ip monitor` and a 2 ms poll)",
+            " (kernel route watched with `ip monitor`)",
             "green bold",
             t=p.route_t,
         )
@@ -537,7 +518,7 @@ class Demo:
                 f"node1's next hop did not come back within {s.recover_timeout:g} s of the "
                 f"apiserver restart; node1's vipgate log:\n" + c.log("node1")[-2000:]
             )
-        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
+        p.route_t, p.route_prev = ch.t, ch.prev
         self.n.say(
             f"router has node1's next hop again: recovery {fmt_seconds(p.measured)} after "
             "the restart",
@@ -567,7 +548,7 @@ class Demo:
         pid = vp.proc.pid if vp.proc is not None else None
         p.event_t = c.signal("node2", signal.SIGTERM)
         self.n.say(f"sent SIGTERM to node2's vipgate (pid {pid})", "yellow", t=p.event_t)
-        ch = w.wait_until(lambda h: node2 not in h, s.sigterm_timeout)
+        ch = w.reached(lambda h: node2 not in h, s.sigterm_timeout)
         try:
             p.exit_code = c.wait_exit("node2", s.sigterm_timeout)
         except AssertionError:
@@ -579,7 +560,7 @@ class Demo:
                 f"node2's next hop was still there {s.sigterm_timeout:g} s after SIGTERM; "
                 "node2's vipgate log:\n" + c.log("node2")[-2000:]
             )
-        p.route_t, p.route_prev = self.route_moment(ch, p.event_t), ch.prev
+        p.route_t, p.route_prev = ch.t, ch.prev
         self.n.say(
             f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM",
             "green bold",
@@ -620,10 +601,7 @@ class Demo:
             self.phases[-1].end = self.end
         if self._watcher is not None:
             self._watcher.stop()
-            self.changes = list(self._watcher.changes)
-        if self._monitor is not None:
-            with contextlib.suppress(Exception):
-                self._monitor.close()
+            self.changes = self._watcher.samples
 
     def verify_teardown(self, procs: Sequence[object], tracked: Sequence[int]) -> None:
         left_ns = [x for x in list_netns() if self.tag and x.startswith(f"{self.tag}-")]

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
 from demo.report import Phase, RequestLike, fmt_seconds
-from demo.routewatch import Change, intervals
+from lab.routemon import RouteSample, intervals
 
 NODE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 FAILED_COLOR = "#d62728"
@@ -33,7 +33,7 @@ def plot_timeline(
     end: float,
     nodes: Mapping[str, str],  # node name -> next-hop address
     requests: Sequence[RequestLike],
-    changes: Sequence[Change],
+    changes: Sequence[RouteSample],
     phases: Sequence[Phase],
     bin_s: float | None = None,
     title: str = "",

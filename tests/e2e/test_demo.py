@@ -31,9 +31,9 @@ from demo.report import (
     phase_stats,
     request_expectations,
 )
-from demo.routewatch import Change, intervals
 from demo.run import log_message
 from lab.netns import MARKER_DIR, list_netns
+from lab.routemon import RouteSample, intervals
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -296,9 +296,9 @@ def test_summary_table_shape() -> None:
 def test_route_intervals_from_changes() -> None:
     a, b = "192.0.2.11", "192.0.2.12"
     changes = [
-        Change(1.0, 0.99, frozenset({a, b})),
-        Change(5.0, 4.99, frozenset({b})),
-        Change(7.0, 6.99, frozenset({a, b})),
+        RouteSample(1.0, frozenset({a, b}), prev=0.99),
+        RouteSample(5.0, frozenset({b}), prev=4.99),
+        RouteSample(7.0, frozenset({a, b}), prev=6.99),
     ]
     assert intervals(changes, a, 10.0) == [(1.0, 5.0), (7.0, 10.0)]
     assert intervals(changes, b, 10.0) == [(1.0, 10.0)]
