@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from lab.netns import Lab, LabError
@@ -184,12 +183,7 @@ class RouteWatch:
     def __enter__(self) -> RouteWatch:
         return self if self.proc is not None else self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- the threads -----------------------------------------------------------------------
