@@ -179,8 +179,19 @@ def comm(pid: int) -> str:
 TRANSIENT = {"curl", "sh", "dash", "bash"}  # ExaBGP's per-check command (counted via cutime)
 
 
+def age(pid: int) -> float:
+    """Seconds since `pid` started (0 if it is gone)."""
+    f = _stat_fields(pid)
+    if f is None:
+        return 0.0
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - int(f[19]) / CLK_TCK  # starttime: field 22 of stat, 19 after the comm
+
+
 def long_lived_tree(pid: int) -> list[int]:
-    return [pid] + [p for p in descendants(pid) if comm(p) not in TRANSIENT]
+    """`pid` and its descendants, without the per-check ones (curl, its shell, a fork not yet
+    exec'd): those are named like a shell or curl, or younger than 2 s."""
+    return [pid] + [p for p in descendants(pid) if comm(p) not in TRANSIENT and age(p) >= 2.0]
 
 
 # ---------------------------------------------------------------------------------------------
