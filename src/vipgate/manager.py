@@ -5,10 +5,9 @@ Order of start (DESIGN.md sections 1 and 3):
 1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved.
 2. The BGP sessions start at once, so the first healthy check announces without waiting for a
    session to come up (a session that comes up later gets the Adj-RIB-Out).
-3. The probe loop runs checks on a fixed cadence measured from start: tick k is at
-   ``start + k * period``; a check never overlaps the next (after a check that ran into its
-   timeout, the next one starts at the next tick not yet passed). Each result goes through the
-   gate, and a decision reaches the speaker in the same event-loop turn.
+3. The probe loop runs checks on the cadence the gate keeps (rule 6 in ``health/gate.py``: tick
+   k at ``start + k * period``, no drift, no overlap). Each result goes through the gate, and a
+   decision reaches the speaker in the same event-loop turn.
 
 Order of stop (SIGTERM/SIGINT): stop probing, withdraw from every Established peer and make sure
 the UPDATE left the socket, Cease / Administrative Shutdown with a message, remove the VIP if we
