@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -345,15 +345,6 @@ class Lab:
         self.ip(name, "link", "set", "lo", "up")
         return name
 
-    def del_netns(self, ns: str) -> None:
-        """Delete one of this lab's namespaces (after killing the processes inside it)."""
-        if ns not in self.namespaces:
-            raise LabError(f"{ns} is not a namespace of {self.tag}")
-        self._kill_in(ns)
-        _run(["ip", "netns", "del", ns], check=False)
-        self.namespaces.remove(ns)
-
-    # -- commands --------------------------------------------------------------------------
     def ip(self, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``ip -n NS ARGS...``."""
         return _run(["ip", "-n", ns, *args], check=check)
@@ -573,13 +564,3 @@ class Lab:
         with _live_lock:
             if self in _live_labs:
                 _live_labs.remove(self)
-
-
-@contextlib.contextmanager
-def lab_context(**kwargs: Any) -> Iterator[Lab]:
-    """``with lab_context() as lab:`` -- same as ``with Lab() as lab``."""
-    lab = Lab(**kwargs)
-    try:
-        yield lab
-    finally:
-        lab.close()

@@ -453,13 +453,6 @@ class BirdRouter(Router):
             return False
         return "ready" in self.birdc("show", "status")
 
-    def reconfigure(self) -> None:
-        """Rewrite the config from the current neighbor list and tell BIRD to reload it."""
-        self.write_config()
-        out = self.birdc("configure")
-        if "Reconfigur" not in out and "reconfigur" not in out:
-            raise LabError(f"birdc configure: {out.strip()}")
-
     def protocol_states(self) -> dict[str, str]:
         """BIRD protocol name (peer1.. in neighbor order) -> RFC 4271 state name."""
         out = self.birdc("show", "protocols")

@@ -54,8 +54,6 @@ class Node:
     ip6: str  # 2001:db8:0:1::11
     ifname: str = "eth0"
     multihop: bool = False  # behind the intermediate router (2 hops from the router)
-    gateway4: str = ROUTER_IP4  # what the node's speaker should peer with for IPv4
-    gateway6: str = ROUTER_IP6
 
 
 def node_ip4(i: int) -> str:

@@ -20,7 +20,7 @@ def test_sigterm_with_silent_peer_exits_within_3s() -> None:
         # The router's port to node1 goes down: nothing we send is acknowledged any more, so the
         # withdraw and the Cease stay in our send queue (a frozen router would not do: its
         # kernel still acknowledges).
-        lab.ip(c.topo.router_ns, "link", "set", "n1", "down")
+        lab.link_down(c.topo.router_ns, "n1")
         t0 = c.signal("node1")
         rc = c.wait_exit("node1", timeout=10)
         elapsed = time.monotonic() - t0

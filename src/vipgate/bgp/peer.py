@@ -194,7 +194,6 @@ class Peer:
         self._lost = asyncio.Event()
         self._lost.set()
         self._warned_family: set[int] = set()
-        self.established_at: float | None = None
         self.routes_received = 0
 
     # ------------------------------------------------------------------------ public API
@@ -350,7 +349,6 @@ class Peer:
         elif isinstance(a, fsm.SessionUp):
             self._session_up(a.info)
         elif isinstance(a, fsm.SessionDown):
-            self.established_at = None
             if a.received is not None:
                 log.warning(
                     "BGP peer %s: NOTIFICATION received: %s", self.name, a.received.describe()
@@ -401,7 +399,6 @@ class Peer:
             self._observer.session_state(self.name, a.new.value)
 
     def _session_up(self, info: fsm.SessionInfo) -> None:
-        self.established_at = time.monotonic()
         self._md5_hint_logged = False
         log.info(
             "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s)",

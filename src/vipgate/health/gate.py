@@ -258,7 +258,6 @@ class Gate:
         self.state = GateState.STARTING
         self.consecutive_failures = 0
         self.checks = 0
-        self.last_result: ProbeResult | None = None
         self._started_at: float | None = None
         self._tick = 0  # index of the tick the next check is due at
         self._advised: frozenset[AdviceKind] = _NOTHING_ADVISED
@@ -310,7 +309,6 @@ class Gate:
         if not self.enabled:
             raise GateError("the gate is disabled: it takes no probe results")
         self.checks += 1
-        self.last_result = result
         failures_before = self.consecutive_failures
         advice: Advice | None = None
         if result.ok:
