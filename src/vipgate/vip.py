@@ -2,7 +2,9 @@
 
 * :func:`ensure_vip` puts the VIP on ``vip_interface`` (host scope on ``lo``, so the node accepts
   traffic for it without answering ARP/ND for it anywhere); an address already present is left
-  alone and is not removed at exit. :func:`remove_vip` removes only what vipgate added.
+  alone and is not removed at exit. :func:`remove_vip` removes only what vipgate added. An IPv4
+  VIP vipgate adds carries the address label ``<ifname>:vipgate``, so a run after one that died
+  without cleaning up (SIGKILL) recognises the address as its own and removes it at exit.
 * :func:`default_interface` is kube-vip's default for ``vip_interface``.
 * :func:`resolve_router_id`: the explicit id, else the first IPv4 address of
   ``bgp_routerinterface``, else the first global IPv4 address of the host -- never 0.0.0.0.
@@ -117,27 +119,51 @@ def default_interface() -> str:
 
 def _addresses(ipr: IPRoute, family: int, index: int | None = None) -> list[tuple[str, int, int]]:
     """(address, prefixlen, ifindex) of the host's addresses of one family."""
+    return [(a, plen, i) for a, plen, i, _ in _labelled(ipr, family, index)]
+
+
+def _labelled(
+    ipr: IPRoute, family: int, index: int | None = None
+) -> list[tuple[str, int, int, str]]:
+    """(address, prefixlen, ifindex, label) of the host's addresses of one family."""
     kw = {"family": family}
     if index is not None:
         kw["index"] = index
     return [
-        (str(a.get("address")), int(a["prefixlen"]), int(a["index"])) for a in ipr.get_addr(**kw)
+        (str(a.get("address")), int(a["prefixlen"]), int(a["index"]), str(a.get("label") or ""))
+        for a in ipr.get_addr(**kw)
     ]
+
+
+def vip_label(interface: str) -> str:
+    """The IPv4 address label that marks a VIP vipgate added (IFA_LABEL: ``<ifname>:...``)."""
+    return f"{interface}:vipgate"[:15]
 
 
 def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     with _iproute() as ipr:
         index = _index(ipr, interface)
-        for a, plen, _ in _addresses(ipr, family, index):
-            if ipaddress.ip_address(a) == address:
+        for a, plen, _, label in _labelled(ipr, family, index):
+            if ipaddress.ip_address(a) != address:
+                continue
+            if label == vip_label(interface):
+                # Left by an earlier vipgate that could not clean up (SIGKILL, OOM): ours.
                 log.info(
-                    "VIP %s/%d already on %s: left alone (and kept at exit)",
+                    "VIP %s/%d on %s was added by an earlier vipgate run: adopted "
+                    "(removed at exit)",
                     address,
                     plen,
                     interface,
                 )
-                return VipHandle(address, plen, interface, index, added=False)
+                return VipHandle(address, plen, interface, index, added=True)
+            log.info(
+                "VIP %s/%d already on %s: left alone (and kept at exit)",
+                address,
+                plen,
+                interface,
+            )
+            return VipHandle(address, plen, interface, index, added=False)
         scope = RT_SCOPE_HOST if interface == "lo" else RT_SCOPE_UNIVERSE
         kwargs: dict[str, object] = {
             "index": index,
@@ -145,7 +171,9 @@ def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
             "prefixlen": prefixlen,
             "scope": scope,
         }
-        if address.version == 6:
+        if address.version == 4:
+            kwargs["label"] = vip_label(interface)  # how a later run knows it is ours
+        else:
             kwargs["flags"] = 0x02  # IFA_F_NODAD: usable at once
         ipr.addr("add", **kwargs)
     log.info("VIP %s/%d added to %s", address, prefixlen, interface)

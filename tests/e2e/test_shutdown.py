@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -29,3 +30,27 @@ def test_sigterm_with_silent_peer_exits_within_3s() -> None:
         assert not vip_on_lo(lab, c.topo.node("node1"))
         # The scenario really was a silent peer: the withdrawal was never acknowledged.
         assert "not acknowledged" in c.log("node1"), c.log("node1")
+
+
+def test_vip_left_by_a_killed_run_is_adopted_and_removed() -> None:
+    with Lab() as lab:
+        c = Cluster.create(lab, n_nodes=1, period=0.5, timeout=0.5)
+        node = c.topo.node("node1")
+        c.start_all()
+        c.wait_nexthops({c.ip("node1")}, timeout=20)
+        c.signal("node1", signal.SIGKILL)
+        c.wait_exit("node1")
+        assert vip_on_lo(lab, node)  # nobody could clean up
+        labels = {
+            a.get("label")
+            for link in lab.ip_json(node.ns, "-4", "addr", "show", "dev", "lo")
+            for a in link.get("addr_info", [])
+            if a.get("local") == "203.0.113.100"
+        }
+        assert labels == {"lo:vipgate"}
+        c.start("node1")
+        c.wait_nexthops({c.ip("node1")}, timeout=20)
+        assert "adopted" in c.log("node1")
+        c.signal("node1")
+        assert c.wait_exit("node1") == 0
+        assert not vip_on_lo(lab, node), c.log("node1")
