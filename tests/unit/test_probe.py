@@ -188,11 +188,51 @@ def test_non_200_status_is_a_failure(
             r = await probe.check()
             assert not r.ok and r.status == status and r.error is ErrorKind.HTTP_STATUS
             assert needle in r.text
-            # a failed request drops the connection: the next check starts fresh
-            assert not probe.connected
+            # a complete answer HTTP lets be reused keeps the connection (no new handshake)
+            assert probe.connected
             srv.mode = "ok"
             r2 = await probe.check()
-            assert r2.ok and r2.new_connection and srv.connections == 2
+            assert r2.ok and not r2.new_connection and srv.connections == 1
+            await probe.close()
+
+    run(main)
+
+
+def test_500_answers_keep_one_connection(pki: ApiserverPki) -> None:
+    """500 complete 500 answers on a keep-alive connection: one TLS handshake, not 500."""
+
+    async def main() -> None:
+        async with FakeApiserver(pki.server_context()) as srv:
+            srv.mode, srv.status, srv.body = "status", 500, b"[-]etcd failed\nlivez check failed"
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            results = [await probe.check() for _ in range(500)]
+            assert all(r.status == 500 and r.error is ErrorKind.HTTP_STATUS for r in results)
+            assert [r.new_connection for r in results] == [True] + [False] * 499
+            assert probe.tls_handshakes == 1 and probe.tcp_connects == 1
+            assert srv.connections == 1 and srv.requests == 500
+            await probe.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ([("Connection", "close")], b"down"),  # the server says it closes
+        ([], b"x" * (BODY_LIMIT + 1)),  # body over the limit: not read to its end
+    ],
+    ids=["connection-close", "oversized-body"],
+)
+def test_500_that_http_does_not_let_be_reused_reconnects(
+    pki: ApiserverPki, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    async def main() -> None:
+        async with FakeApiserver(pki.server_context()) as srv:
+            srv.mode, srv.status, srv.body, srv.headers = "status", 500, body, headers
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            rs = [await probe.check() for _ in range(3)]
+            assert all(r.status == 500 and r.new_connection for r in rs)
+            assert probe.tls_handshakes == 3 and srv.connections == 3
             await probe.close()
 
     run(main)

@@ -21,7 +21,10 @@ Theory of operation
   the response headers. The body is then read up to ``body_limit`` bytes (64 KiB) and discarded;
   the result is decided by the headers already, the body only decides whether the connection can
   be reused.
-* Anything but a clean 200 exchange drops the connection, so the next check starts fresh. A
+* A complete answer that HTTP/1.1 lets be reused (any status: framed body read to its end within
+  ``body_limit``, no ``Connection: close``) keeps the connection, so an apiserver answering 500
+  is not also handed a TLS handshake per check. Anything else (timeout, truncated or oversized
+  body, protocol error, close) drops it and the next check starts fresh. A
   request on a *reused* connection that the server closed before sending a byte is retried once
   on a new connection within the same deadline (the idle-close race every HTTP client has).
 * TLS: verified against ``ca_path`` or, when empty, the system trust store (OpenSSL's default
@@ -478,7 +481,7 @@ class Probe:
                     location = value
         keep = bytearray()
         total = 0
-        reusable = event.status_code == 200
+        reusable = True  # whatever the status: h11 says below whether HTTP allows reuse
         while True:
             try:
                 ev = hc.next_event()
