@@ -24,8 +24,8 @@ import os
 import ssl
 import stat
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -107,7 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
         "bgp_peers",
         "--bgppeers",
         "",
-        "peers: address:AS:password:multihop[:port], comma-separated, IPv6 in [brackets]",
+        "peers: address:AS:password:multihop:port:mpbgp:bfd (fields after AS optional), "
+        "comma-separated, IPv6 in [brackets]",
         "list",
         secret=True,
     ),
@@ -117,6 +118,16 @@ SETTINGS: tuple[Setting, ...] = (
     _s("bgp_multihop", "--multihop", "false", "one more peer: eBGP multihop", "bool"),
     _s("bgp_sourceip", "--sourceIP", "", "source address of the BGP sessions"),
     _s("bgp_sourceif", "--sourceIF", "", "source interface of the BGP sessions"),
+    # kube-vip reads these three from the environment only (config_environment.go): no flags.
+    _s(
+        "mpbgp_nexthop",
+        (),
+        "",
+        "next hop of routes of the other family than the session: fixed, auto_sourceip or "
+        "auto_sourceif (empty: none; a peer's 6th bgp_peers field wins)",
+    ),
+    _s("mpbgp_ipv4", (), "", "fixed IPv4 next hop (with mpbgp_nexthop=fixed)"),
+    _s("mpbgp_ipv6", (), "", "fixed IPv6 next hop (with mpbgp_nexthop=fixed)"),
     _s("bgp_hold_time", "--bgpHoldTimer", "30", "BGP hold time in seconds (0 or >= 3)", "int"),
     _s(
         "bgp_keepalive_interval",
@@ -202,22 +213,94 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 
+# Set to True by the BFD implementation: until then a bgp_peers entry that enables BFD is refused
+# (load() checks it in one place), a disabled BFD field is accepted.
+BFD_SUPPORTED = False
+
+# BFD field bounds (milliseconds; RFC 5880 section 4.1 carries them in microseconds in 32 bits,
+# the multiplier in 8 bits, and forbids a zero multiplier).
+BFD_INTERVAL_MS = (10, 60000)
+BFD_MULTIPLIER = (1, 255)
+# kube-vip's defaults for empty parts of the BFD field (config_bgp.go).
+BFD_DEFAULT_MS = 300
+BFD_DEFAULT_MULTIPLIER = 3
+
+
+class NextHopMode(Enum):
+    """kube-vip's ``mpbgp_nexthop``: where the next hop of the other address family comes from.
+
+    ``fixed``: ``mpbgp_ipv4`` / ``mpbgp_ipv6``; ``auto_sourceip``: the other family's
+    non-link-local address of the interface holding ``bgp_sourceip``; ``auto_sourceif``: the
+    non-link-local addresses of ``bgp_sourceif`` (kube-vip ``BGPPeer.FindMpbgpAddresses``).
+    """
+
+    FIXED = "fixed"
+    AUTO_SOURCEIP = "auto_sourceip"
+    AUTO_SOURCEIF = "auto_sourceif"
+
+
+@dataclass(frozen=True)
+class Bfd:
+    """The 7th ``bgp_peers`` field ``enable;rx;tx;mult``. Intervals in milliseconds.
+
+    kube-vip's docs give milliseconds (GoBGP reads the numbers as microseconds; vipgate keeps
+    the documented unit). Bounds: :data:`BFD_INTERVAL_MS`, :data:`BFD_MULTIPLIER`.
+    """
+
+    enabled: bool
+    rx_ms: int = BFD_DEFAULT_MS  # required minimum receive interval
+    tx_ms: int = BFD_DEFAULT_MS  # desired minimum transmit interval
+    multiplier: int = BFD_DEFAULT_MULTIPLIER  # detect multiplier
+
+    def __str__(self) -> str:
+        return f"{str(self.enabled).lower()};{self.rx_ms};{self.tx_ms};{self.multiplier}"
+
+
 @dataclass(frozen=True)
 class Peer:
-    """One BGP peer from ``bgp_peers`` or the single-peer variables."""
+    """One BGP peer from ``bgp_peers`` or the single-peer variables.
+
+    The MP-BGP fields are the effective ones after :func:`load` (the peer's 6th field, else the
+    global ``mpbgp_*`` settings, as kube-vip's ``SetMpbgpOptions``); :func:`parse_peers` alone
+    gives the peer's own. ``bfd`` is None when the 7th field is absent or empty.
+    """
 
     address: IPAddress
     asn: int
     password: str = field(repr=False, default="")
     multihop: bool = False
     port: int = 179
+    mpbgp_nexthop: NextHopMode | None = None
+    mpbgp_ipv4: ipaddress.IPv4Address | None = None
+    mpbgp_ipv6: ipaddress.IPv6Address | None = None
+    bfd: Bfd | None = None
+
+    @property
+    def mpbgp_field(self) -> str:
+        """The 6th field as kube-vip writes it (``key=value;...``), empty when nothing is set."""
+        opts = []
+        if self.mpbgp_nexthop is not None:
+            opts.append(f"mpbgp_nexthop={self.mpbgp_nexthop.value}")
+        if self.mpbgp_ipv4 is not None:
+            opts.append(f"mpbgp_ipv4={self.mpbgp_ipv4}")
+        if self.mpbgp_ipv6 is not None:
+            opts.append(f"mpbgp_ipv6=[{self.mpbgp_ipv6}]")
+        return ";".join(opts)
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return (
-            f"{host}:{self.asn}:{REDACTED if self.password else ''}:{str(self.multihop).lower()}"
-            + (f":{self.port}" if self.port != 179 else "")
-        )
+        fields = [
+            host,
+            str(self.asn),
+            REDACTED if self.password else "",
+            str(self.multihop).lower(),
+            str(self.port) if self.port != 179 else "",
+            self.mpbgp_field,
+            str(self.bfd) if self.bfd is not None else "",
+        ]
+        while len(fields) > 4 and fields[-1] == "":
+            fields.pop()
+        return ":".join(fields)
 
 
 @dataclass(frozen=True)
@@ -263,6 +346,10 @@ class Config:
     svc_enable: bool
     prometheus_server: str
     log_level: str
+    # Global MP-BGP settings (kube-vip env only); the peers carry the effective values.
+    mpbgp_nexthop: NextHopMode | None = None
+    mpbgp_ipv4: ipaddress.IPv4Address | None = None
+    mpbgp_ipv6: ipaddress.IPv6Address | None = None
     # Where each setting came from, and the warnings found while loading (for `vipgate config`
     # and the manager's start-up log). Not part of equality.
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
@@ -308,7 +395,7 @@ class Config:
 
 @dataclass(frozen=True)
 class Raw:
-    value: str
+    value: str = field(repr=False)  # may be a secret
     source: Source
     name: str  # the env var or flag that gave the value (for error messages)
 
@@ -485,76 +572,246 @@ def _ca_path(raw: Raw) -> str:
     return path
 
 
-def _redact_peer(entry: str) -> str:
-    """A bgp_peers entry with its password field replaced, for error messages."""
-    rest, prefix = entry, ""
-    if entry.startswith("[") and "]" in entry:
-        end = entry.index("]") + 1
-        prefix, rest = entry[:end], entry[end:]
-    parts = rest.split(":")  # "a:AS:pw:.." and "[v6]" + ":AS:pw:.." both hold the password at 2
-    if len(parts) > 2 and parts[2]:
-        parts[2] = REDACTED
-    return prefix + ":".join(parts)
+PEER_FORM = (
+    "address:AS[:password[:multihop[:port[:mpbgp[:bfd]]]]] comma-separated, IPv6 in brackets "
+    "(e.g. 192.0.2.1:65001::false or [2001:db8::1]:65001::false), a password without ':' or ','"
+)
+_MPBGP_KEYS = ("mpbgp_nexthop", "mpbgp_ipv4", "mpbgp_ipv6")
+_NEXTHOP_MODES = ", ".join(m.value for m in NextHopMode)
+_BFD_FORM = (
+    f"enable;rx;tx;mult, e.g. true;300;300;3 (rx and tx in ms {BFD_INTERVAL_MS[0]}-"
+    f"{BFD_INTERVAL_MS[1]}, mult {BFD_MULTIPLIER[0]}-{BFD_MULTIPLIER[1]}; an empty part "
+    "takes kube-vip's default 300;300;3)"
+)
+
+
+class _PeerError(Exception):
+    """A bad bgp_peers entry: what is wrong and what is accepted (the caller adds where)."""
+
+
+def _peer_address(text: str) -> IPAddress:
+    if "%" in text:
+        raise _PeerError(
+            "the address has an IPv6 scope id (%zone), which vipgate does not support; "
+            f"accepted: {PEER_FORM}"
+        )
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _PeerError(
+            f"the address is not an IP address (host names are not accepted); accepted: {PEER_FORM}"
+        ) from None
+
+
+def _mpbgp_field(text: str) -> dict[str, str]:
+    """Field 6, ``key=value;...``: kube-vip's keys, each at most once; empty value = unset."""
+    accepted = (
+        f"key=value pairs separated by ';' with keys {', '.join(_MPBGP_KEYS)}, "
+        "e.g. mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8::11] (IPv6 in brackets)"
+    )
+    out: dict[str, str] = {}
+    for item in text.split(";"):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _PeerError(
+                f"MP-BGP field (6th): an option is not key=value; accepted: {accepted}"
+            )
+        if key not in _MPBGP_KEYS:
+            # The unknown key is not echoed: a password with ':' can shift into this field.
+            raise _PeerError(f"MP-BGP field (6th): unknown option; accepted: {accepted}")
+        if key in out:
+            raise _PeerError(f"MP-BGP field (6th): {key} given twice; accepted: {accepted}")
+        out[key] = value
+    return out
+
+
+def _nexthop_mode(value: str, what: str) -> NextHopMode | None:
+    if value == "":
+        return None
+    try:
+        return NextHopMode(value)
+    except ValueError:
+        raise _PeerError(
+            f"{what} is not a next-hop mode; accepted: {_NEXTHOP_MODES} (or empty)"
+        ) from None
+
+
+def _nexthop_v4(value: str, what: str) -> ipaddress.IPv4Address | None:
+    if value == "":
+        return None
+    accepted = "a unicast IPv4 address of this node, e.g. 192.0.2.11 (or empty)"
+    try:
+        a = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise _PeerError(f"{what} is not an IPv4 address; accepted: {accepted}") from None
+    if (
+        a.is_unspecified
+        or a.is_multicast
+        or a.is_loopback
+        or a == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise _PeerError(f"{what} is not a usable next hop; accepted: {accepted}")
+    return a
+
+
+def _nexthop_v6(value: str, what: str) -> ipaddress.IPv6Address | None:
+    if value == "":
+        return None
+    accepted = (
+        "a global unicast IPv6 address of this node, e.g. 2001:db8::11 (not link-local, "
+        "not IPv4-mapped, no %zone) (or empty)"
+    )
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    try:
+        a = ipaddress.IPv6Address(value)
+    except ValueError:
+        raise _PeerError(f"{what} is not an IPv6 address; accepted: {accepted}") from None
+    if (
+        a.scope_id is not None
+        or a.is_unspecified
+        or a.is_multicast
+        or a.is_loopback
+        or a.is_link_local
+        or a.ipv4_mapped is not None
+    ):
+        raise _PeerError(f"{what} is not a usable next hop; accepted: {accepted}")
+    return a
+
+
+def _bfd_field(text: str) -> Bfd:
+    parts = text.split(";")
+    if len(parts) != 4:
+        raise _PeerError(f"BFD field (7th): needs 4 parts; accepted: {_BFD_FORM}")
+    enabled = parse_bool(parts[0])
+    if enabled is None:
+        raise _PeerError(f"BFD field (7th): enable is not a boolean; accepted: {_BFD_FORM}")
+    nums: list[int] = []
+    for name, text_n, default, (lo, hi) in (
+        ("rx", parts[1], BFD_DEFAULT_MS, BFD_INTERVAL_MS),
+        ("tx", parts[2], BFD_DEFAULT_MS, BFD_INTERVAL_MS),
+        ("mult", parts[3], BFD_DEFAULT_MULTIPLIER, BFD_MULTIPLIER),
+    ):
+        if text_n == "":
+            nums.append(default)
+            continue
+        if not (text_n.isascii() and text_n.isdigit()) or not lo <= int(text_n) <= hi:
+            raise _PeerError(f"BFD field (7th): {name} is not {lo}-{hi}; accepted: {_BFD_FORM}")
+        nums.append(int(text_n))
+    return Bfd(enabled, nums[0], nums[1], nums[2])
+
+
+def _parse_entry(entry: str, where: list[str]) -> Peer:
+    """One bgp_peers entry. ``where`` gets the parsed address and AS as they become known.
+
+    Nothing of the entry's text is ever put into an error: only values that parsed, and only
+    those before the password (the address, the AS). A password may hold ':' and shift into
+    any later field, and a malformed entry has no reliable field boundaries at all.
+    """
+    if entry.startswith("unnumbered:"):
+        raise _PeerError(
+            "unnumbered peers (unnumbered:<interface>) are not supported by vipgate; "
+            f"accepted: {PEER_FORM}"
+        )
+    if entry.startswith("["):
+        end = entry.find("]")
+        if end == -1:
+            raise _PeerError(f"no closing ] for the IPv6 address; accepted: {PEER_FORM}")
+        addr = _peer_address(entry[1:end])
+        rest = entry[end + 1 :]
+        where.append(f"[{addr}]")
+        if not rest.startswith(":"):
+            raise _PeerError(f"missing :AS after the address; accepted: {PEER_FORM}")
+        rest = rest[1:]
+    else:
+        parts = entry.split(":")
+        if _unbracketed_v6(parts):
+            raise _PeerError(f"an IPv6 address must be written in brackets; accepted: {PEER_FORM}")
+        addr = _peer_address(parts[0])
+        where.append(str(addr))
+        rest = entry[len(parts[0]) + 1 :] if len(parts) > 1 else ""
+    # Fields 2-5 split on ':' as kube-vip does (the password is anything without ':' or ',');
+    # fields 6-7 split on ':' outside brackets, so field 6 can hold mpbgp_ipv6=[2001:db8::11]
+    # (kube-vip cannot take an IPv6 address there at all).
+    head = rest.split(":", 4) if rest else []
+    fields = head[:4] + (_split_outside_brackets(head[4]) if len(head) == 5 else [])
+    if not fields or fields[0] == "":
+        raise _PeerError(f"missing AS number; accepted: {PEER_FORM}")
+    asn_text = fields[0]
+    if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
+        raise _PeerError(f"the AS is not a number 1-4294967295; accepted: {PEER_FORM}")
+    asn = int(asn_text)
+    where.append(f"AS {asn}")
+    if len(fields) > 6:
+        raise _PeerError(
+            "too many fields (a ':' in the password, or an IPv6 address in the 6th field "
+            f"without brackets?); accepted: {PEER_FORM}"
+        )
+    fields += [""] * (6 - len(fields))
+    _, password, mh_text, port_text, mpbgp_text, bfd_text = fields
+    multihop = False
+    if mh_text != "":
+        mh = parse_bool(mh_text)
+        if mh is None:
+            raise _PeerError(f"multihop (4th field) is not a boolean; accepted: {_BOOL_HELP}")
+        multihop = mh
+    port = 179
+    if port_text != "":
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+            raise _PeerError(f"port (5th field) is not 1-65535; accepted: {PEER_FORM}")
+        port = int(port_text)
+    opts = _mpbgp_field(mpbgp_text) if mpbgp_text != "" else {}
+    what = "MP-BGP field (6th): "
+    return Peer(
+        addr,
+        asn,
+        password,
+        multihop,
+        port,
+        mpbgp_nexthop=_nexthop_mode(opts.get("mpbgp_nexthop", ""), what + "mpbgp_nexthop"),
+        mpbgp_ipv4=_nexthop_v4(opts.get("mpbgp_ipv4", ""), what + "mpbgp_ipv4"),
+        mpbgp_ipv6=_nexthop_v6(opts.get("mpbgp_ipv6", ""), what + "mpbgp_ipv6"),
+        bfd=_bfd_field(bfd_text) if bfd_text != "" else None,
+    )
 
 
 def parse_peers(raw: Raw) -> tuple[Peer, ...]:
-    """kube-vip's bgp_peers: ``address:AS:password:multihop[:port]``, IPv6 in brackets."""
-    form = (
-        "address:AS[:password[:multihop[:port]]] comma-separated, "
-        "IPv6 as [2001:db8::1]:65001::false"
-    )
+    """kube-vip's bgp_peers: ``address:AS:password:multihop:port:mpbgp:bfd``, IPv6 in brackets.
+
+    Source: kube-vip ``pkg/kubevip/config_bgp.go`` ``ParseBGPPeerConfig`` (v1.2). Returns the
+    peers' own fields (no global MP-BGP settings applied). Raises :class:`ConfigError` naming the
+    entry by position ("bgp_peers entry 2") and at most its address and AS, never its text.
+    """
     peers: list[Peer] = []
-    for entry in raw.value.split(","):
+    for n, entry in enumerate(raw.value.split(","), start=1):
         if entry.strip() == "":
             continue
-        shown = f"{raw.name} entry {_redact_peer(entry)!r}"
-        if entry.startswith("["):
-            end = entry.find("]")
-            if end == -1:
-                raise ConfigError(f"{shown}: no closing ] for the IPv6 address; accepted: {form}")
-            addr_text, rest = entry[1:end], entry[end + 1 :]
-            if not rest.startswith(":"):
-                raise ConfigError(f"{shown}: missing :AS after the address; accepted: {form}")
-            fields = rest[1:].split(":")
-        else:
-            parts = entry.split(":")
-            addr_text, fields = parts[0], parts[1:]
-            if _unbracketed_v6(parts):
-                raise ConfigError(
-                    f"{shown}: an IPv6 address must be written in brackets; accepted: {form}"
-                )
+        where: list[str] = []
         try:
-            addr = ipaddress.ip_address(addr_text)
-        except ValueError:
-            raise ConfigError(
-                f"{shown}: {addr_text!r} is not an IP address; accepted: {form}"
-            ) from None
-        if not fields or fields[0] == "":
-            raise ConfigError(f"{shown}: missing AS number; accepted: {form}")
-        if len(fields) > 4:
-            raise ConfigError(f"{shown}: too many fields; accepted: {form}")
-        asn_text = fields[0]
-        if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
-            raise ConfigError(
-                f"{shown}: AS {asn_text!r} is not a number 1-4294967295; accepted: {form}"
-            )
-        password = fields[1] if len(fields) > 1 else ""
-        multihop = False
-        if len(fields) > 2 and fields[2] != "":
-            mh = parse_bool(fields[2])
-            if mh is None:
-                raise ConfigError(
-                    f"{shown}: multihop {fields[2]!r} is not a boolean ({_BOOL_HELP})"
-                )
-            multihop = mh
-        port = 179
-        if len(fields) > 3 and fields[3] != "":
-            p = fields[3]
-            if not (p.isascii() and p.isdigit()) or not 1 <= int(p) <= 65535:
-                raise ConfigError(f"{shown}: port {p!r} is not 1-65535; accepted: {form}")
-            port = int(p)
-        peers.append(Peer(addr, int(asn_text), password, multihop, port))
+            peers.append(_parse_entry(entry, where))
+        except _PeerError as e:
+            known = f" ({', '.join(where)})" if where else ""
+            raise ConfigError(f"{raw.name} entry {n}{known}: {e}") from None
     return tuple(peers)
+
+
+def _split_outside_brackets(text: str) -> list[str]:
+    """``text.split(":")``, except for colons inside ``[...]``."""
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for c in text:
+        if c == "[":
+            depth += 1
+        elif c == "]" and depth:
+            depth -= 1
+        if c == ":" and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    out.append("".join(cur))
+    return out
 
 
 def _unbracketed_v6(parts: list[str]) -> bool:
@@ -566,7 +823,7 @@ def _unbracketed_v6(parts: list[str]) -> bool:
         pass
     for k in range(min(len(parts), 8), 1, -1):
         try:
-            ipaddress.IPv6Address(":".join(parts[:k]))
+            ipaddress.IPv6Address(":".join(parts[:k]).split("%", 1)[0])
             return True
         except ValueError:
             continue
@@ -600,6 +857,19 @@ def _log_level(raw: Raw) -> str:
 # --------------------------------------------------------------------------------------------
 # load(): raw values -> Config
 # --------------------------------------------------------------------------------------------
+
+
+def _mpbgp_globals(
+    r: Callable[[str], Raw],
+) -> tuple[NextHopMode | None, ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+    """The global ``mpbgp_nexthop`` / ``mpbgp_ipv4`` / ``mpbgp_ipv6`` (kube-vip: env only)."""
+    try:
+        mode = _nexthop_mode(r("mpbgp_nexthop").value.strip(), _show(r("mpbgp_nexthop")))
+        v4 = _nexthop_v4(r("mpbgp_ipv4").value.strip(), _show(r("mpbgp_ipv4")))
+        v6 = _nexthop_v6(r("mpbgp_ipv6").value.strip(), _show(r("mpbgp_ipv6")))
+    except _PeerError as e:
+        raise ConfigError(str(e)) from None
+    return mode, v4, v6
 
 
 def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
@@ -636,6 +906,23 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         # Validate them anyway: a typo must not pass silently.
         _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
         _bool(r("bgp_multihop"))
+
+    mpbgp_nexthop, mpbgp_ipv4, mpbgp_ipv6 = _mpbgp_globals(r)
+    peers = [
+        replace(
+            p,
+            mpbgp_nexthop=p.mpbgp_nexthop or mpbgp_nexthop,
+            mpbgp_ipv4=p.mpbgp_ipv4 or mpbgp_ipv4,
+            mpbgp_ipv6=p.mpbgp_ipv6 or mpbgp_ipv6,
+        )
+        for p in peers
+    ]
+    for n, p in enumerate(peers, start=1):
+        if p.bfd is not None and p.bfd.enabled and not BFD_SUPPORTED:
+            raise ConfigError(
+                f"bgp_peers entry {n} ({p.address}, AS {p.asn}): BFD is not yet supported by "
+                f"vipgate; accepted: a 7th field that disables it (false;...) or none"
+            )
 
     sourceip: IPAddress | None = None
     if r("bgp_sourceip").value.strip():
@@ -738,6 +1025,9 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         svc_enable=bools["svc_enable"],
         prometheus_server=prom.strip(),
         log_level=log_level,
+        mpbgp_nexthop=mpbgp_nexthop,
+        mpbgp_ipv4=mpbgp_ipv4,
+        mpbgp_ipv6=mpbgp_ipv6,
         sources={k: v.source for k, v in raw.items()},
         warnings=tuple(warnings),
     )

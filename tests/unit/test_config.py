@@ -217,7 +217,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({"bgp_peers": "192.0.2.1:65001::false:0"}, "bgp_peers", "1-65535"),
     ({"bgp_peers": "192.0.2.1:65001::false:65536"}, "bgp_peers", "1-65535"),
     ({"bgp_peers": "192.0.2.1:65001::maybe"}, "bgp_peers", "not a boolean"),
-    ({"bgp_peers": "192.0.2.1:65001::false:179:extra"}, "bgp_peers", "too many"),
+    ({"bgp_peers": "192.0.2.1:65001::false:179::false;1;1;1:x"}, "bgp_peers", "too many"),
     ({"bgp_peeraddress": "192.0.2.1", "bgp_peeras": "x"}, "bgp_peeras", "1-4294967295"),
     ({"bgp_multihop": "yes"}, "bgp_multihop", "not a boolean"),
     ({"bgp_sourceip": "192.0.2.11", "bgp_sourceif": "eth0"}, "bgp_sourceif", "not both"),

@@ -1,0 +1,137 @@
+"""kube-vip v1.2 ``bgp_peers`` entries: the MP-BGP (6th) and BFD (7th) fields, and the globals.
+
+The vectors follow kube-vip's ``pkg/kubevip/config_bgp_test.go``, with documentation addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from vipgate import config
+from vipgate.config import Bfd, ConfigError, NextHopMode, Peer, load
+
+V6 = ipaddress.IPv6Address
+V4 = ipaddress.IPv4Address
+
+
+def peers(value: str, **env: str) -> tuple[Peer, ...]:
+    return load({"bgp_peers": value, **env}).peers
+
+
+def test_kube_vip_vectors() -> None:
+    p = peers("[2001:db8:1111:2222::52]:65501::false::mpbgp_nexthop=auto_sourceif")
+    assert p == (
+        Peer(V6("2001:db8:1111:2222::52"), 65501, mpbgp_nexthop=NextHopMode.AUTO_SOURCEIF),
+    )
+    p = peers("[2001:db8::2]:65501::false:::false;300;300;3")
+    assert p == (Peer(V6("2001:db8::2"), 65501, bfd=Bfd(False, 300, 300, 3)),)
+    p = peers("[2001:db8::2]:65000:secret:true")
+    assert p == (Peer(V6("2001:db8::2"), 65000, "secret", True),)
+    p = peers("192.0.2.10:65000::false:180,192.0.2.11:65000::false:190")
+    assert [x.port for x in p] == [180, 190]
+
+
+def test_bfd_field() -> None:
+    # Empty parts take kube-vip's defaults; a disabled field is accepted and kept.
+    assert peers("192.0.2.1:65001::false:::false;;;")[0].bfd == Bfd(False, 300, 300, 3)
+    assert peers("192.0.2.1:65001::false:::0;10;60000;255")[0].bfd == Bfd(False, 10, 60000, 255)
+    assert peers("192.0.2.1:65001::false")[0].bfd is None
+    assert peers("192.0.2.1:65001::false:::")[0].bfd is None
+
+
+def test_bfd_enabled_is_refused_until_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"entry 1 \(192\.0\.2\.1, AS 65001\): BFD is not yet"):
+        peers("192.0.2.1:65001::false:::true;300;300;3")
+    monkeypatch.setattr(config, "BFD_SUPPORTED", True)
+    assert peers("192.0.2.1:65001::false:::true;50;100;5")[0].bfd == Bfd(True, 50, 100, 5)
+
+
+def test_global_mpbgp_applies_to_peers_without_their_own() -> None:
+    got = load(
+        {
+            "bgp_peers": "192.0.2.1:65001::false,"
+            "192.0.2.2:65001::false::mpbgp_nexthop=auto_sourceip;mpbgp_ipv6=[2001:db8::12]",
+            "bgp_peeraddress": "192.0.2.3",
+            "mpbgp_nexthop": "fixed",
+            "mpbgp_ipv6": "2001:db8::11",
+            "mpbgp_ipv4": "192.0.2.11",
+        }
+    )
+    assert got.mpbgp_nexthop is NextHopMode.FIXED
+    assert got.mpbgp_ipv6 == V6("2001:db8::11") and got.mpbgp_ipv4 == V4("192.0.2.11")
+    a, b, c = got.peers
+    assert (a.mpbgp_nexthop, a.mpbgp_ipv4, a.mpbgp_ipv6) == (
+        NextHopMode.FIXED,
+        V4("192.0.2.11"),
+        V6("2001:db8::11"),
+    )
+    assert (b.mpbgp_nexthop, b.mpbgp_ipv4, b.mpbgp_ipv6) == (
+        NextHopMode.AUTO_SOURCEIP,
+        V4("192.0.2.11"),
+        V6("2001:db8::12"),
+    )
+    assert c.mpbgp_nexthop is NextHopMode.FIXED
+
+
+def test_str_round_trips() -> None:
+    text = (
+        "192.0.2.1:65001::true:1179:mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.11;"
+        "mpbgp_ipv6=[2001:db8::11]:false;20;30;4,[2001:db8::1]:65002::false"
+    )
+    got = peers(text)
+    assert ",".join(str(p) for p in got) == text
+    assert peers(",".join(str(p) for p in got)) == got
+
+
+BAD_PEERS: list[tuple[str, str]] = [
+    ("unnumbered:eth0", "unnumbered peers (unnumbered:<interface>) are not supported"),
+    ("unnumbered:eth1:65000::true::mpbgp_nexthop=auto_sourceif", "not supported"),
+    ("192.0.2.1:65000::false::mpbgp_nexthop", "not key=value"),
+    ("192.0.2.1:65000::false::unknown=value", "unknown option"),
+    ("192.0.2.1:65000::false::mpbgp_nexthop=fixed;mpbgp_nexthop=fixed", "given twice"),
+    ("192.0.2.1:65000::false::mpbgp_nexthop=static", "fixed, auto_sourceip, auto_sourceif"),
+    ("192.0.2.1:65000::false::mpbgp_nexthop=Fixed", "not a next-hop mode"),
+    ("192.0.2.1:65000::false::mpbgp_ipv4=[2001:db8::11]", "not an IPv4 address"),
+    ("192.0.2.1:65000::false::mpbgp_ipv4=0.0.0.0", "not a usable next hop"),
+    ("192.0.2.1:65000::false::mpbgp_ipv4=224.0.0.5", "not a usable next hop"),
+    ("192.0.2.1:65000::false::mpbgp_ipv4=127.0.0.1", "not a usable next hop"),
+    ("192.0.2.1:65000::false::mpbgp_ipv6=192.0.2.11", "not an IPv6 address"),
+    ("192.0.2.1:65000::false::mpbgp_ipv6=[fe80::1]", "not link-local"),
+    ("192.0.2.1:65000::false::mpbgp_ipv6=[::ffff:192.0.2.11]", "not a usable next hop"),
+    ("192.0.2.1:65000::false::mpbgp_ipv6=[2001:db8::11%eth0]", "no %zone"),
+    ("192.0.2.1:65000::false::mpbgp_ipv6=2001:db8::11", "without brackets"),
+    ("192.0.2.1:65000::false:::true;300;300", "needs 4 parts"),
+    ("192.0.2.1:65000::false:::true;300;300;3;1", "needs 4 parts"),
+    ("192.0.2.1:65000::false:::yes;300;300;3", "enable is not a boolean"),
+    ("192.0.2.1:65000::false:::false;9;300;3", "rx is not 10-60000"),
+    ("192.0.2.1:65000::false:::false;300;60001;3", "tx is not 10-60000"),
+    ("192.0.2.1:65000::false:::false;300;300;0", "mult is not 1-255"),
+    ("192.0.2.1:65000::false:::false;300;300;256", "mult is not 1-255"),
+    ("192.0.2.1:65000::false:::false;0.3;300;3", "rx is not 10-60000"),
+    ("192.0.2.1:65000::false:::false;300;300;-1", "mult is not 1-255"),
+]
+
+
+@pytest.mark.parametrize(("entry", "fragment"), BAD_PEERS)
+def test_bad_peer_fields(entry: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load({"bgp_peers": "192.0.2.9:65009::false," + entry})
+    msg = str(exc.value)
+    assert msg.startswith("bgp_peers entry 2"), msg
+    assert fragment in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"mpbgp_nexthop": "auto"}, "mpbgp_nexthop='auto' is not a next-hop mode"),
+        ({"mpbgp_ipv4": "2001:db8::11"}, "mpbgp_ipv4='2001:db8::11' is not an IPv4 address"),
+        ({"mpbgp_ipv6": "192.0.2.11"}, "mpbgp_ipv6='192.0.2.11' is not an IPv6 address"),
+        ({"mpbgp_ipv6": "fe80::11"}, "mpbgp_ipv6='fe80::11' is not a usable next hop"),
+    ],
+)
+def test_bad_mpbgp_globals(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load(env)
