@@ -25,6 +25,7 @@ Metrics
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
 | `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
+| `vipgate_asyncio_tasks` | gauge | - | asyncio tasks alive in the daemon's event loop, counted when scraped (no cost between scrapes); flat over time in a healthy daemon (a growing count is a leak) |
 
 Useful queries: ``vipgate_prefix_announced == 0`` (a node is not carrying the VIP),
 ``rate(vipgate_probe_results_total{outcome!="ok"}[5m])``, ``vipgate_bgp_session_established == 0``.
@@ -127,6 +128,14 @@ def _message_type(value: object) -> str:
     return "other"
 
 
+def _count_tasks() -> float:
+    """Tasks alive in the running event loop (the scrape runs in it); NaN outside a loop."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return float("nan")
+
+
 class Metrics:
     """The metrics of one manager, in a registry of their own.
 
@@ -198,6 +207,12 @@ class Metrics:
             ["peer", "direction", "type"],
             registry=r,
         )
+        self.asyncio_tasks = Gauge(
+            "vipgate_asyncio_tasks",
+            "asyncio tasks alive in the event loop (counted when scraped).",
+            registry=r,
+        )
+        self.asyncio_tasks.set_function(_count_tasks)
         self._peers: set[str] = set()
         self._gate_states: list[str] = list(GATE_STATES)
         self.gate(GateState.STARTING, 0)

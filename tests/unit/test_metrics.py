@@ -339,3 +339,31 @@ def test_speaker_vocabulary() -> None:
     assert value(m, name, peer=peer, direction="received", type="update") == 1
     assert value(m, name, peer=peer, direction="received", type="notification") == 1
     assert value(m, name, peer=peer, direction="sent", type="route_refresh") == 1
+
+
+def test_asyncio_tasks_are_counted_at_scrape_time() -> None:
+    """The task gauge is the event loop's task count when scraped (soak: flat over hours)."""
+
+    async def scenario() -> None:
+        m = Metrics()
+        server = await m.serve("127.0.0.1", 0)
+        try:
+            _, _, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
+            base = _tasks_in(body)
+            idle = [asyncio.create_task(asyncio.sleep(30)) for _ in range(7)]
+            _, _, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
+            assert _tasks_in(body) == base + 7
+            for t in idle:
+                t.cancel()
+            await asyncio.gather(*idle, return_exceptions=True)
+            _, _, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
+            assert _tasks_in(body) == base
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def _tasks_in(body: str) -> float:
+    [line] = [ln for ln in body.splitlines() if ln.startswith("vipgate_asyncio_tasks ")]
+    return float(line.split()[1])
