@@ -5,10 +5,18 @@ Run inside a node namespace::
     python -m lab.apiserver --cert apiserver.crt --key apiserver.key --control /tmp/x.ctl \
         [--listen 0.0.0.0:6443 --listen [::]:6443] [--mode healthy] [--idle-timeout 90]
 
-Modes (``/livez``, ``/readyz`` and ``/healthz`` all follow the mode; other paths get 404):
+Paths: ``/livez``, ``/readyz`` and ``/healthz`` follow the mode; ``/version`` answers 200 (JSON)
+while the server answers at all; a per-check path (``/readyz/shutdown``, ``/livez/etcd``) answers
+403 as it does to the real apiserver's anonymous clients; anything else 404. Modes:
 
 - ``healthy``       200 ``ok`` (``?verbose`` lists the checks, like the real one)
 - ``fail``          500 with a kube-style check list ending in ``livez check failed``
+- ``etcd``          an etcd outage: ``/livez`` and ``/healthz`` 500 ``[-]etcd failed: reason
+                    withheld ... livez check failed``, ``/readyz`` also ``[-]etcd-readiness
+                    failed``; answers after ``delay_ms`` (the real checks block up to 2 s)
+- ``unready``       ``/livez`` 200, ``/readyz`` 500 ``[-]informer-sync failed`` (not a shutdown:
+                    a restarted apiserver before its informers synced)
+- ``shutdown``      the real apiserver's SIGTERM sequence (DESIGN section 7), see below
 - ``unauthorized``  401 with a JSON ``Status`` (anonymous auth disabled)
 - ``forbidden``     403 with a JSON ``Status`` (anonymous allowed, RBAC denies)
 - ``slow``          200 ``ok`` after ``delay_ms``
@@ -16,15 +24,35 @@ Modes (``/livez``, ``/readyz`` and ``/healthz`` all follow the mode; other paths
 - ``refuse``        listening sockets closed (connections refused) and open connections aborted,
                     as if the process were gone; switching to any other mode listens again
 
+``shutdown`` (``--shutdown-delay-duration`` D = ``shutdown_delay_ms``, optionally
+``--shutdown-send-retry-after`` = ``retry_after``):
+
+1. at once: ``/readyz`` answers 500 with ``[-]shutdown failed: reason withheld`` (every other
+   check ``[+]``), on kept-alive and new connections alike; ``/livez``, ``/healthz`` and
+   ``/version`` keep answering 200;
+2. with ``retry_after``, from D on: every request but the health paths gets ``429 The apiserver
+   is shutting down, please try again later.`` with ``Retry-After: 5`` and ``Connection: close``,
+   while ``/livez`` still answers 200, for ``drain_ms`` (the real one: until in-flight requests
+   drained);
+3. then (at D without ``retry_after``): idle keep-alive connections are closed with a FIN (TLS
+   close_notify first), the listeners close (connections refused) and the mode becomes
+   ``refuse``. Any mode change before that cancels the sequence; ``healthy`` afterwards is the
+   restarted apiserver.
+
 Control channel: a unix stream socket (``--control``), one JSON object per line each way::
 
     {"cmd": "mode", "mode": "slow", "delay_ms": 1500}  -> {"ok": true, "mode": "slow", "t": <mono>}
-    {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...}
+    {"cmd": "mode", "mode": "shutdown", "shutdown_delay_ms": 3000, "retry_after": true,
+     "drain_ms": 2000}
+    {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...,
+                           "statuses": {"200": n, "429": n, ...}, "shutdown_phase": "delay",
+                           "retry_after_t": <mono>|null, "stopped_t": <mono>|null}
     {"cmd": "reset"}   -> counters to zero
     {"cmd": "ping"}
 
 ``t`` is ``time.monotonic()`` (CLOCK_MONOTONIC, the same clock in every process on the machine)
-read after the change took effect, so a test knows exactly when the fault began.
+read after the change took effect, so a test knows exactly when the fault began (for
+``shutdown``: when ``/readyz`` began to fail; ``stopped_t``: when the listeners closed).
 Idle keep-alive connections stay open until ``--idle-timeout`` seconds without a request (the
 real apiserver closes them after 90 s).
 """
@@ -33,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import email.utils
 import json
@@ -42,8 +71,8 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +81,28 @@ if TYPE_CHECKING:
     from lab.pki import Pki
     from lab.topology import Topology
 
-MODES = ("healthy", "fail", "unauthorized", "forbidden", "slow", "hang", "refuse")
+MODES = (
+    "healthy",
+    "fail",
+    "etcd",
+    "unready",
+    "shutdown",
+    "unauthorized",
+    "forbidden",
+    "slow",
+    "hang",
+    "refuse",
+)
+HEALTH_PATHS = ("livez", "readyz", "healthz")
+SHUTDOWN_MESSAGE = b"The apiserver is shutting down, please try again later.\n"
+VERSION = {
+    "major": "1",
+    "minor": "36",
+    "gitVersion": "v1.36.0",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 CHECKS = (
     "ping",
@@ -87,14 +137,24 @@ def _status_json(code: int, reason: str, message: str) -> bytes:
     return json.dumps(body, indent=2).encode() + b"\n"
 
 
-def check_list(passed: bool, endpoint: str = "livez") -> bytes:
-    lines = []
-    for c in CHECKS:
-        if not passed and c == "etcd":
-            lines.append(f"[-]{c} failed: reason withheld")
-        else:
-            lines.append(f"[+]{c} ok")
-    lines.append(f"{endpoint} check {'passed' if passed else 'failed'}")
+READYZ_EXTRA = ("etcd-readiness", "informer-sync")  # after "etcd"; "shutdown" comes last
+
+
+def checks(endpoint: str) -> tuple[str, ...]:
+    """The check names the endpoint lists, in the real apiserver's order."""
+    if endpoint != "readyz":
+        return CHECKS
+    i = CHECKS.index("etcd") + 1
+    return (*CHECKS[:i], *READYZ_EXTRA, *CHECKS[i:], "shutdown")
+
+
+def check_list(endpoint: str = "livez", failed: Collection[str] = ()) -> bytes:
+    """The body the real apiserver writes: one ``[+]name ok`` / ``[-]name failed: reason
+    withheld`` line per check, then ``<endpoint> check passed|failed``."""
+    lines = [
+        f"[-]{c} failed: reason withheld" if c in failed else f"[+]{c} ok" for c in checks(endpoint)
+    ]
+    lines.append(f"{endpoint} check {'failed' if failed else 'passed'}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -119,9 +179,15 @@ class FakeApiserver:
         self.handshakes = 0
         self.requests = 0
         self.responses = 0
+        self.statuses: collections.Counter[int] = collections.Counter()
         self.servers: list[asyncio.Server] = []
         self.conns: set[asyncio.StreamWriter] = set()
         self.stopped = asyncio.Event()
+        # shutdown sequence: "delay" -> "retry-after" -> "stopped" ("" when not shutting down)
+        self.shutdown_phase = ""
+        self.retry_after_t: float | None = None
+        self.stopped_t: float | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
 
     # -- listening -------------------------------------------------------------------------
     async def open_listeners(self) -> None:
@@ -149,21 +215,61 @@ class FakeApiserver:
         self.servers = []
 
     def abort_connections(self) -> None:
+        """RST every open connection (the process is gone)."""
         for w in list(self.conns):
             w.transport.abort()
         self.conns.clear()
 
-    async def set_mode(self, mode: str, delay_ms: int | None = None) -> None:
+    def close_connections(self) -> None:
+        """Close every open connection gracefully: TLS close_notify, then FIN."""
+        for w in list(self.conns):
+            w.close()
+        self.conns.clear()
+
+    async def set_mode(
+        self,
+        mode: str,
+        delay_ms: int | None = None,
+        *,
+        shutdown_delay_ms: int = 0,
+        retry_after: bool = False,
+        drain_ms: int = 1000,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+        if not (0 <= shutdown_delay_ms <= 600_000 and 0 <= drain_ms <= 600_000):
+            raise ValueError("shutdown_delay_ms and drain_ms: 0..600000")
         if delay_ms is not None:
             self.delay_ms = int(delay_ms)
+        if self._shutdown_task is not None:
+            self._shutdown_task.cancel()
+            self._shutdown_task = None
+        self.shutdown_phase = ""
         self.mode = mode
         if mode == "refuse":
             self.close_listeners()
             self.abort_connections()
-        else:
-            await self.open_listeners()
+            return
+        await self.open_listeners()
+        if mode == "shutdown":
+            self.shutdown_phase = "delay"
+            self.retry_after_t = self.stopped_t = None
+            self._shutdown_task = asyncio.create_task(
+                self._shutdown(shutdown_delay_ms / 1000.0, retry_after, drain_ms / 1000.0)
+            )
+
+    async def _shutdown(self, delay: float, retry_after: bool, drain: float) -> None:
+        await asyncio.sleep(delay)
+        if retry_after:
+            self.shutdown_phase = "retry-after"
+            self.retry_after_t = time.monotonic()
+            await asyncio.sleep(drain)
+        self.close_listeners()
+        self.close_connections()
+        self.stopped_t = time.monotonic()
+        self.shutdown_phase = "stopped"
+        self.mode = "refuse"
+        self._shutdown_task = None
 
     # -- HTTPS -----------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -231,30 +337,61 @@ class FakeApiserver:
             await asyncio.sleep(self.delay_ms / 1000.0)
             if self.mode == "refuse":
                 return False
-        endpoint = path.strip("/")
-        if endpoint not in ("livez", "readyz", "healthz"):
+        endpoint, _, check = path.strip("/").partition("/")
+        text = "text/plain; charset=utf-8"
+        if (
+            mode == "shutdown"
+            and self.shutdown_phase == "retry-after"
+            and not (endpoint in HEALTH_PATHS and not check)
+        ):
+            # k8s.io/apiserver WithRetryAfter: only the health paths are exempt.
+            await self._send(writer, 429, SHUTDOWN_MESSAGE, text, False, ["Retry-After: 5"])
+            return False
+        if mode == "unauthorized":
+            body = _status_json(401, "Unauthorized", "Unauthorized")
+            await self._send(writer, 401, body, "application/json", keep)
+            return keep
+        if endpoint == "version" and not check:
+            body = json.dumps(VERSION, indent=2).encode()
+            await self._send(writer, 200, body, "application/json", keep)
+            return keep
+        if endpoint not in HEALTH_PATHS:
             body = _status_json(404, "NotFound", "the server could not find the requested resource")
             await self._send(writer, 404, body, "application/json", keep)
             return keep
-        if mode in ("healthy", "slow"):
-            body = check_list(True, endpoint) if "verbose" in query else b"ok"
-            await self._send(writer, 200, body, "text/plain; charset=utf-8", keep)
-        elif mode == "fail":
-            await self._send(
-                writer, 500, check_list(False, endpoint), "text/plain; charset=utf-8", keep
-            )
-        elif mode == "unauthorized":
-            body = _status_json(401, "Unauthorized", "Unauthorized")
-            await self._send(writer, 401, body, "application/json", keep)
-        elif mode == "forbidden":
-            msg = 'forbidden: User "system:anonymous" cannot get path "/' + endpoint + '"'
+        if mode == "forbidden" or check:
+            # Anonymous clients (system:public-info-viewer) may read only the health endpoints
+            # themselves, never a single check such as /readyz/shutdown.
+            msg = 'forbidden: User "system:anonymous" cannot get path "' + path + '"'
             await self._send(
                 writer, 403, _status_json(403, "Forbidden", msg), "application/json", keep
             )
+            return keep
+        failed: tuple[str, ...] = ()
+        if mode == "fail":
+            failed = ("etcd",)
+        elif mode == "etcd":
+            await asyncio.sleep(self.delay_ms / 1000.0)
+            failed = ("etcd", "etcd-readiness") if endpoint == "readyz" else ("etcd",)
+        elif mode == "unready" and endpoint == "readyz":
+            failed = ("informer-sync",)
+        elif mode == "shutdown" and endpoint == "readyz":
+            failed = ("shutdown",)
+        if failed:
+            await self._send(writer, 500, check_list(endpoint, failed), text, keep)
+        else:
+            body = check_list(endpoint) if "verbose" in query else b"ok"
+            await self._send(writer, 200, body, text, keep)
         return keep
 
     async def _send(
-        self, writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str, keep: bool
+        self,
+        writer: asyncio.StreamWriter,
+        code: int,
+        body: bytes,
+        ctype: str,
+        keep: bool,
+        extra: Sequence[str] = (),
     ) -> None:
         reason = {
             200: "OK",
@@ -262,6 +399,7 @@ class FakeApiserver:
             401: "Unauthorized",
             403: "Forbidden",
             404: "Not Found",
+            429: "Too Many Requests",
             500: "Internal Server Error",
         }[code]
         hdrs = [
@@ -270,6 +408,7 @@ class FakeApiserver:
             "Cache-Control: no-cache, private",
             f"Content-Type: {ctype}",
             "X-Content-Type-Options: nosniff",
+            *extra,
             f"Date: {email.utils.formatdate(usegmt=True)}",
             f"Content-Length: {len(body)}",
         ]
@@ -278,6 +417,7 @@ class FakeApiserver:
         writer.write(("\r\n".join(hdrs) + "\r\n\r\n").encode() + body)
         await writer.drain()
         self.responses += 1
+        self.statuses[code] += 1
 
     # -- control ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -290,6 +430,10 @@ class FakeApiserver:
             "responses": self.responses,
             "open": len(self.conns),
             "listening": bool(self.servers),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "shutdown_phase": self.shutdown_phase,
+            "retry_after_t": self.retry_after_t,
+            "stopped_t": self.stopped_t,
             "pid": os.getpid(),
             "t": time.monotonic(),
         }
@@ -301,7 +445,13 @@ class FakeApiserver:
                     msg = json.loads(line)
                     cmd = msg.get("cmd")
                     if cmd == "mode":
-                        await self.set_mode(str(msg["mode"]), msg.get("delay_ms"))
+                        await self.set_mode(
+                            str(msg["mode"]),
+                            msg.get("delay_ms"),
+                            shutdown_delay_ms=int(msg.get("shutdown_delay_ms", 0)),
+                            retry_after=bool(msg.get("retry_after", False)),
+                            drain_ms=int(msg.get("drain_ms", 1000)),
+                        )
                         reply: dict[str, Any] = {
                             "ok": True,
                             "mode": self.mode,
@@ -311,6 +461,7 @@ class FakeApiserver:
                         reply = self.stats()
                     elif cmd == "reset":
                         self.handshakes = self.requests = self.responses = 0
+                        self.statuses.clear()
                         reply = self.stats()
                     elif cmd == "ping":
                         reply = self.stats()
@@ -400,6 +551,10 @@ class ApiserverStats:
     open: int  # connections open now
     listening: bool
     t: float  # monotonic time of the reading
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> responses sent
+    shutdown_phase: str = ""  # "", "delay", "retry-after", "stopped"
+    retry_after_t: float | None = None  # monotonic: 429s began (shutdown with retry_after)
+    stopped_t: float | None = None  # monotonic: the shutdown closed the listeners
 
 
 class ApiserverControl:
@@ -432,6 +587,20 @@ class ApiserverControl:
             msg["delay_ms"] = delay_ms
         return float(self.request(**msg)["t"])
 
+    def shutdown(self, delay: float, retry_after: bool = False, drain: float = 1.0) -> float:
+        """Start the SIGTERM sequence (``--shutdown-delay-duration=delay`` s, optionally
+        ``--shutdown-send-retry-after`` with 429s for `drain` s); returns the monotonic time
+        at which ``/readyz`` began to fail."""
+        return float(
+            self.request(
+                cmd="mode",
+                mode="shutdown",
+                shutdown_delay_ms=round(delay * 1000),
+                retry_after=retry_after,
+                drain_ms=round(drain * 1000),
+            )["t"]
+        )
+
     def stats(self) -> ApiserverStats:
         r = self.request(cmd="stats")
         return ApiserverStats(
@@ -442,6 +611,10 @@ class ApiserverControl:
             open=r["open"],
             listening=r["listening"],
             t=r["t"],
+            statuses={int(k): v for k, v in r.get("statuses", {}).items()},
+            shutdown_phase=r.get("shutdown_phase", ""),
+            retry_after_t=r.get("retry_after_t"),
+            stopped_t=r.get("stopped_t"),
         )
 
     def reset(self) -> None:
@@ -517,12 +690,33 @@ class Apiserver:
             self.lab.stop(self.proc)
             self.proc = None
 
+    def kill(self) -> float:
+        """SIGKILL the process (a crash): the kernel closes its sockets, so kept-alive clients
+        see the connection closed and new ones are refused. Returns the monotonic time just
+        before the signal; ``start()`` runs it again (healthy) on the same ports."""
+        from lab.netns import LabError
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise LabError(f"apiserver {self.name} is not running")
+        t = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        self.lab.stop(self.proc)
+        self.proc = None
+        with contextlib.suppress(FileNotFoundError):
+            self.control_path.unlink()  # stale: the process could not remove it
+        return t
+
     @property
     def pid(self) -> int | None:
         return int(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
 
     def set_mode(self, mode: str, delay_ms: int | None = None) -> float:
         return self.control.set_mode(mode, delay_ms)
+
+    def shutdown(self, delay: float, retry_after: bool = False, drain: float = 1.0) -> float:
+        """See :meth:`ApiserverControl.shutdown`."""
+        return self.control.shutdown(delay, retry_after, drain)
 
     def stats(self) -> ApiserverStats:
         return self.control.stats()

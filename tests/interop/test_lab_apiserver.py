@@ -171,3 +171,49 @@ def test_keepalive_counts_and_refuse_closes_open_connections(env: Env) -> None:
         assert p.wait(5) == 0
     finally:
         env.lab.stop(p)
+
+
+def test_shutdown_sequence_as_curl_sees_it(env: Env) -> None:
+    t0 = env.api.shutdown(1.0, retry_after=True, drain=1.0)
+    rc, out, _ = curl(env, url(env, "/readyz"))
+    assert rc == 0 and out.endswith("\n500") and "[-]shutdown failed: reason withheld" in out
+    assert curl(env, url(env))[:2] == (0, "ok\n200")
+    assert curl(env, url(env, "/readyz/shutdown"))[1].endswith("\n403")
+    while time.monotonic() < t0 + 1.2:
+        time.sleep(0.05)
+    rc, out, _ = curl(env, url(env, "/version"), "-i")
+    assert rc == 0 and out.endswith("\n429") and "Retry-After: 5" in out, out
+    assert curl(env, url(env))[:2] == (0, "ok\n200")  # /livez still answers
+    while env.api.stats().shutdown_phase != "stopped" and time.monotonic() < t0 + 5:
+        time.sleep(0.05)
+    rc, _, err = curl(env, url(env))
+    assert rc == 7, err  # refused
+    st = env.api.stats()
+    assert st.stopped_t is not None and st.stopped_t - t0 >= 2.0
+    assert st.retry_after_t is not None and 1.0 <= st.retry_after_t - t0 < st.stopped_t - t0
+
+
+def test_sigkill_closes_kept_alive_connections_and_start_again(env: Env) -> None:
+    p = env.lab.popen(
+        env.topo.client_ns,
+        [sys.executable, "-c", CLIENT, str(env.pki.ca_cert), env.topo.nodes[0].ip4],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        assert [p.stdout.readline().strip() for _ in range(3)] == ["200", "200", "200"]
+        env.api.kill()
+        assert env.api.pid is None
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().split()[0] in ("eof", "error")
+        rc, _, err = curl(env, url(env))
+        assert rc == 7, err
+    finally:
+        env.lab.stop(p)
+        if env.api.pid is None:
+            env.api.start()
+    assert curl(env, url(env))[:2] == (0, "ok\n200")

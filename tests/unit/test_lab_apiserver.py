@@ -55,11 +55,23 @@ def test_parse_listen_and_check_list() -> None:
     assert parse_listen("0.0.0.0:6443") == ("0.0.0.0", 6443)
     assert parse_listen("[::]:6443") == ("::", 6443)
     assert parse_listen(":6443") == (None, 6443)
-    assert check_list(False).endswith(
+    assert check_list("livez", {"etcd"}).endswith(
         b"[+]poststarthook/apiservice-registration-controller ok\nlivez check failed\n"
     )
-    assert b"[-]etcd failed: reason withheld" in check_list(False)
-    assert b"[-]" not in check_list(True)
+    assert b"[-]etcd failed: reason withheld" in check_list("livez", {"etcd"})
+    assert b"[-]" not in check_list() and check_list().endswith(b"livez check passed\n")
+    ready = check_list("readyz", {"shutdown"}).decode().splitlines()
+    assert ready[:6] == [
+        "[+]ping ok",
+        "[+]log ok",
+        "[+]etcd ok",
+        "[+]etcd-readiness ok",
+        "[+]informer-sync ok",
+        "[+]poststarthook/start-apiserver-admission-initializer ok",
+    ]
+    assert ready[-2:] == ["[-]shutdown failed: reason withheld", "readyz check failed"]
+    assert [x for x in ready if x.startswith("[-]")] == ["[-]shutdown failed: reason withheld"]
+    assert b"shutdown" not in check_list("livez")
 
 
 # These tests need an event loop; run them with asyncio.run to avoid a plugin dependency.
@@ -168,5 +180,169 @@ def test_control_socket_protocol(pki: Pki, tmp_path: Path) -> None:
         finally:
             srv.stopped.set()
             await asyncio.wait_for(task, 5)
+
+    run(main())
+
+
+class Server:
+    """A FakeApiserver on a loopback port, run as a task in the current loop."""
+
+    def __init__(self, pki: Pki, tmp_path: Path, **kw: object) -> None:
+        nc = pki.node("node1")
+        self.port = free_port()
+        self.ctl = tmp_path / "ctl.sock"
+        self.srv = FakeApiserver(
+            [("127.0.0.1", self.port)],
+            make_ssl_context(nc.cert, nc.key),
+            self.ctl,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    async def __aenter__(self) -> FakeApiserver:
+        self.task = asyncio.create_task(self.srv.run())
+        for _ in range(400):
+            if self.ctl.exists() and self.srv.servers:
+                break
+            await asyncio.sleep(0.005)
+        return self.srv
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.srv.stopped.set()
+        await asyncio.wait_for(self.task, 5)
+
+
+async def response(
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, path: str
+) -> tuple[int, dict[str, str], bytes]:
+    w.write(f"GET {path} HTTP/1.1\r\nHost: kubernetes\r\n\r\n".encode())
+    head = (await r.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in head[1:] if x)}
+    return int(head[0].split()[1]), hdrs, await r.readexactly(int(hdrs["content-length"]))
+
+
+async def connect(port: int, pki: Pki) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_ctx(pki), server_hostname="kubernetes"
+    )
+
+
+def test_per_check_paths_forbidden_version_and_health_modes(pki: Pki, tmp_path: Path) -> None:
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            r, w = await connect(s.port, pki)
+            for path in ("/readyz/shutdown", "/livez/etcd", "/healthz/ping"):
+                code, _, body = await response(r, w, path)
+                assert code == 403, path
+                assert json.loads(body)["message"] == (
+                    f'forbidden: User "system:anonymous" cannot get path "{path}"'
+                )
+            code, _, body = await response(r, w, "/version")
+            assert code == 200 and json.loads(body)["major"] == "1"
+            assert (await response(r, w, "/readyz"))[::2] == (200, b"ok")
+            await srv.set_mode("etcd", 100)
+            t0 = time.monotonic()
+            code, _, body = await response(r, w, "/livez")
+            assert time.monotonic() - t0 >= 0.1  # the etcd check blocks
+            assert code == 500 and body == check_list("livez", {"etcd"})
+            assert b"[-]etcd failed: reason withheld" in body
+            assert body.endswith(b"livez check failed\n")
+            code, _, body = await response(r, w, "/readyz")
+            assert code == 500 and body == check_list("readyz", {"etcd", "etcd-readiness"})
+            await srv.set_mode("unready")
+            assert (await response(r, w, "/livez"))[::2] == (200, b"ok")
+            code, _, body = await response(r, w, "/readyz")
+            assert code == 500 and b"[-]informer-sync failed" in body and b"shutdown f" not in body
+            await srv.set_mode("unauthorized")
+            assert (await response(r, w, "/version"))[0] == 401
+            assert srv.stats()["statuses"] == {"200": 3, "401": 1, "403": 3, "500": 3}
+            w.close()
+
+    run(main())
+
+
+def test_shutdown_with_delay_readyz_fails_then_fin_then_refused(pki: Pki, tmp_path: Path) -> None:
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            r, w = await connect(s.port, pki)  # kept alive across the whole sequence
+            assert (await response(r, w, "/readyz"))[::2] == (200, b"ok")
+            t0 = time.monotonic()
+            await srv.set_mode("shutdown", shutdown_delay_ms=400)
+            for rr, ww in ((r, w), await connect(s.port, pki)):  # kept-alive and new alike
+                code, _, body = await response(rr, ww, "/readyz")
+                assert code == 500 and body == check_list("readyz", {"shutdown"})
+                assert (await response(rr, ww, "/livez"))[::2] == (200, b"ok")
+                assert (await response(rr, ww, "/healthz"))[::2] == (200, b"ok")
+                assert (await response(rr, ww, "/version"))[0] == 200
+            assert srv.stats()["shutdown_phase"] == "delay" and srv.servers
+            # At D the idle keep-alive connection is closed gracefully (EOF, not a reset)...
+            assert await asyncio.wait_for(r.read(), 3) == b""
+            waited = time.monotonic() - t0
+            assert waited >= 0.4, waited
+            st = srv.stats()
+            assert st["shutdown_phase"] == "stopped" and st["mode"] == "refuse"
+            assert st["stopped_t"] is not None and st["stopped_t"] - t0 >= 0.4
+            # ...and new connections are refused.
+            with pytest.raises(ConnectionRefusedError):
+                await connect(s.port, pki)
+            w.close()
+            # "healthy" is the restarted apiserver.
+            await srv.set_mode("healthy")
+            r, w = await connect(s.port, pki)
+            assert (await response(r, w, "/readyz"))[::2] == (200, b"ok")
+            w.close()
+
+    run(main())
+
+
+def test_shutdown_with_retry_after_429_then_refused(pki: Pki, tmp_path: Path) -> None:
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            r, w = await connect(s.port, pki)
+            await srv.set_mode("shutdown", shutdown_delay_ms=100, retry_after=True, drain_ms=600)
+            assert (await response(r, w, "/version"))[0] == 200  # still inside the delay
+            await asyncio.sleep(0.25)
+            assert srv.stats()["shutdown_phase"] == "retry-after"
+            # the health paths are exempt: /livez 200, /readyz still reports the shutdown
+            assert (await response(r, w, "/livez"))[::2] == (200, b"ok")
+            code, _, body = await response(r, w, "/readyz")
+            assert code == 500 and b"[-]shutdown failed: reason withheld" in body
+            # ordinary requests, on new and kept-alive connections: 429 and the close
+            r2, w2 = await connect(s.port, pki)
+            for rr, ww in ((r2, w2), (r, w)):
+                code, hdrs, body = await response(rr, ww, "/version")
+                assert (code, hdrs["retry-after"], hdrs["connection"]) == (429, "5", "close")
+                assert body == b"The apiserver is shutting down, please try again later.\n"
+                assert await asyncio.wait_for(rr.read(), 2) == b""
+                ww.close()
+            st = srv.stats()
+            assert st["statuses"]["429"] == 2 and st["retry_after_t"] is not None
+            await asyncio.sleep(0.6)
+            assert srv.stats()["shutdown_phase"] == "stopped"
+            with pytest.raises(ConnectionRefusedError):
+                await connect(s.port, pki)
+
+    run(main())
+
+
+def test_shutdown_delay_zero_and_cancel(pki: Pki, tmp_path: Path) -> None:
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            r, w = await connect(s.port, pki)
+            await srv.set_mode("shutdown")  # kubeadm's default: D = 0
+            assert await asyncio.wait_for(r.read(), 2) == b""
+            w.close()
+            with pytest.raises(ConnectionRefusedError):
+                await connect(s.port, pki)
+            # a mode change during the delay cancels the sequence
+            await srv.set_mode("shutdown", shutdown_delay_ms=200)
+            await srv.set_mode("healthy")
+            await asyncio.sleep(0.4)
+            assert srv.mode == "healthy" and srv.servers and srv.stats()["shutdown_phase"] == ""
+            with pytest.raises(ValueError, match="shutdown_delay_ms"):
+                await srv.set_mode("shutdown", shutdown_delay_ms=-1)
 
     run(main())
