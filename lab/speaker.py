@@ -103,6 +103,12 @@ class SpeakerProc:
             if e.get("ev") == ev:
                 return e
 
+    def graceful(self, on: bool = True, timeout: float = 5.0) -> float:
+        """Re-announce with (on) / without (off) GRACEFUL_SHUTDOWN 65535:0 (RFC 8326); returns
+        the monotonic time just before the speaker wrote the UPDATEs."""
+        self.send(f"graceful {'on' if on else 'off'}")
+        return float(self.wait_event("graceful", timeout)["t0"])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -33,6 +33,7 @@ from vipgate.bgp.wire import (
 LO = IPv4Address("127.0.0.1")
 VIP = IPv4Network("203.0.113.100/32")
 VIP6 = IPv6Network("2001:db8:100::100/128")
+VIP2 = IPv4Network("203.0.113.101/32")
 PEER_AS = 65001
 
 
@@ -184,6 +185,39 @@ def test_announce_withdraw_over_loopback() -> None:
             await peer.wait(lambda: VIP6 in peer.announced())
             mp = peer.updates()[-1].get(wire.MpReachNlri)
             assert mp is not None and mp.next_hops == (ip_address("::ffff:127.0.0.1"),)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("local_as", [65000, PEER_AS], ids=["ebgp", "ibgp"])
+def test_graceful_shutdown_reannounces_marked_then_plain(local_as: int) -> None:
+    gshut = wire.Communities((wire.GRACEFUL_SHUTDOWN,))
+
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer, local_as=local_as) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            await peer.wait(lambda: len(peer.announced()) == 1)
+            assert peer.updates()[-1].get(wire.Communities) is None
+            sp.graceful_shutdown()
+            sp.graceful_shutdown()  # no-op: already marked
+            await peer.wait(lambda: len(peer.announced()) == 2)
+            marked = peer.updates()[-1]
+            assert marked.announced() == [VIP] and marked.get(wire.Communities) == gshut
+            ibgp = local_as == PEER_AS
+            assert marked.get(wire.LocalPref) == (wire.LocalPref(0) if ibgp else None)
+            assert sp.graceful and sp.announced() == {VIP}
+            # A route announced meanwhile is marked too; off re-announces both plain.
+            sp.announce(VIP2)
+            await peer.wait(lambda: len(peer.announced()) == 3)
+            assert peer.updates()[-1].get(wire.Communities) == gshut
+            sp.graceful_shutdown(False)
+            await peer.wait(lambda: len(peer.announced()) == 5)
+            plain = peer.updates()[-1]
+            assert plain.get(wire.Communities) is None
+            assert plain.get(wire.LocalPref) == (wire.LocalPref(100) if ibgp else None)
+            assert not peer.withdrawn()  # never withdrawn on the way
 
     asyncio.run(main())
 

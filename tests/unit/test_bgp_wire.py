@@ -202,6 +202,45 @@ UPDATE_V6_WITHDRAW = h(
 
 EBGP_AS4 = OutboundPolicy(local_as=65000, ebgp=True, as4=True)
 
+# RFC 8326: the same routes marked GRACEFUL_SHUTDOWN (COMMUNITIES 65535:0; iBGP: LOCAL_PREF 0).
+UPDATE_EBGP_GSHUT = h(
+    M
+    + """
+    0037 02 0000 001b          # length 55, attributes 27
+    40 01 01 00
+    40 02 06 02 01 0000fde8
+    40 03 04 c000020b
+    c0 08 04 ffff0000          # COMMUNITIES (optional transitive): 65535:0
+    20 cb007164
+    """
+)
+UPDATE_IBGP_GSHUT = h(
+    M
+    + """
+    0038 02 0000 001c          # length 56, attributes 28
+    40 01 01 00
+    40 02 00
+    40 03 04 c000020b
+    40 05 04 00000000          # LOCAL_PREF 0
+    c0 08 04 ffff0000          # COMMUNITIES 65535:0
+    20 cb007164
+    """
+)
+UPDATE_V6_GSHUT = h(
+    M
+    + """
+    0055 02 0000 003e          # length 85, attributes 62
+    40 01 01 00
+    40 02 06 02 01 0000fde8
+    c0 08 04 ffff0000          # COMMUNITIES (type 8) before MP_REACH_NLRI (type 14)
+    90 0e 0026
+      0002 01 10
+      20010db8000000010000000000000011
+      00
+      80 20010db8010000000000000000000100
+    """
+)
+
 
 GOLDEN: list[tuple[str, bytes, wire.Message, SessionContext]] = [
     ("keepalive", KEEPALIVE, Keepalive(), AS4),
@@ -292,6 +331,27 @@ def test_builders_match_golden() -> None:
     assert wire.withdraw_ipv4([VIP]) == [UPDATE_WITHDRAW]
     assert wire.announce_ipv6([VIP6], NH6, EBGP_AS4) == [UPDATE_V6]
     assert wire.withdraw_ipv6([VIP6]) == [UPDATE_V6_WITHDRAW]
+
+
+def test_graceful_shutdown_builders_match_golden() -> None:
+    gs = EBGP_AS4.graceful_shutdown()
+    assert wire.GRACEFUL_SHUTDOWN == 65535 << 16
+    assert wire.announce_ipv4([VIP], NH, gs) == [UPDATE_EBGP_GSHUT]
+    assert wire.announce_ipv6([VIP6], NH6, gs) == [UPDATE_V6_GSHUT]
+    ibgp = OutboundPolicy(65000, False, True).graceful_shutdown()
+    assert wire.announce_ipv4([VIP], NH, ibgp) == [UPDATE_IBGP_GSHUT]
+    upd = decode_one(UPDATE_IBGP_GSHUT)
+    assert isinstance(upd, Update)
+    assert upd.get(LocalPref) == LocalPref(0)
+    assert upd.get(Communities) == Communities((0xFFFF0000,))
+    # Appended to communities already there, once; idempotent; the plain policy unchanged.
+    tagged = OutboundPolicy(65000, True, True, communities=(0xFDE80001,))
+    assert tagged.graceful_shutdown().communities == (0xFDE80001, 0xFFFF0000)
+    assert tagged.graceful_shutdown().graceful_shutdown() == tagged.graceful_shutdown()
+    assert wire.announce_ipv4([VIP], NH, EBGP_AS4) == [UPDATE_EBGP_AS4]
+    # eBGP: no LOCAL_PREF on the wire (RFC 4271 5.1.5), the community alone carries it.
+    ebgp = decode_one(UPDATE_EBGP_GSHUT)
+    assert isinstance(ebgp, Update) and ebgp.get(LocalPref) is None
 
 
 def test_as4_peer_gets_real_as_without_as4_path() -> None:

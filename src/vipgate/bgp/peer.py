@@ -151,7 +151,8 @@ class Peer:
     """One BGP session to one peer, driven by the sans-I/O FSM.
 
     ``rib`` returns the current Adj-RIB-Out (shared by all peers); it is sent whole when the
-    session comes up and on ROUTE-REFRESH.
+    session comes up and on ROUTE-REFRESH. While ``graceful_shutdown()`` is true, announcements
+    carry RFC 8326's GRACEFUL_SHUTDOWN community (and LOCAL_PREF 0 on iBGP).
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class Peer:
         rib: Callable[[], Collection[Prefix]],
         observer: SpeakerObserver | None = None,
         *,
+        graceful_shutdown: Callable[[], bool] = lambda: False,
         rng: Callable[[], float] = random.random,
         connect_timeout: float = 5.0,
         md5_hint_after: int = MD5_HINT_AFTER,
@@ -169,6 +171,7 @@ class Peer:
         self.settings = peer
         self.name = peer.name
         self._rib = rib
+        self._graceful_shutdown = graceful_shutdown
         self._observer = observer
         self.session = fsm.Session(
             fsm.SessionConfig(
@@ -254,6 +257,8 @@ class Peer:
         v4 = [p for p in prefixes if isinstance(p, IPv4Network)]
         v6 = [p for p in prefixes if isinstance(p, IPv6Network)]
         pol = info.policy
+        if self._graceful_shutdown():
+            pol = pol.graceful_shutdown()
         if v4:
             nh4 = self._next_hop_v4(info)
             if (AFI_IPV4, SAFI_UNICAST) not in info.families or nh4 is None:

@@ -5,10 +5,14 @@ Established session before they return.  A session that comes up, or sends ROUTE
 the whole set.  ``close(message)`` withdraws everything, waits until the peers acknowledged it
 (asyncio drain, then the kernel send queue via SIOCOUTQ), sends Cease / Administrative
 Shutdown with the RFC 8203 message and closes -- bounded by ``timeout``.
+``graceful_shutdown(True)`` re-announces the Adj-RIB-Out with the GRACEFUL_SHUTDOWN community
+65535:0 (RFC 8326; LOCAL_PREF 0 towards iBGP peers) so the routers move traffic to other paths
+before the withdrawal; ``graceful_shutdown(False)`` re-announces it plain again. Sessions that
+come up meanwhile get the marked routes.
 
 ``python -m vipgate.bgp.speaker`` runs a speaker driven by stdin lines (``announce P``,
-``withdraw P``, ``close MSG``, ``states``) that reports JSON lines on stdout; the interop tests
-and benchmarks run it inside lab namespaces.
+``withdraw P``, ``graceful on|off``, ``close MSG``, ``states``) that reports JSON lines on
+stdout; the interop tests and benchmarks run it inside lab namespaces.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Speaker:
                 p,
                 self._rib_view,
                 observer,
+                graceful_shutdown=self._graceful_view,
                 rng=rng,
                 connect_timeout=connect_timeout,
                 md5_hint_after=md5_hint_after,
@@ -61,9 +66,13 @@ class Speaker:
         ]
         self._started = False
         self._closed = False
+        self._graceful = False
 
     def _rib_view(self) -> frozenset[Prefix]:
         return frozenset(self._rib)
+
+    def _graceful_view(self) -> bool:
+        return self._graceful
 
     @property
     def peers(self) -> Sequence[Peer]:
@@ -90,6 +99,23 @@ class Speaker:
         self._rib.discard(prefix)
         for p in self._peers:
             p.withdraw([prefix])
+
+    def graceful_shutdown(self, on: bool = True) -> None:
+        """Mark (on) or unmark (off) every announced route with GRACEFUL_SHUTDOWN 65535:0
+        (RFC 8326 section 4; plus LOCAL_PREF 0 on iBGP sessions) by announcing it again now.
+        No-op if already in that state. ``close()`` still withdraws everything afterwards."""
+        if self._closed or on == self._graceful:
+            return
+        self._graceful = on
+        rib = list(self._rib)
+        if rib:
+            for p in self._peers:
+                p.announce(rib)
+
+    @property
+    def graceful(self) -> bool:
+        """True while the routes are announced with GRACEFUL_SHUTDOWN."""
+        return self._graceful
 
     async def close(self, message: str, timeout: float = 2.0) -> None:
         """Withdraw all, drain, Cease/Administrative Shutdown (6/2) with `message`, close."""
@@ -184,6 +210,10 @@ async def _drive(args: argparse.Namespace) -> int:
             t0 = time.monotonic()
             speaker.withdraw(ip_network(arg))
             out({"ev": "withdrawn", "prefix": arg, "t0": t0})
+        elif cmd == "graceful":
+            t0 = time.monotonic()
+            speaker.graceful_shutdown(arg != "off")
+            out({"ev": "graceful", "on": speaker.graceful, "t0": t0})
         elif cmd == "states":
             out({"ev": "states", "states": speaker.session_states()})
         elif cmd == "rss":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import ClassVar, Final, TypeAlias, TypeVar
 
@@ -81,6 +81,8 @@ HEADER_LEN: Final = 19
 MAX_MESSAGE_LEN: Final = 4096
 BGP_VERSION: Final = 4
 AS_TRANS: Final = 23456
+# RFC 8326 section 4: the well-known GRACEFUL_SHUTDOWN community 65535:0.
+GRACEFUL_SHUTDOWN: Final = 0xFFFF0000
 
 AFI_IPV4: Final = 1
 AFI_IPV6: Final = 2
@@ -1110,6 +1112,15 @@ class OutboundPolicy:
     @property
     def ctx(self) -> SessionContext:
         return SessionContext(as4=self.as4)
+
+    def graceful_shutdown(self) -> OutboundPolicy:
+        """This policy while the routes drain before a planned stop (RFC 8326 section 4): the
+        GRACEFUL_SHUTDOWN community 65535:0 appended and, towards iBGP peers, LOCAL_PREF 0 (so
+        an iBGP router prefers any other path without a policy of its own)."""
+        comms = self.communities
+        if GRACEFUL_SHUTDOWN not in comms:
+            comms = (*comms, GRACEFUL_SHUTDOWN)
+        return replace(self, communities=comms, local_pref=0 if not self.ebgp else self.local_pref)
 
     def attributes(self) -> list[PathAttribute]:
         """Path attributes common to every route (no NEXT_HOP / MP_REACH), by type code."""
