@@ -6,6 +6,13 @@ in one shape for all three: ``sessions()`` (neighbor address -> RFC 4271 state n
 ``rib(prefix)`` (a list of RibPath). Timers are lowered for the lab (connect retry 1 s, BIRD's
 error wait 1..10 s). eBGP sessions get explicit import/export policies (RFC 8212).
 
+GRACEFUL_SHUTDOWN (RFC 8326, community 65535:0): by default every router is configured as
+docs/routers.md recommends, so a path carrying it gets local preference 0 and leaves the
+multipath set before it is withdrawn -- BIRD: an import filter (``GSHUT_FILTER``), FRR: its
+built-in handling for eBGP plus a route-map for iBGP neighbors, GoBGP: a global import policy.
+``graceful_shutdown=False`` leaves it out (a router nobody configured). ``multipath_next_hops``
+gives the set traffic is spread over, in one shape for all three.
+
 Passwords are written to the daemon's configuration file only; they never appear in reprs,
 logs or exception texts produced here.
 """
@@ -82,6 +89,45 @@ class RibPath:
     peer: str | None = None
     local_pref: int | None = None
     med: int | None = None
+    multipath: bool = False  # FRR: the router flags the path as used for multipath
+
+
+# BIRD 2 has no built-in RFC 8326 handling: this import filter gives such paths local preference
+# 0, and `merge paths` merges only paths that tie on it (docs/routers.md).
+GSHUT_FILTER = """filter gshut_in {
+  if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
+  accept;
+}"""
+# FRR 8.4 honours 65535:0 from eBGP peers by itself; iBGP neighbors need this route-map.
+FRR_GSHUT_ROUTE_MAP = """bgp community-list standard GSHUT seq 5 permit 65535:0
+route-map GSHUT-IN permit 10
+ match community GSHUT
+ set local-preference 0
+exit
+route-map GSHUT-IN permit 20
+exit"""
+# GoBGP 3: a global import policy (every neighbor's routes pass it). Local preference 1, not 0:
+# GoBGP 3 reads `set-local-pref = 0` as "not set" and leaves the path alone (seen here).
+GOBGP_GSHUT_POLICY = """[[defined-sets.bgp-defined-sets.community-sets]]
+  community-set-name = "gshut"
+  community-list = ["65535:0"]
+
+[[policy-definitions]]
+  name = "gshut-in"
+  [[policy-definitions.statements]]
+    name = "gshut-local-pref-1"
+    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
+      community-set = "gshut"
+      match-set-options = "any"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+    [policy-definitions.statements.actions.bgp-actions]
+      set-local-pref = 1
+
+[global.apply-policy.config]
+  import-policy-list = ["gshut-in"]
+  default-import-policy = "accept-route"
+"""
 
 
 def _norm_prefix(prefix: str) -> str:
@@ -123,8 +169,10 @@ class Router(ABC):
         static_routes: Sequence[tuple[str, str]] = (),
         hold_time: int | None = None,
         listen_port: int = 179,
+        graceful_shutdown: bool = True,
     ) -> None:
         self.lab = lab
+        self.graceful_shutdown = graceful_shutdown
         self.ns = ns
         self.asn = asn
         self.router_id = router_id
@@ -246,6 +294,30 @@ class Router(ABC):
         """Next hops of all paths for `prefix` in the router's BGP RIB."""
         return {p.next_hop for p in self.rib(prefix)}
 
+    def multipath_next_hops(self, prefix: str) -> set[str]:
+        """Next hops traffic for `prefix` is spread over (see the subclasses)."""
+        return {p.next_hop for p in self.rib(prefix) if p.best or p.multipath}
+
+    def wait_multipath(
+        self, prefix: str, expected: set[str], timeout: float = 10.0, interval: float = 0.01
+    ) -> float:
+        """Wait until :meth:`multipath_next_hops` is exactly `expected`; return seconds."""
+        exp = {str(ipaddress.ip_address(a)) for a in expected}
+        last: set[str] = set()
+
+        def check() -> bool:
+            nonlocal last
+            last = self.multipath_next_hops(prefix)
+            return last == exp
+
+        return wait_for(
+            check,
+            timeout,
+            interval,
+            what=f"{self.kind} {self.name}: multipath next hops of {prefix} == {sorted(exp)}",
+            describe=lambda: f"last: {sorted(last)}; RIB: {self.rib(prefix)}\n{self.describe()}",
+        )
+
     def kernel_nexthops(self, prefix: str) -> set[str]:
         """Next hops of the kernel route for `prefix` in the router namespace (BIRD exports)."""
         return kernel_nexthops(self.lab, self.ns, prefix)
@@ -354,6 +426,9 @@ class BirdRouter(Router):
             f"router id {self.router_id};",
             "protocol device { scan time 10; }",
         ]
+        if self.graceful_shutdown:
+            lines.append(GSHUT_FILTER)
+        imp = "import filter gshut_in" if self.graceful_shutdown else "import all"
         if self.kernel_export:
             for v in (4, 6):
                 lines += [
@@ -422,7 +497,7 @@ class BirdRouter(Router):
                 extra = " next hop self;" if not ebgp else ""
 
                 # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.
-                body.append(f"  ipv{v} {{ import all; {ef};{extra} }};")
+                body.append(f"  ipv{v} {{ {imp}; {ef};{extra} }};")
             lines += [f"protocol bgp {pname} {{", *[b for b in body if b], "}"]
         self.conf.write_text("\n".join(lines) + "\n")
         os.chmod(self.conf, 0o600)
@@ -485,6 +560,10 @@ class BirdRouter(Router):
     def neighbor_states(self) -> list[tuple[Neighbor, str]]:
         st = self.protocol_states()
         return [(nb, st.get(f"peer{i}", "Unknown")) for i, nb in enumerate(self.neighbors, 1)]
+
+    def multipath_next_hops(self, prefix: str) -> set[str]:
+        """BIRD: the kernel route's next hops (``merge paths on``: the real ECMP set)."""
+        return self.kernel_nexthops(prefix)
 
     def rib(self, prefix: str) -> list[RibPath]:
         """BGP paths for `prefix`; next_hop is the BGP NEXT_HOP the peer sent (not resolved)."""
@@ -577,6 +656,8 @@ class FrrRouter(Router):
             " no bgp network import-check",
             " bgp bestpath as-path multipath-relax",
         ]
+        if self.graceful_shutdown:
+            lines[4:4] = [*FRR_GSHUT_ROUTE_MAP.splitlines(), "!"]
         if self.hold_time:
             lines.append(f" timers bgp {max(self.hold_time // 3, 1)} {self.hold_time}")
         for nb in self.neighbors:
@@ -607,6 +688,8 @@ class FrrRouter(Router):
                 lines.append(f"  neighbor {nb.address} activate")
                 if nb.asn == self.asn:
                     lines.append(f"  neighbor {nb.address} next-hop-self")
+                    if self.graceful_shutdown:
+                        lines.append(f"  neighbor {nb.address} route-map GSHUT-IN in")
             lines.append(" exit-address-family")
         lines += ["!", "line vty", "!"]
         self.conf.write_text("\n".join(lines) + "\n")
@@ -697,6 +780,7 @@ class FrrRouter(Router):
                     peer=str(peer) if peer else None,
                     local_pref=p.get("locPrf"),
                     med=p.get("metric"),
+                    multipath=bool(p.get("multipath", False)),
                 )
             )
         return paths
@@ -749,6 +833,8 @@ class GobgpRouter(Router):
             f"  port = {self.listen_port}",
             "",
         ]
+        if self.graceful_shutdown:
+            lines += [*GOBGP_GSHUT_POLICY.splitlines(), ""]
         for nb in self.neighbors:
             lines += [
                 "[[neighbors]]",
@@ -838,6 +924,19 @@ class GobgpRouter(Router):
         pfx = _norm_prefix(prefix)
         afi = "ipv6" if ":" in pfx else "ipv4"
         self.gobgp("global", "rib", "del", "-a", afi, pfx)
+
+    def multipath_next_hops(self, prefix: str) -> set[str]:
+        """GoBGP's RIB flags only the best path: the paths that tie with it on local preference
+        and AS_PATH length (what BGP multipath would use beside it)."""
+        paths = self.rib(prefix)
+        best = [p for p in paths if p.best]
+        if not best:
+            return set()
+
+        def key(p: RibPath) -> tuple[int, int]:
+            return (100 if p.local_pref is None else p.local_pref, -len(p.as_path))
+
+        return {p.next_hop for p in paths if key(p) == key(best[0])}
 
     def sessions(self) -> dict[str, str]:
         data = self.gobgp_json("neighbor") or []
