@@ -479,10 +479,84 @@ def _seconds(raw: Raw) -> float:
 
 
 def _ip(raw: Raw, what: str = "an IPv4 or IPv6 address") -> IPAddress:
+    v = raw.value.strip()
+    if "%" in v:
+        raise ConfigError(
+            f"{_show(raw)}: an IPv6 scope id (%zone) is not supported; accepted: {what}"
+        )
     try:
-        return ipaddress.ip_address(raw.value.strip())
+        return ipaddress.ip_address(v)
     except ValueError:
         raise ConfigError(f"{_show(raw)}: not an IP address; accepted: {what}") from None
+
+
+# Linux limits (include/uapi/linux/if.h, net/core/dev.c dev_valid_name): an interface name is
+# 1 to IFNAMSIZ-1 bytes, not "." or "..", without '/', ':' or whitespace.
+IFNAMSIZ = 16
+# TCP MD5 key length limit (include/uapi/linux/tcp.h TCP_MD5SIG_MAXKEYLEN).
+TCP_MD5SIG_MAXKEYLEN = 80
+_IFNAME_HELP = (
+    f"an interface name of 1-{IFNAMSIZ - 1} bytes (Linux IFNAMSIZ) without '/', ':' or "
+    "whitespace, not '.' or '..'"
+)
+
+
+def _ifname(raw: Raw, extra: str = "") -> str:
+    """An interface name the kernel can hold (or empty). Existence is checked at start."""
+    v = raw.value.strip()
+    if v == "":
+        return v
+    try:
+        n = len(v.encode())
+    except UnicodeEncodeError:
+        n = 0
+    if (
+        not 1 <= n < IFNAMSIZ
+        or v in (".", "..")
+        or any(c in "/:" or c.isspace() or not c.isprintable() for c in v)
+    ):
+        raise ConfigError(
+            f"{_show(raw)}: not a valid interface name; accepted: {_IFNAME_HELP}{extra}"
+        )
+    return v
+
+
+def _password_problem(password: str) -> str | None:
+    """Why the kernel or the router cannot use this TCP MD5 password (never echoing it)."""
+    try:
+        n = len(password.encode())
+    except UnicodeEncodeError:
+        return "the password is not valid UTF-8"
+    if n > TCP_MD5SIG_MAXKEYLEN:
+        return (
+            f"the password is longer than {TCP_MD5SIG_MAXKEYLEN} bytes (Linux TCP_MD5SIG_MAXKEYLEN)"
+        )
+    if any(not c.isprintable() and c != " " for c in password):
+        return (
+            "the password contains a control character (a trailing newline from a Secret or file?)"
+        )
+    return None
+
+
+_PASSWORD_HELP = (
+    f"a TCP MD5 password of 1-{TCP_MD5SIG_MAXKEYLEN} bytes of printable UTF-8, or empty for none"
+)
+
+
+def _usable_unicast(a: IPAddress) -> str | None:
+    """Why ``a`` cannot be a unicast address on the wire (a peer, a source), else None."""
+    if a.is_unspecified:
+        return "is unspecified"
+    if a.is_multicast:
+        return "is multicast"
+    if a == ipaddress.IPv4Address("255.255.255.255"):
+        return "is the broadcast address"
+    if isinstance(a, ipaddress.IPv6Address):
+        if a.ipv4_mapped is not None:
+            return "is IPv4-mapped (write the IPv4 address)"
+        if a.is_link_local:
+            return "is IPv6 link-local (it needs a %zone, which vipgate does not support)"
+    return None
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -490,15 +564,14 @@ def _parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError("bad port")
+    if "%" in host:
+        raise ValueError("scope id")
     if host.startswith("[") and host.endswith("]"):
         ipaddress.IPv6Address(host[1:-1])
         host = host[1:-1]
-    elif host:
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            if not all(part.isalnum() or "-" in part for part in host.split(".")) or " " in host:
-                raise ValueError("bad host") from None
+    elif host and host != "localhost":
+        # A host name could fail to resolve on the node, long after `vipgate config` said yes.
+        ipaddress.IPv4Address(host)
     return host, int(port)
 
 
@@ -508,28 +581,71 @@ def _listen(raw: Raw) -> str:
         _parse_listen(v)
     except ValueError:
         raise ConfigError(
-            f"{_show(raw)}: not a listen address; accepted: [host]:port with port 1-65535, "
+            f"{_show(raw)}: not a listen address; accepted: [host]:port with port 1-65535 and "
+            "host an IP address (IPv6 in brackets, no %zone), localhost or empty for all, "
             "e.g. :2112, 127.0.0.1:2112, [::1]:2112, or empty to disable metrics"
         ) from None
     return v
 
 
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (an IP literal or DNS name) cannot be connected to or verified, else None."""
+    if "%" in host:
+        return "an IPv6 scope id (%zone) is not supported"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")  # what the connection and the TLS SNI will send
+    except UnicodeError:
+        return "not a DNS name (each label 1-63 characters)"
+    labels = encoded.decode("ascii").rstrip(".").split(".")
+    if len(encoded.rstrip(b".")) > 253 or any(
+        not label or not all(c.isalnum() or c in "-_" for c in label) for label in labels
+    ):
+        return "not a DNS name (letters, digits, '-' and '.', at most 253 characters)"
+    return None
+
+
 def _url(raw: Raw) -> str:
     v = raw.value
-    accepted = "an http:// or https:// URL with a host, e.g. https://localhost:6443/livez"
+    accepted = (
+        "an http:// or https:// URL with a host and no user:password@, "
+        "e.g. https://localhost:6443/livez"
+    )
+    try:
+        netloc = urllib.parse.urlsplit(v).netloc
+    except ValueError:
+        netloc = v
+    # user:password@host would be logged with the URL: refuse it and never echo the value.
+    shown = f"{raw.name}=(a URL with user info, not shown)" if "@" in netloc else _show(raw)
+    if "@" in netloc:
+        raise ConfigError(
+            f"{shown}: credentials in the URL are not supported; accepted: {accepted}"
+        )
     if v != v.strip() or any(c.isspace() for c in v):
-        raise ConfigError(f"{_show(raw)}: contains whitespace; accepted: {accepted}")
+        raise ConfigError(f"{shown}: contains whitespace; accepted: {accepted}")
     try:
         u = urllib.parse.urlsplit(v)
         port = u.port  # raises ValueError on a bad port
     except ValueError:
-        raise ConfigError(f"{_show(raw)}: not a valid URL; accepted: {accepted}") from None
+        raise ConfigError(f"{shown}: not a valid URL; accepted: {accepted}") from None
     if u.scheme not in ("http", "https"):
-        raise ConfigError(f"{_show(raw)}: scheme {u.scheme!r} not supported; accepted: {accepted}")
+        raise ConfigError(f"{shown}: scheme {u.scheme!r} not supported; accepted: {accepted}")
     if not u.hostname:
-        raise ConfigError(f"{_show(raw)}: no host; accepted: {accepted}")
+        raise ConfigError(f"{shown}: no host; accepted: {accepted}")
     if port == 0:
-        raise ConfigError(f"{_show(raw)}: port 0; accepted: {accepted}")
+        raise ConfigError(f"{shown}: port 0; accepted: {accepted}")
+    problem = _host_problem(u.hostname)
+    if problem:
+        raise ConfigError(f"{shown}: the host is {problem}; accepted: {accepted}")
+    if not (u.path + u.query).isascii() or not all(c.isprintable() for c in v):
+        raise ConfigError(
+            f"{shown}: the path or query has non-ASCII or control characters; accepted: "
+            f"{accepted}, other characters %-encoded"
+        )
     return v
 
 
@@ -782,17 +898,26 @@ def parse_peers(raw: Raw) -> tuple[Peer, ...]:
     peers' own fields (no global MP-BGP settings applied). Raises :class:`ConfigError` naming the
     entry by position ("bgp_peers entry 2") and at most its address and AS, never its text.
     """
-    peers: list[Peer] = []
+    return tuple(p for _, p in _parse_peers_numbered(raw))
+
+
+def _parse_peers_numbered(raw: Raw) -> list[tuple[int, Peer]]:
+    """The peers of ``bgp_peers`` with their 1-based position among the comma-separated entries."""
+    peers: list[tuple[int, Peer]] = []
     for n, entry in enumerate(raw.value.split(","), start=1):
         if entry.strip() == "":
             continue
         where: list[str] = []
         try:
-            peers.append(_parse_entry(entry, where))
+            peer = _parse_entry(entry, where)
+            problem = _password_problem(peer.password)
+            if problem:
+                raise _PeerError(f"{problem}; accepted: {_PASSWORD_HELP}")
         except _PeerError as e:
             known = f" ({', '.join(where)})" if where else ""
             raise ConfigError(f"{raw.name} entry {n}{known}: {e}") from None
-    return tuple(peers)
+        peers.append((n, peer))
+    return peers
 
 
 def _split_outside_brackets(text: str) -> list[str]:
@@ -859,6 +984,119 @@ def _log_level(raw: Raw) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _host(a: IPAddress) -> str:
+    return f"[{a}]" if a.version == 6 else str(a)
+
+
+def _vip_problem(a: IPAddress) -> str | None:
+    """Why ``a`` cannot be announced as a VIP, else None."""
+    problem = _usable_unicast(a)
+    if problem:
+        return problem
+    if a.is_loopback:
+        return "is a loopback address (routers drop it)"
+    if a.is_link_local:
+        return "is link-local (routers do not forward it)"
+    return None
+
+
+def _check_peers(
+    named: list[tuple[str, Peer]],
+    address: IPAddress | None,
+    sourceip: IPAddress | None,
+    r: Callable[[str], Raw],
+) -> None:
+    """What the kernel and the wire need of each peer, and of the peers together.
+
+    Addresses a TCP connection can reach, one session per (address, port), the source address
+    of the session's family, BFD (:data:`BFD_SUPPORTED`), and a next hop of the VIP's family
+    (kube-vip's MP-BGP settings) for a session of the other family.
+    """
+    seen: dict[tuple[IPAddress, int], str] = {}
+    for where, p in named:
+        problem = _usable_unicast(p.address)
+        if problem:
+            raise ConfigError(
+                f"{where}: the peer address {problem}; accepted: a unicast address of the router"
+            )
+        if address is not None and p.address == address:
+            raise ConfigError(
+                f"{where}: the peer address is the VIP ({_show(r('address'))}); accepted: the "
+                "router's address"
+            )
+        if sourceip is not None and p.address == sourceip:
+            raise ConfigError(
+                f"{where}: the peer address is bgp_sourceip, this node's own address; "
+                "accepted: the router's address"
+            )
+        if sourceip is not None and sourceip.version != p.address.version:
+            raise ConfigError(
+                f"{where} is IPv{p.address.version} but {_show(r('bgp_sourceip'))} is "
+                f"IPv{sourceip.version}: a session cannot use a source address of the other "
+                "family; accepted: peers of bgp_sourceip's family, or bgp_sourceif instead"
+            )
+        key = (p.address, p.port)
+        if key in seen:
+            raise ConfigError(
+                f"{where}: the same peer address and port as {seen[key]}; accepted: one entry "
+                "per router"
+            )
+        seen[key] = where
+        if p.bfd is not None and p.bfd.enabled and not BFD_SUPPORTED:
+            raise ConfigError(
+                f"{where}: BFD is not yet supported by vipgate; accepted: a 7th field that "
+                "disables it (false;...) or none"
+            )
+        _check_nexthop(where, p, address, sourceip, r)
+
+
+def _check_nexthop(
+    where: str,
+    p: Peer,
+    address: IPAddress | None,
+    sourceip: IPAddress | None,
+    r: Callable[[str], Raw],
+) -> None:
+    """A usable next hop of the VIP's family for this peer (kube-vip ``FindMpbgpAddresses``)."""
+    mode = p.mpbgp_nexthop
+    if mode is NextHopMode.AUTO_SOURCEIP and sourceip is None:
+        raise ConfigError(
+            f"{where}: mpbgp_nexthop=auto_sourceip takes the next hop from the interface of "
+            "bgp_sourceip, which is not set; accepted: set bgp_sourceip, or another mode"
+        )
+    if mode is NextHopMode.AUTO_SOURCEIF and not r("bgp_sourceif").value.strip():
+        raise ConfigError(
+            f"{where}: mpbgp_nexthop=auto_sourceif takes the next hop from bgp_sourceif, which "
+            "is not set; accepted: set bgp_sourceif, or another mode"
+        )
+    if address is None:
+        if mode is NextHopMode.FIXED and p.mpbgp_ipv4 is None and p.mpbgp_ipv6 is None:
+            raise ConfigError(
+                f"{where}: mpbgp_nexthop=fixed without mpbgp_ipv4 or mpbgp_ipv6; accepted: "
+                "set the fixed next hop of the VIP's family"
+            )
+        return
+    fam = address.version
+    fixed = p.mpbgp_ipv4 if fam == 4 else p.mpbgp_ipv6
+    setting = f"mpbgp_ipv{fam}"
+    example = "192.0.2.11" if fam == 4 else "[2001:db8::11]"
+    if mode is NextHopMode.FIXED and fixed is None:
+        raise ConfigError(
+            f"{where}: mpbgp_nexthop=fixed but no {setting} for the IPv{fam} VIP {address}; "
+            f"accepted: set {setting} (globally, or in the entry's 6th field, e.g. "
+            f"mpbgp_nexthop=fixed;{setting}={example})"
+        )
+    if mode is None and p.address.version != fam:
+        raise ConfigError(
+            f"{where}: the session is IPv{p.address.version} but the VIP {address} is "
+            f"IPv{fam}, and no next hop of IPv{fam} is configured (a route with a next hop of "
+            "the other family is discarded by the router); accepted: set mpbgp_nexthop=fixed "
+            f"and {setting}=<this node's IPv{fam} address> (globally, or in the entry's 6th "
+            f"field, e.g. mpbgp_nexthop=fixed;{setting}={example}), or mpbgp_nexthop="
+            "auto_sourceip / auto_sourceif, or a peer of the VIP's family"
+        )
+
+
 def _mpbgp_globals(
     r: Callable[[str], Raw],
 ) -> tuple[NextHopMode | None, ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
@@ -881,6 +1119,12 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     # kube-vip accepts `vip_address` alone (the reference manifest sets it without vip_subnet).
     if r("address").value.strip():
         address = _ip(r("address"))
+        problem = _vip_problem(address)
+        if problem:
+            raise ConfigError(
+                f"{_show(r('address'))}: the VIP {problem}; accepted: a unicast IPv4 or global "
+                "IPv6 address, e.g. 203.0.113.100 or 2001:db8:100::100"
+            )
     vip_subnet: int | None = None
     if r("vip_subnet").value.strip():
         hi = address.max_prefixlen if address is not None else 128
@@ -897,42 +1141,57 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
             )
         routerid = rid
 
-    peers = list(parse_peers(r("bgp_peers")))
+    # Each peer with the words that name it in an error (never its password).
+    named: list[tuple[str, Peer]] = [
+        (f"{r('bgp_peers').name} entry {n} ({_host(p.address)}, AS {p.asn})", p)
+        for n, p in _parse_peers_numbered(r("bgp_peers"))
+    ]
     if r("bgp_peeraddress").value.strip():
         paddr = _ip(r("bgp_peeraddress"))
         pas = _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
-        peers.append(Peer(paddr, pas, r("bgp_peerpass").value, _bool(r("bgp_multihop"))))
+        peer = Peer(paddr, pas, r("bgp_peerpass").value, _bool(r("bgp_multihop")))
+        named.append((_show(r("bgp_peeraddress")), peer))
     else:
         # Validate them anyway: a typo must not pass silently.
         _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
         _bool(r("bgp_multihop"))
+    problem = _password_problem(r("bgp_peerpass").value)
+    if problem:
+        raise ConfigError(
+            f"{_show(r('bgp_peerpass'), True)}: {problem}; accepted: {_PASSWORD_HELP}"
+        )
 
     mpbgp_nexthop, mpbgp_ipv4, mpbgp_ipv6 = _mpbgp_globals(r)
-    peers = [
-        replace(
-            p,
-            mpbgp_nexthop=p.mpbgp_nexthop or mpbgp_nexthop,
-            mpbgp_ipv4=p.mpbgp_ipv4 or mpbgp_ipv4,
-            mpbgp_ipv6=p.mpbgp_ipv6 or mpbgp_ipv6,
+    named = [
+        (
+            where,
+            replace(
+                p,
+                mpbgp_nexthop=p.mpbgp_nexthop or mpbgp_nexthop,
+                mpbgp_ipv4=p.mpbgp_ipv4 or mpbgp_ipv4,
+                mpbgp_ipv6=p.mpbgp_ipv6 or mpbgp_ipv6,
+            ),
         )
-        for p in peers
+        for where, p in named
     ]
-    for n, p in enumerate(peers, start=1):
-        if p.bfd is not None and p.bfd.enabled and not BFD_SUPPORTED:
-            raise ConfigError(
-                f"bgp_peers entry {n} ({p.address}, AS {p.asn}): BFD is not yet supported by "
-                f"vipgate; accepted: a 7th field that disables it (false;...) or none"
-            )
 
     sourceip: IPAddress | None = None
     if r("bgp_sourceip").value.strip():
         sourceip = _ip(r("bgp_sourceip"))
-    sourceif = r("bgp_sourceif").value.strip()
+        problem = _usable_unicast(sourceip)
+        if problem:
+            raise ConfigError(
+                f"{_show(r('bgp_sourceip'))}: {problem}; accepted: a unicast address of this "
+                "node, of the peers' address family"
+            )
+    sourceif = _ifname(r("bgp_sourceif"))
     if sourceip is not None and sourceif:
         raise ConfigError(
             f"{_show(r('bgp_sourceip'))} and {_show(r('bgp_sourceif'))}: "
             "set one or the other, not both"
         )
+    _check_peers(named, address, sourceip, r)
+    peers = [p for _, p in named]
 
     hold = _int(r("bgp_hold_time"), 0, 65535, "0 (no keepalives) or 3-65535 seconds (RFC 4271)")
     if hold in (1, 2):
@@ -959,7 +1218,7 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         ca_path = _ca_path(r("control_plane_health_check_ca_path"))
     server_name = r("control_plane_health_check_server_name").value.strip()
     if server_name and (
-        any(c.isspace() or c in "/:@" for c in server_name) or len(server_name) > 253
+        any(c.isspace() or c in "/:@" for c in server_name) or _host_problem(server_name)
     ):
         raise ConfigError(
             f"{_show(r('control_plane_health_check_server_name'))}: not a host name; "
@@ -1003,12 +1262,12 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     return Config(
         address=address,
         vip_subnet=vip_subnet,
-        vip_interface=r("vip_interface").value.strip(),
+        vip_interface=_ifname(r("vip_interface")),
         cp_enable=bools["cp_enable"],
         bgp_enable=bools["bgp_enable"],
         bgp_as=bgp_as,
         bgp_routerid=routerid,
-        bgp_routerinterface=r("bgp_routerinterface").value.strip(),
+        bgp_routerinterface=_ifname(r("bgp_routerinterface")),
         peers=tuple(peers),
         bgp_sourceip=sourceip,
         bgp_sourceif=sourceif,
@@ -1051,6 +1310,8 @@ def describe(
         else:
             shown = rv.value
         source = rv.source.value if rv.source is Source.DEFAULT else f"{rv.source.value} {rv.name}"
+        # A value from bytes that are not UTF-8 (a path, say) must still print.
+        shown = shown.encode("utf-8", "backslashreplace").decode()
         rows.append((s.key, shown, source))
     prefix = config.prefix
     rows.append(("(announced prefix)", str(prefix) if prefix else "", "derived"))

@@ -21,7 +21,9 @@ def peers(value: str, **env: str) -> tuple[Peer, ...]:
 
 
 def test_kube_vip_vectors() -> None:
-    p = peers("[2001:db8:1111:2222::52]:65501::false::mpbgp_nexthop=auto_sourceif")
+    p = peers(
+        "[2001:db8:1111:2222::52]:65501::false::mpbgp_nexthop=auto_sourceif", bgp_sourceif="eth0"
+    )
     assert p == (
         Peer(V6("2001:db8:1111:2222::52"), 65501, mpbgp_nexthop=NextHopMode.AUTO_SOURCEIF),
     )
@@ -57,6 +59,7 @@ def test_global_mpbgp_applies_to_peers_without_their_own() -> None:
             "mpbgp_nexthop": "fixed",
             "mpbgp_ipv6": "2001:db8::11",
             "mpbgp_ipv4": "192.0.2.11",
+            "bgp_sourceip": "192.0.2.11",
         }
     )
     assert got.mpbgp_nexthop is NextHopMode.FIXED
@@ -90,7 +93,7 @@ BAD_PEERS: list[tuple[str, str]] = [
     ("unnumbered:eth1:65000::true::mpbgp_nexthop=auto_sourceif", "not supported"),
     ("192.0.2.1:65000::false::mpbgp_nexthop", "not key=value"),
     ("192.0.2.1:65000::false::unknown=value", "unknown option"),
-    ("192.0.2.1:65000::false::mpbgp_nexthop=fixed;mpbgp_nexthop=fixed", "given twice"),
+    ("192.0.2.1:65000::false::mpbgp_nexthop=auto_sourceif;mpbgp_nexthop=fixed", "given twice"),
     ("192.0.2.1:65000::false::mpbgp_nexthop=static", "fixed, auto_sourceip, auto_sourceif"),
     ("192.0.2.1:65000::false::mpbgp_nexthop=Fixed", "not a next-hop mode"),
     ("192.0.2.1:65000::false::mpbgp_ipv4=[2001:db8::11]", "not an IPv4 address"),
