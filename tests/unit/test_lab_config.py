@@ -78,8 +78,13 @@ def test_bird_config(tmp_path: Path) -> None:
     assert "neighbor 192.0.2.12 port 179 external;" in conf and "enable as4 off;" in conf
     assert "hold time 3;" in conf and "multihop 2;" in conf
     assert "route 203.0.113.128/26 via 192.0.2.2 { igp_metric = 0; };" in conf
-    # RFC 8212: every channel has an explicit import and export policy
-    assert conf.count("import all;") == 8 and conf.count("export none;") == 8
+    # RFC 8212: every channel has an explicit import and export policy; the import policy maps
+    # RFC 8326 GRACEFUL_SHUTDOWN to local preference 0 (docs/routers.md)
+    assert conf.count("import filter gshut_in;") == 8 and conf.count("export none;") == 8
+    assert "if (65535, 0) ~ bgp_community then bgp_local_pref = 0;" in conf
+    r.graceful_shutdown = False
+    plain = r.write_config().read_text()
+    assert plain.count("import all;") == 8 and "gshut" not in plain
     assert "next hop self;" in conf  # iBGP neighbor
     assert oct(r.conf.stat().st_mode & 0o777) == "0o600"
 
@@ -149,6 +154,13 @@ def test_frr_config(tmp_path: Path) -> None:
     assert " neighbor 2001:db8:0:1::11 ebgp-multihop 2" in conf
     assert " neighbor 2001:db8:0:1::11 passive" in conf
     assert "  network 203.0.113.100/32" in conf
+    # eBGP only: FRR honours 65535:0 itself, the route-map is defined but not applied
+    assert "bgp community-list standard GSHUT seq 5 permit 65535:0" in conf
+    assert conf.index("route-map GSHUT-IN permit 10") < conf.index("router bgp 65001")
+    assert "route-map GSHUT-IN in" not in conf
+    r.neighbors.append(Neighbor("192.0.2.13", 65001))
+    ibgp = r.write_config().read_text()
+    assert ibgp.count("  neighbor 192.0.2.13 route-map GSHUT-IN in") == 2  # IPv4 and IPv6
     cmd = r._command()
     assert "-Z" in cmd and "--vty_socket" in cmd and "-i" in cmd and "-z" in cmd
     with pytest.raises(Exception, match="4-octet"):
@@ -190,6 +202,12 @@ def test_gobgp_config_and_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         api_port=50099,
     )
     conf = tomllib.loads(r.write_config().read_text())
+    assert conf["global"]["apply-policy"]["config"]["import-policy-list"] == ["gshut-in"]
+    (stmt,) = conf["policy-definitions"][0]["statements"]
+    assert stmt["actions"]["bgp-actions"] == {"set-local-pref": 1}
+    assert conf["defined-sets"]["bgp-defined-sets"]["community-sets"][0]["community-list"] == [
+        "65535:0"
+    ]
     nb = conf["neighbors"][0]
     assert nb["config"] == {
         "neighbor-address": "192.0.2.11",
