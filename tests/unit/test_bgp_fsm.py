@@ -14,6 +14,7 @@ from vipgate.bgp.fsm import (
     ArmTimer,
     BytesReceived,
     CancelTimer,
+    CapabilitiesRefused,
     CloseConnection,
     LocalProtocolError,
     OpenConnection,
@@ -46,6 +47,7 @@ from vipgate.bgp.wire import (
     RouteRefresh,
     RouteRefreshCapability,
     SessionContext,
+    UnknownCapability,
     encode,
 )
 
@@ -333,7 +335,7 @@ def open_sent() -> Driver:
     [
         ("peer AS", peer_open(asn=65002), 2, 2),
         ("4-octet peer AS without capability", peer_open(asn=65001, as4=False), None, None),
-        ("BGP id equal to ours", peer_open(bgp_id=ROUTER_ID), 2, 3),
+        ("eBGP peer with our BGP id (RFC 6286 2.1)", peer_open(bgp_id=ROUTER_ID), None, None),
         ("BGP id 0", peer_open(bgp_id=IPv4Address(0)), 2, 3),
         ("hold time 1", peer_open(hold=1), 2, 6),
         ("hold time 2", peer_open(hold=2), 2, 6),
@@ -349,7 +351,7 @@ def test_open_sent_errors(name: str, data: bytes | None, code: int | None, sub: 
         data = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x01" + body
     d = open_sent()
     actions = d(BytesReceived(data))
-    if code is None:  # this one is fine: AS 65001 fits 2 octets
+    if code is None:  # these are fine: AS 65001 fits 2 octets; an eBGP peer may share our id
         assert d.state() is State.OPEN_CONFIRM
         return
     assert sub is not None
@@ -566,3 +568,127 @@ def test_ipv6_session_addresses() -> None:
     actions = d(BytesReceived(peer_open() + KA))
     (up,) = of_type(actions, SessionUp)
     assert isinstance(up, SessionUp) and up.info.local == IPv6Address("2001:db8:0:1::11")
+
+
+def test_ibgp_peer_with_our_bgp_id_is_refused() -> None:
+    d = Driver(Session(cfg(peer_as=65000)))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    assert_notified(d(BytesReceived(peer_open(asn=65000, bgp_id=ROUTER_ID))), 2, 3)
+
+
+# ------------------------------------------------------------------- capability negotiation
+
+MP4, MP6 = MultiprotocolCapability(1, 1), MultiprotocolCapability(2, 1)
+
+
+def unsupported(*caps: wire.Capability, raw: bytes = b"") -> bytes:
+    """NOTIFICATION 2/7 whose data lists `caps` as an OPEN encodes them (RFC 5492 section 3)."""
+    data = b"".join(wire._encode_capability(c) for c in caps) + raw
+    return encode(Notification(2, 7, data))
+
+
+def our_open(actions: Sequence[fsm.Action]) -> Open:
+    (msg,) = [m for m in sent_messages(actions) if isinstance(m, Open)]
+    return msg
+
+
+def reconnect(d: Driver) -> list[fsm.Action]:
+    d.fire(Timer.CONNECT_RETRY)
+    return d(TcpConnected(LOCAL, REMOTE))
+
+
+def test_open_offers_the_configured_families_only() -> None:
+    d = Driver(Session(cfg(families=frozenset({(1, 1)}))))
+    d(Start())
+    msg = our_open(d(TcpConnected(LOCAL, REMOTE)))
+    assert msg.capabilities == (MP4, RouteRefreshCapability(), FourOctetAsCapability(65000))
+
+
+@pytest.mark.parametrize("state", [State.OPEN_SENT, State.OPEN_CONFIRM])
+def test_unsupported_capability_is_left_out_of_the_next_open(state: State) -> None:
+    # FRR with strict-capability-match and only IPv4 unicast activated answers our OPEN so.
+    d = open_sent()
+    if state is State.OPEN_CONFIRM:  # the router's OPEN can arrive before its NOTIFICATION
+        d(BytesReceived(peer_open(families=[(1, 1)])))
+    assert d.state() is state
+    actions = d(BytesReceived(unsupported(MP6)))
+    (refused,) = of_type(actions, CapabilitiesRefused)
+    assert refused == CapabilitiesRefused((MP6,), b"", (MP6,), frozenset({(1, 1)}))
+    (down,) = [a for a in actions if isinstance(a, StateChanged)]
+    assert down.new is State.IDLE
+    assert "Unsupported Capability: Multiprotocol IPv6 unicast" in down.reason
+    assert "next OPEN leaves out Multiprotocol IPv6 unicast" in down.reason
+    assert sent_messages(actions) == []  # no NOTIFICATION back
+    assert timer_armed(actions, Timer.CONNECT_RETRY) is not None
+    msg = our_open(reconnect(d))
+    assert msg.capabilities == (MP4, RouteRefreshCapability(), FourOctetAsCapability(65000))
+    actions = d(BytesReceived(peer_open(families=[(1, 1)]) + KA))
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and up.info.families == {(1, 1)}
+    # Remembered for the life of the session object: also after it goes down again.
+    d(TcpClosed("reset"))
+    assert MP6 not in our_open(reconnect(d)).capabilities
+
+
+def test_unsupported_capability_naming_nothing_we_can_leave_out() -> None:
+    for data in (unsupported(), unsupported(UnknownCapability(64, b"\x00\x78"))):
+        d = open_sent()
+        first = d.s.offered
+        actions = d(BytesReceived(data))
+        (refused,) = of_type(actions, CapabilitiesRefused)
+        assert isinstance(refused, CapabilitiesRefused) and refused.dropped == ()
+        (down,) = [a for a in actions if isinstance(a, StateChanged)]
+        assert "names nothing our OPEN can leave out" in down.reason
+        assert our_open(reconnect(d)).capabilities == first
+
+
+def test_unsupported_capability_with_undecodable_data() -> None:
+    d = open_sent()
+    actions = d(BytesReceived(unsupported(MP6, raw=b"\x01\x04\x00")))  # a truncated one
+    (refused,) = of_type(actions, CapabilitiesRefused)
+    assert refused == CapabilitiesRefused((MP6,), b"\x01\x04\x00", (MP6,), frozenset({(1, 1)}))
+    (down,) = [a for a in actions if isinstance(a, StateChanged)]
+    assert "Multiprotocol IPv6 unicast, undecodable data 010400" in down.reason
+
+
+def test_refused_four_octet_as_capability_means_two_octet_session() -> None:
+    d = open_sent()
+    d(BytesReceived(unsupported(FourOctetAsCapability(1))))  # the value need not be ours
+    msg = our_open(reconnect(d))
+    assert not msg.four_octet_as and msg.my_as == 65000
+    # The peer still sends its own: 4-octet AS numbers need both (RFC 6793 section 3).
+    actions = d(BytesReceived(peer_open(as4=True) + KA))
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and not up.info.as4 and not d.s.as4
+
+
+def test_every_refused_family_leaves_ipv4_implied() -> None:
+    # With no Multiprotocol capability left, IPv4 unicast is implied on both sides.
+    d = Driver(Session(cfg(families=frozenset({(1, 1)})), rng=lambda: 0.0))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    (refused,) = of_type(d(BytesReceived(unsupported(MP4))), CapabilitiesRefused)
+    assert isinstance(refused, CapabilitiesRefused) and refused.families == {(1, 1)}
+    assert not any(
+        isinstance(c, MultiprotocolCapability) for c in our_open(reconnect(d)).capabilities
+    )
+    actions = d(BytesReceived(peer_open(families=[]) + KA))
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and up.info.families == {(1, 1)}
+
+
+def test_families_are_what_both_offered() -> None:
+    d = Driver(Session(cfg(families=frozenset({(2, 1)}))))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    actions = d(BytesReceived(peer_open(families=[]) + KA))  # an RFC 4271-only router
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and up.info.families == frozenset()
+
+
+def test_unsupported_capability_when_established_is_just_a_notification() -> None:
+    d, _ = established()
+    actions = d(BytesReceived(unsupported(MP6)))
+    assert of_type(actions, CapabilitiesRefused) == [] and d.state() is State.IDLE
+    assert MP6 in our_open(reconnect(d)).capabilities

@@ -42,7 +42,10 @@ from vipgate.bgp.wire import (
     UnknownAttribute,
     UnknownCapability,
     Update,
+    capability_name,
     encode,
+    encode_open_extended,
+    unsupported_capabilities,
 )
 
 M = "ff" * 16  # marker
@@ -482,6 +485,8 @@ NHOP = "40 03 04 c000020b "
 GOOD = ORIGIN + PATH + NHOP
 MP6 = "90 0e 0016 0002 01 10 20010db8000000010000000000000011 00 00 "
 
+EXT = "04 fde8 001e c000020b ff ff "  # an OPEN head in RFC 9072's extended format
+
 R, W, D = Handling.SESSION_RESET, Handling.TREAT_AS_WITHDRAW, Handling.ATTRIBUTE_DISCARD
 
 MALFORMED: list[tuple[str, bytes, int, int, Handling, bytes | None]] = [
@@ -502,6 +507,22 @@ MALFORMED: list[tuple[str, bytes, int, int, Handling, bytes | None]] = [
     ("open auth parameter", opn("04 fde8 001e c000020b 03 01 01 00"), 2, 4, R, b""),
     ("open opt len mismatch", opn("04 fde8 001e c000020b 05 02 02 02 00"), 2, 0, R, None),
     ("open capability overrun", opn("04 fde8 001e c000020b 04 02 02 41 04"), 2, 0, R, None),
+    # RFC 9072 extended optional parameters (Non-Ext OP Len 255, Non-Ext OP Type 255).
+    ("open extended length missing", opn(EXT + "00"), 2, 0, R, b""),
+    ("open extended length short", opn(EXT + "0004 02 0002 0200"), 2, 0, R, b""),
+    ("open extended length long", opn(EXT + "0006 02 0002 0200"), 2, 0, R, b""),
+    ("open extended param overrun", opn(EXT + "0005 02 0003 0200"), 2, 0, R, b""),
+    ("open extended param header cut", opn(EXT + "0002 02 00"), 2, 0, R, b""),
+    ("open extended auth parameter", opn(EXT + "0004 01 0001 00"), 2, 4, R, b""),
+    ("open extended capability overrun", opn(EXT + "0005 02 0002 4104"), 2, 0, R, None),
+    (
+        "open multiprotocol length 3",
+        opn("04 fde8 001e c000020b 07 02 05 010300 0100"),
+        2,
+        0,
+        R,
+        None,
+    ),
     ("withdrawn length overrun", h(M + "0017 02 0009 0000"), 3, 1, R, b""),
     ("attribute length overrun", upd(GOOD)[:21] + h("ffff") + upd(GOOD)[23:], 3, 1, R, b""),
     ("nlri prefix length 33", upd(GOOD, "21 cb00716400"), 3, 10, R, b""),
@@ -739,3 +760,122 @@ def test_garbage_only_raises_bgp_error(body: bytes, as4: bool) -> None:
             Decoder(SessionContext(as4)).feed_all(frame)
         except BgpError as e:
             assert 1 <= e.code <= 7
+
+
+# ---------------------------------------------------------------- OPEN: what routers may send
+
+OPEN_EXTENDED = h(
+    M
+    + """
+    0031 01          # length 49, type OPEN
+    04 fde9 005a     # version 4, AS 65001, hold time 90
+    c0000201         # BGP identifier 192.0.2.1
+    ff               # Non-Ext OP Len 255 (RFC 9072 section 2)
+    ff               # Non-Ext OP Type 255: the extended format is in use
+    0011             # Extended Opt. Parm. Length 17
+    02 000e          # parameter type 2 (Capabilities), 2-octet length 14
+    01 04 0001 00 01 # multiprotocol IPv4 unicast
+    02 00            # route refresh
+    41 04 0000fde9   # 4-octet AS 65001
+    """
+)
+OPEN_EXTENDED_MSG = Open(
+    65001,
+    90,
+    IPv4Address("192.0.2.1"),
+    (MultiprotocolCapability(1, 1), RouteRefreshCapability(), FourOctetAsCapability(65001)),
+)
+
+
+def test_rfc9072_extended_open_golden() -> None:
+    assert decode_one(OPEN_EXTENDED) == OPEN_EXTENDED_MSG
+    assert encode_open_extended(OPEN_EXTENDED_MSG) == OPEN_EXTENDED
+    # Short enough for RFC 4271's encoding: that one is sent (RFC 9072: SHOULD).
+    assert encode(OPEN_EXTENDED_MSG)[28] == 16  # Optional Parameters Length 16 (2 + 14)
+
+
+def test_rfc9072_non_ext_op_len_is_ignored_once_the_type_says_extended() -> None:
+    data = bytearray(OPEN_EXTENDED)
+    data[28] = 0x10  # RFC 9072: SHOULD be 255, MUST be ignored on receipt
+    assert decode_one(bytes(data)) == OPEN_EXTENDED_MSG
+
+
+def test_rfc9072_open_longer_than_255_octets_of_parameters() -> None:
+    fqdn: list[wire.Capability] = [UnknownCapability(73, bytes([i]) * 20) for i in range(15)]
+    caps = (MultiprotocolCapability(1, 1), *fqdn)
+    msg = Open(65001, 90, IPv4Address("192.0.2.1"), caps)
+    data = encode(msg)
+    assert data[28:30] == b"\xff\xff" and len(data) == 19 + 10 + 3 + 3 + 6 + 15 * 22
+    assert decode_one(data) == msg
+
+
+OPEN_VARIANTS = [
+    (
+        "capabilities split over three parameters",
+        "04 fde9 005a c0000201 14  02 06 01040001 0001  02 02 0200  02 06 4104 0000fde9",
+        (MultiprotocolCapability(1, 1), RouteRefreshCapability(), FourOctetAsCapability(65001)),
+    ),
+    (
+        "the same capability twice",
+        "04 fde9 005a c0000201 0e  02 0c 01040001 0001 01040001 0001",
+        (MultiprotocolCapability(1, 1), MultiprotocolCapability(1, 1)),
+    ),
+    (
+        "unknown capabilities (FRR 8.4 sends some of these)",
+        "04 fde9 005a c0000201 14  02 12 4002 0078 4600 4504 0001 0101 0600 8000 4700",
+        (
+            UnknownCapability(64, h("0078")),  # graceful restart
+            UnknownCapability(70),  # enhanced route refresh
+            UnknownCapability(69, h("0001 01 01")),  # ADD-PATH
+            UnknownCapability(6),  # extended message
+            UnknownCapability(128),  # pre-standard route refresh
+            UnknownCapability(71),  # long-lived graceful restart
+        ),
+    ),
+    ("an empty Capabilities parameter", "04 fde9 005a c0000201 02 02 00", ()),
+    ("no optional parameters (RFC 4271 only)", "04 fde9 005a c0000201 00", ()),
+    ("hold time 0", "04 fde9 0000 c0000201 00", ()),
+    (
+        "RFC 9072 encoding with two parameters",
+        "04 fde9 005a c0000201 ff ff 000c  02 0002 0200  02 0004 4600 0600",
+        (RouteRefreshCapability(), UnknownCapability(70), UnknownCapability(6)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "caps"), OPEN_VARIANTS, ids=[v[0] for v in OPEN_VARIANTS])
+def test_open_variants_a_conforming_router_may_send(
+    name: str, body: str, caps: tuple[wire.Capability, ...]
+) -> None:
+    m = decode_one(opn(body))
+    assert isinstance(m, Open) and m.capabilities == caps
+
+
+def test_unsupported_capabilities_decodes_notification_data() -> None:
+    mp6 = h("01 04 0002 00 01")
+    assert unsupported_capabilities(mp6) == ((MultiprotocolCapability(2, 1),), b"")
+    # A known code with an odd length is kept undecoded; a truncated tail comes back as bytes.
+    got = unsupported_capabilities(mp6 + h("41 02 0001") + h("40 05 00"))
+    assert got == ((MultiprotocolCapability(2, 1), UnknownCapability(65, h("0001"))), h("400500"))
+    assert unsupported_capabilities(b"") == ((), b"")
+    assert unsupported_capabilities(b"\x01") == ((), b"\x01")
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        ("01 04 0002 00 01", "Multiprotocol IPv6 unicast"),
+        ("01 04 0001 00 01  02 00", "Multiprotocol IPv4 unicast, Route Refresh"),
+        ("01 04 0019 00 46", "Multiprotocol L2VPN EVPN"),
+        ("01 04 0063 00 07", "Multiprotocol AFI 99 SAFI 7"),
+        ("41 04 0000fde8", "4-octet AS 65000"),
+        ("40 02 0078", "Graceful Restart (code 64)"),
+        ("63 00", "capability 99"),
+        ("01 04 0002", "undecodable data 01040002"),
+    ],
+)
+def test_unsupported_capability_notification_is_logged_by_name(data: str, text: str) -> None:
+    n = decode_one(h(M) + (21 + len(h(data))).to_bytes(2, "big") + h("03 02 07" + data))
+    assert isinstance(n, Notification)
+    assert n.describe() == f"OPEN Message Error/Unsupported Capability: {text}"
+    assert capability_name(MultiprotocolCapability(2, 1)) == "Multiprotocol IPv6 unicast"

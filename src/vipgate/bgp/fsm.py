@@ -8,8 +8,8 @@ Rules this module keeps
    *actions* to carry out in order (:class:`OpenConnection`, :class:`SendBytes`,
    :class:`ArmTimer`, :class:`CancelTimer`, :class:`CloseConnection`, :class:`StateChanged`,
    :class:`SessionUp`, :class:`SessionDown`, :class:`MessageReceived`, :class:`MessageSent`,
-   :class:`RoutesReceived`, :class:`ResendAdjRibOut`, :class:`ProtocolWarning`).  Events and actions
-   are small frozen dataclasses.
+   :class:`RoutesReceived`, :class:`ResendAdjRibOut`, :class:`CapabilitiesRefused`,
+   :class:`ProtocolWarning`).  Events and actions are small frozen dataclasses.
 2. Active only: we always open the TCP connection and never listen, so connection collisions
    (RFC 4271 6.8) cannot happen and the Active state is never used.  At most one connection
    exists at a time; :class:`TcpConnected` outside Connect is a bug in the owner and raises
@@ -24,14 +24,22 @@ Rules this module keeps
    between cancelling a timer and it firing.
 5. Received routes are parsed, validated and counted (the Adj-RIB-In is a set of prefixes),
    never installed.
+6. We offer exactly the address families of :attr:`SessionConfig.families` (one Multiprotocol
+   capability each, RFC 4760), Route Refresh and 4-octet AS.  A NOTIFICATION OPEN Message Error /
+   Unsupported Capability (2/7) names the capabilities the peer refuses (RFC 5492 section 3):
+   every later OPEN of this :class:`Session` leaves them out (:attr:`Session.refused`), and
+   :class:`CapabilitiesRefused` tells the owner which ones, decoded.  A family is used only if
+   both sides offered it (without any Multiprotocol capability IPv4 unicast is implied); 4-octet
+   AS numbers only if both sides sent the capability (RFC 6793).
 
 Theory of operation
 -------------------
 ``Start`` in Idle moves to Connect and asks for a connection (``OpenConnection``) with the
 connect-retry timer as a connect timeout.  ``TcpConnected`` (carrying the local and remote
 addresses) sends our OPEN and moves to OpenSent with a large hold timer (RFC 4271: 4 minutes).
-The peer's OPEN is checked (version, hold time 1/2, identifier 0 in the codec; peer AS and
-identifier equal to ours here), the hold time negotiated (the smaller of both, 0 = no keepalives)
+The peer's OPEN is checked (version, hold time 1/2, identifier 0 in the codec; peer AS, and for
+iBGP an identifier equal to ours, here: RFC 6286 2.1 allows an eBGP peer to share our
+identifier), the hold time negotiated (the smaller of both, 0 = no keepalives)
 and the keepalive derived (configured keepalive scaled by negotiated/configured hold, else
 hold/3); we answer KEEPALIVE and move to OpenConfirm.  The peer's KEEPALIVE moves us to
 Established and yields ``SessionUp`` with a :class:`SessionInfo`: the owner then sends its whole
@@ -71,6 +79,7 @@ __all__ = [
     "ArmTimer",
     "BytesReceived",
     "CancelTimer",
+    "CapabilitiesRefused",
     "CloseConnection",
     "LocalProtocolError",
     "MessageReceived",
@@ -265,6 +274,22 @@ class ResendAdjRibOut:
 
 
 @dataclass(frozen=True, slots=True)
+class CapabilitiesRefused:
+    """The peer answered our OPEN with NOTIFICATION 2/7 (Unsupported Capability).
+
+    ``named``: the capabilities its data lists (RFC 5492 section 3), decoded; ``undecodable``:
+    data bytes that did not decode; ``dropped``: those of ours that every later OPEN leaves out
+    (empty: the NOTIFICATION names nothing we can leave out, so the next OPEN is the same);
+    ``families``: the (AFI, SAFI) pairs the next OPEN still offers.
+    """
+
+    named: tuple[wire.Capability, ...]
+    undecodable: bytes
+    dropped: tuple[wire.Capability, ...]
+    families: frozenset[tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolWarning:
     text: str
     error: BgpError | None = None
@@ -283,6 +308,7 @@ Action: TypeAlias = (
     | MessageSent
     | RoutesReceived
     | ResendAdjRibOut
+    | CapabilitiesRefused
     | ProtocolWarning
 )
 
@@ -292,6 +318,8 @@ Action: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
+    """``families``: the (AFI, SAFI) pairs we offer (one Multiprotocol capability each)."""
+
     local_as: int
     router_id: IPv4Address
     peer_as: int
@@ -354,6 +382,9 @@ class Session:
         self.adj_rib_in: set[Prefix] = set()
         self.updates_received = 0
         self.update_errors = 0
+        # Capabilities the peer refused with 2/7: left out of every later OPEN (RFC 5492 3).
+        self.refused: set[wire.Capability] = set()
+        self.offered: tuple[wire.Capability, ...] = ()  # in the OPEN of this connection
 
     # ----------------------------------------------------------------------- public API
 
@@ -382,6 +413,20 @@ class Session:
             return []  # event irrelevant in this state (e.g. late bytes after a close)
         handler(self, event)
         return self._actions
+
+    def capabilities(self) -> tuple[wire.Capability, ...]:
+        """What our next OPEN offers: the configured families, Route Refresh, 4-octet AS --
+        less what the peer refused."""
+        cfg = self.config
+        caps: list[wire.Capability] = [
+            wire.MultiprotocolCapability(afi, safi) for afi, safi in sorted(cfg.families)
+        ]
+        caps += [wire.RouteRefreshCapability(), wire.FourOctetAsCapability(cfg.local_as)]
+        return tuple(c for c in caps if c not in self.refused)
+
+    def offered_families(self) -> frozenset[tuple[int, int]]:
+        """(AFI, SAFI) of our next OPEN; none announced means IPv4 unicast (RFC 4760 1)."""
+        return wire.Open(0, 0, IPv4Address(1), self.capabilities()).families
 
     def backoff_delay(self) -> float:
         """Delay before the next attempt: bounded exponential with jitter in [50%, 100%]."""
@@ -491,12 +536,9 @@ class Session:
         self._cancel(Timer.CONNECT_RETRY)
         self.local, self.remote = ev.local, ev.remote
         cfg = self.config
-        caps: list[wire.Capability] = [
-            wire.MultiprotocolCapability(afi, safi) for afi, safi in sorted(cfg.families)
-        ]
-        caps += [wire.RouteRefreshCapability(), wire.FourOctetAsCapability(cfg.local_as)]
+        self.offered = self.capabilities()
         my_as = cfg.local_as if cfg.local_as <= 0xFFFF else AS_TRANS
-        self._send(wire.Open(my_as, cfg.hold_time, cfg.router_id, tuple(caps)))
+        self._send(wire.Open(my_as, cfg.hold_time, cfg.router_id, self.offered))
         self._set_state(State.OPEN_SENT, f"TCP connected {ev.local} -> {ev.remote}")
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
 
@@ -568,17 +610,36 @@ class Session:
         assert isinstance(msg, Notification)
         self._down(f"received NOTIFICATION {msg.describe()}", received=msg)
 
+    def _msg_notification_open(self, msg: object) -> None:
+        """A NOTIFICATION before Established: some answer our OPEN (NOTIFICATION_TRANSITIONS)."""
+        assert isinstance(msg, Notification)
+        NOTIFICATION_TRANSITIONS.get((msg.code, msg.subcode), Session._msg_notification)(self, msg)
+
+    def _msg_unsupported_capability(self, msg: object) -> None:
+        """2/7: leave out what the peer names and retry (RFC 5492 section 3)."""
+        assert isinstance(msg, Notification)
+        named, undecodable = wire.unsupported_capabilities(msg.data)
+        dropped = tuple(c for c in self.offered if any(_same_capability(c, n) for n in named))
+        self.refused.update(dropped)
+        families = self.offered_families()
+        self._emit(CapabilitiesRefused(named, undecodable, dropped, families))
+        if dropped:
+            why = "; the next OPEN leaves out " + ", ".join(map(wire.capability_name, dropped))
+        else:
+            why = "; it names nothing our OPEN can leave out"
+        self._down(f"received NOTIFICATION {msg.describe()}{why}", received=msg)
+
     def _msg_open(self, msg: object) -> None:
         assert isinstance(msg, wire.Open)
         cfg = self.config
         if msg.asn != cfg.peer_as or (not msg.four_octet_as and cfg.peer_as > 0xFFFF):
             self._error(BgpError(2, 2, b"", f"peer AS {msg.asn}, expected {cfg.peer_as}"))
             return
-        if msg.bgp_id == cfg.router_id:
-            self._error(BgpError(2, 3, b"", f"peer BGP identifier {msg.bgp_id} equals ours"))
+        if msg.bgp_id == cfg.router_id and msg.asn == cfg.local_as:
+            self._error(BgpError(2, 3, b"", f"iBGP peer's BGP identifier {msg.bgp_id} is ours"))
             return
         self.peer_open = msg
-        self.decoder.ctx = SessionContext(as4=msg.four_octet_as)
+        self.decoder.ctx = SessionContext(as4=msg.four_octet_as and self._offered_as4)
         self.hold_time, self.keepalive = negotiate_timers(
             cfg.hold_time, cfg.keepalive, msg.hold_time
         )
@@ -600,14 +661,18 @@ class Session:
             local_as=self.config.local_as,
             peer_as=peer.asn,
             peer_id=peer.bgp_id,
-            as4=peer.four_octet_as,
-            families=self.config.families & peer.families,
+            as4=self.as4,
+            families=wire.Open(0, 0, IPv4Address(1), self.offered).families & peer.families,
             route_refresh=peer.route_refresh,
             hold_time=self.hold_time,
             keepalive=self.keepalive,
         )
         self._set_state(State.ESTABLISHED, "KEEPALIVE received in OpenConfirm")
         self._emit(SessionUp(self.info))
+
+    @property
+    def _offered_as4(self) -> bool:
+        return any(isinstance(c, wire.FourOctetAsCapability) for c in self.offered)
 
     def _msg_keepalive(self, _msg: object) -> None:
         pass  # the hold timer was restarted already
@@ -666,6 +731,14 @@ class Session:
         self._emit(RoutesReceived(tuple(announced), tuple(withdrawn)))
 
 
+def _same_capability(ours: wire.Capability, named: wire.Capability) -> bool:
+    """Does a capability a 2/7 names mean this one of ours?  Multiprotocol: the same AFI/SAFI;
+    any other: the same code (the value the peer echoes may differ, e.g. a 4-octet AS)."""
+    if isinstance(ours, wire.MultiprotocolCapability):
+        return ours == named
+    return wire.capability_code(ours) == wire.capability_code(named)
+
+
 S = State
 TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
     (S.IDLE, Start): Session._on_start,
@@ -692,12 +765,18 @@ TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
 
 MESSAGE_TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
     (S.OPEN_SENT, wire.Open): Session._msg_open,
-    (S.OPEN_SENT, Notification): Session._msg_notification,
+    (S.OPEN_SENT, Notification): Session._msg_notification_open,
     (S.OPEN_CONFIRM, wire.Keepalive): Session._msg_keepalive_confirm,
-    (S.OPEN_CONFIRM, Notification): Session._msg_notification,
+    (S.OPEN_CONFIRM, Notification): Session._msg_notification_open,
     (S.ESTABLISHED, wire.Keepalive): Session._msg_keepalive,
     (S.ESTABLISHED, wire.Update): Session._msg_update,
     (S.ESTABLISHED, wire.RouteRefresh): Session._msg_route_refresh,
     (S.ESTABLISHED, Notification): Session._msg_notification,
+}
+
+# NOTIFICATIONs that answer our OPEN (in OpenSent/OpenConfirm) and change the next one; any
+# other goes down with backoff (Session._msg_notification).
+NOTIFICATION_TRANSITIONS: Final[dict[tuple[int, int], _Handler]] = {
+    (2, 7): Session._msg_unsupported_capability,  # RFC 5492 section 3
 }
 del S

@@ -67,9 +67,13 @@ __all__ = [
     "Update",
     "announce_ipv4",
     "announce_ipv6",
+    "capability_name",
     "decode_message",
     "encode",
+    "encode_open_extended",
     "error_name",
+    "family_name",
+    "unsupported_capabilities",
     "withdraw_ipv4",
     "withdraw_ipv6",
 ]
@@ -105,6 +109,40 @@ A_MP_REACH, A_MP_UNREACH, A_AS4_PATH = 14, 15, 17
 
 # Capability codes (RFC 5492 registry).
 C_MULTIPROTOCOL, C_ROUTE_REFRESH, C_FOUR_OCTET_AS = 1, 2, 65
+# Names of capability codes for logs (IANA "Capability Codes" registry).
+CAPABILITY_NAMES: Final[dict[int, str]] = {
+    1: "Multiprotocol",
+    2: "Route Refresh",
+    3: "Outbound Route Filtering",
+    5: "Extended Next Hop Encoding",
+    6: "Extended Message",
+    7: "BGPsec",
+    8: "Multiple Labels",
+    9: "BGP Role",
+    64: "Graceful Restart",
+    65: "4-octet AS",
+    67: "Dynamic Capability",
+    68: "Multisession",
+    69: "ADD-PATH",
+    70: "Enhanced Route Refresh",
+    71: "Long-Lived Graceful Restart",
+    73: "FQDN",
+    75: "Software Version",
+    128: "Route Refresh (pre-standard)",
+}
+AFI_NAMES: Final[dict[int, str]] = {1: "IPv4", 2: "IPv6", 25: "L2VPN"}
+SAFI_NAMES: Final[dict[int, str]] = {
+    1: "unicast",
+    2: "multicast",
+    4: "labeled unicast",
+    70: "EVPN",
+    128: "VPN",
+    133: "flowspec",
+}
+
+# Optional parameter types (RFC 4271 4.2, RFC 5492, RFC 9072).
+P_CAPABILITIES: Final = 2
+P_EXTENDED_LENGTH: Final = 255
 
 # NOTIFICATION error codes and subcodes (RFC 4271 4.5, 6608, 4486, 7313, 9384).
 ERROR_NAMES: Final[dict[int, str]] = {
@@ -261,6 +299,57 @@ Capability: TypeAlias = (
 )
 
 
+def family_name(afi: int, safi: int) -> str:
+    """``"IPv6 unicast"``; ``"AFI 25 SAFI 70"`` for unnamed ones."""
+    if afi in AFI_NAMES and safi in SAFI_NAMES:
+        return f"{AFI_NAMES[afi]} {SAFI_NAMES[safi]}"
+    return f"AFI {afi} SAFI {safi}"
+
+
+def capability_name(cap: Capability) -> str:
+    """A capability as a log names it: ``"Multiprotocol IPv6 unicast"``, ``"4-octet AS 65000"``,
+    ``"Graceful Restart (code 64)"``, ``"capability 99"``."""
+    if isinstance(cap, MultiprotocolCapability):
+        return f"Multiprotocol {family_name(cap.afi, cap.safi)}"
+    if isinstance(cap, FourOctetAsCapability):
+        return f"4-octet AS {cap.asn}"
+    if isinstance(cap, RouteRefreshCapability):
+        return "Route Refresh"
+    name = CAPABILITY_NAMES.get(cap.code)
+    return f"{name} (code {cap.code})" if name else f"capability {cap.code}"
+
+
+def capability_code(cap: Capability) -> int:
+    if isinstance(cap, MultiprotocolCapability):
+        return C_MULTIPROTOCOL
+    if isinstance(cap, FourOctetAsCapability):
+        return C_FOUR_OCTET_AS
+    if isinstance(cap, RouteRefreshCapability):
+        return C_ROUTE_REFRESH
+    return cap.code
+
+
+def unsupported_capabilities(data: bytes) -> tuple[tuple[Capability, ...], bytes]:
+    """The capabilities a NOTIFICATION 2/7 (Unsupported Capability) names in its data.
+
+    RFC 5492 section 3: the data lists them "encoded in the same way as [in] the OPEN
+    message" (code, length, value).  Never raises: returns the capabilities that decode and the
+    bytes that do not (a truncated tail; kept for the log as hex).
+    """
+    caps: list[Capability] = []
+    pos = 0
+    while pos + 2 <= len(data):
+        code, clen = data[pos], data[pos + 1]
+        if pos + 2 + clen > len(data):
+            break
+        try:
+            caps.extend(_decode_capabilities(data[pos : pos + 2 + clen]))
+        except BgpError:  # a known code with an odd length: keep it, undecoded
+            caps.append(UnknownCapability(code, bytes(data[pos + 2 : pos + 2 + clen])))
+        pos += 2 + clen
+    return tuple(caps), bytes(data[pos:])
+
+
 @dataclass(frozen=True, slots=True)
 class Open:
     """OPEN (RFC 4271 4.2).  ``my_as`` is the 2-octet header field (AS_TRANS for big ASNs)."""
@@ -367,6 +456,11 @@ class Notification:
         msg = self.shutdown_message
         if msg is not None:
             text += f": {msg!r}"
+        elif (self.code, self.subcode) == (2, 7) and self.data:
+            caps, rest = unsupported_capabilities(self.data)
+            text += ": " + ", ".join(capability_name(c) for c in caps)
+            if rest:
+                text += f"{', ' if caps else ''}undecodable data {rest[:32].hex()}"
         elif self.data:
             text += f" (data {self.data[:32].hex()}{'...' if len(self.data) > 32 else ''})"
         return text
@@ -619,6 +713,25 @@ def _encode_capability(c: Capability) -> bytes:
     return bytes([c.code, len(c.value)]) + c.value
 
 
+def _encode_open(msg: Open, extended: bool = False) -> bytes:
+    """An OPEN body.  The capabilities go into one Capabilities parameter (RFC 5492); when they
+    exceed 255 octets, or with ``extended``, RFC 9072's encoding is used (one parameter with a
+    2-octet length), otherwise RFC 4271's."""
+    caps = b"".join(_encode_capability(c) for c in msg.capabilities)
+    head = struct.pack("!BHH", msg.version, msg.my_as, msg.hold_time) + msg.bgp_id.packed
+    if not extended and len(caps) <= 255 - 2:
+        params = bytes([P_CAPABILITIES, len(caps)]) + caps if caps else b""
+        return head + bytes([len(params)]) + params
+    params = struct.pack("!BH", P_CAPABILITIES, len(caps)) + caps
+    return head + struct.pack("!BBH", 255, P_EXTENDED_LENGTH, len(params)) + params
+
+
+def encode_open_extended(msg: Open) -> bytes:
+    """The OPEN in RFC 9072's extended encoding even if it is short (RFC 9072 section 2 lets
+    configuration force it "to test that a peer supports this specification")."""
+    return _frame(T_OPEN, _encode_open(msg, extended=True))
+
+
 def _frame(msg_type: int, body: bytes) -> bytes:
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
@@ -635,26 +748,7 @@ def encode(msg: Message, ctx: SessionContext = SessionContext()) -> bytes:
     if isinstance(msg, RouteRefresh):
         return _frame(T_ROUTE_REFRESH, struct.pack("!HBB", msg.afi, msg.subtype, msg.safi))
     if isinstance(msg, Open):
-        # All capabilities in as few Capabilities optional parameters as fit (RFC 5492).
-        params = bytearray()
-        chunk = b""
-        for cap in msg.capabilities:
-            enc = _encode_capability(cap)
-            if len(chunk) + len(enc) > 255:
-                params += bytes([2, len(chunk)]) + chunk
-                chunk = b""
-            chunk += enc
-        if chunk:
-            params += bytes([2, len(chunk)]) + chunk
-        if len(params) > 255:
-            raise ValueError("optional parameters exceed 255 octets")
-        body = (
-            struct.pack("!BHH", msg.version, msg.my_as, msg.hold_time)
-            + msg.bgp_id.packed
-            + bytes([len(params)])
-            + params
-        )
-        return _frame(T_OPEN, body)
+        return _frame(T_OPEN, _encode_open(msg))
     # Update
     withdrawn = _encode_prefixes(msg.withdrawn)
     attrs = b"".join(_encode_attribute(a, ctx) for a in msg.attributes)
@@ -673,6 +767,12 @@ def encode(msg: Message, ctx: SessionContext = SessionContext()) -> bytes:
 
 
 def _decode_open(body: bytes) -> Open:
+    """An OPEN body: RFC 4271 4.2, with RFC 9072's extended optional parameters encoding.
+
+    RFC 9072 section 2: a Non-Ext OP Type of 255 where the first parameter type would be
+    announces the extended format (whatever the Non-Ext OP Len, which must then be ignored):
+    a 2-octet total length follows, and every parameter has a 2-octet length.
+    """
     if len(body) < 10:
         raise BgpError(1, 2, struct.pack("!H", HEADER_LEN + len(body)), "OPEN too short")
     version, my_as, hold = struct.unpack_from("!BHH", body, 0)
@@ -680,22 +780,35 @@ def _decode_open(body: bytes) -> Open:
         raise BgpError(2, 1, struct.pack("!H", BGP_VERSION), f"BGP version {version}")
     bgp_id = IPv4Address(body[5:9])
     opt_len = body[9]
-    if 10 + opt_len != len(body):
-        raise BgpError(2, 0, b"", "optional parameters length does not match the message")
+    extended = opt_len != 0 and len(body) > 10 and body[10] == P_EXTENDED_LENGTH
+    if extended:
+        if len(body) < 13:
+            raise BgpError(2, 0, b"", "extended optional parameters length truncated (RFC 9072)")
+        pos = 13
+        if pos + struct.unpack_from("!H", body, 11)[0] != len(body):
+            raise BgpError(
+                2, 0, b"", "extended optional parameters length does not match the message"
+            )
+    else:
+        pos = 10
+        if pos + opt_len != len(body):
+            raise BgpError(2, 0, b"", "optional parameters length does not match the message")
     if hold in (1, 2):
         raise BgpError(2, 6, b"", f"hold time {hold}")
     if int(bgp_id) == 0:
         raise BgpError(2, 3, b"", "BGP identifier 0.0.0.0")
+    head = 3 if extended else 2
     caps: list[Capability] = []
-    pos, end = 10, len(body)
+    end = len(body)
     while pos < end:
-        if pos + 2 > end:
+        if pos + head > end:
             raise BgpError(2, 0, b"", "truncated optional parameter")
-        ptype, plen = body[pos], body[pos + 1]
-        pos += 2
+        ptype = body[pos]
+        plen = struct.unpack_from("!H", body, pos + 1)[0] if extended else body[pos + 1]
+        pos += head
         if pos + plen > end:
             raise BgpError(2, 0, b"", "optional parameter overruns the OPEN")
-        if ptype != 2:
+        if ptype != P_CAPABILITIES:
             raise BgpError(2, 4, b"", f"optional parameter type {ptype}")
         caps.extend(_decode_capabilities(body[pos : pos + plen]))
         pos += plen
