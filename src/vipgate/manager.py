@@ -21,15 +21,14 @@ import contextlib
 import logging
 import signal
 import time
-from ipaddress import IPv4Address
 
 from vipgate import __version__
-from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
+from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.config import Config, IPNetwork
 from vipgate.health.gate import Action, Gate, Step
 from vipgate.health.probe import Probe
 from vipgate.metrics import Metrics, MetricsServer
-from vipgate.vip import HostError, host_setup, isolated, remove_vip
+from vipgate.vip import HostError, HostFacts, host_setup, isolated, remove_vip
 
 log = logging.getLogger("vipgate.manager")
 
@@ -120,20 +119,20 @@ class Manager:
             await loop_task
 
 
-async def _serve(config: Config, prefix: IPNetwork, interface: str, router_id: IPv4Address) -> int:
+async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics() if config.prometheus_listen else None
     metrics_server: MetricsServer | None = None
     speaker = Speaker(
         SpeakerSettings(
             local_as=config.bgp_as,
-            router_id=router_id,
+            router_id=host.router_id,
             hold_time=config.bgp_hold_time,
             keepalive=config.keepalive,
             source_ip=config.bgp_sourceip,
             source_if=config.bgp_sourceif or None,
         ),
-        [PeerSettings(p.address, p.asn, p.password, p.multihop, p.port) for p in config.peers],
+        [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
         observer=metrics,
     )
     manager = Manager(config, speaker, prefix, metrics)
@@ -141,18 +140,18 @@ async def _serve(config: Config, prefix: IPNetwork, interface: str, router_id: I
         loop.add_signal_handler(sig, _on_signal, manager, sig)
     try:
         if metrics is not None and config.prometheus_listen is not None:
-            host, port = config.prometheus_listen
+            listen_host, port = config.prometheus_listen
             try:
-                metrics_server = await metrics.serve(host, port)
+                metrics_server = await metrics.serve(listen_host, port)
             except OSError as e:
                 log.error("metrics server on %s not started: %s", config.prometheus_server, e)
         log.info(
             "vipgate %s: VIP %s on %s, AS %d, router id %s, %d peer(s): %s",
             __version__,
             prefix,
-            interface,
+            host.interface,
             config.bgp_as,
-            router_id,
+            host.router_id,
             len(config.peers),
             ", ".join(str(p) for p in config.peers),
         )
@@ -199,20 +198,18 @@ def run(config: Config) -> int:
     assert prefix is not None
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
     # the netlink library's memory. Both happen outside the event loop.
-    interface = config.vip_interface
     try:
-        interface, router_id, handle, warning = isolated(
-            host_setup, config.address, prefix.prefixlen, interface, config.router_id_source
-        )
+        host = isolated(host_setup, config)
     except HostError as e:
         log.error("cannot start: %s", e)
         return EXIT_CONFIG
     except OSError as e:
-        log.error("cannot put the VIP on %s: %s (vipgate needs CAP_NET_ADMIN)", interface, e)
+        where = config.vip_interface or "the default-route interface"
+        log.error("cannot put the VIP on %s: %s (vipgate needs CAP_NET_ADMIN)", where, e)
         return 1
-    if warning:
-        log.warning("%s", warning)
+    if host.warning:
+        log.warning("%s", host.warning)
     try:
-        return asyncio.run(_serve(config, prefix, interface, router_id))
+        return asyncio.run(_serve(config, prefix, host))
     finally:
-        isolated(remove_vip, handle)
+        isolated(remove_vip, host.vip)

@@ -9,6 +9,10 @@
 * :func:`resolve_router_id`: the explicit id, else the first IPv4 address of
   ``bgp_routerinterface``, else the first global IPv4 address of the host -- never 0.0.0.0.
 * :func:`lan_overlap_warning`: a VIP inside a LAN subnet makes every node answer ARP for it.
+* :func:`mpbgp_next_hops`: kube-vip's MP-BGP next hops of one peer (``mpbgp_nexthop`` = fixed,
+  auto_sourceip, auto_sourceif); :func:`check_next_hops` refuses to start (:class:`HostError`,
+  exit 2) when a peer of the other family has no next hop of the VIP's family.
+* :func:`host_setup` does all of it at start, the VIP last, and returns :class:`HostFacts`.
 * :func:`isolated` runs any of these in a short-lived forked child: importing pyroute2 costs
   about 13 MB of resident memory for the life of a process (measured: 19 -> 32 MB), a third of
   the daemon's budget, for work done once at start and once at exit. So the daemon never
@@ -24,9 +28,9 @@ import pickle
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from vipgate.config import IPAddress, RouterIdSource
+from vipgate.config import Config, IPAddress, NextHopMode, Peer, RouterIdSource
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -233,11 +237,124 @@ def lan_overlap_warning(address: IPAddress, interface: str) -> str | None:
     return None
 
 
-def host_setup(
-    address: IPAddress, prefixlen: int, interface: str, router_id_source: RouterIdSource
-) -> tuple[str, ipaddress.IPv4Address, VipHandle, str | None]:
-    """Resolve the interface and router id, put the VIP on: the netlink work at start."""
-    interface = interface or default_interface()
+class NextHops(NamedTuple):
+    """The MP-BGP next hops of one peer: of IPv4 routes and of IPv6 routes (None: none)."""
+
+    ipv4: ipaddress.IPv4Address | None = None
+    ipv6: ipaddress.IPv6Address | None = None
+
+
+def _global_addresses(ipr: IPRoute, index: int, family: int, vip: IPAddress) -> list[IPAddress]:
+    """Global-scope addresses of one interface in kernel order, the VIP left out.
+
+    kube-vip takes "the first non link-local" address (``utils.GetNonLinkLocalIP``); scope
+    global leaves out link-local and host-scope ones (a VIP on lo) alike.
+    """
+    out: list[IPAddress] = []
+    for a in ipr.get_addr(family=family, index=index):
+        addr = ipaddress.ip_address(str(a.get("address")))
+        if int(a.get("scope", 0)) == RT_SCOPE_UNIVERSE and addr != vip and not addr.is_loopback:
+            out.append(addr)
+    return out
+
+
+def _interface_of(ipr: IPRoute, address: IPAddress) -> int:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    for a, _, index in _addresses(ipr, family):
+        if ipaddress.ip_address(a) == address:
+            return index
+    raise HostError(f"bgp_sourceip={address} is not an address of this host")
+
+
+def mpbgp_next_hops(
+    peer: Peer, sourceip: IPAddress | None, sourceif: str, vip: IPAddress
+) -> NextHops:
+    """The next hops ``peer.mpbgp_nexthop`` gives (kube-vip ``BGPPeer.FindMpbgpAddresses``).
+
+    fixed: ``mpbgp_ipv4`` / ``mpbgp_ipv6``; auto_sourceip: the first global address of the other
+    family on the interface that holds ``bgp_sourceip``; auto_sourceif: the first global IPv4
+    and IPv6 addresses of ``bgp_sourceif``.  Raises :class:`HostError` when the source is missing.
+    """
+    mode = peer.mpbgp_nexthop
+    if mode is None:
+        return NextHops()
+    if mode is NextHopMode.FIXED:
+        return NextHops(peer.mpbgp_ipv4, peer.mpbgp_ipv6)
+    with _iproute() as ipr:
+        if mode is NextHopMode.AUTO_SOURCEIP:
+            if sourceip is None:
+                raise HostError("mpbgp_nexthop=auto_sourceip needs bgp_sourceip")
+            index = _interface_of(ipr, sourceip)
+            if sourceip.version == 4:
+                v6 = _global_addresses(ipr, index, socket.AF_INET6, vip)
+                return NextHops(ipv6=ipaddress.IPv6Address(v6[0]) if v6 else None)
+            v4 = _global_addresses(ipr, index, socket.AF_INET, vip)
+            return NextHops(ipv4=ipaddress.IPv4Address(v4[0]) if v4 else None)
+        if not sourceif:
+            raise HostError("mpbgp_nexthop=auto_sourceif needs bgp_sourceif")
+        index = _index(ipr, sourceif)
+        v4 = _global_addresses(ipr, index, socket.AF_INET, vip)
+        v6 = _global_addresses(ipr, index, socket.AF_INET6, vip)
+    return NextHops(
+        ipaddress.IPv4Address(v4[0]) if v4 else None,
+        ipaddress.IPv6Address(v6[0]) if v6 else None,
+    )
+
+
+def check_next_hops(
+    peers: tuple[Peer, ...],
+    hops: tuple[NextHops, ...],
+    vip: IPAddress,
+    sourceip: IPAddress | None,
+    sourceif: str,
+) -> None:
+    """Refuse (:class:`HostError`) a peer of the other family than the VIP without a next hop
+    of the VIP's family, naming the setting that supplies one."""
+    for peer, nh in zip(peers, hops, strict=True):
+        if peer.address.version == vip.version:
+            continue  # the session's own local address is the next hop
+        if (nh.ipv4 if vip.version == 4 else nh.ipv6) is not None:
+            continue
+        fam = f"IPv{vip.version}"
+        what = f"BGP peer {peer.address} (AS {peer.asn}) is IPv{peer.address.version}"
+        key = f"mpbgp_ipv{vip.version}"
+        if peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIP:
+            where = f"the interface holding bgp_sourceip={sourceip} has no global {fam} address"
+        elif peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIF:
+            where = f"bgp_sourceif={sourceif} has no global {fam} address"
+        elif peer.mpbgp_nexthop is NextHopMode.FIXED:
+            where = f"mpbgp_nexthop=fixed without {key}"
+        else:
+            where = "no mpbgp_nexthop is set"
+        raise HostError(
+            f"{what} and the VIP {vip} is {fam}: a route needs a next hop of its own family, "
+            f"and {where}; set mpbgp_nexthop=fixed with {key} (a global {fam} address of this "
+            "node), or auto_sourceip / auto_sourceif with an interface that has one "
+            "(in the 6th bgp_peers field or the global mpbgp_* settings)"
+        )
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What :func:`host_setup` resolved: ``next_hops`` lines up with ``config.peers``."""
+
+    interface: str
+    router_id: ipaddress.IPv4Address
+    vip: VipHandle
+    warning: str | None
+    next_hops: tuple[NextHops, ...]
+
+
+def host_setup(config: Config) -> HostFacts:
+    """Resolve the interface, router id and MP-BGP next hops, then put the VIP on: the netlink
+    work at start.  Raises :class:`HostError` (exit 2) before the VIP is added."""
+    address, prefix = config.address, config.prefix
+    assert address is not None and prefix is not None
+    interface = config.vip_interface or default_interface()
     warning = lan_overlap_warning(address, interface)
-    router_id = resolve_router_id(router_id_source)
-    return interface, router_id, ensure_vip(address, prefixlen, interface), warning
+    router_id = resolve_router_id(config.router_id_source)
+    src_ip, src_if = config.bgp_sourceip, config.bgp_sourceif
+    hops = tuple(mpbgp_next_hops(p, src_ip, src_if, address) for p in config.peers)
+    check_next_hops(config.peers, hops, address, src_ip, src_if)
+    handle = ensure_vip(address, prefix.prefixlen, interface)
+    return HostFacts(interface, router_id, handle, warning, hops)

@@ -8,7 +8,8 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,17 @@ PEER_AS = 65001
 class TinyPeer:
     """Accepts connections, answers the OPEN, records every message it receives."""
 
-    def __init__(self, *, hold: int = 90, password: str = "", keepalives: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        hold: int = 90,
+        password: str = "",
+        keepalives: bool = True,
+        strict_families: frozenset[tuple[int, int]] | None = None,
+    ) -> None:
+        # strict_families: answer an OPEN offering any other family with NOTIFICATION 2/7
+        # naming those capabilities, as FRR does with strict-capability-match.
+        self.strict_families = strict_families
         self.hold = hold
         self.password = password
         self.keepalives = keepalives
@@ -84,6 +95,18 @@ class TinyPeer:
                         break
                     self.messages.append(m)
                     self.changed.set()
+                    if isinstance(m, Open) and self.strict_families is not None:
+                        extra = [
+                            c
+                            for c in m.capabilities
+                            if isinstance(c, MultiprotocolCapability)
+                            and (c.afi, c.safi) not in self.strict_families
+                        ]
+                        if extra:
+                            data = b"".join(wire._encode_capability(c) for c in extra)
+                            writer.write(wire.encode(Notification(2, 7, data)))
+                            await writer.drain()
+                            return
                     if isinstance(m, Open):
                         dec.ctx = SessionContext(as4=m.four_octet_as)
                         caps = (
@@ -138,11 +161,12 @@ async def session(
     hold: int = 30,
     connect_timeout: float = 1.0,
     md5_hint_after: int = 3,
+    **peer_kw: Any,
 ) -> AsyncIterator[Speaker]:
     await peer.start()
     sp = Speaker(
         SpeakerSettings(local_as, IPv4Address("192.0.2.11"), hold, 0, None, None),
-        [PeerSettings(LO, PEER_AS, password, False, peer.port)],
+        [PeerSettings(LO, PEER_AS, password, False, peer.port, **peer_kw)],
         connect_timeout=connect_timeout,
         md5_hint_after=md5_hint_after,
     )
@@ -180,13 +204,56 @@ def test_announce_withdraw_over_loopback() -> None:
             sp.withdraw(VIP)
             await peer.wait(lambda: VIP in peer.withdrawn())
             assert sp.announced() == frozenset()
-            # IPv6 prefix over an IPv4 session: MP_REACH (family negotiated), mapped next hop
-            sp.announce(VIP6)
-            await peer.wait(lambda: VIP6 in peer.announced())
-            mp = peer.updates()[-1].get(wire.MpReachNlri)
-            assert mp is not None and mp.next_hops == (ip_address("::ffff:127.0.0.1"),)
 
     asyncio.run(main())
+
+
+NH6 = IPv6Address("2001:db8:0:1::11")
+
+
+def test_ipv6_route_over_ipv4_session_gets_the_mpbgp_ipv6_next_hop() -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer, families=frozenset({1, 2}), next_hop_v6=NH6) as sp:
+            sp.announce(VIP6)
+            await sp.start()
+            await peer.wait(lambda: VIP6 in peer.announced())
+            (opn,) = [m for m in peer.messages if isinstance(m, Open)]
+            assert opn.families == {(1, 1), (2, 1)}
+            mp = peer.updates()[-1].get(wire.MpReachNlri)
+            # 16 octets, global, never ::ffff:127.0.0.1 (BIRD: "mismatched address family")
+            assert mp is not None and mp.next_hops == (NH6,)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("peer_kw", "why"),
+    [
+        ({}, "IPv6 unicast is not offered on this session (set mpbgp_nexthop for this peer)"),
+        ({"families": frozenset({1, 2})}, "no global IPv6 next hop"),
+    ],
+    ids=["ipv4-only session", "no ipv6 next hop"],
+)
+def test_ipv6_route_without_an_ipv6_next_hop_is_not_sent(
+    peer_kw: dict[str, Any], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer, **peer_kw) as sp:
+            sp.announce(VIP6)
+            sp.announce(VIP)
+            await sp.start()
+            await peer.wait(lambda: VIP in peer.announced())
+            sp.withdraw(VIP)
+            await peer.wait(lambda: VIP in peer.withdrawn())  # everything sent before is in
+            assert VIP6 not in peer.announced()
+            assert not any(u.get(wire.MpReachNlri) for u in peer.updates())
+
+    with caplog.at_level(logging.ERROR, logger="vipgate.bgp"):
+        asyncio.run(main())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "IPv6 prefixes NOT announced" in errors[0] and why in errors[0]
 
 
 @pytest.mark.parametrize("local_as", [65000, PEER_AS], ids=["ebgp", "ibgp"])
@@ -343,3 +410,22 @@ def test_socket_options() -> None:
     finally:
         for s in (single, multi, ibgp):
             s.close()
+
+
+def test_unsupported_capability_retry_without_it(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        peer = TinyPeer(strict_families=frozenset({(1, 1)}))
+        async with session(peer, families=frozenset({1, 2}), next_hop_v6=NH6) as sp:
+            sp.announce(VIP)
+            await sp.start()
+            await peer.wait(lambda: VIP in peer.announced(), timeout=5.0)
+            opens = [m for m in peer.messages if isinstance(m, Open)]
+            assert [o.families for o in opens] == [{(1, 1), (2, 1)}, {(1, 1)}]
+            assert peer.connections == 2
+
+    with caplog.at_level(logging.INFO, logger="vipgate.bgp"):
+        asyncio.run(main())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "refuses capabilities (NOTIFICATION Unsupported Capability): Multiprotocol IPv6 " in text
+    assert "retrying without them (RFC 5492); families offered now: IPv4 unicast" in text
+    assert "Established" in text and "010400020001" not in text  # decoded, not hex

@@ -9,6 +9,16 @@ raised while actions are being carried out is queued and handled right after, so
 Socket options, all set before ``connect()``: SO_BINDTODEVICE (source interface), bind to the
 source address, TCP_MD5SIG (RFC 2385), TTL 1 for single-hop eBGP and 50 for eBGP multihop
 (kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY.  Passwords are never logged.
+
+Families and next hops (kube-vip with GoBGP does the same): a session offers the peer address's
+own family, and both IPv4 and IPv6 unicast when it has MP-BGP settings
+(:attr:`PeerSettings.families`).  A route is announced only with a next hop of its own family
+that the router can use: the session's local address for the session's family, else the MP-BGP
+next hop of that family (:attr:`PeerSettings.next_hop_v4` / ``next_hop_v6``, resolved at start
+from kube-vip's ``mpbgp_nexthop`` modes).  IPv4 routes go in the NLRI field with NEXT_HOP, IPv6
+routes in MP_REACH_NLRI with a 16-octet global next hop -- never an IPv4-mapped one, which
+routers discard ("mismatched address family", BIRD).  A route without such a next hop, or of a
+family the session did not negotiate, is not sent on that session, and an error says why.
 """
 
 from __future__ import annotations
@@ -47,17 +57,35 @@ MD5_HINT_AFTER: Final = 3
 
 @dataclass(frozen=True)
 class PeerSettings:
+    """One peer.  ``families``: the AFIs offered (1 IPv4, 2 IPv6; empty: the address's own).
+    ``next_hop_v4`` / ``next_hop_v6``: the next hop of routes of the other family than the
+    session (MP-BGP; kube-vip ``FindMpbgpAddresses``); None: such routes are not announced."""
+
     address: IPv4Address | IPv6Address
     remote_as: int
     password: str = field(default="", repr=False)
     multihop: bool = False
     port: int = 179
+    families: frozenset[int] = frozenset()
+    next_hop_v4: IPv4Address | None = None
+    next_hop_v6: IPv6Address | None = None
 
     def __post_init__(self) -> None:
         if len(self.password.encode()) > TCP_MD5SIG_MAXKEYLEN:
             raise ValueError(f"BGP password longer than {TCP_MD5SIG_MAXKEYLEN} octets")
         if not 1 <= self.port <= 65535:
             raise ValueError("port must be 1..65535")
+        if not self.families <= {AFI_IPV4, AFI_IPV6}:
+            raise ValueError("families: AFI 1 (IPv4) and/or 2 (IPv6)")
+        nh6 = self.next_hop_v6
+        if nh6 is not None and (nh6.is_link_local or nh6.ipv4_mapped is not None):
+            raise ValueError("the IPv6 next hop must be a global address")
+
+    @property
+    def offered(self) -> frozenset[tuple[int, int]]:
+        """(AFI, SAFI) pairs the OPEN offers."""
+        own = AFI_IPV4 if self.address.version == 4 else AFI_IPV6
+        return frozenset((afi, SAFI_UNICAST) for afi in self.families or {own})
 
     @property
     def name(self) -> str:
@@ -180,6 +208,7 @@ class Peer:
                 peer_as=peer.remote_as,
                 hold_time=speaker.hold_time,
                 keepalive=speaker.keepalive,
+                families=peer.offered,
                 connect_timeout=connect_timeout,
             ),
             rng=rng,
@@ -261,16 +290,29 @@ class Peer:
             pol = pol.graceful_shutdown()
         if v4:
             nh4 = self._next_hop_v4(info)
-            if (AFI_IPV4, SAFI_UNICAST) not in info.families or nh4 is None:
-                self._warn_family(4, "IPv4 unicast not negotiated or no IPv4 next hop")
+            if (AFI_IPV4, SAFI_UNICAST) not in info.families:
+                self._warn_family(4, self._not_negotiated(AFI_IPV4))
+            elif nh4 is None:
+                self._warn_family(4, "no IPv4 next hop (set mpbgp_nexthop for this IPv6 peer)")
             else:
                 out += wire.announce_ipv4(v4, nh4, pol)
         if v6:
+            nh6 = self._next_hop_v6(info)
             if (AFI_IPV6, SAFI_UNICAST) not in info.families:
-                self._warn_family(6, "IPv6 unicast not negotiated")
+                self._warn_family(6, self._not_negotiated(AFI_IPV6))
+            elif nh6 is None:
+                self._warn_family(6, "no global IPv6 next hop (set mpbgp_nexthop for this peer)")
             else:
-                out += wire.announce_ipv6(v6, self._next_hop_v6(info), pol)
+                out += wire.announce_ipv6(v6, nh6, pol)
         return b"".join(out)
+
+    def _not_negotiated(self, afi: int) -> str:
+        name = wire.family_name(afi, SAFI_UNICAST)
+        if (afi, SAFI_UNICAST) not in self.settings.offered:
+            return f"{name} is not offered on this session (set mpbgp_nexthop for this peer)"
+        if wire.MultiprotocolCapability(afi, SAFI_UNICAST) in self.session.refused:
+            return f"the router refused {name} (NOTIFICATION Unsupported Capability)"
+        return f"the router did not offer {name} (activate it for this neighbor)"
 
     def _encode_withdraw(self, prefixes: list[Prefix]) -> bytes:
         info = self.session.info
@@ -286,23 +328,23 @@ class Peer:
         return b"".join(out)
 
     def _next_hop_v4(self, info: fsm.SessionInfo) -> IPv4Address | None:
+        """The session's local address on an IPv4 session, else the MP-BGP one (or None)."""
         if isinstance(info.local, IPv4Address):
             return info.local
-        src = self.speaker.source_ip
-        return src if isinstance(src, IPv4Address) else None
+        return self.settings.next_hop_v4
 
-    def _next_hop_v6(self, info: fsm.SessionInfo) -> IPv6Address:
-        if isinstance(info.local, IPv6Address):
-            return info.local
-        src = self.speaker.source_ip
-        if isinstance(src, IPv6Address):
-            return src
-        return IPv6Address(b"\x00" * 10 + b"\xff\xff" + info.local.packed)  # IPv4-mapped
+    def _next_hop_v6(self, info: fsm.SessionInfo) -> IPv6Address | None:
+        """The session's local address on an IPv6 session if global, else the MP-BGP one."""
+        local = info.local
+        if isinstance(local, IPv6Address) and not local.is_link_local and not local.ipv4_mapped:
+            return local
+        return self.settings.next_hop_v6
 
     def _warn_family(self, version: int, why: str) -> None:
+        """Once per family and session: an error, as the route is missing on this router."""
         if version not in self._warned_family:
             self._warned_family.add(version)
-            log.warning("BGP peer %s: not announcing IPv%d prefixes: %s", self.name, version, why)
+            log.error("BGP peer %s: IPv%d prefixes NOT announced: %s", self.name, version, why)
 
     # ------------------------------------------------------------------ event dispatching
 
@@ -378,6 +420,8 @@ class Peer:
             log.info("BGP peer %s: ROUTE-REFRESH: re-sending the Adj-RIB-Out", self.name)
             fam = 4 if a.afi == AFI_IPV4 else 6
             self.announce([p for p in self._rib() if p.version == fam])
+        elif isinstance(a, fsm.CapabilitiesRefused):
+            self._capabilities_refused(a)
         elif isinstance(a, fsm.ProtocolWarning):
             log.warning("BGP peer %s: %s", self.name, a.text)
 
@@ -403,10 +447,38 @@ class Peer:
         if self._observer is not None:
             self._observer.session_state(self.name, a.new.value)
 
+    def _capabilities_refused(self, a: fsm.CapabilitiesRefused) -> None:
+        named = ", ".join(map(wire.capability_name, a.named)) or "none named"
+        if a.dropped:
+            log.warning(
+                "BGP peer %s: the router refuses capabilities (NOTIFICATION Unsupported "
+                "Capability): %s; retrying without them (RFC 5492); families offered now: %s",
+                self.name,
+                named,
+                ", ".join(wire.family_name(*f) for f in sorted(a.families)),
+            )
+            lost = [f for f in self.settings.offered if f not in a.families]
+            for afi, safi in lost:
+                log.error(
+                    "BGP peer %s: the router refuses %s: no %s route will be announced to it",
+                    self.name,
+                    wire.family_name(afi, safi),
+                    "IPv4" if afi == AFI_IPV4 else "IPv6",
+                )
+        else:
+            log.error(
+                "BGP peer %s: the router refuses our OPEN with Unsupported Capability (%s) but "
+                "names nothing we can leave out: it may require a capability we do not offer "
+                "(strict capability matching?); retrying with backoff",
+                self.name,
+                named if not a.undecodable else f"{named}; data {a.undecodable[:32].hex()}",
+            )
+
     def _session_up(self, info: fsm.SessionInfo) -> None:
         self._md5_hint_logged = False
+        self._warned_family.clear()
         log.info(
-            "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s)",
+            "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s, %s)",
             self.name,
             info.local,
             info.remote,
@@ -415,6 +487,7 @@ class Peer:
             info.keepalive,
             "eBGP" if info.ebgp else "iBGP",
             ", 4-octet AS" if info.as4 else ", 2-octet AS peer",
+            ", ".join(wire.family_name(*f) for f in sorted(info.families)) or "no family",
         )
         self.announce(self._rib())
 

@@ -26,14 +26,19 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
-from typing import TypeAlias
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import TYPE_CHECKING, TypeAlias
 
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
+from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
 
-__all__ = ["PeerSettings", "Speaker", "SpeakerObserver", "SpeakerSettings"]
+if TYPE_CHECKING:
+    from vipgate import config
+
+__all__ = ["PeerSettings", "Speaker", "SpeakerObserver", "SpeakerSettings", "peer_settings"]
 
 Prefix: TypeAlias = IPv4Network | IPv6Network
+IPAddress: TypeAlias = IPv4Address | IPv6Address
 log = logging.getLogger("vipgate.bgp")
 
 
@@ -144,13 +149,39 @@ class Speaker:
 # ---------------------------------------------------------------------------- driver (CLI)
 
 
-def parse_peers(specs: Sequence[str]) -> list[PeerSettings]:
-    """Peers in kube-vip's ``bgp_peers`` format, parsed by the configuration's own parser."""
+def peer_settings(
+    peer: config.Peer,
+    next_hop_v4: IPv4Address | None = None,
+    next_hop_v6: IPv6Address | None = None,
+) -> PeerSettings:
+    """A configured peer as the speaker takes it.  With MP-BGP settings (``mpbgp_nexthop``) the
+    session offers IPv4 and IPv6 unicast, as kube-vip's GoBGP peer does; else its own family.
+    The next hops are those :func:`vipgate.vip.mpbgp_next_hops` found."""
+    families = frozenset({AFI_IPV4, AFI_IPV6}) if peer.mpbgp_nexthop is not None else frozenset()
+    return PeerSettings(
+        peer.address,
+        peer.asn,
+        peer.password,
+        peer.multihop,
+        peer.port,
+        families=families,
+        next_hop_v4=next_hop_v4,
+        next_hop_v6=next_hop_v6,
+    )
+
+
+def parse_peers(
+    specs: Sequence[str], source_ip: IPAddress | None = None, source_if: str = ""
+) -> list[PeerSettings]:
+    """Peers in kube-vip's ``bgp_peers`` format, parsed by the configuration's own parser
+    (the 6th field's MP-BGP next hops resolved as the manager does)."""
     from vipgate.config import Raw, Source
     from vipgate.config import parse_peers as parse_config_peers
+    from vipgate.vip import mpbgp_next_hops
 
     peers = parse_config_peers(Raw(",".join(specs), Source.FLAG, "--peer"))
-    return [PeerSettings(p.address, p.asn, p.password, p.multihop, p.port) for p in peers]
+    vip = IPv4Address("0.0.0.0")  # no VIP to leave out of the auto_* addresses here
+    return [peer_settings(p, *mpbgp_next_hops(p, source_ip, source_if, vip)) for p in peers]
 
 
 class _JsonObserver:
@@ -180,7 +211,7 @@ async def _drive(args: argparse.Namespace) -> int:
     )
     speaker = Speaker(
         settings,
-        parse_peers(args.peer),
+        parse_peers(args.peer, settings.source_ip, settings.source_if or ""),
         _JsonObserver(out),
         connect_timeout=args.connect_timeout,
     )
