@@ -25,6 +25,8 @@ Metrics
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
 | `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
+| `vipgate_bfd_session_state` | gauge | `peer` | BFD session state (BFD-STD-MIB `bfdSessState`): 1 AdminDown, 2 Down, 3 Init, 4 Up (peers with BFD only) |
+| `vipgate_bfd_state_changes_total` | counter | `peer`, `state`, `diag` | BFD state changes by the new state (`admindown`, `down`, `init`, `up`) and our diagnostic (`none`, `control_detection_time_expired`, `neighbor_signaled_session_down`, `administratively_down`, ...) |
 | `vipgate_asyncio_tasks` | gauge | - | asyncio tasks alive in the daemon's event loop, counted when scraped (no cost between scrapes); flat over time in a healthy daemon (a growing count is a leak) |
 
 Useful queries: ``vipgate_prefix_announced == 0`` (a node is not carrying the VIP),
@@ -56,6 +58,7 @@ from vipgate.health.gate import GateState
 from vipgate.health.probe import ErrorKind
 
 __all__ = [
+    "BFD_STATES",
     "BGP_STATES",
     "GATE_STATES",
     "MESSAGE_TYPES",
@@ -75,6 +78,9 @@ PROBE_OUTCOMES = tuple("ok" if k is ErrorKind.NONE else k.value for k in ErrorKi
 GATE_STATES = tuple(s.value for s in GateState)
 """The gate's states (:class:`GateState` values): disabled, starting, up, down."""
 _GATE_ALIASES = {"unknown": "starting", "healthy": "up", "unhealthy": "down"}
+
+BFD_STATES = {"admindown": 1, "down": 2, "init": 3, "up": 4}
+"""BFD-STD-MIB (RFC 7331) bfdSessState numbers by folded state name."""
 
 BGP_STATES = {
     "idle": 1,
@@ -207,6 +213,19 @@ class Metrics:
             ["peer", "direction", "type"],
             registry=r,
         )
+        self.bfd_session_state = Gauge(
+            "vipgate_bfd_session_state",
+            "BFD session state (BFD-STD-MIB bfdSessState): 1 AdminDown, 2 Down, 3 Init, 4 Up, "
+            "0 unknown.",
+            ["peer"],
+            registry=r,
+        )
+        self.bfd_state_changes = Counter(
+            "vipgate_bfd_state_changes",
+            "BFD session state changes by new state and local diagnostic (RFC 5880 4.1).",
+            ["peer", "state", "diag"],
+            registry=r,
+        )
         self.asyncio_tasks = Gauge(
             "vipgate_asyncio_tasks",
             "asyncio tasks alive in the event loop (counted when scraped).",
@@ -266,6 +285,13 @@ class Metrics:
         self._known_peer(peer)
         d = _DIRECTION_ALIASES.get(_word(direction), "other")
         self.bgp_messages.labels(peer, d, _message_type(msg_type)).inc()
+
+    def bfd_state(self, peer: str, state: str, diag: str) -> None:
+        """The speaker's observer: the BFD session with ``peer`` entered ``state`` (AdminDown,
+        Down, Init, Up) with diagnostic ``diag`` (e.g. control_detection_time_expired)."""
+        code = BFD_STATES.get(_fold(state), 0)
+        self.bfd_session_state.labels(peer).set(code)
+        self.bfd_state_changes.labels(peer, _fold(state) or "unknown", _word(diag) or "none").inc()
 
     def _known_peer(self, peer: str) -> None:
         if peer in self._peers:

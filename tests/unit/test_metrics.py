@@ -367,3 +367,25 @@ def test_asyncio_tasks_are_counted_at_scrape_time() -> None:
 def _tasks_in(body: str) -> float:
     [line] = [ln for ln in body.splitlines() if ln.startswith("vipgate_asyncio_tasks ")]
     return float(line.split()[1])
+
+
+def test_bfd_session_state_and_changes_by_diag() -> None:
+    from vipgate.bfd.wire import Diag, State
+
+    m = Metrics()
+    peer = "192.0.2.1"
+    for state, diag, code in [
+        (State.DOWN, Diag.NONE, 2),
+        (State.INIT, Diag.NONE, 3),
+        (State.UP, Diag.NONE, 4),
+        (State.DOWN, Diag.CONTROL_DETECTION_TIME_EXPIRED, 2),
+        (State.ADMIN_DOWN, Diag.ADMINISTRATIVELY_DOWN, 1),
+    ]:
+        m.bfd_state(peer, state.label, diag.label)
+        assert value(m, "vipgate_bfd_session_state", peer=peer) == code
+    changes = "vipgate_bfd_state_changes_total"
+    assert value(m, changes, peer=peer, state="down", diag="none") == 1
+    assert value(m, changes, peer=peer, state="down", diag="control_detection_time_expired") == 1
+    assert value(m, changes, peer=peer, state="admindown", diag="administratively_down") == 1
+    m.bfd_state(peer, "bogus", "none")
+    assert value(m, "vipgate_bfd_session_state", peer=peer) == 0

@@ -170,7 +170,10 @@ class SendUpdates:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
+    """Cease: 2 Administrative Shutdown with `message` (RFC 9003), 10 BFD Down (RFC 9384)."""
+
     message: str = ""
+    subcode: int = 2
 
 
 Event: TypeAlias = (
@@ -569,7 +572,13 @@ class Session:
         self._cancel(Timer.CONNECT_RETRY)
         if self.state is State.IDLE:
             return
-        sent = Notification.shutdown(ev.message) if self.state is not State.CONNECT else None
+        sent = None
+        if self.state is not State.CONNECT:
+            sent = (
+                Notification.shutdown(ev.message, ev.subcode)
+                if ev.subcode in (2, 4)
+                else Notification(6, ev.subcode)
+            )
         reason = "stopped" + (f": {ev.message}" if ev.message else "")
         self._down(reason, sent=sent, reconnect=False)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Final, Protocol, TypeAlias
 
+from vipgate.bfd.session import BfdSettings
 from vipgate.bgp import fsm, wire
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
 
@@ -69,6 +70,7 @@ class PeerSettings:
     families: frozenset[int] = frozenset()
     next_hop_v4: IPv4Address | None = None
     next_hop_v6: IPv6Address | None = None
+    bfd: BfdSettings | None = None  # BFD gates the session (RFC 5882); None: no BFD
 
     def __post_init__(self) -> None:
         if len(self.password.encode()) > TCP_MD5SIG_MAXKEYLEN:
@@ -107,6 +109,8 @@ class SpeakerObserver(Protocol):
     def session_state(self, peer: str, state: str) -> None: ...
 
     def message(self, peer: str, direction: str, msg_type: str) -> None: ...
+
+    def bfd_state(self, peer: str, state: str, diag: str) -> None: ...
 
 
 def md5sig(address: IPAddress, password: str) -> bytes:
@@ -227,6 +231,8 @@ class Peer:
         self._lost.set()
         self._warned_family: set[int] = set()
         self.routes_received = 0
+        self._wanted = False  # start() called, stop() not
+        self._bfd_up = peer.bfd is None  # without BFD the session is never held down
 
     # ------------------------------------------------------------------------ public API
 
@@ -239,7 +245,25 @@ class Peer:
         return self.session.state is fsm.State.ESTABLISHED
 
     def start(self) -> None:
-        self._dispatch(fsm.Start())
+        """Start the session now, or (with BFD) as soon as the BFD session is Up."""
+        self._wanted = True
+        if self._bfd_up:
+            self._dispatch(fsm.Start())
+
+    def bfd_changed(self, up: bool, reason: str) -> None:
+        """RFC 5882 coupling: BFD Down tears the session down at once (Cease/BFD Down, RFC
+        9384) and holds it down; BFD Up starts it."""
+        if up == self._bfd_up:
+            return
+        self._bfd_up = up
+        if not self._wanted:
+            return
+        if up:
+            log.info("BGP peer %s: BFD Up: starting the session", self.name)
+            self._dispatch(fsm.Start())
+        else:
+            log.warning("BGP peer %s: BFD Down (%s): session torn down", self.name, reason)
+            self._dispatch(fsm.Stop(reason, subcode=10))
 
     def announce(self, prefixes: Iterable[Prefix]) -> None:
         """Write UPDATEs announcing `prefixes` now (no-op unless Established)."""
@@ -271,6 +295,7 @@ class Peer:
 
     async def stop(self, message: str, timeout: float) -> None:
         """Cease/Administrative Shutdown with `message`, close, wait for the close (bounded)."""
+        self._wanted = False
         self._dispatch(fsm.Stop(message))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._lost.wait(), max(0.0, timeout))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -29,6 +30,9 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING, TypeAlias
 
+from vipgate.bfd.fsm import StateChanged
+from vipgate.bfd.session import BfdSession, BfdSettings, Endpoint
+from vipgate.bfd.wire import State as BfdState
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
 
@@ -72,12 +76,31 @@ class Speaker:
         self._started = False
         self._closed = False
         self._graceful = False
+        self.bfd: Endpoint | None = None
+        if any(p.bfd is not None for p in peers):
+            self.bfd = Endpoint(settings.source_ip, settings.source_if, rng=rng)
+            for peer in self._peers:
+                b = peer.settings.bfd
+                if b is not None:
+                    self.bfd.add(
+                        peer.name,
+                        peer.settings.address,
+                        peer.settings.multihop,
+                        b,
+                        functools.partial(self._bfd_changed, peer),
+                    )
 
     def _rib_view(self) -> frozenset[Prefix]:
         return frozenset(self._rib)
 
     def _graceful_view(self) -> bool:
         return self._graceful
+
+    def _bfd_changed(self, peer: Peer, session: BfdSession, change: StateChanged) -> None:
+        if change.new is BfdState.UP or change.old is BfdState.UP:
+            peer.bfd_changed(change.new is BfdState.UP, f"BFD {change.reason}")
+        if self._observer is not None:
+            self._observer.bfd_state(peer.name, change.new.label, change.diag.label)
 
     @property
     def peers(self) -> Sequence[Peer]:
@@ -88,6 +111,11 @@ class Speaker:
         if self._started:
             return
         self._started = True
+        if self.bfd is not None:
+            try:
+                await self.bfd.start()
+            except OSError as e:
+                log.error("BFD sockets not opened (%s): the BGP sessions with BFD stay down", e)
         for p in self._peers:
             p.start()
 
@@ -138,6 +166,9 @@ class Speaker:
                 log.warning("BGP: withdrawals not acknowledged by every peer before closing")
         remaining = max(0.05, deadline - time.monotonic())
         await asyncio.gather(*(p.stop(message, remaining) for p in self._peers))
+        if self.bfd is not None:  # RFC 5882: BFD AdminDown only after the withdrawal and Cease
+            await self.bfd.admin_down()
+            self.bfd.close()
 
     def announced(self) -> frozenset[Prefix]:
         return frozenset(self._rib)
@@ -156,8 +187,12 @@ def peer_settings(
 ) -> PeerSettings:
     """A configured peer as the speaker takes it.  With MP-BGP settings (``mpbgp_nexthop``) the
     session offers IPv4 and IPv6 unicast, as kube-vip's GoBGP peer does; else its own family.
-    The next hops are those :func:`vipgate.vip.mpbgp_next_hops` found."""
+    The next hops are those :func:`vipgate.vip.mpbgp_next_hops` found.  BFD only when the
+    7th field enables it."""
     families = frozenset({AFI_IPV4, AFI_IPV6}) if peer.mpbgp_nexthop is not None else frozenset()
+    bfd = None
+    if peer.bfd is not None and peer.bfd.enabled:
+        bfd = BfdSettings(peer.bfd.rx_ms, peer.bfd.tx_ms, peer.bfd.multiplier)
     return PeerSettings(
         peer.address,
         peer.asn,
@@ -167,6 +202,7 @@ def peer_settings(
         families=families,
         next_hop_v4=next_hop_v4,
         next_hop_v6=next_hop_v6,
+        bfd=bfd,
     )
 
 
@@ -193,6 +229,9 @@ class _JsonObserver:
 
     def message(self, peer: str, direction: str, msg_type: str) -> None:
         pass
+
+    def bfd_state(self, peer: str, state: str, diag: str) -> None:
+        self.out({"ev": "bfd", "peer": peer, "state": state, "diag": diag})
 
 
 async def _drive(args: argparse.Namespace) -> int:

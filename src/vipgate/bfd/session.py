@@ -1,0 +1,391 @@
+"""asyncio adapter for BFD: UDP sockets and timers around the sans-I/O sessions.
+
+An :class:`Endpoint` owns the receive sockets and every :class:`BfdSession`; the
+:class:`~vipgate.bfd.fsm.Session` of each decides everything, this module only carries out its
+actions (send, arm/cancel timers) and feeds it events (packet, timer fired) with ``loop.time()``.
+
+Sockets (RFC 5881 single hop, RFC 5883 multihop):
+
+* Receive: one UDP socket per address family and port, 3784 for single-hop peers and 4784 for
+  multihop ones, bound to the BGP source address if one is set (else the wildcard) and to the
+  source interface (SO_BINDTODEVICE) if one is set.  Every datagram is read with its TTL / hop
+  limit (IP_RECVTTL, IPV6_RECVHOPLIMIT); on the single-hop port anything below 255 is dropped
+  (RFC 5881 section 5).  Linux's IP_MINTTL / IPV6_MINHOPCOUNT would do it in the kernel, but
+  they only act on TCP, not on UDP sockets.  Multihop packets are accepted with any TTL (RFC
+  5883 section 5 leaves the check to configuration; vipgate has none).
+* Send: one UDP socket per session, bound to a source port chosen at random in 49152-65535
+  (RFC 5881 section 4; the same port for the session's lifetime), to the BGP source address /
+  interface as above, with TTL / hop limit 255 (both single hop and multihop).
+
+Demultiplexing (RFC 5880 6.8.6): a packet whose Your Discriminator is non-zero goes to the session
+with that local discriminator, and only if it comes from that session's peer address; one with
+Your Discriminator 0 goes to the session for its source address and port kind.  Anything else is
+dropped and counted (:attr:`Endpoint.dropped`), never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Final, TypeAlias
+
+from vipgate.bfd import fsm, wire
+
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+
+log = logging.getLogger("vipgate.bfd")
+
+PORT_SINGLE_HOP: Final = 3784  # RFC 5881 section 4
+PORT_MULTIHOP: Final = 4784  # RFC 5883 section 5
+SOURCE_PORTS: Final = (49152, 65535)  # RFC 5881 section 4
+TTL: Final = 255
+IP_RECVTTL: Final = 12  # linux/in.h: IP_TTL ancillary data on every datagram
+_CMSG_SPACE: Final = socket.CMSG_SPACE(4)
+_TTL_CMSG: Final = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)}
+_LITTLE: Final = sys.byteorder == "little"
+_RX_BATCH: Final = 64  # datagrams read per wake-up at most
+SO_BINDTODEVICE: Final = 25
+_BIND_ATTEMPTS: Final = 64
+
+
+@dataclass(frozen=True)
+class BfdSettings:
+    """One peer's BFD parameters, in milliseconds as kube-vip documents them.
+
+    ``rx_ms``: bfd.RequiredMinRxInterval; ``tx_ms``: bfd.DesiredMinTxInterval (while Up; 1 s
+    while not Up); ``multiplier``: bfd.DetectMult.
+    """
+
+    rx_ms: int = 300
+    tx_ms: int = 300
+    multiplier: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tx_ms <= 4_294_967 or not 0 <= self.rx_ms <= 4_294_967:
+            raise ValueError("BFD intervals must fit 32 bits of microseconds")
+        if not 1 <= self.multiplier <= 255:
+            raise ValueError("BFD multiplier is 1..255")
+
+
+StateCallback: TypeAlias = Callable[["BfdSession", fsm.StateChanged], None]
+
+
+def _bind_device(sock: socket.socket, source_if: str | None) -> None:
+    if source_if:
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, source_if.encode())
+
+
+def make_rx_socket(
+    family: int, port: int, source_ip: IPAddress | None, source_if: str | None
+) -> socket.socket:
+    """A non-blocking receive socket that delivers each datagram's TTL / hop limit."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        _bind_device(sock, source_if)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        if source_ip is not None and (source_ip.version == 6) == (family == socket.AF_INET6):
+            host = str(source_ip)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def make_tx_socket(
+    peer: IPAddress,
+    source_ip: IPAddress | None,
+    source_if: str | None,
+    rng: Callable[[], float] = random.random,
+) -> socket.socket:
+    """A non-blocking send socket: TTL 255, source port in 49152-65535 (tries up to 64)."""
+    family = socket.AF_INET6 if peer.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        _bind_device(sock, source_if)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
+        host = ""
+        if source_ip is not None and source_ip.version == peer.version:
+            host = str(source_ip)
+        lo, hi = SOURCE_PORTS
+        for attempt in range(_BIND_ATTEMPTS):
+            port = lo + int(rng() * (hi - lo + 1))
+            try:
+                sock.bind((host, min(port, hi)))
+                break
+            except OSError:
+                if attempt == _BIND_ATTEMPTS - 1:
+                    raise
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class BfdSession:
+    """One BFD session to one peer, driven by the sans-I/O :class:`~vipgate.bfd.fsm.Session`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        name: str,
+        peer: IPAddress,
+        multihop: bool,
+        settings: BfdSettings,
+        local_discr: int,
+        on_state: StateCallback | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.peer = peer
+        self.multihop = multihop
+        self.port = PORT_MULTIHOP if multihop else PORT_SINGLE_HOP
+        self.settings = settings
+        self.fsm = fsm.Session(
+            fsm.SessionConfig(
+                local_discr=local_discr,
+                desired_min_tx=settings.tx_ms * 1000,
+                required_min_rx=settings.rx_ms * 1000,
+                detect_mult=settings.multiplier,
+            ),
+            rng=endpoint.rng,
+        )
+        self._on_state = on_state
+        self._sock: socket.socket | None = None
+        self._timers: dict[fsm.Timer, asyncio.TimerHandle] = {}
+        self._send_error_logged = False
+
+    @property
+    def state(self) -> wire.State:
+        return self.fsm.state
+
+    @property
+    def up(self) -> bool:
+        return self.fsm.up
+
+    def start(self) -> None:
+        """Open the send socket and start the session (Down, slow transmission)."""
+        self._sock = make_tx_socket(
+            self.peer, self.endpoint.source_ip, self.endpoint.source_if, self.endpoint.rng
+        )
+        log.info(
+            "BFD peer %s: %s, source port %d, %d ms x %d (rx %d ms)",
+            self.name,
+            "multihop" if self.multihop else "single hop",
+            self._sock.getsockname()[1],
+            self.settings.tx_ms,
+            self.settings.multiplier,
+            self.settings.rx_ms,
+        )
+        self._dispatch(fsm.Start(self._now()))
+
+    def admin_down(self) -> None:
+        """AdminDown (diag 7) sent at once; the session stays AdminDown until closed."""
+        if self._sock is not None:
+            self._dispatch(fsm.AdminDown(self._now()))
+
+    def close(self) -> None:
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def packet(self, packet: wire.ControlPacket) -> None:
+        self._dispatch(fsm.PacketReceived(packet, self._now()))
+
+    # ------------------------------------------------------------------------- internals
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _fire(self, timer: fsm.Timer, generation: int) -> None:
+        self._timers.pop(timer, None)
+        self._dispatch(fsm.TimerFired(timer, generation, self._now()))
+
+    def _dispatch(self, event: fsm.Event) -> None:
+        for a in self.fsm.handle(event):
+            if isinstance(a, fsm.Send):
+                self._send(a.data)
+            elif isinstance(a, fsm.ArmTimer):
+                old = self._timers.pop(a.timer, None)
+                if old is not None:
+                    old.cancel()
+                loop = asyncio.get_running_loop()
+                self._timers[a.timer] = loop.call_at(a.at, self._fire, a.timer, a.generation)
+            elif isinstance(a, fsm.CancelTimer):
+                h = self._timers.pop(a.timer, None)
+                if h is not None:
+                    h.cancel()
+            elif isinstance(a, fsm.StateChanged):
+                level = logging.WARNING if a.old is wire.State.UP else logging.INFO
+                log.log(
+                    level,
+                    "BFD peer %s: %s -> %s (%s; diag %s)",
+                    self.name,
+                    a.old.label,
+                    a.new.label,
+                    a.reason,
+                    a.diag.label,
+                )
+                if self._on_state is not None:
+                    self._on_state(self, a)
+            elif isinstance(a, fsm.Discarded):
+                self.endpoint.dropped[a.rule] += 1
+                log.debug("BFD peer %s: packet discarded: %s", self.name, a.reason)
+
+    def _send(self, data: bytes) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, (str(self.peer), self.port))
+            self._send_error_logged = False
+        except OSError as e:  # no route yet, ICMP unreachable, full buffer: the next one retries
+            if not self._send_error_logged:
+                self._send_error_logged = True
+                log.warning("BFD peer %s: send failed: %s", self.name, e.strerror or e)
+
+
+class Endpoint:
+    """The BFD sessions of one speaker and their receive sockets (see the module docstring)."""
+
+    def __init__(
+        self,
+        source_ip: IPAddress | None = None,
+        source_if: str | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.source_ip = source_ip
+        self.source_if = source_if
+        self.rng = rng
+        self.sessions: list[BfdSession] = []
+        self._by_discr: dict[int, BfdSession] = {}
+        self._by_peer: dict[tuple[IPAddress, bool], BfdSession] = {}
+        self._rx: list[tuple[socket.socket, bool]] = []
+        self.dropped: Counter[str] = Counter()
+        self.started = False
+
+    def add(
+        self,
+        name: str,
+        peer: IPAddress,
+        multihop: bool,
+        settings: BfdSettings,
+        on_state: StateCallback | None = None,
+    ) -> BfdSession:
+        """A new session (started by :meth:`start`).  One per peer address and hop kind."""
+        if (peer, multihop) in self._by_peer:
+            raise ValueError(f"a BFD session to {peer} ({'multihop' if multihop else '1 hop'})")
+        discr = 0
+        while discr == 0 or discr in self._by_discr:
+            discr = int(self.rng() * 0xFFFFFFFF) & 0xFFFFFFFF
+        s = BfdSession(self, name, peer, multihop, settings, discr, on_state)
+        self.sessions.append(s)
+        self._by_discr[discr] = s
+        self._by_peer[(peer, multihop)] = s
+        return s
+
+    async def start(self) -> None:
+        """Open the receive sockets the sessions need, then start every session.
+
+        Raises OSError when a socket cannot be opened (e.g. another BFD daemon holds the port).
+        """
+        if self.started:
+            return
+        self.started = True
+        loop = asyncio.get_running_loop()
+        kinds = sorted({(s.peer.version, s.multihop) for s in self.sessions})
+        try:
+            for version, multihop in kinds:
+                fam = socket.AF_INET6 if version == 6 else socket.AF_INET
+                port = PORT_MULTIHOP if multihop else PORT_SINGLE_HOP
+                sock = make_rx_socket(fam, port, self.source_ip, self.source_if)
+                self._rx.append((sock, multihop))
+                loop.add_reader(sock.fileno(), self._readable, sock, multihop)
+            for s in self.sessions:
+                s.start()
+        except BaseException:
+            self.close()
+            raise
+
+    async def admin_down(self, linger: float = 0.0) -> None:
+        """Every session sends AdminDown (RFC 5880 6.8.16) at once; then wait ``linger`` s."""
+        for s in self.sessions:
+            s.admin_down()
+        if linger > 0:
+            await asyncio.sleep(linger)
+
+    def close(self) -> None:
+        for s in self.sessions:
+            s.close()
+        for sock, _ in self._rx:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        self._rx.clear()
+
+    def _readable(self, sock: socket.socket, multihop: bool) -> None:
+        for _ in range(_RX_BATCH):
+            try:
+                data, anc, _flags, addr = sock.recvmsg(256, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. an ICMP error queued on the socket
+                log.debug("BFD receive error: %s", e)
+                continue
+            ttl = -1
+            for level, kind, value in anc:
+                if (level, kind) in _TTL_CMSG and len(value) >= 4:
+                    ttl = int.from_bytes(value[:4], "little" if _LITTLE else "big", signed=True)
+            if not multihop and ttl != TTL:
+                self.dropped["ttl"] += 1
+                log.debug("BFD packet from %s discarded: TTL %d, not 255", addr[0], ttl)
+                continue
+            self._received(data, str(addr[0]), multihop)
+
+    def _received(self, data: bytes, source: str, multihop: bool) -> None:
+        try:
+            packet = wire.decode(data)
+        except wire.Discard as d:
+            self.dropped[d.rule] += 1
+            log.debug("BFD packet from %s discarded: %s", source, d)
+            return
+        try:
+            src = ip_address(source.split("%", 1)[0])
+        except ValueError:
+            self.dropped["source"] += 1
+            return
+        if isinstance(src, IPv6Address) and src.ipv4_mapped is not None:
+            src = src.ipv4_mapped
+        if packet.your_discr:
+            session = self._by_discr.get(packet.your_discr)
+            if session is None or session.peer != src or session.multihop != multihop:
+                self.dropped["your_discriminator"] += 1
+                return
+        else:
+            found = self._by_peer.get((src, multihop))
+            if found is None:
+                self.dropped["no_session"] += 1
+                return
+            session = found
+        session.packet(packet)

@@ -1,0 +1,214 @@
+"""BFD across real UDP sockets on loopback: two endpoints, the TTL rules, and the BGP coupling.
+
+Each test takes its own pair of loopback addresses (127.x.y.1 / .2), so the BFD ports (3784)
+never collide with another run on the same host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from tests.interop.test_bgp_loopback import PEER_AS, TinyPeer
+from vipgate.bfd import fsm, wire
+from vipgate.bfd.session import (
+    PORT_SINGLE_HOP,
+    SOURCE_PORTS,
+    BfdSession,
+    BfdSettings,
+    Endpoint,
+)
+from vipgate.bgp import wire as bgp_wire
+from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
+
+FAST = BfdSettings(rx_ms=50, tx_ms=50, multiplier=3)  # detection time 150 ms
+VIP = IPv4Network("203.0.113.100/32")
+IP_RECVTTL = 12  # linux/in.h (not in Python's socket module)
+
+
+def pair() -> tuple[IPv4Address, IPv4Address]:
+    base = IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
+    return base + 1, base + 2
+
+
+class Changes:
+    """Records (loop time, StateChanged) per session."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, fsm.StateChanged]] = []
+
+    def __call__(self, session: BfdSession, change: fsm.StateChanged) -> None:
+        self.seen.append((asyncio.get_running_loop().time(), change))
+
+
+async def until(cond: Callable[[], bool], timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - t0
+
+
+def test_two_endpoints_come_up_detect_silence_and_admin_down() -> None:
+    a_ip, b_ip = pair()
+
+    async def main() -> None:
+        a, b = Endpoint(a_ip), Endpoint(b_ip)
+        ca = Changes()
+        sa = a.add("b", b_ip, False, FAST, ca)
+        sb = b.add("a", a_ip, False, FAST)
+        await a.start()
+        await b.start()
+        try:
+            await until(lambda: sa.up and sb.up, 5.0, "both Up")
+            # the 1 s slow rate is gone once Up and the Poll was answered
+            await until(lambda: not sa.fsm.polling, 2.0, "Poll sequence done")
+            assert sa.fsm.tx_interval_us() == 50_000
+            assert sa.fsm.detection_time() == pytest.approx(0.15)
+            # b goes silent (sockets closed, nothing sent): a detects it in ~150 ms
+            b.close()
+            t = await until(lambda: not sa.up, 2.0, "a Down")
+            assert t < 1.0
+            last = ca.seen[-1][1]
+            assert last.new is wire.State.DOWN
+            assert last.diag is wire.Diag.CONTROL_DETECTION_TIME_EXPIRED
+            # b again, then AdminDown: a goes Down with "neighbor signaled session down"
+            b2 = Endpoint(b_ip)
+            sb2 = b2.add("a", a_ip, False, FAST)
+            await b2.start()
+            await until(lambda: sa.up and sb2.up, 5.0, "both Up again")
+            await b2.admin_down()
+            await until(lambda: not sa.up, 1.0, "a Down after AdminDown")
+            last = ca.seen[-1][1]
+            assert last.diag is wire.Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+            b2.close()
+            assert a.dropped.get("your_discriminator", 0) == 0
+        finally:
+            a.close()
+            b.close()
+
+    asyncio.run(main())
+
+
+def test_packets_leave_with_ttl_255_from_a_high_port_and_ttl_254_is_refused() -> None:
+    a_ip, b_ip = pair()
+
+    async def main() -> None:
+        # b is a plain socket on the BFD port that reads the TTL of what arrives
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        rx.bind((str(b_ip), PORT_SINGLE_HOP))
+        rx.settimeout(3.0)
+        a = Endpoint(a_ip)
+        sa = a.add("b", b_ip, False, FAST)
+        await a.start()
+        try:
+            data, anc, _, src = await asyncio.to_thread(rx.recvmsg, 64, socket.CMSG_SPACE(4))
+            ttl = next(struct.unpack("i", d)[0] for lvl, typ, d in anc if typ == socket.IP_TTL)
+            assert ttl == 255
+            assert src[0] == str(a_ip) and SOURCE_PORTS[0] <= src[1] <= SOURCE_PORTS[1]
+            assert wire.decode(data).state is wire.State.DOWN
+            down = wire.encode(wire.ControlPacket(wire.State.DOWN, my_discr=77, detect_mult=3))
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tx.bind((str(b_ip), 0))
+            # one hop away (TTL 254): the kernel drops it (IP_MINTTL), the session never sees it
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 254)
+            tx.sendto(down, (str(a_ip), PORT_SINGLE_HOP))
+            await asyncio.sleep(0.3)
+            assert sa.state is wire.State.DOWN and sa.fsm.packets_received == 0
+            assert a.dropped["ttl"] == 1
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+            tx.sendto(down, (str(a_ip), PORT_SINGLE_HOP))
+            await until(lambda: sa.state is wire.State.INIT, 1.0, "Init")
+            # a malformed one (Detect Mult 0) is dropped and counted, not raised
+            tx.sendto(down[:2] + b"\x00" + down[3:], (str(a_ip), PORT_SINGLE_HOP))
+            await until(lambda: a.dropped["detect_mult"] == 1, 1.0, "discard counted")
+            tx.close()
+        finally:
+            a.close()
+            rx.close()
+
+    asyncio.run(main())
+
+
+class BoundPeer(TinyPeer):
+    """TinyPeer listening on a given loopback address."""
+
+    def __init__(self, address: IPv4Address) -> None:
+        super().__init__()
+        self.address = address
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(self.address), 0))
+        self.port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._serve, sock=sock)
+
+    def notifications(self) -> list[tuple[int, int]]:
+        return [(m.code, m.subcode) for m in self.messages if isinstance(m, bgp_wire.Notification)]
+
+
+def test_bgp_follows_bfd(caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 5882: no BGP until BFD Up; BFD Down tears BGP down (Cease/BFD Down); on close the
+    withdrawal and Cease go first, BFD AdminDown after."""
+    router_ip, node_ip = pair()
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        peer = BoundPeer(router_ip)
+        await peer.start()
+        sp = Speaker(
+            SpeakerSettings(65000, IPv4Address("192.0.2.11"), 30, 0, node_ip, None),
+            [PeerSettings(router_ip, PEER_AS, "", False, peer.port, bfd=FAST)],
+            connect_timeout=1.0,
+        )
+        sp.announce(VIP)
+        router_bfd = Endpoint(router_ip)
+        seen = Changes()
+        rs = router_bfd.add("node", node_ip, False, FAST, seen)
+        try:
+            await sp.start()
+            await asyncio.sleep(0.5)
+            assert peer.connections == 0, "BGP must wait for BFD Up"
+            await router_bfd.start()
+            await until(lambda: rs.up, 5.0, "BFD Up")
+            await peer.wait(lambda: VIP in peer.announced())
+            # the router's BFD goes silent: BGP is torn down at once with Cease/BFD Down
+            router_bfd.close()
+            await peer.wait(lambda: (6, 10) in peer.notifications(), 2.0)
+            assert sp.session_states() == {sp.peers[0].name: "Idle"}
+            await asyncio.sleep(0.3)
+            assert peer.connections == 1, "BGP must stay down while BFD is Down"
+            # BFD back: BGP back, the route with it
+            router_bfd = Endpoint(router_ip)
+            rs = router_bfd.add("node", node_ip, False, FAST, seen)
+            await router_bfd.start()
+            await peer.wait(lambda: peer.connections == 2 and peer.announced().count(VIP) == 2)
+            caplog.clear()
+            await sp.close("maintenance", 1.0)
+            await until(lambda: not rs.up, 1.0, "router's BFD Down")
+            assert seen.seen[-1][1].diag is wire.Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+            await peer.wait(lambda: (6, 2) in peer.notifications())
+            assert VIP in peer.withdrawn()
+            order = [
+                r.getMessage()
+                for r in caplog.records
+                if "-> Idle" in r.getMessage() or "-> AdminDown" in r.getMessage()
+            ]
+            assert len(order) == 2 and "BGP" in order[0] and "BFD" in order[1], order
+        finally:
+            await sp.close("test over", 1.0)
+            router_bfd.close()
+            await peer.stop()
+
+    asyncio.run(main())
