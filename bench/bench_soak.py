@@ -1,0 +1,477 @@
+"""Soak benchmark: one vipgate for an hour at a 0.05 s period under cycling apiserver faults.
+
+Run as root from the repository root::
+
+    .venv/bin/python -m bench.bench_soak                  # 60 min, the issue-13 figures
+    .venv/bin/python -m bench.bench_soak --ci             # 2 min, the CI version (tests/e2e)
+    .venv/bin/python -m bench.bench_soak --minutes 10 --out bench/out/soak10
+
+Setup: one lab node (fake kube-apiserver, kubeadm-shaped PKI) and the BIRD 2 router; one
+``python -m vipgate manager`` with period 0.05 s, timeout 0.04 s, threshold 3, hold 9 s,
+keepalive 3 s, metrics on ``:2112``. The apiserver cycles through its modes, one phase each
+(``--phase`` s) in the order healthy, fail (500), slow (200 after 25 ms, inside the timeout),
+refuse, healthy, hang -- each fault after a healthy phase, so each withdraws the route itself --
+then slow and ``shutdown`` when the lab apiserver has that mode. BIRD is restarted every
+``--bird-every`` seconds (SIGTERM, then a fresh start: the session is re-established each time).
+
+Every ``--sample`` seconds (absolute schedule, no drift): vipgate's RSS (``VmRSS``) and open
+file descriptors (``/proc/PID/fd``), read before the scrape; then from its metrics the asyncio
+tasks alive in the event loop (``vipgate_asyncio_tasks``, counted at scrape time), the checks by
+outcome, the BGP session (``vipgate_bgp_session_established``) and, from BIRD, the session state.
+
+Verdicts (after the warm-up, ``--warmup`` s; 5 min for the hour, 30 s for CI):
+
+- RSS growth < 1 MB: the highest sample after the warm-up minus the first one after it;
+- fds and tasks flat: the maximum over the last third of the post-warm-up samples is not above
+  the maximum over its first third (the samples fall on the same phase positions each cycle);
+- vipgate ran throughout (no exit, no ``Traceback`` in its log) and exits 0 on SIGTERM;
+- the BGP session is Established at the end and the route is announced after the last
+  (healthy) phase.
+
+Writes ``<out>.json`` (settings, samples, verdicts), ``<out>.png`` (the samples, phases
+shaded) and prints a Markdown table for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.bench_health import rss_bytes
+from lab.apiserver import MODES
+from lab.cluster import Cluster
+from lab.netns import Lab
+from lab.wait import LabTimeout
+
+NODE = "node1"
+MB = 1024 * 1024
+RSS_GROWTH_LIMIT = 1 * MB
+SLOW_MS = 25
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    minutes: float = 60.0
+    period: float = 0.05
+    timeout: float = 0.04
+    threshold: int = 3
+    hold: int = 9
+    keepalive: int = 3
+    phase: float = 20.0  # seconds per apiserver mode
+    bird_every: float = 180.0  # BIRD restart period
+    sample: float = 10.0
+    warmup: float = 300.0
+    out: str = "bench/out/soak"
+
+    @classmethod
+    def ci(cls, out: str = "bench/out/soak-ci") -> Settings:
+        """The CI version: 2 minutes, everything scaled (phases 4 s, BIRD every 30 s)."""
+        return cls(minutes=2, phase=4, bird_every=30, sample=4, warmup=30, out=out)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        # every fault follows a healthy phase, so each one withdraws the route by itself
+        cycle = ["healthy", "fail", "slow", "refuse", "healthy", "hang"]
+        if "shutdown" in MODES:  # the drain helper's graceful-shutdown mode, when present
+            cycle += ["slow", "shutdown"]
+        return tuple(cycle)
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the start of the soak
+    mode: str
+    rss: int  # bytes
+    fds: int
+    tasks: float
+    checks: float  # cumulative, all outcomes
+    session_vipgate: float  # 1 Established, 0 not
+    session_bird: str
+
+
+@dataclass
+class SoakResult:
+    settings: Settings
+    samples: list[Sample] = field(default_factory=list)
+    outcomes: dict[str, float] = field(default_factory=dict)
+    transitions: dict[str, float] = field(default_factory=dict)
+    mode_switches: int = 0
+    bird_restarts: int = 0
+    bgp_opens_sent: float = 0.0
+    exit_code: int | None = None
+    traceback: bool = False
+    died: str = ""
+    end_session: str = ""
+    end_announced: bool = False
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.verdicts) and all(self.verdicts.values())
+
+
+def _metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: list[tuple[str, str]] = []
+        for part in rest.rstrip("}").split(","):
+            if "=" in part:
+                k, _, v = part.partition("=")
+                labels.append((k.strip(), v.strip().strip('"')))
+        try:
+            out[(name, tuple(sorted(labels)))] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def _sum(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in m.items() if n == name)
+
+
+def _by(
+    m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str
+) -> dict[str, float]:
+    return {dict(lab)[label]: v for (n, lab), v in m.items() if n == name and label in dict(lab)}
+
+
+def fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def soak(s: Settings, lab: Lab) -> SoakResult:
+    res = SoakResult(s)
+    c = Cluster.create(
+        lab,
+        n_nodes=1,
+        period=s.period,
+        timeout=s.timeout,
+        threshold=s.threshold,
+        hold=s.hold,
+        keepalive=s.keepalive,
+        metrics=True,
+    )
+    router = c.topo.router
+    assert router is not None
+    api = c.apiservers[NODE]
+    ip = c.ip(NODE)
+    vp = c.start(NODE)
+    assert vp.proc is not None
+    pid = vp.proc.pid
+    c.wait_nexthops({ip}, timeout=30)
+    log(f"vipgate pid {pid} announced; soak for {s.minutes:g} min, modes {', '.join(s.modes)}")
+
+    duration = s.minutes * 60
+    t0 = time.monotonic()
+    # One absolute schedule: (time, order, action); ties: mode switch, BIRD, sample.
+    events: list[tuple[float, int, str]] = []
+    n_phases = int(duration // s.phase)
+    events += [(k * s.phase, 0, "mode") for k in range(1, n_phases + 1)]
+    t = s.bird_every + s.phase * 0.35  # mid-phase, away from the samples
+    while t < duration - s.phase:
+        events.append((t, 1, "bird"))
+        t += s.bird_every
+    k = 1
+    while k * s.sample <= duration:
+        events.append((k * s.sample - s.sample * 0.5, 2, "sample"))
+        k += 1
+    events.sort()
+    mode_index = 0
+    mode = s.modes[0]
+
+    def take_sample(at: float) -> None:
+        rss, fds = rss_bytes(pid), fd_count(pid)  # before the scrape's connection
+        try:
+            m = _metrics(c.scrape(NODE, timeout=3))
+        except Exception as e:  # a scrape that fails is a finding, recorded, not a crash
+            log(f"scrape failed: {e}")
+            m = {}
+        try:
+            bird = router.sessions().get(ip, "Unknown")
+        except Exception:
+            bird = "down"  # BIRD between stop and start
+        sample = Sample(
+            t=round(at, 2),
+            mode=mode,
+            rss=rss,
+            fds=fds,
+            tasks=_sum(m, "vipgate_asyncio_tasks") if m else float("nan"),
+            checks=_sum(m, "vipgate_probe_results_total") if m else float("nan"),
+            session_vipgate=_sum(m, "vipgate_bgp_session_established") if m else float("nan"),
+            session_bird=bird,
+        )
+        res.samples.append(sample)
+        if len(res.samples) % max(1, int(60 / s.sample)) == 0:
+            log(
+                f"t={at:6.0f}s {mode:8s} rss={rss / MB:.2f} MB fds={fds} tasks={sample.tasks:g} "
+                f"checks={sample.checks:.0f} bgp={sample.session_vipgate:g}/{bird}"
+            )
+
+    for at, _, what in events:
+        now = time.monotonic() - t0
+        if at > now:
+            time.sleep(at - now)
+        if vp.proc.poll() is not None:
+            res.died = f"vipgate exited with {vp.proc.returncode} at t={at:.0f}s"
+            break
+        if what == "mode":
+            mode_index += 1
+            mode = s.modes[mode_index % len(s.modes)]
+            api.set_mode(mode, SLOW_MS if mode == "slow" else None)
+            res.mode_switches += 1
+        elif what == "bird":
+            router.restart()
+            res.bird_restarts += 1
+        else:
+            take_sample(time.monotonic() - t0)
+    res.duration = time.monotonic() - t0
+
+    # End: healthy, wait for the session and the route, read the totals, stop with SIGTERM.
+    if not res.died:
+        api.set_mode("healthy")
+        try:
+            router.wait_session(ip, timeout=max(30.0, 3.0 * s.hold))
+            c.wait_nexthops({ip}, timeout=30)
+            res.end_announced = True
+        except (LabTimeout, AssertionError) as e:
+            log(f"not back at the end: {e}")
+        res.end_session = router.sessions().get(ip, "Unknown")
+        m = _metrics(c.scrape(NODE))
+        res.outcomes = _by(m, "vipgate_probe_results_total", "outcome")
+        res.transitions = _by(m, "vipgate_gate_transitions_total", "reason")
+        res.bgp_opens_sent = sum(
+            v
+            for (n, lab_), v in m.items()
+            if n == "vipgate_bgp_messages_total"
+            and dict(lab_).get("type") == "open"
+            and dict(lab_).get("direction") == "sent"
+        )
+        c.signal(NODE, signal.SIGTERM)
+        try:
+            res.exit_code = c.wait_exit(NODE, 5.0)
+        except AssertionError as e:
+            res.died = str(e)
+    text = c.log(NODE)
+    res.traceback = "Traceback" in text
+    logfile = Path(s.out + "-vipgate.log")
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    logfile.write_text(text)
+    judge(res)
+    return res
+
+
+def judge(res: SoakResult) -> None:
+    s = res.settings
+    after = [x for x in res.samples if x.t >= s.warmup and x.rss > 0]
+    f = res.figures
+    v = res.verdicts
+    checks = sum(res.outcomes.values())
+    f["checks"] = checks
+    f["checks_expected"] = s.minutes * 60 / s.period
+    if res.samples:
+        f["rss_start"] = res.samples[0].rss
+    if len(after) >= 3:
+        third = max(1, len(after) // 3)
+        first, last = after[:third], after[-third:]
+        f["rss_after_warmup"] = after[0].rss
+        f["rss_max_after_warmup"] = max(x.rss for x in after)
+        f["rss_end"] = after[-1].rss
+        f["rss_growth"] = f["rss_max_after_warmup"] - f["rss_after_warmup"]
+        getters: tuple[tuple[str, Callable[[Sample], float]], ...] = (
+            ("fds", lambda x: float(x.fds)),
+            ("tasks", lambda x: float(x.tasks)),
+        )
+        for name, get_ in getters:
+            f[f"{name}_min"] = min(get_(x) for x in after)
+            f[f"{name}_max"] = max(get_(x) for x in after)
+            f[f"{name}_max_first_third"] = max(get_(x) for x in first)
+            f[f"{name}_max_last_third"] = max(get_(x) for x in last)
+            v[f"{name} flat (last third max <= first third max)"] = (
+                f[f"{name}_max_last_third"] <= f[f"{name}_max_first_third"]
+            )
+        v["RSS growth after warm-up < 1 MB"] = f["rss_growth"] < RSS_GROWTH_LIMIT
+    else:
+        v["enough samples after the warm-up"] = False
+    v["vipgate ran throughout, exit 0 on SIGTERM"] = not res.died and res.exit_code == 0
+    v["no Traceback in vipgate's log"] = not res.traceback
+    v["session Established and route announced at the end"] = (
+        res.end_session == "Established" and res.end_announced
+    )
+    # Not a speed assertion: half the ticks is far below what any machine does; a stuck
+    # probe loop (the failure this catches) makes a handful.
+    v["probe loop kept its cadence (> 50 % of the ticks checked)"] = (
+        checks > 0.5 * f["checks_expected"]
+    )
+    if s.minutes >= 60:
+        v[">= 70,000 checks"] = checks >= 70_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+
+def mb(b: float) -> str:
+    return f"{b / MB:.2f}"
+
+
+def table(res: SoakResult) -> str:
+    s, f = res.settings, res.figures
+    out = [
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| duration | {res.duration / 60:.1f} min | >= {s.minutes:g} min |",
+        f"| checks (period {s.period:g} s) | {f['checks']:.0f} | "
+        + (">= 70,000 |" if s.minutes >= 60 else f"~{f['checks_expected']:.0f} ticks |"),
+        "| checks by outcome | "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(res.outcomes.items()) if v)
+        + " | |",
+        f"| apiserver mode switches / BIRD restarts | {res.mode_switches} / "
+        f"{res.bird_restarts} | |",
+        f"| BGP OPENs sent (sessions established) | {res.bgp_opens_sent:.0f} | |",
+        "| gate transitions | "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(res.transitions.items()) if v)
+        + " | |",
+    ]
+    if "rss_growth" in f:
+        out += [
+            f"| RSS at start / after warm-up ({s.warmup:g} s) / max after / end (MB) | "
+            f"{mb(f['rss_start'])} / {mb(f['rss_after_warmup'])} / "
+            f"{mb(f['rss_max_after_warmup'])} / {mb(f['rss_end'])} | |",
+            f"| RSS growth after warm-up (max - first) | {f['rss_growth'] / 1024:.0f} kB | "
+            "< 1024 kB |",
+            f"| open fds after warm-up min / max; max first third / last third | "
+            f"{f['fds_min']:.0f} / {f['fds_max']:.0f}; {f['fds_max_first_third']:.0f} / "
+            f"{f['fds_max_last_third']:.0f} | flat |",
+            f"| asyncio tasks after warm-up min / max; max first third / last third | "
+            f"{f['tasks_min']:.0f} / {f['tasks_max']:.0f}; {f['tasks_max_first_third']:.0f} / "
+            f"{f['tasks_max_last_third']:.0f} | flat |",
+        ]
+    out.append(
+        f"| exit on SIGTERM / Traceback in log | {res.exit_code} / {res.traceback} | 0 / no |"
+    )
+    out.append("")
+    out.append("| verdict | |")
+    out.append("|---|---|")
+    out += [f"| {k} | {'yes' if ok else 'NO'} |" for k, ok in res.verdicts.items()]
+    return "\n".join(out)
+
+
+def samples_table(res: SoakResult, every: float = 300.0) -> str:
+    """One row per `every` seconds of samples (the README's time series)."""
+    rows = ["| t (s) | mode | RSS (MB) | fds | tasks | checks | session (vipgate / BIRD) |"]
+    rows.append("|---|---|---|---|---|---|---|")
+    next_t = 0.0
+    for x in res.samples:
+        if x.t + 1e-6 < next_t:
+            continue
+        next_t = x.t + every
+        rows.append(
+            f"| {x.t:.0f} | {x.mode} | {x.rss / MB:.2f} | {x.fds} | {x.tasks:g} | "
+            f"{x.checks:.0f} | {x.session_vipgate:g} / {x.session_bird} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(res: SoakResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = res.settings
+    xs = [x.t / 60 for x in res.samples]
+    fig, axes = plt.subplots(4, 1, figsize=(11, 9), sharex=True)
+    series: list[tuple[str, Callable[[Sample], float]]] = [
+        ("RSS (MB)", lambda x: x.rss / MB),
+        ("open fds", lambda x: float(x.fds)),
+        ("asyncio tasks", lambda x: float(x.tasks)),
+        ("BGP session up (vipgate)", lambda x: float(x.session_vipgate)),
+    ]
+    for ax, (label, get) in zip(axes, series, strict=True):
+        ax.plot(xs, [get(x) for x in res.samples], marker=".", linewidth=0.8)
+        ax.set_ylabel(label)
+        ax.axvspan(0, s.warmup / 60, color="0.9", zorder=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(
+        f"vipgate soak: {res.duration / 60:.0f} min, period {s.period:g} s, "
+        f"{res.figures.get('checks', 0):.0f} checks, modes {'/'.join(s.modes)} every "
+        f"{s.phase:g} s, BIRD restarted every {s.bird_every:g} s (grey: warm-up)"
+    )
+    axes[-1].set_xlabel("minutes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(res: SoakResult) -> tuple[Path, Path]:
+    out = Path(res.settings.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    js, png = out.with_suffix(".json"), out.with_suffix(".png")
+    data: dict[str, Any] = asdict(res)
+    data["ok"] = res.ok
+    js.write_text(json.dumps(data, indent=1) + "\n")
+    plot(res, png)
+    return js, png
+
+
+def run(s: Settings, *, keep: bool = False) -> SoakResult:
+    with Lab(keep_workdir=keep or None) as lab:
+        try:
+            res = soak(s, lab)
+        finally:
+            if keep:
+                log(f"lab logs kept in {lab.workdir}")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ci", action="store_true", help="the 2-minute CI version")
+    ap.add_argument("--minutes", type=float)
+    ap.add_argument("--phase", type=float)
+    ap.add_argument("--bird-every", type=float)
+    ap.add_argument("--sample", type=float)
+    ap.add_argument("--warmup", type=float)
+    ap.add_argument("--out")
+    ap.add_argument("--keep", action="store_true", help="keep the lab's logs")
+    a = ap.parse_args(argv)
+    s = Settings.ci() if a.ci else Settings()
+    over = {
+        k: getattr(a, k)
+        for k in ("minutes", "phase", "bird_every", "sample", "warmup", "out")
+        if getattr(a, k) is not None
+    }
+    s = Settings(**{**asdict(s), **over})
+    res = run(s, keep=a.keep)
+    js, png = write(res)
+    print(table(res))
+    print()
+    print(samples_table(res, every=300.0 if s.minutes >= 30 else 20.0))
+    print(f"\nwritten: {js} {png}")
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
