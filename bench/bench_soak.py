@@ -10,8 +10,10 @@ Setup: one lab node (fake kube-apiserver, kubeadm-shaped PKI) and the BIRD 2 rou
 ``python -m vipgate manager`` with period 0.05 s, timeout 0.04 s, threshold 3, hold 9 s,
 keepalive 3 s, metrics on ``:2112``. The apiserver cycles through its modes, one phase each
 (``--phase`` s) in the order healthy, fail (500), slow (200 after 25 ms, inside the timeout),
-refuse, healthy, hang -- each fault after a healthy phase, so each withdraws the route itself --
-then slow and ``shutdown`` when the lab apiserver has that mode. BIRD is restarted every
+refuse, healthy, hang, slow, shutdown (the real apiserver's SIGTERM sequence: ``/livez`` 200
+through a delay of 30 % of the phase with 429s for the other paths in its last 20 %, then the
+keep-alive connections closed with a FIN and the port refused) -- each fault after a healthy
+phase, so each withdraws the route itself. BIRD is restarted every
 ``--bird-every`` seconds (SIGTERM, then a fresh start: the session is re-established each time).
 
 Every ``--sample`` seconds (absolute schedule, no drift): vipgate's RSS (``VmRSS``) and open
@@ -46,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_health import rss_bytes
-from lab.apiserver import MODES
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.wait import LabTimeout
@@ -83,10 +84,7 @@ class Settings:
     @property
     def modes(self) -> tuple[str, ...]:
         # every fault follows a healthy phase, so each one withdraws the route by itself
-        cycle = ["healthy", "fail", "slow", "refuse", "healthy", "hang"]
-        if "shutdown" in MODES:  # the drain helper's graceful-shutdown mode, when present
-            cycle += ["slow", "shutdown"]
-        return tuple(cycle)
+        return ("healthy", "fail", "slow", "refuse", "healthy", "hang", "slow", "shutdown")
 
 
 @dataclass
@@ -238,7 +236,10 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
         if what == "mode":
             mode_index += 1
             mode = s.modes[mode_index % len(s.modes)]
-            api.set_mode(mode, SLOW_MS if mode == "slow" else None)
+            if mode == "shutdown":  # /livez 200 for 30 % of the phase (429s for 20 %), then gone
+                api.shutdown(0.3 * s.phase, retry_after=True, drain=0.2 * s.phase)
+            else:
+                api.set_mode(mode, SLOW_MS if mode == "slow" else None)
             res.mode_switches += 1
         elif what == "bird":
             router.restart()

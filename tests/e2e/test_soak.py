@@ -1,8 +1,9 @@
 """The soak benchmark's 2-minute CI version (bench/bench_soak.py): same verdicts, scaled.
 
 One vipgate at a 0.05 s period against the fake apiserver cycling healthy / 500 / slow /
-refused / healthy / hung every 4 s, BIRD restarted every 30 s; after a 30 s warm-up RSS grows
-< 1 MB, open fds and asyncio tasks stay flat, nothing crashes, the route is back at the end.
+refused / healthy / hung / slow / apiserver shutdown every 4 s, BIRD restarted every 30 s;
+after a 30 s warm-up RSS grows < 1 MB, open fds and asyncio tasks stay flat, nothing crashes,
+the route is back at the end.
 """
 
 from __future__ import annotations
