@@ -68,6 +68,7 @@ class Cluster:
         keepalive: int = 3,
         server_name: str = "kubernetes",
         metrics: bool = False,
+        graceful_shutdown: float = 0.0,
         extra_env: Mapping[str, str] | None = None,
         apiserver_kwargs: Mapping[str, Any] | None = None,
     ) -> Cluster:
@@ -89,6 +90,8 @@ class Cluster:
             "control_plane_health_check_ca_path": str(pki.ca_cert),
             "control_plane_health_check_server_name": server_name,
             "prometheus_server": ":2112" if metrics else "",
+            # lab clusters stop at once unless a test asks for the drain (issue 12)
+            "bgp_graceful_shutdown_seconds": f"{graceful_shutdown:g}",
             "vip_loglevel": "info",
         }
         env.update(extra_env or {})

@@ -130,6 +130,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("mpbgp_ipv6", (), "", "fixed IPv6 next hop (with mpbgp_nexthop=fixed)"),
     _s("bgp_hold_time", "--bgpHoldTimer", "30", "BGP hold time in seconds (0 or >= 3)", "int"),
     _s(
+        "bgp_graceful_shutdown_seconds",
+        "--bgpGracefulShutdownSeconds",
+        "3",
+        "vipgate extension: on SIGTERM/SIGINT, seconds the route stays announced with the "
+        "GRACEFUL_SHUTDOWN community (RFC 8326) before it is withdrawn (0: withdraw at once)",
+        "seconds",
+    ),
+    _s(
         "bgp_keepalive_interval",
         "--bgpKeepAliveInterval",
         "10",
@@ -162,6 +170,35 @@ SETTINGS: tuple[Setting, ...] = (
         "3",
         "consecutive failures that withdraw the route",
         "int",
+    ),
+    _s(
+        "control_plane_health_check_fast_period_seconds",
+        "--controlPlaneHealthCheckFastPeriodSeconds",
+        "0.2",
+        "vipgate extension: seconds to the next check after a refused, reset or closed "
+        "connection and while rising (0: off, kube-vip's cadence; below the period)",
+        "seconds",
+    ),
+    _s(
+        "control_plane_health_check_success_threshold",
+        "--controlPlaneHealthCheckSuccessThreshold",
+        "1",
+        "vipgate extension: consecutive successes that announce the route again (1-1000)",
+        "int",
+    ),
+    _s(
+        "control_plane_health_check_shutdown_address",
+        "--controlPlaneHealthCheckShutdownAddress",
+        "",
+        "vipgate extension: readiness URL read for the apiserver's announced shutdown (empty: "
+        "the health URL with /readyz for /livez, else off; off: disabled)",
+    ),
+    _s(
+        "control_plane_health_check_shutdown_period_seconds",
+        "--controlPlaneHealthCheckShutdownPeriodSeconds",
+        "1",
+        "vipgate extension: seconds between readiness reads",
+        "seconds",
     ),
     _s(
         "control_plane_health_check_ca_path",
@@ -350,6 +387,11 @@ class Config:
     mpbgp_nexthop: NextHopMode | None = None
     mpbgp_ipv4: ipaddress.IPv4Address | None = None
     mpbgp_ipv6: ipaddress.IPv6Address | None = None
+    health_fast_period: float = 0.2
+    health_success_threshold: int = 1
+    health_shutdown_address: str = ""
+    health_shutdown_period: float = 1.0
+    bgp_graceful_shutdown: float = 3.0
     # Where each setting came from, and the warnings found while loading (for `vipgate config`
     # and the manager's start-up log). Not part of equality.
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
@@ -381,6 +423,12 @@ class Config:
     @property
     def health_enabled(self) -> bool:
         return bool(self.health_url)
+
+    @property
+    def readiness_url(self) -> str:
+        """The URL read for the apiserver's announced shutdown ("" = off): the setting, else
+        the health URL with ``/livez`` replaced by ``/readyz`` when its path is ``/livez``."""
+        return readiness_url(self.health_url, self.health_shutdown_address)
 
     @property
     def prometheus_listen(self) -> tuple[str, int] | None:
@@ -476,6 +524,35 @@ def _seconds(raw: Raw) -> float:
     if not (v > 0 and v <= 86400):
         raise ConfigError(f"{_show(raw)}: must be > 0 and <= 86400; accepted: {accepted}")
     return v
+
+
+def _seconds0(raw: Raw, below: float | None = None, below_name: str = "") -> float:
+    accepted = "0 (off) or a positive number of seconds, without unit (e.g. 0.2)"
+    if below is not None:
+        accepted += f", below {below_name}={below:g}"
+    try:
+        v = float(raw.value.strip())
+    except ValueError:
+        raise ConfigError(f"{_show(raw)}: not a number; accepted: {accepted}") from None
+    if not (v >= 0 and v <= 3600):
+        raise ConfigError(f"{_show(raw)}: must be >= 0 and <= 3600; accepted: {accepted}")
+    if below is not None and v >= below:
+        raise ConfigError(
+            f"{_show(raw)}: must be below {below_name}={below:g}; accepted: {accepted}"
+        )
+    return v
+
+
+def readiness_url(health_url: str, setting: str) -> str:
+    """``control_plane_health_check_shutdown_address`` in effect: "" when off."""
+    if setting.strip().lower() == "off" or not health_url:
+        return ""
+    if setting:
+        return setting
+    parts = urllib.parse.urlsplit(health_url)
+    if parts.path.rstrip("/") != "/livez":
+        return ""
+    return urllib.parse.urlunsplit(parts._replace(path="/readyz"))
 
 
 def _ip(raw: Raw, what: str = "an IPv4 or IPv6 address") -> IPAddress:
@@ -1213,6 +1290,19 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     threshold = _int(
         r("control_plane_health_check_failure_threshold"), 1, 1000, "an integer 1-1000"
     )
+    fast_raw = r("control_plane_health_check_fast_period_seconds")
+    if fast_raw.source is Source.DEFAULT and float(fast_raw.value) >= period:
+        fast_period = 0.0  # a period this short needs no fast period; an explicit one must fit
+    else:
+        fast_period = _seconds0(fast_raw, period, "control_plane_health_check_period_seconds")
+    success_threshold = _int(
+        r("control_plane_health_check_success_threshold"), 1, 1000, "an integer 1-1000"
+    )
+    shutdown_address = r("control_plane_health_check_shutdown_address").value
+    if shutdown_address != "" and shutdown_address.strip().lower() != "off":
+        shutdown_address = _url(r("control_plane_health_check_shutdown_address"))
+    shutdown_period = _seconds(r("control_plane_health_check_shutdown_period_seconds"))
+    graceful = _seconds0(r("bgp_graceful_shutdown_seconds"))
     ca_path = r("control_plane_health_check_ca_path").value
     if ca_path != "":
         ca_path = _ca_path(r("control_plane_health_check_ca_path"))
@@ -1287,6 +1377,11 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         mpbgp_nexthop=mpbgp_nexthop,
         mpbgp_ipv4=mpbgp_ipv4,
         mpbgp_ipv6=mpbgp_ipv6,
+        health_fast_period=fast_period,
+        health_success_threshold=success_threshold,
+        health_shutdown_address=shutdown_address,
+        health_shutdown_period=shutdown_period,
+        bgp_graceful_shutdown=graceful,
         sources={k: v.source for k, v in raw.items()},
         warnings=tuple(warnings),
     )
@@ -1318,4 +1413,5 @@ def describe(
     rows.append(("(peers in effect)", ",".join(str(p) for p in config.peers), "derived"))
     rows.append(("(keepalive in effect)", str(config.keepalive), "derived"))
     rows.append(("(router id)", config.router_id_source.describe(), "derived"))
+    rows.append(("(readiness read)", config.readiness_url or "off", "derived"))
     return rows

@@ -5,13 +5,18 @@ Order of start (DESIGN.md sections 1 and 3):
 1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved.
 2. The BGP sessions start at once, so the first healthy check announces without waiting for a
    session to come up (a session that comes up later gets the Adj-RIB-Out).
-3. The probe loop runs checks on the cadence the gate keeps (rule 6 in ``health/gate.py``: tick
-   k at ``start + k * period``, no drift, no overlap). Each result goes through the gate, and a
-   decision reaches the speaker in the same event-loop turn.
+3. The probe loop runs what the gate says is due -- a readiness read, a /livez check, the end
+   of the drain -- and sleeps until the gate's next time (``health/gate.py`` keeps the cadence:
+   grid, fast period, event-driven checks). A close of the probe's idle connection by the
+   apiserver and a stop signal reach the gate at once and wake the loop. Each decision reaches
+   the speaker in the same event-loop turn.
 
-Order of stop (SIGTERM/SIGINT): stop probing, withdraw from every Established peer and make sure
-the UPDATE left the socket, Cease / Administrative Shutdown with a message, remove the VIP if we
-added it, exit 0 -- bounded to :data:`SHUTDOWN_BUDGET` seconds even with a silent peer.
+Order of stop (SIGTERM/SIGINT), as the gate decides (rules 10, 11): with the route announced and
+``bgp_graceful_shutdown_seconds`` > 0, re-announce it with GRACEFUL_SHUTDOWN and keep checking
+until the drain ends (earlier on a failed check); withdraw; make sure the UPDATE left the socket;
+Cease / Administrative Shutdown with the gate's message (why we go); remove the VIP if we added
+it; exit 0 -- within ``bgp_graceful_shutdown_seconds +`` :data:`STOP_AFTER_DRAIN` seconds even
+with a silent peer.
 """
 
 from __future__ import annotations
@@ -25,20 +30,23 @@ import time
 from vipgate import __version__
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.config import Config, IPNetwork
-from vipgate.health.gate import Action, Gate, Step
+from vipgate.health.gate import Action, Due, Gate, GateState, Step, readiness_signal
 from vipgate.health.probe import Probe
 from vipgate.metrics import Metrics, MetricsServer
 from vipgate.vip import HostError, HostFacts, host_setup, isolated, remove_vip
 
 log = logging.getLogger("vipgate.manager")
 
-SHUTDOWN_BUDGET = 2.0  # seconds for withdraw + NOTIFICATION + close; the process exits within 3 s
-SHUTDOWN_MESSAGE = "vipgate shutting down"
+SHUTDOWN_BUDGET = 2.0  # seconds for withdraw + NOTIFICATION + close
+STOP_AFTER_DRAIN = 3.0
+"""Worst case from the end of the drain to the exit: the sessions (SHUTDOWN_BUDGET), the probes
+and the metrics server (0.2 s each), the VIP's removal. A stop takes at most
+``bgp_graceful_shutdown_seconds + STOP_AFTER_DRAIN`` seconds."""
 EXIT_CONFIG = 2
 
 
 class Manager:
-    """Wires probe, gate, speaker and metrics; owns the probe loop and the shutdown order."""
+    """Wires probe, gate, speaker and metrics; carries out the gate's steps and timing."""
 
     def __init__(
         self, config: Config, speaker: Speaker, prefix: IPNetwork, metrics: Metrics | None
@@ -47,30 +55,46 @@ class Manager:
         self.speaker = speaker
         self.prefix = prefix
         self.metrics = metrics
-        self.gate = Gate(config.health_url, config.health_threshold, config.health_period)
-        self.stopping = asyncio.Event()
+        self.readiness_url = config.readiness_url if config.health_enabled else ""
+        self.gate = Gate(
+            config.health_url,
+            config.health_threshold,
+            config.health_period,
+            fast_period=config.health_fast_period,
+            success_threshold=config.health_success_threshold,
+            shutdown_period=config.health_shutdown_period if self.readiness_url else 0.0,
+            graceful_shutdown=config.bgp_graceful_shutdown,
+        )
+        self.stopping = asyncio.Event()  # a stop signal came
+        self.stopped = asyncio.Event()  # the gate reached STOPPED: close the sessions
+        self.wake = asyncio.Event()  # the gate's schedule changed outside the loop
         self.probe: Probe | None = None
+        self.reader: Probe | None = None  # reads the readiness (the same probe when it can)
         if metrics is not None:  # every series exists from the start, so alerts see a 0
             metrics.announced(prefix, False)
-            metrics.gate(self.gate.state, 0)
+            metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
         if config.health_enabled:
-            self.probe = Probe(
-                config.health_url,
-                config.health_timeout,
-                config.health_ca_path,
-                config.health_server_name,
-            )
+            tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
+            self.probe = Probe(config.health_url, *tls, on_close=self._server_closed)
+            if self.readiness_url:
+                same = self.probe.same_origin(self.readiness_url)
+                self.reader = self.probe if same else Probe(self.readiness_url, *tls)
 
     def apply(self, step: Step) -> None:
         """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it."""
         if step.action is Action.ANNOUNCE:
             self.speaker.announce(self.prefix)
+        elif step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN:
+            self.speaker.graceful_shutdown(True)
         elif step.action is Action.WITHDRAW:
             self.speaker.withdraw(self.prefix)
+        g = self.gate
         if self.metrics:
-            self.metrics.gate(self.gate.state, self.gate.consecutive_failures)
+            self.metrics.gate(
+                g.state, g.consecutive_failures, g.consecutive_successes, g.check_interval
+            )
             if step.action is not None:
-                self.metrics.announced(self.prefix, step.action is Action.ANNOUNCE)
+                self.metrics.announced(self.prefix, g.announced)
         if step.transition is not None:
             level = logging.WARNING if step.action is Action.WITHDRAW else logging.INFO
             log.log(level, "%s", step.transition.message)
@@ -78,45 +102,88 @@ class Manager:
                 self.metrics.transition(step.transition.reason)
         if step.advice is not None:
             log.error("%s", step.advice.message)
+        if g.state is GateState.STOPPED:
+            self.stopped.set()
+
+    def request_stop(self, cause: str) -> None:
+        """SIGTERM/SIGINT: the gate decides between drain and withdrawal (rules 10, 11)."""
+        self.apply(self.gate.stop(asyncio.get_running_loop().time(), cause))
+        self.stopping.set()
+        self.wake.set()
+
+    def _server_closed(self) -> None:
+        """The apiserver closed the idle keep-alive connection: the gate says check now."""
+        if self.metrics:
+            self.metrics.server_close()
+        self.apply(self.gate.connection_closed(asyncio.get_running_loop().time()))
+        self.wake.set()
 
     async def probe_loop(self) -> None:
-        assert self.probe is not None
+        """Run what the gate says is due (read, check, end of drain); sleep until the next."""
         loop = asyncio.get_running_loop()
-        while not self.stopping.is_set():
-            result = await self.probe.check()
-            if self.metrics:
-                self.metrics.probe_result(result)
-            step = self.gate.feed(result, loop.time())
-            self.apply(step)
-            # The gate keeps the cadence: tick k at start + k * period, never overlapping.
-            due = step.next_check_at if step.next_check_at is not None else loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), max(0.0, due - loop.time()))
+        while not self.stopped.is_set():
+            self.wake.clear()
+            due = self.gate.due(loop.time())
+            if due is Due.READ:
+                assert self.reader is not None
+                result = await self.reader.check(self.readiness_url)
+                if self.metrics:
+                    self.metrics.readiness(readiness_signal(result))
+                self.apply(self.gate.feed_readiness(result, loop.time()))
+            elif due is Due.CHECK:
+                assert self.probe is not None
+                result = await self.probe.check()
+                if self.metrics:
+                    self.metrics.probe_result(result)
+                self.apply(self.gate.feed(result, loop.time()))
+            elif due is Due.TICK:
+                self.apply(self.gate.tick(loop.time()))
+            else:
+                wake_at = self.gate.wake_at
+                timeout = None if wake_at is None else max(0.0, wake_at - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
 
     async def run(self) -> None:
-        if self.probe is None:
-            self.apply(self.gate.start(asyncio.get_running_loop().time()))
-            await self.stopping.wait()
-            return
-        log.info(
-            "health check %s every %gs (timeout %gs, withdraw after %d failures); "
-            "%s is announced after the first healthy check",
-            self.config.health_url,
-            self.config.health_period,
-            self.config.health_timeout,
-            self.config.health_threshold,
-            self.prefix,
-        )
-        self.apply(self.gate.start(asyncio.get_running_loop().time()))
+        """Until the gate is STOPPED: probe; after a stop signal, end the drain on time even
+        while a check is still running (the gate's ``drain_until``)."""
+        loop = asyncio.get_running_loop()
+        c = self.config
+        if self.probe is not None:
+            log.info(
+                "health check %s every %gs (timeout %gs, withdraw after %d failures, announce "
+                "after %d successes, fast period %gs); readiness read %s; %s is announced "
+                "after the first healthy check",
+                c.health_url,
+                c.health_period,
+                c.health_timeout,
+                c.health_threshold,
+                c.health_success_threshold,
+                c.health_fast_period,
+                f"{self.readiness_url} every {c.health_shutdown_period:g}s"
+                if self.readiness_url
+                else "off",
+                self.prefix,
+            )
+        self.apply(self.gate.start(loop.time()))
         loop_task = asyncio.create_task(self.probe_loop(), name="probe-loop")
-        stop_task = asyncio.create_task(self.stopping.wait())
-        await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if loop_task.done():
-            loop_task.result()  # a bug in the loop: let it surface
-        loop_task.cancel()
-        stop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
+        try:
+            for event in (self.stopping, self.stopped):
+                waiter = asyncio.create_task(event.wait())
+                until = self.gate.drain_until
+                timeout = None if until is None else max(0.0, until - loop.time())
+                done, _ = await asyncio.wait(
+                    {loop_task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+                if loop_task in done:
+                    loop_task.result()  # a bug in the loop: let it surface
+            if until is not None and not self.stopped.is_set():  # a check outlived the drain
+                self.apply(self.gate.tick(max(loop.time(), until)))
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
 
 
 async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
@@ -162,13 +229,14 @@ async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
         # The route first: every other part of the shutdown can wait for it.
         try:
             await asyncio.wait_for(
-                speaker.close(SHUTDOWN_MESSAGE, SHUTDOWN_BUDGET), SHUTDOWN_BUDGET
+                speaker.close(manager.gate.cease_message, SHUTDOWN_BUDGET), SHUTDOWN_BUDGET
             )
         except TimeoutError:
             log.warning("BGP sessions not closed within %.1fs: exiting anyway", SHUTDOWN_BUDGET)
-        if manager.probe is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(manager.probe.close(), 0.2)
+        for probe in (manager.probe, manager.reader):
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(probe.close(), 0.2)
         if metrics_server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(metrics_server.close(), 0.2)
@@ -177,9 +245,7 @@ async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
 
 
 def _on_signal(manager: Manager, sig: signal.Signals) -> None:
-    if not manager.stopping.is_set():
-        log.info("%s: withdrawing and closing the BGP sessions", sig.name)
-    manager.stopping.set()
+    manager.request_stop(sig.name)
 
 
 def run(config: Config) -> int:

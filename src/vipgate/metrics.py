@@ -19,8 +19,12 @@ Metrics
 | `vipgate_probe_results_total` | counter | `outcome` | health checks by outcome: `ok`, `refused`, `reset`, `timeout`, `tls_verify`, `tls_hostname`, `tls_other`, `http_status`, `protocol`, `dns`, `other` |
 | `vipgate_probe_duration_seconds` | histogram | - | time to the response headers (or to the failure) of each check; buckets 1 ms .. 3 s |
 | `vipgate_probe_consecutive_failures` | gauge | - | failed checks in a row (the gate withdraws at `control_plane_health_check_failure_threshold`) |
-| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `down` (failure threshold reached; withdrawn), `disabled` (no health check configured: announced unconditionally) |
-| `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, or the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw) |
+| `vipgate_probe_consecutive_successes` | gauge | - | succeeded checks in a row (the gate announces again at `control_plane_health_check_success_threshold`) |
+| `vipgate_probe_server_closes_total` | counter | - | idle keep-alive connections closed by the apiserver; each one makes a check run at once |
+| `vipgate_gate_check_interval_seconds` | gauge | - | seconds to the next check as the gate paces them now: the period, or the fast period (after a refused, reset or closed connection, while rising, while draining) |
+| `vipgate_readiness_reads_total` | counter | `outcome` | reads of the apiserver's readiness (`control_plane_health_check_shutdown_address`) by outcome: `shutdown` (`[-]shutdown failed`), `clear` (no shutdown under way), `unknown` (no answer that tells) |
+| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
+| `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw), `apiserver_shutdown`, `apiserver_shutdown_over`, `stop`, `drained` |
 | `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0 |
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
@@ -64,6 +68,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROBE_BUCKETS",
     "PROBE_OUTCOMES",
+    "READINESS_OUTCOMES",
     "Metrics",
     "MetricsServer",
 ]
@@ -75,8 +80,11 @@ default timeout); +Inf is added by prometheus_client."""
 PROBE_OUTCOMES = tuple("ok" if k is ErrorKind.NONE else k.value for k in ErrorKind)
 """The outcomes pre-created at 0: ``ok`` and the probe's :class:`ErrorKind` values."""
 
+READINESS_OUTCOMES = ("shutdown", "clear", "unknown")
+"""Outcomes of a readiness read (``vipgate.health.gate.readiness_signal``; None is unknown)."""
+
 GATE_STATES = tuple(s.value for s in GateState)
-"""The gate's states (:class:`GateState` values): disabled, starting, up, down."""
+"""The gate's states (:class:`GateState` values)."""
 _GATE_ALIASES = {"unknown": "starting", "healthy": "up", "unhealthy": "down"}
 
 BFD_STATES = {"admindown": 1, "down": 2, "init": 3, "up": 4}
@@ -176,9 +184,33 @@ class Metrics:
             "Failed health checks in a row.",
             registry=r,
         )
+        self.consecutive_successes = Gauge(
+            "vipgate_probe_consecutive_successes",
+            "Succeeded health checks in a row.",
+            registry=r,
+        )
+        self.server_closes = Counter(
+            "vipgate_probe_server_closes",
+            "Idle keep-alive connections closed by the apiserver (each makes a check run).",
+            registry=r,
+        )
+        self.check_interval = Gauge(
+            "vipgate_gate_check_interval_seconds",
+            "Seconds between checks as the gate paces them now (period or fast period).",
+            registry=r,
+        )
+        self.readiness_reads = Counter(
+            "vipgate_readiness_reads",
+            "Readiness reads by outcome (shutdown, clear, unknown).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in READINESS_OUTCOMES:
+            self.readiness_reads.labels(outcome)
         self.gate_state = Gauge(
             "vipgate_gate_state",
-            "1 for the gate's current state (starting, up, down, disabled), else 0.",
+            "1 for the gate's current state (starting, up, down, disabled, apiserver_shutdown, "
+            "draining, stopped), else 0.",
             ["state"],
             registry=r,
         )
@@ -253,8 +285,14 @@ class Metrics:
         latency = getattr(result, "latency", None)
         self.probe(outcome, float(latency) if isinstance(latency, int | float) else None)
 
-    def gate(self, state: object, consecutive_failures: int | None = None) -> None:
-        """Set the gate's state (a GateState or its value) and the consecutive-failure count."""
+    def gate(
+        self,
+        state: object,
+        consecutive_failures: int | None = None,
+        consecutive_successes: int | None = None,
+        check_interval: float | None = None,
+    ) -> None:
+        """Set the gate's state (a GateState or its value), its counters and its pace."""
         current = _word(state)
         current = _GATE_ALIASES.get(current, current)
         if current not in self._gate_states:
@@ -263,6 +301,18 @@ class Metrics:
             self.gate_state.labels(s).set(1 if s == current else 0)
         if consecutive_failures is not None:
             self.consecutive_failures.set(consecutive_failures)
+        if consecutive_successes is not None:
+            self.consecutive_successes.set(consecutive_successes)
+        if check_interval is not None:
+            self.check_interval.set(check_interval)
+
+    def server_close(self) -> None:
+        """The apiserver closed the probe's idle keep-alive connection."""
+        self.server_closes.inc()
+
+    def readiness(self, outcome: str | None) -> None:
+        """Count one readiness read: "shutdown", "clear" or None (unknown)."""
+        self.readiness_reads.labels(outcome or "unknown").inc()
 
     def transition(self, reason: object) -> None:
         """Count one gate decision (announce or withdraw) by its reason."""

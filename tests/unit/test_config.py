@@ -242,7 +242,64 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({"prometheus_server": ":0"}, "prometheus_server", "1-65535"),
     ({"prometheus_server": "[::1:2112"}, "prometheus_server", "[host]:port"),
     ({"vip_loglevel": "loud"}, "vip_loglevel", "debug, info"),
+    # issue 9: fast period and success threshold
+    ({HC + "fast_period_seconds": "-0.1"}, HC + "fast_period_seconds", "0 (off)"),
+    ({HC + "fast_period_seconds": "5"}, HC + "fast_period_seconds", "below " + HC + "period"),
+    ({HC + "fast_period_seconds": "6"}, HC + "fast_period_seconds", "below " + HC + "period"),
+    ({HC + "fast_period_seconds": "fast"}, HC + "fast_period_seconds", "0 (off)"),
+    (
+        {HC + "period_seconds": "1", HC + "fast_period_seconds": "1"},
+        HC + "fast_period_seconds",
+        "below " + HC + "period_seconds=1",
+    ),
+    ({HC + "success_threshold": "0"}, HC + "success_threshold", "1-1000"),
+    ({HC + "success_threshold": "-1"}, HC + "success_threshold", "1-1000"),
+    # issue 12: readiness read and drain
+    ({HC + "shutdown_address": "readyz"}, HC + "shutdown_address", "http:// or https://"),
+    ({HC + "shutdown_period_seconds": "0"}, HC + "shutdown_period_seconds", "positive number"),
+    ({"bgp_graceful_shutdown_seconds": "-1"}, "bgp_graceful_shutdown_seconds", "0 (off)"),
+    ({"bgp_graceful_shutdown_seconds": "3s"}, "bgp_graceful_shutdown_seconds", "without unit"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("env", "fast", "rise", "drain"),
+    [
+        ({}, 0.2, 1, 3.0),  # defaults
+        ({HC + "fast_period_seconds": "0"}, 0.0, 1, 3.0),  # off: kube-vip's cadence
+        ({HC + "fast_period_seconds": "4.99"}, 4.99, 1, 3.0),  # just below the period
+        ({HC + "period_seconds": "0.2"}, 0.0, 1, 3.0),  # default fast >= a short period: off
+        ({HC + "success_threshold": "1000"}, 0.2, 1000, 3.0),
+        ({"bgp_graceful_shutdown_seconds": "0"}, 0.2, 1, 0.0),
+    ],
+)
+def test_fast_period_success_threshold_and_drain(
+    env: dict[str, str], fast: float, rise: int, drain: float
+) -> None:
+    c = load(env)
+    assert (c.health_fast_period, c.health_success_threshold) == (fast, rise)
+    assert c.bgp_graceful_shutdown == drain
+
+
+@pytest.mark.parametrize(
+    ("health", "setting", "url"),
+    [
+        ("https://localhost:6443/livez", "", "https://localhost:6443/readyz"),
+        ("https://localhost:6443/livez?verbose", "", "https://localhost:6443/readyz?verbose"),
+        ("https://localhost:6443/livez", "off", ""),
+        ("https://localhost:6443/livez", "OFF", ""),
+        ("https://localhost:6443/healthz", "", ""),  # not a kube-apiserver /livez: off
+        (
+            "https://localhost:6443/healthz",
+            "https://127.0.0.1:6443/readyz",
+            "https://127.0.0.1:6443/readyz",
+        ),
+        ("", "", ""),  # no health check, no readiness read
+    ],
+)
+def test_readiness_url(health: str, setting: str, url: str) -> None:
+    env = {HC + "address": health, HC + "shutdown_address": setting}
+    assert load(env).readiness_url == url
 
 
 def test_bad_table_is_large_enough() -> None:

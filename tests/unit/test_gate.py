@@ -14,6 +14,7 @@ from vipgate.health.gate import (
     TICK_SLACK,
     Action,
     AdviceKind,
+    Due,
     Gate,
     GateError,
     GateState,
@@ -411,3 +412,380 @@ def test_property_matches_reference_model(
         due = nxt
     actions = [a for a in expected if a is not None]
     assert gate.announced == (bool(actions) and actions[-1] is Action.ANNOUNCE)
+
+
+# ---------------------------------------------------------------------------- rule 7: fast period
+FAST = 0.2
+READYZ_SHUTDOWN = ProbeResult(
+    False, 500, ErrorKind.HTTP_STATUS, "HTTP 500: [-]shutdown failed", 0.002, shutdown=True
+)
+READ: dict[str, ProbeResult] = {
+    "shutdown": READYZ_SHUTDOWN,
+    "ready": OK,
+    "etcd": RESULTS["500"],  # a 500 without the shutdown line
+    "refused": RESULTS["refused"],
+    "timeout": RESULTS["timeout"],
+    "reset": RESULTS["reset"],
+    "429": ProbeResult(False, 429, ErrorKind.HTTP_STATUS, "HTTP 429 Too Many Requests", 0.01),
+    "403": RESULTS["403"],
+}
+
+
+def fast_gate(**kw: float) -> Gate:
+    opts: dict[str, float] = {"fast_period": FAST}
+    opts.update(kw)
+    gate = Gate(URL, 3, 5.0, **opts)  # type: ignore[arg-type]
+    gate.start(0.0)
+    return gate
+
+
+@pytest.mark.parametrize(
+    ("results", "fast"),
+    [
+        # 7a: refused and reset are fast, below and at/after the threshold (kept after withdrawal)
+        (["ok", "refused"], True),
+        (["ok", "reset"], True),
+        (["ok", "refused", "refused", "refused"], True),  # withdrawn: still fast
+        (["ok"] + ["refused"] * 6, True),
+        # the other side: timeouts and non-200 answers keep the grid (flake tolerance)
+        (["ok", "timeout"], False),
+        (["ok", "500"], False),
+        (["ok", "401"], False),
+        (["ok", "tls"], False),
+        (["ok", "refused", "refused", "refused", "500"], False),  # starting up: 500 -> grid
+        (["ok", "refused", "timeout"], False),
+        # a success ends it (R = 1: announced at once, then the grid)
+        (["ok", "refused", "ok"], False),
+        (["refused"], True),  # from the start: the apiserver is not up yet
+        (["refused", "ok"], False),
+    ],
+)
+def test_rule7a_fast_after_refused_or_reset_only(results: list[str], fast: bool) -> None:
+    gate = fast_gate()
+    t = 0.0
+    for name in results:
+        t += 0.01
+        step = gate.feed(RESULTS[name], t)
+        due = step.next_check_at
+        assert due is not None
+        t = max(t, due) if name != results[-1] else t
+    assert due == (pytest.approx(t + FAST) if fast else 5.0 * math.floor(t / 5.0 + 1))
+    assert gate.check_interval == (FAST if fast else 5.0)
+
+
+def test_rule7_fast_period_zero_is_kube_vips_cadence() -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=0.0)
+    gate.start(0.0)
+    dues = [gate.feed(RESULTS["refused"], t).next_check_at for t in (0.001, 5.001, 10.001)]
+    assert dues == [5.0, 10.0, 15.0]
+
+
+def test_rule7a_crash_withdraws_within_threshold_fast_periods() -> None:
+    """period 5, threshold 3: refused at t, t+0.2, t+0.4 -> withdrawn at t+0.4, not t+10."""
+    gate = fast_gate()
+    gate.feed(OK, 0.001)
+    t, actions = 3.0, []
+    gate.connection_closed(t)  # the kernel closed the keep-alive connection at the crash
+    for _ in range(3):
+        assert gate.next_check_at == pytest.approx(t)
+        step = gate.feed(RESULTS["refused"], t + 0.0005)
+        actions.append(step.action)
+        t = t + 0.0005 + FAST
+    assert actions == [None, None, W]
+    # restarted: the first 200 after the restart announces at the next fast check
+    step = gate.feed(RESULTS["refused"], t)
+    assert step.next_check_at == pytest.approx(t + FAST)
+    assert gate.feed(OK, t + FAST).action is A
+
+
+# ---------------------------------------------------------------------------- rule 8: event
+@pytest.mark.parametrize(
+    ("closed_at", "due"),
+    [
+        (2.5, 2.5),  # before the grid tick: a check at once
+        (4.999, 4.999),
+        (5.0, 5.0),  # at the tick: the tick (no second check)
+    ],
+)
+def test_rule8_server_close_makes_a_check_due_at_once(closed_at: float, due: float) -> None:
+    gate = fast_gate()
+    assert gate.feed(OK, 0.01).next_check_at == 5.0
+    step = gate.connection_closed(closed_at)
+    assert step.action is None and step.transition is None  # the close is not a failure
+    assert step.next_check_at == due
+    assert gate.consecutive_failures == 0 and gate.state is GateState.UP
+
+
+def test_rule8_the_check_after_a_close_decides_and_the_grid_resumes() -> None:
+    gate = fast_gate()
+    gate.feed(OK, 0.01)
+    gate.connection_closed(2.5)
+    step = gate.feed(OK, 2.51)  # an idle timeout: the apiserver is fine
+    assert step.action is None and step.next_check_at == 5.0  # the next grid tick after it
+
+
+def test_rule8_close_while_stopped_or_disabled() -> None:
+    gate = fast_gate()
+    gate.feed(OK, 0.01)
+    gate.stop(1.0)
+    assert gate.connection_closed(1.5).next_check_at is None
+    with pytest.raises(GateError):
+        Gate("", 3, 5.0).connection_closed(0.0)
+
+
+# ---------------------------------------------------------------------------- rule 4: rise
+@pytest.mark.parametrize(
+    ("r", "results", "actions"),
+    [
+        (1, ["ok"], [A]),
+        (2, ["ok"], [None]),  # one below R
+        (2, ["ok", "ok"], [None, A]),  # at R
+        (3, ["ok", "ok", "500", "ok", "ok", "ok"], [None, None, None, None, None, A]),
+        (2, ["ok", "ok", "refused", "refused", "refused", "ok"], [None, A, None, None, W, None]),
+        (2, ["ok", "ok", "refused", "ok"], [None, A, None, None]),  # UP: below threshold
+        (
+            2,
+            ["ok", "ok", "refused"] + ["refused"] * 2 + ["ok", "ok"],
+            [None, A] + [None] * 2 + [W, None, A],
+        ),
+    ],
+)
+def test_rule4_success_threshold(r: int, results: list[str], actions: list[Action | None]) -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, success_threshold=r)
+    gate.start(0.0)
+    got = [gate.feed(RESULTS[n], 0.01 + i).action for i, n in enumerate(results)]
+    assert got == actions
+
+
+def test_rule7b_rising_checks_at_the_fast_period() -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, success_threshold=3)
+    gate.start(0.0)
+    s1 = gate.feed(OK, 0.01)
+    assert s1.next_check_at == pytest.approx(0.01 + FAST) and gate.state is GateState.STARTING
+    s2 = gate.feed(OK, 0.22)
+    assert s2.next_check_at == pytest.approx(0.22 + FAST)
+    s3 = gate.feed(OK, 0.43)
+    assert s3.action is A and s3.next_check_at == 5.0  # announced: the grid
+    t = s3.transition
+    assert t is not None and "3 in a row" in t.message
+    # fast period 0: rising on the grid
+    slow = Gate(URL, 3, 5.0, fast_period=0.0, success_threshold=2)
+    slow.start(0.0)
+    assert slow.feed(OK, 0.01).next_check_at == 5.0
+
+
+def test_bad_parameters() -> None:
+    for kw in (
+        {"fast_period": 5.0},  # == period
+        {"fast_period": 6.0},
+        {"fast_period": -0.1},
+        {"success_threshold": 0},
+        {"shutdown_period": -1.0},
+        {"graceful_shutdown": -1.0},
+    ):
+        with pytest.raises(ValueError):
+            Gate(URL, 3, 5.0, **kw)
+    Gate(URL, 3, 5.0, fast_period=4.999, success_threshold=1)  # just below: fine
+
+
+# ---------------------------------------------------------------------------- rule 9: shutdown
+@pytest.mark.parametrize(
+    ("name", "signal"),
+    [
+        ("shutdown", "shutdown"),
+        ("ready", "clear"),
+        ("etcd", "clear"),  # other /readyz failures do not hold the route
+        ("refused", "clear"),  # the process that announced it is gone
+        ("timeout", None),
+        ("reset", None),
+        ("429", None),  # --shutdown-send-retry-after: tells nothing
+        ("403", None),
+    ],
+)
+def test_rule9_readiness_reading(name: str, signal: str | None) -> None:
+    from vipgate.health.gate import readiness_signal
+
+    assert readiness_signal(READ[name]) == signal
+
+
+def shutdown_gate(**kw: float) -> Gate:
+    return fast_gate(shutdown_period=1.0, **kw)
+
+
+def test_rule9_reads_have_their_own_grid() -> None:
+    gate = shutdown_gate()
+    assert gate.next_read_at == 0.0 and gate.due(0.0) is Due.READ  # a read goes first
+    assert gate.feed_readiness(OK, 0.002).next_read_at == 1.0
+    assert gate.due(0.003) is Due.CHECK
+    assert gate.feed(OK, 0.004).next_check_at == 5.0
+    assert gate.feed_readiness(OK, 1.001).next_read_at == 2.0
+    assert gate.feed_readiness(OK, 3.5).next_read_at == 4.0  # a late read: the next tick
+    assert gate.wake_at == 4.0
+    assert Gate(URL, 3, 5.0).next_read_at is None  # off
+
+
+@pytest.mark.parametrize("start", ["up", "starting", "down"])
+def test_rule9_shutdown_withdraws_at_once_without_threshold(start: str) -> None:
+    gate = shutdown_gate()
+    prep = {"up": ["ok"], "starting": [], "down": ["ok"] + ["timeout"] * 3}[start]
+    for i, n in enumerate(prep):
+        gate.feed(RESULTS[n], 0.01 + i)
+    step = gate.feed_readiness(READYZ_SHUTDOWN, 9.0)
+    assert gate.state is GateState.APISERVER_SHUTDOWN
+    assert step.action is (W if start == "up" else None)
+    t = step.transition
+    assert t is not None and t.reason == "apiserver_shutdown"
+    assert "announced its shutdown" in t.message
+
+
+def test_rule9_livez_200_does_not_return_the_route_during_the_shutdown() -> None:
+    gate = shutdown_gate()
+    gate.feed(OK, 0.01)
+    gate.feed_readiness(READYZ_SHUTDOWN, 1.0)
+    for i in range(5):  # /livez stays 200 for the whole shutdown delay
+        assert gate.feed(OK, 1.1 + i).action is None
+        assert gate.feed_readiness(READ["timeout"], 1.2 + i).action is None  # tells nothing
+    assert gate.state is GateState.APISERVER_SHUTDOWN and not gate.announced
+
+
+@pytest.mark.parametrize("clear", ["ready", "etcd", "refused"])
+def test_rule9_route_returns_on_the_first_check_after_a_clear_read(clear: str) -> None:
+    gate = shutdown_gate()
+    gate.feed(OK, 0.01)
+    gate.feed_readiness(READYZ_SHUTDOWN, 1.0)
+    gate.feed(OK, 1.5)
+    step = gate.feed_readiness(READ[clear], 2.0)
+    assert step.action is None and gate.state is GateState.DOWN
+    assert step.next_check_at == 2.0  # checked at once
+    t = step.transition
+    assert t is not None and t.reason == "apiserver_shutdown_over"
+    assert gate.feed(OK, 2.01).action is A  # the old process's 200 at 1.5 did not count
+
+
+def test_rule9_success_threshold_counts_only_after_the_shutdown() -> None:
+    gate = shutdown_gate(success_threshold=2)
+    gate.feed(OK, 0.01)
+    gate.feed(OK, 0.22)
+    gate.feed_readiness(READYZ_SHUTDOWN, 1.0)
+    gate.feed(OK, 1.5)
+    gate.feed_readiness(OK, 2.0)
+    assert gate.feed(OK, 2.01).action is None  # 1 of 2
+    assert gate.feed(OK, 2.22).action is A
+
+
+def test_rule9_reads_off_is_an_error_to_feed() -> None:
+    gate = fast_gate()
+    with pytest.raises(GateError):
+        gate.feed_readiness(OK, 0.1)
+
+
+# ---------------------------------------------------------------------------- rules 10-11: stop
+def up_gate(drain: float = 3.0, **kw: float) -> Gate:
+    gate = shutdown_gate(graceful_shutdown=drain, **kw)
+    gate.feed(OK, 0.01)
+    return gate
+
+
+def test_rule11_stop_drains_with_graceful_shutdown_then_withdraws() -> None:
+    gate = up_gate()  # next check due at 5.0
+    step = gate.stop(2.0, "SIGTERM")
+    assert step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN
+    assert gate.state is GateState.DRAINING and gate.announced
+    assert step.drain_until == 5.0
+    assert step.next_check_at == pytest.approx(2.0 + FAST)  # checks at the fast period
+    t = step.transition
+    assert t is not None and t.reason == "stop" and "GRACEFUL_SHUTDOWN" in t.message
+    assert gate.feed(OK, 2.21).next_check_at == pytest.approx(2.41)
+    assert gate.tick(4.999).action is None and gate.due(4.999) is not Due.TICK
+    assert gate.due(5.0) is Due.TICK  # before a check or read due at the same time
+    end = gate.tick(5.0)
+    assert end.action is W and not gate.announced
+    assert gate.state.value == "stopped"
+    assert end.next_check_at is None and end.next_read_at is None and end.drain_until is None
+    assert gate.cease_message == (
+        "vipgate shutting down: VIP withdrawn after a 3 s GRACEFUL_SHUTDOWN drain"
+    )
+    assert gate.feed(RESULTS["refused"], 5.1).action is None  # STOPPED takes nothing
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        ("refused", "health check failed during the drain (refused)"),
+        ("500", "health check failed during the drain (http_status)"),  # no threshold
+        ("timeout", "health check failed during the drain (timeout)"),
+        ("read-shutdown", "the apiserver announced its shutdown during the drain"),
+        ("stop", "SIGTERM again: VIP withdrawn before the drain ended"),
+    ],
+)
+def test_rule11_drain_ends_early(event: str, why: str) -> None:
+    gate = up_gate()
+    gate.stop(2.0)
+    if event == "read-shutdown":
+        step = gate.feed_readiness(READYZ_SHUTDOWN, 2.5)
+    elif event == "stop":
+        step = gate.stop(2.5)
+    else:
+        step = gate.feed(RESULTS[event], 2.5)
+    assert step.action is W and gate.state is GateState.STOPPED
+    assert why in gate.cease_message and len(gate.cease_message.encode()) <= 255
+
+
+@pytest.mark.parametrize(("event", "name"), [("check", "ok"), ("read", "ready"), ("read", "etcd")])
+def test_rule11_drain_continues_on_success(event: str, name: str) -> None:
+    gate = up_gate()
+    gate.stop(2.0)
+    step = gate.feed(OK, 2.2) if event == "check" else gate.feed_readiness(READ[name], 2.2)
+    assert step.action is None and gate.state is GateState.DRAINING
+
+
+@pytest.mark.parametrize(
+    ("prep", "drain", "action", "cease"),
+    [
+        (["ok"], 0.0, W, "SIGTERM: VIP withdrawn (no drain: bgp_graceful_shutdown_seconds=0)"),
+        ([], 3.0, None, "SIGTERM: VIP was not announced (gate starting)"),
+        (["ok", "timeout", "timeout", "timeout"], 3.0, None, "not announced (gate down)"),
+    ],
+)
+def test_rule10_stop_without_drain(
+    prep: list[str], drain: float, action: Action | None, cease: str
+) -> None:
+    gate = shutdown_gate(graceful_shutdown=drain)
+    for i, n in enumerate(prep):
+        gate.feed(RESULTS[n], 0.01 + i)
+    step = gate.stop(10.0)
+    assert step.action is action and gate.state is GateState.STOPPED
+    assert step.drain_until is None and step.next_check_at is None
+    assert cease in gate.cease_message
+
+
+def test_rule10_stop_in_apiserver_shutdown_does_not_drain() -> None:
+    gate = up_gate()
+    gate.feed_readiness(READYZ_SHUTDOWN, 1.0)
+    assert gate.stop(2.0).action is None and gate.state is GateState.STOPPED
+
+
+def test_rule11_disabled_gate_drains_without_checks() -> None:
+    gate = Gate("", 3, 5.0, graceful_shutdown=2.0)
+    gate.start(0.0)
+    step = gate.stop(1.0, "SIGINT")
+    assert step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN and step.next_check_at is None
+    assert gate.wake_at == 3.0
+    assert gate.tick(3.0).action is W
+    nodrain = Gate("", 3, 5.0)
+    nodrain.start(0.0)
+    assert nodrain.stop(1.0).action is W  # no drain: withdraw at once
+
+
+def test_every_state_signal_pair_is_in_the_table() -> None:
+    from vipgate.health.gate import _TRANSITIONS, _Signal
+
+    for state in GateState:
+        for signal in _Signal:
+            if state is GateState.DISABLED and signal not in (
+                _Signal.STOP,
+                _Signal.STOP_NOW,
+                _Signal.DRAINED,
+            ):
+                continue  # the disabled gate takes no checks or reads (GateError)
+            assert (state, signal) in _TRANSITIONS, (state, signal)

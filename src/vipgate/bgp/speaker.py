@@ -160,10 +160,11 @@ class Speaker:
         self._rib.clear()
         for p in self._peers:
             p.withdraw(rib)
-        if rib:
-            drained = await asyncio.gather(*(p.drain(timeout * 0.6) for p in self._peers))
-            if not all(drained):
-                log.warning("BGP: withdrawals not acknowledged by every peer before closing")
+        # Always: a withdrawal made just before close() (the manager's stop) must leave the
+        # socket too. Returns at once when nothing is queued.
+        drained = await asyncio.gather(*(p.drain(timeout * 0.6) for p in self._peers))
+        if not all(drained):
+            log.warning("BGP: withdrawals not acknowledged by every peer before closing")
         remaining = max(0.05, deadline - time.monotonic())
         await asyncio.gather(*(p.stop(message, remaining) for p in self._peers))
         if self.bfd is not None:  # RFC 5882: BFD AdminDown only after the withdrawal and Cease

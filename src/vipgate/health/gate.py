@@ -1,40 +1,88 @@
-"""The health gate: decides from probe results whether the VIP is announced.
+"""The health gate: decides from probe results whether the VIP is announced, and when to look.
 
 A pure state machine, in the style of h11: no I/O, no clock of its own (every call takes
-``now``), no logging. Probe results go in; an :class:`Action` (ANNOUNCE / WITHDRAW / nothing), a
-:class:`Transition` record and at most one :class:`Advice` come out, inside a :class:`Step`.
+``now``), no logging. Events go in -- a /livez check ended (:meth:`Gate.feed`), a readiness
+read ended (:meth:`Gate.feed_readiness`), the server closed the idle keep-alive connection
+(:meth:`Gate.connection_closed`), vipgate was told to stop (:meth:`Gate.stop`), time passed
+(:meth:`Gate.tick`) -- and a :class:`Step` comes out: an :class:`Action` (ANNOUNCE,
+ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), a :class:`Transition` record, at most one
+:class:`Advice`, and when the next /livez check, the next readiness read and the end of the
+drain are due. The gate decides the cadence and the stop sequence's timing; the manager only
+carries them out.
 
-The rules it keeps (DESIGN.md section 3, rules 1-6)
---------------------------------------------------
+The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
+-------------------------------------------------------------------
 1. Disabled when the health-check URL is empty: :meth:`Gate.start` announces at once,
    unconditionally, and the gate takes no results.
-2. Startup: the first check is due immediately (at the start time); nothing is announced until a
-   check succeeds.
+2. Startup: the first check is due immediately (at the start time); nothing is announced until
+   ``success_threshold`` consecutive checks succeed.
 3. A check succeeds only on HTTP status exactly 200 within the timeout. The probe classifies;
    the gate trusts ``ProbeResult.ok`` and nothing else.
-4. Each success resets the consecutive-failure counter and announces if not announced.
-5. Each failure increments the counter; when it reaches the threshold the route is withdrawn.
-6. Checks run on a fixed cadence measured from the start (tick ``k`` is at
+4. Each success resets the consecutive-failure counter. While not announced, ``R =
+   success_threshold`` consecutive successes announce (default 1: the first success, as the
+   seed says); a failure resets the success counter.
+5. Each failure increments the counter; when it reaches ``threshold`` the route is withdrawn.
+6. Cadence. Normally checks run on a fixed grid measured from the start (tick ``k`` at
    ``start + k * period``, computed from the start, so no drift accumulates); a check never
-   overlaps the next: after a check that ends at ``now``, the next is due at the first tick at or
-   after ``now`` that is later than the tick just used. A check that ends less than
-   :data:`TICK_SLACK` of a period after a tick still takes that tick, starting at once: with
-   timeout == period a hung check times out a few milliseconds after the next tick, and skipping
-   a whole period for those milliseconds would stretch the detection of a hung apiserver from
-   ``threshold`` to ``2 * threshold`` periods. A check that ran further past a tick waits for the
-   next one.
+   overlaps the next: after a check that ends at ``now``, the next is due at the first tick at
+   or after ``now`` that is later than the tick just used. A grid check that ends less than
+   :data:`TICK_SLACK` of a period after a tick still takes that tick, starting at once (with
+   timeout == period a hung check times out a few milliseconds after the next tick; skipping a
+   whole period for those milliseconds would stretch the detection of a hung apiserver from
+   ``threshold`` to ``2 * threshold`` periods).
+7. Fast period (issue 9). With ``fast_period > 0`` the next check is due ``fast_period`` after
+   the end of a check, instead of on the grid, when
+   a. the check failed with REFUSED or RESET (nothing serves the port, or the server closed or
+      reset the connection): until a check succeeds -- the failure threshold still decides the
+      withdrawal, and the fast period is kept after it while the failures stay of that kind,
+      so a restarted apiserver is announced within a fast period of its first 200 (a refused
+      connection costs microseconds). Timeouts and non-200 answers keep the grid: they can be
+      transient (load, a post-start hook) and ``threshold x period`` is the operator's flake
+      tolerance for them;
+   b. the route is rising: not announced, the last check succeeded, fewer than ``R`` in a row;
+   c. vipgate is draining (rule 11).
+   ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence; rule 11 then uses the grid).
+8. Event-driven check (issue 9). When the server closes the probe's idle keep-alive connection
+   (:meth:`Gate.connection_closed`) a check is due at once, and a readiness read too when they
+   are on. The close itself is not a failure (an idle timeout is harmless); the check decides.
+9. Apiserver shutdown (issue 12). With ``shutdown_period > 0`` the apiserver's readiness is read
+   on its own grid (``start + k * shutdown_period``, same no-overlap rule without slack). A read
+   is SHUTDOWN when ``ProbeResult.shutdown`` (status 500 with ``[-]shutdown failed`` in the
+   body), CLEAR when it shows that no shutdown is under way (status 200, a 500 without that
+   line -- etcd, informer sync -- or a refused connection: the process that announced it is
+   gone), and tells nothing otherwise (timeout, reset, TLS, 429, 403...). SHUTDOWN enters
+   APISERVER_SHUTDOWN at once (an announcement, not a failure: no threshold), withdrawing if
+   announced. The /livez checks go on at their cadence but change nothing there. The first
+   CLEAR read leaves it for DOWN with the success counter reset and a check due at once: the
+   route returns on the first check(s) after it that pass rule 4.
+10. Stop without drain. :meth:`Gate.stop` with ``graceful_shutdown == 0``, or when the route is
+    not announced, enters STOPPED: withdraw if announced. A second :meth:`Gate.stop` while
+    draining is a stop without drain.
+11. Drain (issue 12, RFC 8326). :meth:`Gate.stop` while announced with ``graceful_shutdown > 0``
+    enters DRAINING: ANNOUNCE_GRACEFUL_SHUTDOWN (the route again, with the GRACEFUL_SHUTDOWN
+    community, so the routers move traffic away while this path still works), checks at the
+    fast period, and the drain ends at ``now + graceful_shutdown`` (:attr:`Step.drain_until`;
+    the caller calls :meth:`Gate.tick` then). It ends earlier, withdrawing at once, on any
+    failed check (no threshold), a SHUTDOWN read, or a second stop. Either way STOPPED follows
+    with WITHDRAW; the caller then closes the BGP sessions (Cease / Administrative Shutdown
+    with :attr:`Gate.cease_message`) and exits. STOPPED is terminal: it takes no results.
 
 Theory of operation
 -------------------
-The state is :class:`GateState` plus the consecutive-failure counter. Each result is reduced to
-a :class:`_Signal` -- SUCCESS, FAILURE (below the threshold) or THRESHOLD (the counter has
-reached it) -- and the pair (state, signal) is looked up in ``_TRANSITIONS``, the only place
-where state changes are decided. A change of state yields a :class:`Transition` (one log line,
-one metrics increment, labelled by its ``reason``).
+The state is :class:`GateState` plus two counters (consecutive failures, consecutive
+successes). Each event is reduced to a :class:`_Signal` and the pair (state, signal) is looked
+up in ``_TRANSITIONS``, the only place where state changes are decided. A change of state
+yields a :class:`Transition` (one log line, one metrics increment, labelled by its ``reason``).
 
-    STARTING --success--> UP (ANNOUNCE)        UP --threshold--> DOWN (WITHDRAW)
-    STARTING --threshold--> DOWN (nothing)     DOWN --success--> UP (ANNOUNCE)
-    DISABLED: announced at start; terminal.
+    STARTING --R successes--> UP (ANNOUNCE)     UP --threshold--> DOWN (WITHDRAW)
+    STARTING --threshold--> DOWN (nothing)      DOWN --R successes--> UP (ANNOUNCE)
+    STARTING/DOWN --SHUTDOWN read--> APISERVER_SHUTDOWN (nothing)
+    UP --SHUTDOWN read--> APISERVER_SHUTDOWN (WITHDRAW)
+    APISERVER_SHUTDOWN --CLEAR read--> DOWN (nothing; a check at once)
+    UP/DISABLED --stop, drain > 0--> DRAINING (ANNOUNCE_GRACEFUL_SHUTDOWN)
+    DRAINING --drain over / failure / SHUTDOWN read / stop--> STOPPED (WITHDRAW)
+    UP/DISABLED --stop, drain 0--> STOPPED (WITHDRAW)   others --stop--> STOPPED (nothing)
+    DISABLED: announced at start; only a stop leaves it.
 
 STARTING -> DOWN carries no action (nothing was announced) but is a transition all the same, so
 that a check failing from the start is logged once with its reason -- a wrong CA or a hostname
@@ -61,16 +109,21 @@ __all__ = [
     "Action",
     "Advice",
     "AdviceKind",
+    "Due",
     "Gate",
     "GateError",
     "GateState",
     "Step",
     "Transition",
+    "readiness_signal",
 ]
 
 
 TICK_SLACK = 0.05
 """Fraction of a period by which a check may overrun a tick and still take it (rule 6)."""
+
+FAST_KINDS = frozenset({ErrorKind.REFUSED, ErrorKind.RESET})
+"""Failures that show nothing serves the port (rule 7a): checked again at the fast period."""
 
 
 class GateError(RuntimeError):
@@ -81,11 +134,15 @@ class GateState(enum.Enum):
     DISABLED = "disabled"  # no health check: announced unconditionally
     STARTING = "starting"  # no check has succeeded yet, threshold not reached; not announced
     UP = "up"  # announced (failures below the threshold may be counting)
-    DOWN = "down"  # threshold reached; not announced
+    DOWN = "down"  # not announced: threshold reached, or rising again after a shutdown
+    APISERVER_SHUTDOWN = "apiserver_shutdown"  # the apiserver announced its shutdown; withdrawn
+    DRAINING = "draining"  # vipgate stopping: announced with GRACEFUL_SHUTDOWN until the drain ends
+    STOPPED = "stopped"  # vipgate stopping: withdrawn; the sessions close next. Terminal.
 
 
 class Action(enum.Enum):
     ANNOUNCE = "announce"
+    ANNOUNCE_GRACEFUL_SHUTDOWN = "announce_graceful_shutdown"  # RFC 8326: 65535:0
     WITHDRAW = "withdraw"
 
 
@@ -96,35 +153,97 @@ class AdviceKind(enum.Enum):
 
 
 class _Signal(enum.Enum):
-    SUCCESS = "success"
-    FAILURE = "failure"  # counter below the threshold
-    THRESHOLD = "threshold"  # counter at or above the threshold
+    SUCCESS = "success"  # a check succeeded and the success counter reached R
+    RISE = "rise"  # a check succeeded, success counter below R
+    FAILURE = "failure"  # a check failed, failure counter below the threshold
+    THRESHOLD = "threshold"  # a check failed, failure counter at or above the threshold
+    SHUTDOWN = "shutdown"  # a readiness read reported the apiserver's shutdown
+    CLEAR = "clear"  # a readiness read showed no shutdown under way
+    STOP = "stop"  # vipgate told to stop, drain configured
+    STOP_NOW = "stop_now"  # vipgate told to stop, no drain (0 s, or a second stop)
+    DRAINED = "drained"  # the drain time is over
+
+
+_S, _G = GateState, _Signal
+_ANY_CHECK = (_G.SUCCESS, _G.RISE, _G.FAILURE, _G.THRESHOLD)
+_ANY_READ = (_G.SHUTDOWN, _G.CLEAR)
+
+
+def _table() -> dict[tuple[GateState, _Signal], tuple[GateState, Action | None]]:
+    t: dict[tuple[GateState, _Signal], tuple[GateState, Action | None]] = {}
+    # rules 2, 4, 5: the health check
+    t[_S.STARTING, _G.SUCCESS] = (_S.UP, Action.ANNOUNCE)
+    t[_S.STARTING, _G.RISE] = (_S.STARTING, None)
+    t[_S.STARTING, _G.FAILURE] = (_S.STARTING, None)
+    t[_S.STARTING, _G.THRESHOLD] = (_S.DOWN, None)
+    t[_S.UP, _G.SUCCESS] = (_S.UP, None)
+    t[_S.UP, _G.RISE] = (_S.UP, None)
+    t[_S.UP, _G.FAILURE] = (_S.UP, None)
+    t[_S.UP, _G.THRESHOLD] = (_S.DOWN, Action.WITHDRAW)
+    t[_S.DOWN, _G.SUCCESS] = (_S.UP, Action.ANNOUNCE)
+    t[_S.DOWN, _G.RISE] = (_S.DOWN, None)
+    t[_S.DOWN, _G.FAILURE] = (_S.DOWN, None)  # after a shutdown episode the count starts low
+    t[_S.DOWN, _G.THRESHOLD] = (_S.DOWN, None)
+    # rule 9: the apiserver's announced shutdown
+    t[_S.STARTING, _G.SHUTDOWN] = (_S.APISERVER_SHUTDOWN, None)
+    t[_S.UP, _G.SHUTDOWN] = (_S.APISERVER_SHUTDOWN, Action.WITHDRAW)
+    t[_S.DOWN, _G.SHUTDOWN] = (_S.APISERVER_SHUTDOWN, None)
+    for s in (_S.STARTING, _S.UP, _S.DOWN):
+        t[s, _G.CLEAR] = (s, None)
+    for g in _ANY_CHECK:
+        t[_S.APISERVER_SHUTDOWN, g] = (_S.APISERVER_SHUTDOWN, None)
+    t[_S.APISERVER_SHUTDOWN, _G.SHUTDOWN] = (_S.APISERVER_SHUTDOWN, None)
+    t[_S.APISERVER_SHUTDOWN, _G.CLEAR] = (_S.DOWN, None)
+    # rules 10, 11: vipgate's own stop
+    for s in (_S.UP, _S.DISABLED):
+        t[s, _G.STOP] = (_S.DRAINING, Action.ANNOUNCE_GRACEFUL_SHUTDOWN)
+        t[s, _G.STOP_NOW] = (_S.STOPPED, Action.WITHDRAW)
+    for s in (_S.STARTING, _S.DOWN, _S.APISERVER_SHUTDOWN):
+        t[s, _G.STOP] = (_S.STOPPED, None)
+        t[s, _G.STOP_NOW] = (_S.STOPPED, None)
+    for g in (_G.SUCCESS, _G.RISE, _G.CLEAR):
+        t[_S.DRAINING, g] = (_S.DRAINING, None)
+    for g in (_G.FAILURE, _G.THRESHOLD, _G.SHUTDOWN, _G.STOP, _G.STOP_NOW, _G.DRAINED):
+        t[_S.DRAINING, g] = (_S.STOPPED, Action.WITHDRAW)
+    for g in _G:
+        t[_S.STOPPED, g] = (_S.STOPPED, None)
+    # DRAINED outside DRAINING: nothing to end
+    for s in (_S.STARTING, _S.UP, _S.DOWN, _S.APISERVER_SHUTDOWN, _S.DISABLED):
+        t[s, _G.DRAINED] = (s, None)
+    return t
 
 
 # The only place where state changes are decided: (state, signal) -> (new state, action).
-_TRANSITIONS: Mapping[tuple[GateState, _Signal], tuple[GateState, Action | None]] = {
-    (GateState.STARTING, _Signal.SUCCESS): (GateState.UP, Action.ANNOUNCE),
-    (GateState.STARTING, _Signal.FAILURE): (GateState.STARTING, None),
-    (GateState.STARTING, _Signal.THRESHOLD): (GateState.DOWN, None),
-    (GateState.UP, _Signal.SUCCESS): (GateState.UP, None),
-    (GateState.UP, _Signal.FAILURE): (GateState.UP, None),
-    (GateState.UP, _Signal.THRESHOLD): (GateState.DOWN, Action.WITHDRAW),
-    (GateState.DOWN, _Signal.SUCCESS): (GateState.UP, Action.ANNOUNCE),
-    (GateState.DOWN, _Signal.FAILURE): (GateState.DOWN, None),  # unreachable: DOWN => >= threshold
-    (GateState.DOWN, _Signal.THRESHOLD): (GateState.DOWN, None),
-}
+# DISABLED takes no check or read (GateError), so those pairs are absent.
+_TRANSITIONS: Mapping[tuple[GateState, _Signal], tuple[GateState, Action | None]] = (
+    MappingProxyType(_table())
+)
 
 REASON_DISABLED = "disabled"
 REASON_HEALTHY = "healthy"
+REASON_SHUTDOWN = "apiserver_shutdown"  # a readiness read reported the shutdown
+REASON_SHUTDOWN_OVER = "apiserver_shutdown_over"  # a readiness read no longer reports it
+REASON_STOP = "stop"  # vipgate's own stop (signal)
+REASON_DRAINED = "drained"  # the drain time ran out
+
+
+class Due(enum.Enum):
+    """What the caller must do now (:meth:`Gate.due`)."""
+
+    READ = "read"  # a readiness read (before a check due at the same time: rule 9)
+    CHECK = "check"  # a /livez check
+    TICK = "tick"  # the drain is over: call :meth:`Gate.tick`
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A change of gate state, with everything one log line and the metrics need.
 
-    ``reason`` is a bounded label: "disabled", "healthy" or an :class:`ErrorKind` value.
-    ``consecutive_failures`` is the counter after the result (0 after a success);
-    ``failures_before`` the length of the failure run a success ended.
+    ``reason`` is a bounded label: "disabled", "healthy", an :class:`ErrorKind` value,
+    "apiserver_shutdown", "apiserver_shutdown_over", "stop" or "drained".
+    ``consecutive_failures`` is the counter after the event (0 after a success);
+    ``failures_before`` the length of the failure run a success ended. For stop transitions
+    ``text`` is the cause (e.g. "SIGTERM") and ``drain`` the drain time in seconds.
     """
 
     at: float
@@ -138,25 +257,65 @@ class Transition:
     consecutive_failures: int
     threshold: int
     failures_before: int = 0
+    success_threshold: int = 1
+    drain: float = 0.0
 
     @property
     def message(self) -> str:
         """One human line (no secrets: URLs and certificate names only)."""
-        if self.new is GateState.DISABLED:
+        new, old = self.new, self.old
+        if new is GateState.DISABLED:
             return (
                 "health check disabled (control_plane_health_check_address is empty): "
                 "announcing the VIP unconditionally"
             )
-        if self.new is GateState.UP:
+        if new is GateState.UP:
             again = f" after {self.failures_before} failed checks" if self.failures_before else ""
-            return f"health check passed (HTTP {self.status}){again}: announcing the VIP"
+            rise = f", {self.success_threshold} in a row" if self.success_threshold > 1 else ""
+            return f"health check passed (HTTP {self.status}){again}{rise}: announcing the VIP"
+        if new is GateState.APISERVER_SHUTDOWN:
+            then = "withdrawing the VIP" if self.action is Action.WITHDRAW else "VIP not announced"
+            return (
+                "the apiserver announced its shutdown (readiness: [-]shutdown failed): "
+                f"{then} until it no longer does"
+            )
+        if new is GateState.DOWN and old is GateState.APISERVER_SHUTDOWN:
+            return (
+                f"the apiserver no longer reports a shutdown ({self.text or 'readiness read'}): "
+                "checking at once; the VIP returns with the next healthy check"
+            )
+        if new is GateState.DRAINING:
+            return (
+                f"stopping ({self.text}): announcing the VIP with GRACEFUL_SHUTDOWN (65535:0) for "
+                f"{self.drain:g} s so the routers move traffic away, then withdrawing it"
+            )
+        if new is GateState.STOPPED:
+            return "stopping: " + self._stop_why()
         what = f"{self.error.value}: {self.text}" if self.text else self.error.value
         count = (
             f"{self.consecutive_failures} consecutive failed checks (threshold {self.threshold})"
         )
-        if self.old is GateState.STARTING:
+        if old is GateState.STARTING:
             return f"health check failing since start, {count}, last {what}: VIP not announced"
         return f"health check failed, {count}, last {what}: withdrawing the VIP"
+
+    @property
+    def cease_message(self) -> str:
+        """The BGP Cease / Administrative Shutdown message (RFC 9003) of a stop: why we go."""
+        return "vipgate shutting down: " + self._stop_why()
+
+    def _stop_why(self) -> str:
+        if self.old is GateState.DRAINING:
+            if self.reason == REASON_DRAINED:
+                return f"VIP withdrawn after a {self.drain:g} s GRACEFUL_SHUTDOWN drain"
+            if self.reason == REASON_STOP:
+                return f"{self.text} again: VIP withdrawn before the drain ended"
+            if self.reason == REASON_SHUTDOWN:
+                return "the apiserver announced its shutdown during the drain: VIP withdrawn"
+            return f"health check failed during the drain ({self.error.value}): VIP withdrawn"
+        if self.action is Action.WITHDRAW:
+            return f"{self.text}: VIP withdrawn (no drain: bgp_graceful_shutdown_seconds=0)"
+        return f"{self.text}: VIP was not announced (gate {self.old.value})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +328,18 @@ class Advice:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What the caller must do after :meth:`Gate.start` or :meth:`Gate.feed`."""
+    """What the caller must do after an event: the action, and when to look next.
+
+    ``next_check_at`` / ``next_read_at``: when the next /livez check / readiness read is due
+    (None: none will be); ``drain_until``: when the drain ends (None unless DRAINING).
+    """
 
     action: Action | None
     transition: Transition | None
     advice: Advice | None
-    next_check_at: float | None  # None when the gate is disabled
+    next_check_at: float | None
+    next_read_at: float | None = None
+    drain_until: float | None = None
 
 
 _NOTHING_ADVISED: frozenset[AdviceKind] = frozenset()
@@ -238,46 +403,123 @@ def advice_for(result: ProbeResult, url: str = "") -> Advice | None:
     return None
 
 
+def readiness_signal(result: ProbeResult) -> str | None:
+    """Rule 9's reading of a readiness result: "shutdown", "clear" or None (tells nothing)."""
+    if result.shutdown:
+        return _G.SHUTDOWN.value
+    if result.ok or result.status == 500 or result.error is ErrorKind.REFUSED:
+        return _G.CLEAR.value
+    return None
+
+
 class Gate:
     """The health gate for one VIP.
 
-    ``Gate(url, threshold, period)``: the gate is enabled iff ``url`` is not empty (rule 1).
-    Call :meth:`start` once, then :meth:`feed` with each probe result. All times are the
-    caller's monotonic clock (e.g. ``loop.time()``).
+    ``Gate(url, threshold, period, *, fast_period=0, success_threshold=1, shutdown_period=0,
+    graceful_shutdown=0)``; seconds everywhere. The gate is enabled iff ``url`` is not empty
+    (rule 1); ``fast_period`` 0 turns rule 7 off, ``shutdown_period`` 0 turns readiness reads
+    off (rule 9), ``graceful_shutdown`` 0 stops without drain (rule 10). Call :meth:`start`
+    once, then feed it events; ask :meth:`due` / :attr:`wake_at` what to do and when. All
+    times are the caller's monotonic clock (e.g. ``loop.time()``). Raises ValueError on bad
+    parameters (``config.py`` validates the settings first).
     """
 
-    def __init__(self, url: str, threshold: int, period: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        threshold: int,
+        period: float,
+        *,
+        fast_period: float = 0.0,
+        success_threshold: int = 1,
+        shutdown_period: float = 0.0,
+        graceful_shutdown: float = 0.0,
+    ) -> None:
         if threshold < 1:
             raise ValueError("failure threshold must be >= 1")
+        if success_threshold < 1:
+            raise ValueError("success threshold must be >= 1")
         if not period > 0:
             raise ValueError("period must be > 0")
+        if not 0 <= fast_period < period:
+            raise ValueError("fast period must be >= 0 and below the period")
+        if shutdown_period < 0 or graceful_shutdown < 0:
+            raise ValueError("shutdown period and graceful shutdown must be >= 0")
         self.url = url
         self.threshold = threshold
+        self.success_threshold = success_threshold
         self.period = float(period)
+        self.fast_period = float(fast_period)
+        self.shutdown_period = float(shutdown_period)
+        self.graceful_shutdown = float(graceful_shutdown)
         self.enabled = bool(url)
         self.state = GateState.STARTING
         self.consecutive_failures = 0
+        self.consecutive_successes = 0
         self.checks = 0
+        self.reads = 0
+        self.cease_message = "vipgate shutting down"
         self._started_at: float | None = None
-        self._tick = 0  # index of the tick the next check is due at
+        self._tick = 0  # index of the last grid tick scheduled (rule 6)
+        self._due: float | None = None  # next /livez check
+        self._on_grid = True  # the next check is on a grid tick (else fast or event-driven)
+        self._read_tick = 0
+        self._read_due: float | None = None
+        self._drain_until: float | None = None
         self._advised: frozenset[AdviceKind] = _NOTHING_ADVISED
         self._counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ read-only views
     @property
     def announced(self) -> bool:
-        return self.state in (GateState.UP, GateState.DISABLED)
+        return self.state in (GateState.UP, GateState.DISABLED, GateState.DRAINING)
 
     @property
     def next_check_at(self) -> float | None:
-        if self._started_at is None or not self.enabled:
+        if self._started_at is None or not self.enabled or self.state is GateState.STOPPED:
             return None
-        return self._started_at + self._tick * self.period
+        return self._due
+
+    @property
+    def next_read_at(self) -> float | None:
+        if self._started_at is None or not self.enabled or self.state is GateState.STOPPED:
+            return None
+        return self._read_due
+
+    @property
+    def drain_until(self) -> float | None:
+        return self._drain_until if self.state is GateState.DRAINING else None
+
+    @property
+    def wake_at(self) -> float | None:
+        """The earliest of the next check, the next read and the end of the drain."""
+        times = [
+            t for t in (self.next_check_at, self.next_read_at, self.drain_until) if t is not None
+        ]
+        return min(times) if times else None
+
+    @property
+    def check_interval(self) -> float:
+        """The spacing of the checks now: the fast period (rule 7) or the period."""
+        return self.period if self._on_grid else self.fast_period
 
     @property
     def transition_counts(self) -> Mapping[str, int]:
         """Transitions so far by reason (a live read-only view, for metrics)."""
         return MappingProxyType(self._counts)
+
+    def due(self, now: float) -> Due | None:
+        """What is due at ``now``: the drain's end first, then a read, then a check."""
+        until = self.drain_until
+        if until is not None and now >= until:
+            return Due.TICK
+        read = self.next_read_at
+        if read is not None and now >= read:
+            return Due.READ
+        check = self.next_check_at
+        if check is not None and now >= check:
+            return Due.CHECK
+        return None
 
     # ------------------------------------------------------------------ events
     def start(self, now: float) -> Step:
@@ -286,77 +528,183 @@ class Gate:
             raise GateError("gate already started")
         self._started_at = now
         if not self.enabled:
-            t = Transition(
-                at=now,
-                old=self.state,
-                new=GateState.DISABLED,
-                action=Action.ANNOUNCE,
-                reason=REASON_DISABLED,
-                status=None,
-                error=ErrorKind.NONE,
-                text="",
-                consecutive_failures=0,
-                threshold=self.threshold,
-            )
+            t = self._transition(now, GateState.DISABLED, Action.ANNOUNCE, REASON_DISABLED)
             self._enter(t)
             return Step(Action.ANNOUNCE, t, None, None)
-        return Step(None, None, None, now)
+        self._due = now
+        if self.shutdown_period > 0:
+            self._read_due = now
+        return self._step(None, None, None)
 
     def feed(self, result: ProbeResult, now: float) -> Step:
-        """Take the result of the check that was due at :attr:`next_check_at`, ended at ``now``."""
-        if self._started_at is None:
-            raise GateError("feed() before start()")
-        if not self.enabled:
-            raise GateError("the gate is disabled: it takes no probe results")
+        """Take the result of a /livez check that ended at ``now`` (rules 2-8, 11)."""
+        self._check_fed()
+        if self.state is GateState.STOPPED:
+            return self._step(None, None, None)
         self.checks += 1
         failures_before = self.consecutive_failures
         advice: Advice | None = None
         if result.ok:
             self.consecutive_failures = 0
+            self.consecutive_successes += 1
             self._advised = _NOTHING_ADVISED  # the episode is over
-            signal = _Signal.SUCCESS
+            ok = self.consecutive_successes >= self.success_threshold
+            signal = _G.SUCCESS if ok else _G.RISE
             reason = REASON_HEALTHY
         else:
             self.consecutive_failures += 1
-            signal = (
-                _Signal.THRESHOLD
-                if self.consecutive_failures >= self.threshold
-                else _Signal.FAILURE
-            )
+            self.consecutive_successes = 0
+            signal = _G.THRESHOLD if self.consecutive_failures >= self.threshold else _G.FAILURE
             reason = result.error.value
             candidate = advice_for(result, self.url)
             if candidate is not None and candidate.kind not in self._advised:
                 self._advised = self._advised | {candidate.kind}
                 advice = candidate
+        action, transition = self._apply(
+            signal,
+            now,
+            reason,
+            status=result.status,
+            error=result.error,
+            text=result.text,
+            failures_before=failures_before if result.ok else 0,
+        )
+        self._schedule_check(now, result)
+        return self._step(action, transition, advice)
 
-        new, action = _TRANSITIONS[(self.state, signal)]
-        transition: Transition | None = None
-        if new is not self.state:
-            transition = Transition(
-                at=now,
-                old=self.state,
-                new=new,
-                action=action,
-                reason=reason,
-                status=result.status,
-                error=result.error,
-                text=result.text,
-                consecutive_failures=self.consecutive_failures,
-                threshold=self.threshold,
-                failures_before=failures_before if result.ok else 0,
-            )
-            self._enter(transition)
-        self._advance(now)
-        return Step(action, transition, advice, self.next_check_at)
+    def feed_readiness(self, result: ProbeResult, now: float) -> Step:
+        """Take the result of a readiness read that ended at ``now`` (rule 9)."""
+        self._check_fed()
+        if self.shutdown_period <= 0:
+            raise GateError("readiness reads are off (shutdown_period 0)")
+        if self.state is GateState.STOPPED:
+            return self._step(None, None, None)
+        self.reads += 1
+        assert self._started_at is not None
+        elapsed = (now - self._started_at) / self.shutdown_period
+        self._read_tick = max(self._read_tick + 1, math.ceil(elapsed))
+        self._read_due = self._started_at + self._read_tick * self.shutdown_period
+        word = readiness_signal(result)
+        if word is None:
+            return self._step(None, None, None)
+        signal = _Signal(word)
+        reason = REASON_SHUTDOWN if signal is _G.SHUTDOWN else REASON_SHUTDOWN_OVER
+        old = self.state
+        action, transition = self._apply(
+            signal, now, reason, status=result.status, error=result.error, text=result.text
+        )
+        if old is not self.state and GateState.APISERVER_SHUTDOWN in (old, self.state):
+            self.consecutive_successes = 0  # the old process's answers do not count
+            if self.state is GateState.DOWN:  # rule 9: the route returns on the next check
+                self._due, self._on_grid = now, False
+        return self._step(action, transition, None)
+
+    def connection_closed(self, now: float) -> Step:
+        """The server closed the idle keep-alive connection: check (and read) at once (rule 8)."""
+        self._check_fed()
+        if self.state is not GateState.STOPPED:
+            if self._due is None or self._due > now:
+                self._due, self._on_grid = now, False
+            if self._read_due is not None and self._read_due > now:
+                self._read_due = now
+        return self._step(None, None, None)
+
+    def stop(self, now: float, cause: str = "SIGTERM") -> Step:
+        """vipgate was told to stop (rules 10, 11). Works before :meth:`start` too."""
+        drain = self.graceful_shutdown > 0 and self.state is not GateState.DRAINING
+        signal = _G.STOP if drain else _G.STOP_NOW
+        action, transition = self._apply(signal, now, REASON_STOP, text=cause)
+        if self.state is GateState.DRAINING:
+            self._drain_until = now + self.graceful_shutdown
+            if self.enabled and self.fast_period > 0 and self._due is not None:
+                self._due, self._on_grid = min(self._due, now + self.fast_period), False
+        return self._step(action, transition, None)
+
+    def tick(self, now: float) -> Step:
+        """Time passed: ends the drain when it is over (rule 11); else nothing."""
+        until = self.drain_until
+        if until is None or now < until:
+            return self._step(None, None, None)
+        action, transition = self._apply(_G.DRAINED, now, REASON_DRAINED)
+        return self._step(action, transition, None)
 
     # ------------------------------------------------------------------ internals
+    def _check_fed(self) -> None:
+        if self._started_at is None:
+            raise GateError("event before start()")
+        if not self.enabled:
+            raise GateError("the gate is disabled: it takes no probe results")
+
+    def _apply(
+        self,
+        signal: _Signal,
+        now: float,
+        reason: str,
+        *,
+        status: int | None = None,
+        error: ErrorKind = ErrorKind.NONE,
+        text: str = "",
+        failures_before: int = 0,
+    ) -> tuple[Action | None, Transition | None]:
+        new, action = _TRANSITIONS[(self.state, signal)]
+        if new is self.state:
+            return action, None
+        t = self._transition(
+            now, new, action, reason, status, error, text, failures_before=failures_before
+        )
+        self._enter(t)
+        if new is GateState.STOPPED:
+            self.cease_message = t.cease_message
+        return action, t
+
+    def _transition(
+        self,
+        now: float,
+        new: GateState,
+        action: Action | None,
+        reason: str,
+        status: int | None = None,
+        error: ErrorKind = ErrorKind.NONE,
+        text: str = "",
+        *,
+        failures_before: int = 0,
+    ) -> Transition:
+        return Transition(
+            at=now,
+            old=self.state,
+            new=new,
+            action=action,
+            reason=reason,
+            status=status,
+            error=error,
+            text=text,
+            consecutive_failures=self.consecutive_failures,
+            threshold=self.threshold,
+            failures_before=failures_before,
+            success_threshold=self.success_threshold,
+            drain=self.graceful_shutdown,
+        )
+
     def _enter(self, t: Transition) -> None:
         self.state = t.new
         self._counts[t.reason] = self._counts.get(t.reason, 0) + 1
 
-    def _advance(self, now: float) -> None:
-        """Rule 6: the next tick strictly after the one just used, and not before ``now``."""
+    def _step(self, action: Action | None, t: Transition | None, advice: Advice | None) -> Step:
+        return Step(action, t, advice, self.next_check_at, self.next_read_at, self.drain_until)
+
+    def _schedule_check(self, now: float, result: ProbeResult) -> None:
+        """Rules 6 and 7: the fast period, else the next grid tick."""
         assert self._started_at is not None
-        elapsed_ticks = (now - self._started_at) / self.period
-        due = math.ceil(elapsed_ticks - TICK_SLACK)  # just past a tick: that tick, late
-        self._tick = max(self._tick + 1, due)
+        rising = self.state in (GateState.STARTING, GateState.DOWN) and result.ok
+        fast = self.fast_period > 0 and (
+            self.state is GateState.DRAINING or result.error in FAST_KINDS or rising
+        )
+        if fast:
+            self._due, self._on_grid = now + self.fast_period, False
+            return
+        elapsed = (now - self._started_at) / self.period
+        if self._on_grid:  # a grid check just past its tick may take it (rule 6)
+            self._tick = max(self._tick + 1, math.ceil(elapsed - TICK_SLACK))
+        else:  # after a fast or event-driven check: the next tick after it
+            self._tick = max(self._tick, math.floor(elapsed) + 1)
+        self._due, self._on_grid = self._started_at + self._tick * self.period, True

@@ -34,6 +34,10 @@ Theory of operation
   names the certificate does carry, for the gate's teaching message; it caches them for the
   failure episode.
 * Redirects are not followed (3xx is a failure); no proxy is consulted; ``http://`` works too.
+* Readiness reads (issue 12): ``check(url)`` GETs another path of the same origin on the same
+  kept-alive connection (the manager reads ``/readyz`` between ``/livez`` checks); a 500 body
+  is searched (first 16 KiB) for kube-apiserver's ``[-]shutdown failed`` line, reported as
+  ``ProbeResult.shutdown``. The gate decides what it means.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ BODY_LIMIT = 64 * 1024
 
 _READ_HIGH_WATER = 128 * 1024  # pause the transport when this much is buffered unread
 _KEEP_TEXT = 240  # bytes of a non-200 body quoted in the error text
+_SCAN = 16 * 1024  # bytes of a 500 body searched for the shutdown line
+SHUTDOWN_LINE = b"[-]shutdown failed"
+"""kube-apiserver's /readyz line while it shuts down gracefully (``reason withheld`` follows)."""
 _USER_AGENT = b"vipgate-health-probe/0.1"
 
 # OpenSSL X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_EMAIL_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
@@ -94,6 +101,8 @@ class ProbeResult:
     ``cert_names`` is filled on a ``TLS_HOSTNAME`` failure when the names could be read;
     ``verified_name`` is the name the certificate is checked against (``server_name`` or the
     URL's host; "" for http://); ``ca_path`` is the CA file ("" = system trust store).
+    ``shutdown`` is True when the answer was a 500 whose body carries the kube-apiserver's
+    ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; DESIGN.md 7).
     """
 
     ok: bool
@@ -105,6 +114,7 @@ class ProbeResult:
     cert_names: tuple[str, ...] = ()
     verified_name: str = ""
     ca_path: str = ""
+    shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +251,11 @@ class _Conn(asyncio.Protocol):
 class _Progress:
     """Where the current check is (for the timeout text) and what it has seen so far."""
 
-    __slots__ = ("new_connection", "stage", "started", "status")
+    __slots__ = ("new_connection", "stage", "started", "status", "target")
 
     def __init__(self, started: float) -> None:
         self.started = started
+        self.target = b"/"
         self.stage = "connecting"
         self.status: int | None = None
         self.new_connection = False
@@ -369,14 +380,32 @@ class Probe:
         c = self._conn
         return c is not None and not c.lost and not c.eof
 
-    async def check(self) -> ProbeResult:
-        """One GET; never raises for network/HTTP/TLS trouble (that is the result)."""
+    def same_origin(self, url: str) -> bool:
+        """True when ``url`` has this probe's scheme, host and port (shares the connection)."""
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        same_scheme = parts.scheme == ("https" if self._tls else "http")
+        return same_scheme and parts.hostname == self._host and port == self._port
+
+    async def check(self, url: str | None = None) -> ProbeResult:
+        """One GET of the probe's URL, or of ``url`` on the same connection (same origin:
+        :meth:`same_origin`, else ValueError). Never raises for network/HTTP/TLS trouble (that
+        is the result)."""
+        target = self._target
+        if url is not None:
+            if not self.same_origin(url):
+                raise ValueError(f"{url!r} is not on {self.url!r}'s scheme, host and port")
+            parts = urlsplit(url)
+            target = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode(
+                "ascii", "strict"
+            )
         if self._busy:
             raise RuntimeError("Probe.check() called while a check is running")
         self._busy = True
         self.checks += 1
         loop = asyncio.get_running_loop()
         prog = _Progress(loop.time())
+        prog.target = target
         try:
             return await self._check(loop, prog)
         except BaseException:
@@ -447,7 +476,7 @@ class Probe:
         conn.received = 0
         prog.stage = "sending the request"
         try:
-            data = hc.send(h11.Request(method=b"GET", target=self._target, headers=self._headers))
+            data = hc.send(h11.Request(method=b"GET", target=prog.target, headers=self._headers))
             data += hc.send(h11.EndOfMessage())
         except h11.LocalProtocolError as e:
             raise _Failure(ErrorKind.PROTOCOL, f"cannot send the request: {e}") from e
@@ -480,6 +509,7 @@ class Probe:
                 if name == b"location":
                     location = value
         keep = bytearray()
+        scan = bytearray()  # a 500's body, searched for the shutdown line
         total = 0
         reusable = True  # whatever the status: h11 says below whether HTTP allows reuse
         while True:
@@ -497,6 +527,8 @@ class Probe:
                 total += len(ev.data)
                 if event.status_code != 200 and len(keep) < _KEEP_TEXT:
                     keep += ev.data[: _KEEP_TEXT - len(keep)]
+                if event.status_code == 500 and len(scan) < _SCAN:
+                    scan += ev.data[: _SCAN - len(scan)]
                 if total > self.body_limit:
                     reusable = False
                     break
@@ -523,6 +555,9 @@ class Probe:
                 ca_path=self.ca_path,
             )
         text = self._status_text(event.status_code, event.reason, bytes(keep), location)
+        shutdown = SHUTDOWN_LINE in scan
+        if shutdown:
+            text = f"HTTP {event.status_code}: {SHUTDOWN_LINE.decode()}"
         return ProbeResult(
             ok=False,
             status=event.status_code,
@@ -532,6 +567,7 @@ class Probe:
             new_connection=prog.new_connection,
             verified_name=self.verified_name,
             ca_path=self.ca_path,
+            shutdown=shutdown,
         )
 
     async def _pump(self, conn: _Conn, *, headers_done: bool) -> bool:

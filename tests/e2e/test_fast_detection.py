@@ -1,0 +1,84 @@
+"""Fast, event-driven failure detection at kube-vip's default cadence (issue 9).
+
+kube-vip's defaults: period 5 s, timeout 3 s, threshold 3, with vipgate's default fast period
+0.2 s. The router's kernel route (BIRD, ECMP) is the observable.
+
+- A crashed apiserver (SIGKILL): the kernel closes the probe's keep-alive connection, the close
+  makes a check run at once (gate rule 8), the refused checks follow at the fast period (rule
+  7a), so the third failure -- the withdrawal -- comes about 0.4 s after the crash instead of
+  10-15 s. The bound asserted is a generous behavioural one (``CRASH_BOUND``), far below
+  kube-vip's ``(threshold - 1) x period`` = 10 s; the speed itself is measured in bench/.
+- A 2 s burst of HTTP 500: non-200 answers keep the normal period (flake tolerance), so the
+  route is never withdrawn; the test makes sure a check really saw a 500.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import MakeCluster
+
+pytestmark = pytest.mark.lab
+
+N1, N2 = "192.0.2.11", "192.0.2.12"
+BOTH = frozenset({N1, N2})
+DEFAULTS = {"period": 5.0, "timeout": 3.0, "threshold": 3}  # kube-vip's
+CRASH_BOUND = 2.5  # s; kube-vip's cadence needs >= 10 s (2 periods after the first failure)
+
+
+def test_crashed_apiserver_leaves_the_ecmp_set_well_before_a_period(
+    make_cluster: MakeCluster,
+) -> None:
+    c, w = make_cluster(n_nodes=2, **DEFAULTS)
+    t = time.monotonic()
+    c.start_all()
+    w.wait(lambda h: h == BOTH, 15.0, "both announced", t)
+    time.sleep(0.3)  # let the first checks settle into their keep-alive connections
+
+    tk = c.apiservers["node1"].kill()
+    tg = w.wait(lambda h: N1 not in h, 15.0, "node1 withdrawn after the crash", tk)
+    assert tg - tk < CRASH_BOUND, w.describe(tk)
+    assert w.current() == frozenset({N2})
+    log = c.log("node1")
+    assert "3 consecutive failed checks (threshold 3), last refused" in log, log
+
+    # Restarted: announced again within a few fast periods of listening (the grid would wait
+    # for the next 5 s tick).
+    c.apiservers["node1"].start()
+    tl = time.monotonic()  # listening and answering since at most now
+    tb = w.wait(lambda h: h == BOTH, 15.0, "node1 back after the restart", tl)
+    assert tb - tl < CRASH_BOUND, w.describe(tl)
+    assert c.metric("node1", "vipgate_probe_server_closes_total") is not None
+
+
+def test_burst_of_500_at_defaults_is_never_withdrawn(make_cluster: MakeCluster) -> None:
+    c, w = make_cluster(n_nodes=2, **DEFAULTS)
+    t = time.monotonic()
+    c.start_all()
+    w.wait(lambda h: h == BOTH, 15.0, "both announced", t)
+    api = c.apiservers["node1"]
+
+    def failed_checks() -> float:
+        return c.metric("node1", "vipgate_probe_results_total", outcome="http_status") or 0.0
+
+    # 2 s bursts 3 s apart cover every phase of the 5 s grid within three bursts; stop after
+    # the first burst a check saw (two bursts seen could make two failures in a row).
+    t0 = time.monotonic()
+    for _ in range(4):
+        api.set_mode("fail")
+        time.sleep(2.0)
+        api.set_mode("healthy")
+        if failed_checks() >= 1:
+            break
+        time.sleep(1.0)
+    else:
+        raise AssertionError("no check saw the 500 burst (cannot test the flake tolerance)")
+    assert failed_checks() == 1
+    ok_before = c.metric("node1", "vipgate_probe_results_total", outcome="ok") or 0.0
+    # one more check after the burst: it succeeds and the failure run is over
+    w.hold(lambda h: N1 in h, 5.5, "node1 announced through the burst", t0)
+    assert (c.metric("node1", "vipgate_probe_results_total", outcome="ok") or 0.0) > ok_before
+    assert not w.violations(lambda h: N1 in h, t0, time.monotonic()), w.describe(t0)
+    assert c.metric("node1", "vipgate_gate_check_interval_seconds") == 5.0
