@@ -1080,6 +1080,7 @@ def _vip_problem(a: IPAddress) -> str | None:
 def _check_peers(
     named: list[tuple[str, Peer]],
     address: IPAddress | None,
+    prefix: IPNetwork | None,
     sourceip: IPAddress | None,
     r: Callable[[str], Raw],
 ) -> None:
@@ -1100,6 +1101,13 @@ def _check_peers(
             raise ConfigError(
                 f"{where}: the peer address is the VIP ({_show(r('address'))}); accepted: the "
                 "router's address"
+            )
+        if prefix is not None and p.address in prefix:
+            raise ConfigError(
+                f"{where}: the peer address is inside the announced prefix {prefix} "
+                f"({_show(r('address'))}, vip_subnet): the VIP's own route would cover the "
+                "router (on lo it makes the whole prefix local); accepted: a smaller vip_subnet, "
+                "or a router outside the prefix"
             )
         if sourceip is not None and p.address == sourceip:
             raise ConfigError(
@@ -1125,6 +1133,13 @@ def _check_peers(
                 "disables it (false;...) or none"
             )
         _check_nexthop(where, p, address, sourceip, r)
+        for hop in (p.mpbgp_ipv4, p.mpbgp_ipv6):
+            if prefix is not None and hop is not None and hop in prefix:
+                raise ConfigError(
+                    f"{where}: the fixed next hop mpbgp_ipv{hop.version}={hop} is inside the "
+                    f"announced prefix {prefix} (a next hop reached through its own route); "
+                    "accepted: this node's own address, outside the VIP prefix"
+                )
 
 
 def _check_nexthop(
@@ -1267,7 +1282,17 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
             f"{_show(r('bgp_sourceip'))} and {_show(r('bgp_sourceif'))}: "
             "set one or the other, not both"
         )
-    _check_peers(named, address, sourceip, r)
+    prefix: IPNetwork | None = None
+    if address is not None:
+        length = vip_subnet if vip_subnet is not None else address.max_prefixlen
+        prefix = ipaddress.ip_network(f"{address}/{length}", strict=False)
+        if sourceip is not None and sourceip in prefix:
+            raise ConfigError(
+                f"{_show(r('bgp_sourceip'))}: inside the announced prefix {prefix} (the VIP's "
+                "address moves between nodes, a session from it breaks); accepted: this node's "
+                "own address, outside the VIP prefix"
+            )
+    _check_peers(named, address, prefix, sourceip, r)
     peers = [p for _, p in named]
 
     hold = _int(r("bgp_hold_time"), 0, 65535, "0 (no keepalives) or 3-65535 seconds (RFC 4271)")

@@ -80,6 +80,19 @@ LIMITS: list[tuple[dict[str, str], str, str]] = [
         "bgp_peeraddress",
         "same peer address and port",
     ),
+    # The announced prefix must not cover the router, the source or a fixed next hop.
+    (
+        {**V4, "vip_subnet": "24", "bgp_peers": "203.0.113.1:65001::false"},
+        "bgp_peers entry 1",
+        "inside the announced prefix 203.0.113.0/24",
+    ),
+    ({**V4, "vip_subnet": "0", "bgp_peers": f"{P}::false"}, "bgp_peers entry 1", "0.0.0.0/0"),
+    ({**V4, "bgp_sourceip": "203.0.113.100"}, "bgp_sourceip", "inside the announced prefix"),
+    (
+        {**V6, "bgp_peers": f"{P}::false::mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8:100::100]"},
+        "bgp_peers entry 1",
+        "mpbgp_ipv6=2001:db8:100::100 is inside the announced prefix",
+    ),
     # Source address: a unicast address of the sessions' family.
     ({"bgp_sourceip": "0.0.0.0"}, "bgp_sourceip", "unspecified"),
     ({"bgp_sourceip": "2001:db8::11", "bgp_peers": f"{P}::false"}, "bgp_sourceip", "IPv6"),
@@ -130,6 +143,7 @@ OK: list[dict[str, str]] = [
     {HC + "address": f"https://{'a' * 63}.example:6443/livez?x=%C3%A9"},
     {HC + "address": "https://bücher.example:6443/livez", HC + "server_name": "kube_rnetes"},
     {"prometheus_server": "localhost:2112"},
+    {**V4, "vip_subnet": "25", "bgp_peers": "203.0.113.129:65001::false"},
     {"prometheus_server": "[::]:2112"},
     {**V6, "bgp_peers": f"{P}::false", "mpbgp_nexthop": "fixed", "mpbgp_ipv6": "2001:db8::11"},
     {**V6, "bgp_peers": f"{P}::false::mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8::11]"},
