@@ -2,7 +2,10 @@
 # Needs root (network namespaces, apt). Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "vipgate setup: run as root (network namespaces, apt)" >&2; exit 1; fi
-apt_pkgs="bird2 frr gobgpd iproute2 openssl procps curl python3-venv"
+# podman buildah mmdebstrap runc catatonit: the container image (scripts/image.sh) and the pod-runtime
+# test (catatonit: the pause process of the pod's infra container, built locally by podman);
+# prometheus: promtool and the alerting test (the lab starts its own server in a namespace).
+apt_pkgs="bird2 frr gobgpd iproute2 openssl procps curl python3-venv podman buildah mmdebstrap runc catatonit prometheus"
 missing=""
 for p in $apt_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -15,7 +18,9 @@ if [ -n "$missing" ]; then
   apt-get install -y -q --no-install-recommends $missing
   [ "$created_policy" -eq 0 ] || rm -f "$policy"
   # Debian starts these daemons in the host namespace on some setups; the lab never uses them.
-  for s in bird frr gobgpd; do systemctl stop "$s" 2>/dev/null || true; systemctl disable "$s" 2>/dev/null || true; done
+  for s in bird frr gobgpd prometheus prometheus-node-exporter; do
+    systemctl stop "$s" 2>/dev/null || true; systemctl disable "$s" 2>/dev/null || true
+  done
 fi
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then echo "== python venv"; "$py" -m venv .venv; fi

@@ -5,6 +5,10 @@ stopped by PID, namespaces deleted). ``make_cluster(**kwargs)`` builds a 3-node 
 (BIRD ECMP router, fake apiservers, kubeadm-shaped PKI) with the e2e timing defaults and returns
 ``(cluster, route_watch)``; the watch records the router's kernel route from before any
 vipgate starts. When a test fails, the vipgate logs and BIRD's log are printed in the report.
+
+``podman`` (session) builds the container image once per run with ``scripts/image.sh`` into a
+private podman store (:class:`lab.podman.Podman`) and removes the store at the end; the build time
+and the image size are printed in the terminal summary (``FIGURES``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 
 from lab.cluster import Cluster
 from lab.netns import Lab
+from lab.podman import Podman
 from lab.routemon import RouteWatch
 
 # Timing of the e2e clusters (the benchmark's settings: period 1 s, timeout 1 s, threshold 3,
@@ -26,6 +31,28 @@ THRESHOLD = 3
 HOLD = 9
 
 MakeCluster = Callable[..., tuple[Cluster, RouteWatch]]
+
+# Figures measured by the lab tests, printed at the end of the run (name -> text).
+FIGURES: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("figures measured by the e2e tests")
+        for name, text in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {text}")
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """A private podman store holding localhost/vipgate:dev, built once per run; removed after."""
+    pm = Podman.create()
+    try:
+        seconds = pm.build_image()
+        FIGURES["image build (scripts/image.sh, mmdebstrap + podman build)"] = f"{seconds:.1f} s"
+        yield pm
+    finally:
+        pm.remove()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
