@@ -13,7 +13,15 @@ import yaml
 from vipgate import __version__
 from vipgate.cli import build_parser, flags_of, main
 from vipgate.config import Config, ConfigError, load
-from vipgate.manifest import DEFAULT_IMAGE, effective_flags, load_config, render, warnings
+from vipgate.manager import SHUTDOWN_BUDGET
+from vipgate.manifest import (
+    DEFAULT_IMAGE,
+    TERMINATION_GRACE_SECONDS,
+    effective_flags,
+    load_config,
+    render,
+    warnings,
+)
 
 K8S_VERSION = "1.30"
 
@@ -155,7 +163,11 @@ def test_pod_shape() -> None:
     assert c["image"] == DEFAULT_IMAGE == f"ghcr.io/vipgate/vipgate:v{__version__}"
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"] == ["manager"]
-    assert c["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}
+    assert c["securityContext"] == {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]},
+    }
     # Only the settings given, by canonical kube-vip name (--vip is `address`).
     assert c["env"] == [
         {"name": "address", "value": "203.0.113.100"},
@@ -163,6 +175,28 @@ def test_pod_shape() -> None:
         {"name": "bgp_enable", "value": "true"},
         {"name": "bgp_peers", "value": "192.0.2.1:65001::false"},
     ]
+
+
+@pytest.mark.parametrize("kind", ["pod", "daemonset"])
+def test_hardening_in_both_kinds(kind: str) -> None:
+    _, obj = make(kind, minimal())
+    spec = obj["spec"] if kind == "pod" else obj["spec"]["template"]["spec"]
+    c = container_of(obj)
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
+    assert "privileged" not in sc
+    assert set(c["resources"]) == {"requests"}  # no limits: throttling would delay a withdrawal
+    assert set(c["resources"]["requests"]) == {"cpu", "memory"}
+    assert spec["priorityClassName"] == "system-node-critical"
+    assert spec["terminationGracePeriodSeconds"] == TERMINATION_GRACE_SECONDS
+
+
+def test_termination_grace_covers_vipgates_stop() -> None:
+    # The kubelet's SIGKILL must not cut the stop short: graceful-shutdown phase (3 s by
+    # default, issue 10) + withdraw and Cease (the manager's budget) + a margin of 2 s at least.
+    assert TERMINATION_GRACE_SECONDS >= 3 + SHUTDOWN_BUDGET + 2
 
 
 def test_image_flag() -> None:
