@@ -72,6 +72,12 @@ class Neighbor:
     hold_time: int | None = None  # router's proposed hold time (None: router default)
     keepalive: int | None = None
     export: tuple[str, ...] = ()  # prefixes the router exports to this neighbor (originated)
+    # FRR only: address families activated for the neighbor (4, 6); strict capability matching
+    # (`strict-capability-match`: an OPEN offering another family gets NOTIFICATION 2/7); the
+    # RFC 9072 extended optional parameters encoding in its OPEN (`extended-optional-parameters`).
+    families: tuple[int, ...] = (4, 6)
+    strict_capabilities: bool = False
+    extended_open: bool = False
 
     @property
     def is_ipv6(self) -> bool:
@@ -677,6 +683,10 @@ class FrrRouter(Router):
                 lines.append(f" neighbor {a} passive")
             if nb.local_address:
                 lines.append(f" neighbor {a} update-source {nb.local_address}")
+            if nb.strict_capabilities:
+                lines.append(f" neighbor {a} strict-capability-match")
+            if nb.extended_open:
+                lines.append(f" neighbor {a} extended-optional-parameters")
         for v in (4, 6):
             lines.append(f" address-family ipv{v} unicast")
             lines.append("  maximum-paths 16")
@@ -685,6 +695,8 @@ class FrrRouter(Router):
                 if (":" in p) == (v == 6):
                     lines.append(f"  network {p}")
             for nb in self.neighbors:
+                if v not in nb.families:
+                    continue
                 lines.append(f"  neighbor {nb.address} activate")
                 if nb.asn == self.asn:
                     lines.append(f"  neighbor {nb.address} next-hop-self")

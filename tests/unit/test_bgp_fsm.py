@@ -692,3 +692,17 @@ def test_unsupported_capability_when_established_is_just_a_notification() -> Non
     actions = d(BytesReceived(unsupported(MP6)))
     assert of_type(actions, CapabilitiesRefused) == [] and d.state() is State.IDLE
     assert MP6 in our_open(reconnect(d)).capabilities
+
+
+def test_a_peer_that_sends_an_extended_open_gets_extended_opens() -> None:
+    # FRR 8.4 with extended-optional-parameters sends its OPEN so and misreads a standard one
+    # (NOTIFICATION 2/0): the next attempt mirrors the peer's encoding (RFC 9072 section 2).
+    d = open_sent()
+    assert not our_open(d.log).extended
+    theirs = wire.decode_message(1, peer_open()[19:], SessionContext())
+    assert isinstance(theirs, Open)
+    d(BytesReceived(wire.encode_open_extended(theirs)))
+    assert d.state() is State.OPEN_CONFIRM and d.s.extended_open
+    d(BytesReceived(encode(Notification(2, 0))))
+    msg = our_open(reconnect(d))
+    assert msg.extended and msg.capabilities == d.s.capabilities()

@@ -788,7 +788,10 @@ OPEN_EXTENDED_MSG = Open(
 
 
 def test_rfc9072_extended_open_golden() -> None:
-    assert decode_one(OPEN_EXTENDED) == OPEN_EXTENDED_MSG
+    got = decode_one(OPEN_EXTENDED)
+    assert got == OPEN_EXTENDED_MSG and isinstance(got, Open) and got.extended
+    plain = decode_one(OPEN_65000)
+    assert isinstance(plain, Open) and not plain.extended and not OPEN_EXTENDED_MSG.extended
     assert encode_open_extended(OPEN_EXTENDED_MSG) == OPEN_EXTENDED
     # Short enough for RFC 4271's encoding: that one is sent (RFC 9072: SHOULD).
     assert encode(OPEN_EXTENDED_MSG)[28] == 16  # Optional Parameters Length 16 (2 + 14)

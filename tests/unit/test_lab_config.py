@@ -163,6 +163,15 @@ def test_frr_config(tmp_path: Path) -> None:
     assert ibgp.count("  neighbor 192.0.2.13 route-map GSHUT-IN in") == 2  # IPv4 and IPv6
     cmd = r._command()
     assert "-Z" in cmd and "--vty_socket" in cmd and "-i" in cmd and "-z" in cmd
+    r.neighbors[:] = [
+        Neighbor("192.0.2.14", 65000, families=(4,), strict_capabilities=True),
+        Neighbor("192.0.2.15", 65000, extended_open=True),
+    ]
+    opts = r.write_config().read_text()
+    assert " neighbor 192.0.2.14 strict-capability-match" in opts
+    assert " neighbor 192.0.2.15 extended-optional-parameters" in opts
+    assert opts.count("  neighbor 192.0.2.14 activate") == 1  # IPv4 unicast only
+    assert opts.count("  neighbor 192.0.2.15 activate") == 2
     with pytest.raises(Exception, match="4-octet"):
         FrrRouter(
             fake_lab(tmp_path), "ns", asn=1, router_id="192.0.2.1",

@@ -31,6 +31,12 @@ Rules this module keeps
    :class:`CapabilitiesRefused` tells the owner which ones, decoded.  A family is used only if
    both sides offered it (without any Multiprotocol capability IPv4 unicast is implied); 4-octet
    AS numbers only if both sides sent the capability (RFC 6793).
+7. Our OPEN uses RFC 4271's optional parameters encoding -- until the peer has sent an OPEN in
+   RFC 9072's extended encoding: from then on ours is extended too (:attr:`Session.extended_open`;
+   RFC 9072 lets configuration force it, and such a peer must accept it).  FRR 8.4 with
+   ``neighbor X extended-optional-parameters`` misreads a standard OPEN (it takes the first
+   parameter type for the Non-Ext OP Type) and answers NOTIFICATION 2/0, so a session with it
+   comes up on the second attempt.
 
 Theory of operation
 -------------------
@@ -388,6 +394,7 @@ class Session:
         # Capabilities the peer refused with 2/7: left out of every later OPEN (RFC 5492 3).
         self.refused: set[wire.Capability] = set()
         self.offered: tuple[wire.Capability, ...] = ()  # in the OPEN of this connection
+        self.extended_open = False  # the peer sent an RFC 9072 extended OPEN: so do we
 
     # ----------------------------------------------------------------------- public API
 
@@ -541,7 +548,12 @@ class Session:
         cfg = self.config
         self.offered = self.capabilities()
         my_as = cfg.local_as if cfg.local_as <= 0xFFFF else AS_TRANS
-        self._send(wire.Open(my_as, cfg.hold_time, cfg.router_id, self.offered))
+        msg = wire.Open(my_as, cfg.hold_time, cfg.router_id, self.offered)
+        if self.extended_open:
+            self._emit(SendBytes(wire.encode_open_extended(msg)))
+            self._emit(MessageSent(msg.type_name))
+        else:
+            self._send(msg)
         self._set_state(State.OPEN_SENT, f"TCP connected {ev.local} -> {ev.remote}")
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
 
@@ -648,6 +660,7 @@ class Session:
             self._error(BgpError(2, 3, b"", f"iBGP peer's BGP identifier {msg.bgp_id} is ours"))
             return
         self.peer_open = msg
+        self.extended_open = self.extended_open or msg.extended
         self.decoder.ctx = SessionContext(as4=msg.four_octet_as and self._offered_as4)
         self.hold_time, self.keepalive = negotiate_timers(
             cfg.hold_time, cfg.keepalive, msg.hold_time
@@ -655,7 +668,8 @@ class Session:
         self._send(wire.Keepalive())
         self._set_state(
             State.OPEN_CONFIRM,
-            f"OPEN from AS {msg.asn} id {msg.bgp_id}, hold {self.hold_time} s",
+            f"OPEN from AS {msg.asn} id {msg.bgp_id}, hold {self.hold_time} s"
+            + (" (RFC 9072 extended parameters)" if msg.extended else ""),
         )
         self._cancel(Timer.HOLD)
         self._restart_keepalive()

@@ -483,9 +483,9 @@ class Peer:
                 ", ".join(wire.family_name(*f) for f in sorted(a.families)),
             )
             lost = [f for f in self.settings.offered if f not in a.families]
-            for afi, safi in lost:
-                log.error(
-                    "BGP peer %s: the router refuses %s: no %s route will be announced to it",
+            for afi, safi in lost:  # an error follows if a route of that family is to be sent
+                log.warning(
+                    "BGP peer %s: the router refuses %s: no %s route can be announced to it",
                     self.name,
                     wire.family_name(afi, safi),
                     "IPv4" if afi == AFI_IPV4 else "IPv6",

@@ -352,13 +352,18 @@ def unsupported_capabilities(data: bytes) -> tuple[tuple[Capability, ...], bytes
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """OPEN (RFC 4271 4.2).  ``my_as`` is the 2-octet header field (AS_TRANS for big ASNs)."""
+    """OPEN (RFC 4271 4.2).  ``my_as`` is the 2-octet header field (AS_TRANS for big ASNs).
+
+    ``extended``: it came in RFC 9072's extended optional parameters encoding (for logs; not
+    part of equality; :func:`encode` picks the encoding by length).
+    """
 
     my_as: int
     hold_time: int
     bgp_id: IPv4Address
     capabilities: tuple[Capability, ...] = ()
     version: int = BGP_VERSION
+    extended: bool = field(default=False, compare=False)
 
     @property
     def asn(self) -> int:
@@ -812,7 +817,7 @@ def _decode_open(body: bytes) -> Open:
             raise BgpError(2, 4, b"", f"optional parameter type {ptype}")
         caps.extend(_decode_capabilities(body[pos : pos + plen]))
         pos += plen
-    return Open(my_as, hold, bgp_id, tuple(caps), version)
+    return Open(my_as, hold, bgp_id, tuple(caps), version, extended)
 
 
 def _decode_capabilities(data: bytes) -> list[Capability]:
