@@ -145,16 +145,20 @@ class Impl(Protocol):
 
 
 class VipgateImpl:
-    name = "vipgate"
+    """vipgate on every node; `overrides` are environment settings on top of the cluster's."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(
+        self, cluster: Cluster, name: str = "vipgate", overrides: dict[str, str] | None = None
+    ) -> None:
         self.c = cluster
+        self.name = name
+        self.overrides = dict(overrides or {})
 
     def start(self, node: str) -> None:
-        self.c.start(node)
+        self.c.start(node, self.overrides)
 
     def start_all(self) -> None:
-        self.c.start_all()
+        self.c.start_all(self.overrides)
 
     def sigterm(self, node: str) -> float:
         return self.c.signal(node, signal.SIGTERM)
@@ -179,12 +183,31 @@ class VipgateImpl:
 
 
 class ExabgpImpl:
-    name = "exabgp"
+    """ExaBGP + healthcheck on every node (healthcheck interval, timeout, fast interval)."""
 
-    def __init__(self, cluster: Cluster, python: Path) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        python: Path,
+        name: str = "exabgp",
+        *,
+        period: int = 1,
+        timeout: int = 1,
+        fast_interval: int | None = None,
+    ) -> None:
         self.c = cluster
+        self.name = name
         self.speakers = {
-            n.name: ExabgpSpeaker(cluster.lab, n, python, cluster.pki.ca_cert, hold=HOLD)
+            n.name: ExabgpSpeaker(
+                cluster.lab,
+                n,
+                python,
+                cluster.pki.ca_cert,
+                hold=HOLD,
+                period=period,
+                timeout=timeout,
+                fast_interval=fast_interval,
+            )
             for n in cluster.topo.nodes
         }
 
@@ -259,7 +282,11 @@ class Bench:
         trials: int,
         window: float,
         footprint: float,
+        period: float = PERIOD,
+        threshold: int = THRESHOLD,
     ) -> None:
+        self.period = period
+        self.threshold = threshold
         self.c = cluster
         self.mon = monitor
         self.rng = rng
@@ -288,14 +315,20 @@ class Bench:
             a.set_mode("healthy")
         self.wait_all(impl, 40.0)
 
-    def wait_request(self, timeout: float = 3.0) -> float:
-        """Poll node1's apiserver (1 ms) until a request arrives; return its monotonic time."""
-        r0 = self.api.stats().requests
+    def wait_request(self, timeout: float = 3.0, path: str | None = None) -> float:
+        """Poll node1's apiserver (1 ms) until a request (for `path`, if given) arrives;
+        return its monotonic time."""
+
+        def count() -> tuple[int, float]:
+            s = self.api.stats()
+            return (s.requests if path is None else s.paths.get(path, 0)), s.t
+
+        r0, _ = count()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            s = self.api.stats()
-            if s.requests > r0:
-                return s.t
+            n, t = count()
+            if n > r0:
+                return t
             time.sleep(0.001)
         raise LabTimeout(f"no health check reached {NODE}'s apiserver within {timeout}s")
 
@@ -323,10 +356,10 @@ class Bench:
             try:
                 self.wait_all(impl)
                 t_req = self.wait_request()
-                time.sleep(self.rng.uniform(0.05, 0.9) * PERIOD)
+                time.sleep(self.rng.uniform(0.05, 0.9) * self.period)
                 t_f = self.api.set_mode(mode)
                 g = self.gone(t_f, f"{impl.name}: {mode} -> {NODE} gone")
-                time.sleep(self.rng.uniform(0.0, PERIOD))
+                time.sleep(self.rng.uniform(0.0, self.period))
                 t_h = self.api.set_mode("healthy")
                 b = self.back(t_h, f"{impl.name}: healthy -> {NODE} back")
             except LabTimeout as e:
@@ -336,7 +369,7 @@ class Bench:
                 continue
             if mode == "refuse":
                 res.refused_gone.append(g)
-                res.refused_excess.append(t_f + g - (t_req + THRESHOLD * PERIOD))
+                res.refused_excess.append(t_f + g - (t_req + self.threshold * self.period))
                 res.back.append(b)
             else:
                 res.hung_gone.append(g)
@@ -347,7 +380,7 @@ class Bench:
         for i in range(self.trials):
             try:
                 self.wait_all(impl)
-                time.sleep(self.rng.uniform(0.0, PERIOD))
+                time.sleep(self.rng.uniform(0.0, self.period))
                 t = impl.sigterm(NODE)
                 g = self.gone(t, f"{impl.name}: SIGTERM -> {NODE} gone")
                 rc = impl.wait_exit(NODE, 5.0)
@@ -389,8 +422,8 @@ class Bench:
         t_req = self.wait_request()
         t_start = lc.start()
         try:
-            n = max(1, math.ceil((t_start + 0.3 - t_req - 0.5 * PERIOD) / PERIOD))
-            time.sleep(max(0.0, t_req + (n + 0.5) * PERIOD - time.monotonic()))
+            n = max(1, math.ceil((t_start + 0.3 - t_req - 0.5 * self.period) / self.period))
+            time.sleep(max(0.0, t_req + (n + 0.5) * self.period - time.monotonic()))
             t_f = self.api.set_mode(mode)
             lc.wait(self.window + 15.0)
         finally:

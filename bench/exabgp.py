@@ -70,8 +70,11 @@ def ensure_exabgp(venv: Path | None = None, *, extra: tuple[str, ...] = ()) -> P
     return python
 
 
-def healthcheck_args(ca: Path, vip: str = VIP4, period: int = 1, timeout: int = 1) -> list[str]:
-    """The healthcheck's options (DESIGN section 6's reference setup)."""
+def healthcheck_args(
+    ca: Path, vip: str = VIP4, period: int = 1, timeout: int = 1, fast_interval: int | None = None
+) -> list[str]:
+    """The healthcheck's options (DESIGN section 6's reference setup; `fast_interval`, the
+    interval while the state is changing, defaults to `period`)."""
     curl = (
         f"curl -sf --cacert {shlex.quote(str(ca))} --resolve kubernetes:6443:127.0.0.1 "
         "https://kubernetes:6443/livez"
@@ -80,7 +83,7 @@ def healthcheck_args(ca: Path, vip: str = VIP4, period: int = 1, timeout: int = 
         "--interval",
         str(period),
         "--fast-interval",
-        str(period),
+        str(period if fast_interval is None else fast_interval),
         "--fall",
         "3",
         "--rise",
@@ -108,6 +111,7 @@ class ExabgpSpeaker:
     hold: int = 9
     period: int = 1
     timeout: int = 1
+    fast_interval: int | None = None  # None: the period
     proc: subprocess.Popen[Any] | None = None
     dir: Path = field(init=False)
 
@@ -121,7 +125,9 @@ class ExabgpSpeaker:
 
     def write_config(self) -> Path:
         hc = self.dir / "healthcheck.sh"
-        args = healthcheck_args(self.ca, period=self.period, timeout=self.timeout)
+        args = healthcheck_args(
+            self.ca, period=self.period, timeout=self.timeout, fast_interval=self.fast_interval
+        )
         hc.write_text(
             "#!/bin/sh\n"
             + "exec "

@@ -46,7 +46,8 @@ Control channel: a unix stream socket (``--control``), one JSON object per line 
      "drain_ms": 2000}
     {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...,
                            "statuses": {"200": n, "429": n, ...}, "shutdown_phase": "delay",
-                           "retry_after_t": <mono>|null, "stopped_t": <mono>|null}
+                           "retry_after_t": <mono>|null, "stopped_t": <mono>|null,
+                           "paths": {"/livez": n, ...}, "listen_t": <mono>}
     {"cmd": "reset"}   -> counters to zero
     {"cmd": "ping"}
 
@@ -180,6 +181,8 @@ class FakeApiserver:
         self.requests = 0
         self.responses = 0
         self.statuses: collections.Counter[int] = collections.Counter()
+        self.paths: collections.Counter[str] = collections.Counter()  # requests per path
+        self.listen_t: float | None = None  # monotonic: the listeners last opened
         self.servers: list[asyncio.Server] = []
         self.conns: set[asyncio.StreamWriter] = set()
         self.stopped = asyncio.Event()
@@ -208,6 +211,7 @@ class FakeApiserver:
                 ssl_handshake_timeout=10.0,
             )
             self.servers.append(srv)
+        self.listen_t = time.monotonic()
 
     def close_listeners(self) -> None:
         for srv in self.servers:
@@ -323,6 +327,7 @@ class FakeApiserver:
         conn_hdr = headers.get("connection", "").lower()
         keep = version == "HTTP/1.1" and "close" not in conn_hdr
         path, _, query = target.partition("?")
+        self.paths[path] += 1
         mode = self.mode
         if mode == "hang":
             # Never answer; drain until the client gives up and closes.
@@ -431,6 +436,8 @@ class FakeApiserver:
             "open": len(self.conns),
             "listening": bool(self.servers),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "paths": dict(sorted(self.paths.items())),
+            "listen_t": self.listen_t,
             "shutdown_phase": self.shutdown_phase,
             "retry_after_t": self.retry_after_t,
             "stopped_t": self.stopped_t,
@@ -462,6 +469,7 @@ class FakeApiserver:
                     elif cmd == "reset":
                         self.handshakes = self.requests = self.responses = 0
                         self.statuses.clear()
+                        self.paths.clear()
                         reply = self.stats()
                     elif cmd == "ping":
                         reply = self.stats()
@@ -555,6 +563,8 @@ class ApiserverStats:
     shutdown_phase: str = ""  # "", "delay", "retry-after", "stopped"
     retry_after_t: float | None = None  # monotonic: 429s began (shutdown with retry_after)
     stopped_t: float | None = None  # monotonic: the shutdown closed the listeners
+    paths: dict[str, int] = field(default_factory=dict)  # requests per path (no query)
+    listen_t: float | None = None  # monotonic: the listeners last opened (after start/refuse)
 
 
 class ApiserverControl:
@@ -615,6 +625,8 @@ class ApiserverControl:
             shutdown_phase=r.get("shutdown_phase", ""),
             retry_after_t=r.get("retry_after_t"),
             stopped_t=r.get("stopped_t"),
+            paths=r.get("paths", {}),
+            listen_t=r.get("listen_t"),
         )
 
     def reset(self) -> None:
@@ -705,6 +717,21 @@ class Apiserver:
         self.proc = None
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()  # stale: the process could not remove it
+        return t
+
+    def freeze(self) -> float:
+        """SIGSTOP: a hung apiserver (the kernel still accepts TCP, nothing answers; the control
+        socket neither). Returns the monotonic time just before the signal."""
+        assert self.proc is not None and self.proc.poll() is None, f"{self.name} not running"
+        t = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        return t
+
+    def thaw(self) -> float:
+        """SIGCONT after :meth:`freeze`; returns the monotonic time just before the signal."""
+        assert self.proc is not None, f"{self.name} not running"
+        t = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGCONT)
         return t
 
     @property

@@ -255,7 +255,16 @@ def test_per_check_paths_forbidden_version_and_health_modes(pki: Pki, tmp_path: 
             assert code == 500 and b"[-]informer-sync failed" in body and b"shutdown f" not in body
             await srv.set_mode("unauthorized")
             assert (await response(r, w, "/version"))[0] == 401
-            assert srv.stats()["statuses"] == {"200": 3, "401": 1, "403": 3, "500": 3}
+            st = srv.stats()
+            assert st["statuses"] == {"200": 3, "401": 1, "403": 3, "500": 3}
+            assert st["paths"] == {
+                "/healthz/ping": 1,
+                "/livez": 2,
+                "/livez/etcd": 1,
+                "/readyz": 3,
+                "/readyz/shutdown": 1,
+                "/version": 2,
+            }
             w.close()
 
     run(main())
@@ -288,7 +297,9 @@ def test_shutdown_with_delay_readyz_fails_then_fin_then_refused(pki: Pki, tmp_pa
                 await connect(s.port, pki)
             w.close()
             # "healthy" is the restarted apiserver.
+            before = time.monotonic()
             await srv.set_mode("healthy")
+            assert before <= srv.stats()["listen_t"] <= time.monotonic()
             r, w = await connect(s.port, pki)
             assert (await response(r, w, "/readyz"))[::2] == (200, b"ok")
             w.close()
