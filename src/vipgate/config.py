@@ -33,6 +33,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REDACTED = "***"
 
+STOP_AFTER_DRAIN = 3.0
+"""Seconds a stop takes at most after the drain (``bgp_graceful_shutdown_seconds``): BGP
+withdraw + Cease + close (2 s even with a silent peer), the probes and the metrics server (0.2 s
+each), the VIP's removal. The manifests' ``terminationGracePeriodSeconds`` leaves room for it."""
+
 
 class ConfigError(ValueError):
     """An invalid setting: the message names the variable, the value and what is accepted."""
@@ -423,6 +428,11 @@ class Config:
     @property
     def health_enabled(self) -> bool:
         return bool(self.health_url)
+
+    @property
+    def stop_budget(self) -> float:
+        """Worst-case seconds from SIGTERM to exit: the drain plus :data:`STOP_AFTER_DRAIN`."""
+        return self.bgp_graceful_shutdown + STOP_AFTER_DRAIN
 
     @property
     def readiness_url(self) -> str:

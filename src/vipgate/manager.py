@@ -38,10 +38,6 @@ from vipgate.vip import HostError, HostFacts, host_setup, isolated, remove_vip
 log = logging.getLogger("vipgate.manager")
 
 SHUTDOWN_BUDGET = 2.0  # seconds for withdraw + NOTIFICATION + close
-STOP_AFTER_DRAIN = 3.0
-"""Worst case from the end of the drain to the exit: the sessions (SHUTDOWN_BUDGET), the probes
-and the metrics server (0.2 s each), the VIP's removal. A stop takes at most
-``bgp_graceful_shutdown_seconds + STOP_AFTER_DRAIN`` seconds."""
 EXIT_CONFIG = 2
 
 

@@ -36,6 +36,7 @@ so :func:`load_config` validates everything but the CA file's content unless the
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +44,15 @@ from typing import Any
 import yaml
 
 from vipgate import __version__
-from vipgate.config import SETTINGS, SETTINGS_BY_KEY, Config, ConfigError, load, parse_bool
+from vipgate.config import (
+    SETTINGS,
+    SETTINGS_BY_KEY,
+    STOP_AFTER_DRAIN,
+    Config,
+    ConfigError,
+    load,
+    parse_bool,
+)
 
 DEFAULT_IMAGE = f"ghcr.io/vipgate/vipgate:v{__version__}"
 NAME = "vipgate"
@@ -63,9 +72,9 @@ SECURITY_CONTEXT: dict[str, Any] = {
 # Measured in the lab: ~30 MB RSS, a few ms of CPU per health check.
 RESOURCES: dict[str, Any] = {"requests": {"cpu": "20m", "memory": "64Mi"}}
 PRIORITY_CLASS = "system-node-critical"
-# vipgate's stop after SIGTERM: withdraw + Cease within manager.SHUTDOWN_BUDGET (2 s), about 3 s
-# in all (DESIGN 3.7); the graceful-shutdown phase of issue 10 (bgp_graceful_shutdown_seconds,
-# default 3 s) comes before it when configured. 3 + 2 s plus a margin for a busy node.
+# vipgate's stop after SIGTERM: the drain (bgp_graceful_shutdown_seconds, default 3 s), then at
+# most config.STOP_AFTER_DRAIN (3 s: withdraw + Cease within manager.SHUTDOWN_BUDGET, clean-up).
+# The least terminationGracePeriodSeconds we write; a longer drain gets more (termination_grace).
 TERMINATION_GRACE_SECONDS = 10
 
 _CA_KEY = "control_plane_health_check_ca_path"
@@ -231,12 +240,21 @@ def _volumes(flags: Mapping[str, str | None]) -> list[dict[str, Any]]:
     return [{"name": CA_VOLUME, "hostPath": {"path": ca, "type": "File"}}]
 
 
+def termination_grace(flags: Mapping[str, str | None]) -> int:
+    """``terminationGracePeriodSeconds`` that fits vipgate's stop: the drain
+    (``bgp_graceful_shutdown_seconds``) plus :data:`STOP_AFTER_DRAIN`, rounded up, plus 2 s for a
+    busy node; at least :data:`TERMINATION_GRACE_SECONDS`."""
+    key = "bgp_graceful_shutdown_seconds"
+    drain = float(flags.get(key) or SETTINGS_BY_KEY[key].default)
+    return max(TERMINATION_GRACE_SECONDS, math.ceil(drain + STOP_AFTER_DRAIN) + 2)
+
+
 def pod_spec(flags: Mapping[str, str | None], image: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containers": [container(flags, image)],
         "hostNetwork": True,
         "priorityClassName": PRIORITY_CLASS,
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": termination_grace(flags),
     }
     volumes = _volumes(flags)
     if volumes:

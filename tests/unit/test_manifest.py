@@ -12,7 +12,7 @@ import yaml
 
 from vipgate import __version__
 from vipgate.cli import build_parser, flags_of, main
-from vipgate.config import Config, ConfigError, load
+from vipgate.config import STOP_AFTER_DRAIN, Config, ConfigError, load
 from vipgate.manager import SHUTDOWN_BUDGET
 from vipgate.manifest import (
     DEFAULT_IMAGE,
@@ -190,13 +190,32 @@ def test_hardening_in_both_kinds(kind: str) -> None:
     assert set(c["resources"]) == {"requests"}  # no limits: throttling would delay a withdrawal
     assert set(c["resources"]["requests"]) == {"cpu", "memory"}
     assert spec["priorityClassName"] == "system-node-critical"
-    assert spec["terminationGracePeriodSeconds"] == TERMINATION_GRACE_SECONDS
+    assert spec["terminationGracePeriodSeconds"] == TERMINATION_GRACE_SECONDS  # default drain
 
 
 def test_termination_grace_covers_vipgates_stop() -> None:
     # The kubelet's SIGKILL must not cut the stop short: graceful-shutdown phase (3 s by
     # default, issue 10) + withdraw and Cease (the manager's budget) + a margin of 2 s at least.
     assert TERMINATION_GRACE_SECONDS >= 3 + SHUTDOWN_BUDGET + 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "grace"),
+    [
+        ([], 10),  # default drain 3 s + 3 s after it + 2 s = 8: the least we write, 10
+        (["--bgpGracefulShutdownSeconds", "0"], 10),
+        (["--bgpGracefulShutdownSeconds", "5"], 10),  # 5 + 3 + 2
+        (["--bgpGracefulShutdownSeconds", "5.5"], 11),  # one above: rounded up
+        (["--bgpGracefulShutdownSeconds", "25"], 30),
+    ],
+)
+@pytest.mark.parametrize("kind", ["pod", "daemonset"])
+def test_termination_grace_fits_the_stop(kind: str, extra: list[str], grace: int) -> None:
+    """vipgate's worst-case stop (drain + STOP_AFTER_DRAIN) fits before the kubelet's SIGKILL."""
+    _, obj = make(kind, minimal() + extra)
+    assert pod_spec_of(obj)["terminationGracePeriodSeconds"] == grace
+    drain = float(extra[1]) if extra else 3.0
+    assert grace >= drain + STOP_AFTER_DRAIN
 
 
 def test_image_flag() -> None:
