@@ -69,3 +69,36 @@ def test_manager_exits_2_before_touching_the_host(case: str) -> None:
     assert "Traceback" not in r.stderr and "Zx9" not in r.stderr
     assert events.strip() == "", events
     assert after == before
+
+
+def test_running_manager_logs_no_password() -> None:
+    """A manager that runs (debug logging, sessions failing, the MD5 hint logged) and is stopped
+    never writes any part of the password; the peer is shown with ``***``."""
+    pw = "Zx9Qv-md5-secret"
+    env = {
+        **BASE,
+        "vip_loglevel": "debug",
+        "bgp_peers": f"192.0.2.1:65001:{pw}:false:179:mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.11",
+        "bgp_peeraddress": "192.0.2.2",
+        "bgp_peerpass": pw + "-2",
+    }
+    with Lab() as lab:
+        ns = lab.add_netns("run")
+        kv = [f"{k}={v}" for k, v in env.items()]
+        # SIGTERM after 6 s: long enough for three failed connects and the MD5 hint.
+        argv = [
+            "timeout",
+            "--preserve-status",
+            "-s",
+            "TERM",
+            "6",
+            "env",
+            *kv,
+            *python_cmd("vipgate", "manager"),
+        ]
+        r = lab.run(ns, argv, check=False, timeout=30)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "192.0.2.1:65001:***:false" in out, out
+    assert "TCP MD5 password is set" in out, out  # the hint ran, and named no password
+    assert "Zx9" not in out and "secret" not in out
