@@ -2,7 +2,8 @@
 
 The route must carry a next hop of its own family that the router can use: with
 ``mpbgp_nexthop=fixed`` the configured ``mpbgp_ipv6``, with ``auto_sourceif`` the global IPv6
-address of ``bgp_sourceif``.  Without one vipgate refuses to start (exit 2) and adds no VIP.
+address of ``bgp_sourceif``, with ``auto_sourceip`` that of the interface holding
+``bgp_sourceip``.  Without one vipgate refuses to start (exit 2) and adds no VIP.
 """
 
 from __future__ import annotations
@@ -45,12 +46,16 @@ def test_ipv6_vip_over_ipv4_sessions_bird() -> None:
         assert c.wait_exit("node3") == 2, c.log("node3")
         assert "bgp_sourceif=eth0 has no global IPv6 address" in c.log("node3")
         assert not vip6_on_lo(lab, n3)
-        # BIRD installs the route with both IPv6 next hops (its kernel route: ECMP).
-        c.wait_nexthops({n1.ip6, n2.ip6}, prefix=VIP6, timeout=20)
+        # auto_sourceip: the IPv6 address of the interface that holds bgp_sourceip.
+        lab.run(n3.ns, ["ip", "-6", "addr", "add", f"{n3.ip6}/64", "dev", "eth0", "nodad"])
+        auto_ip = {"bgp_peers": f"{PEER}::mpbgp_nexthop=auto_sourceip", "bgp_sourceip": n3.ip4}
+        c.start("node3", auto_ip)
+        # BIRD installs the route with the three IPv6 next hops (its kernel route: ECMP).
+        c.wait_nexthops({n1.ip6, n2.ip6, n3.ip6}, prefix=VIP6, timeout=20)
         router = c.topo.router
         assert router is not None
-        assert router.next_hops(VIP6) == {n1.ip6, n2.ip6}
+        assert router.next_hops(VIP6) == {n1.ip6, n2.ip6, n3.ip6}
         assert "mismatched address family" not in router.log()
-        for name in ("node1", "node2"):
+        for name in ("node1", "node2", "node3"):
             assert c.stop(name) == 0, c.log(name)
         c.wait_nexthops(set(), prefix=VIP6, timeout=5)

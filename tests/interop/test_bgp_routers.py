@@ -98,6 +98,22 @@ def test_ipv6_vip_over_ipv6_session_bird() -> None:
             sp.close()
 
 
+def test_ipv4_vip_over_ipv6_session_bird() -> None:
+    # The reverse of an IPv6 VIP over IPv4 (issue 8 item 4): the IPv4 route goes in the NLRI
+    # field with an IPv4 NEXT_HOP from mpbgp_ipv4, and BIRD installs it.
+    with Lab() as lab:
+        topo = build_topology(lab, 1, "bird", ipv4_sessions=False, ipv6_sessions=True, client=False)
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        peer = f"[{ROUTER_IP6}]:{ROUTER_AS}::false::mpbgp_nexthop=fixed;mpbgp_ipv4={n1.ip4}"
+        with speaker(lab, n1, [peer], announce=[VIP4]) as sp:
+            router.wait_kernel_nexthops(VIP4, {n1.ip4})
+            assert router.next_hops(VIP4) == {n1.ip4}
+            assert "IPv4 unicast, IPv6 unicast" in sp.log()  # MP-BGP settings: both offered
+            sp.close()
+
+
 def test_md5_right_and_wrong_password_gobgp() -> None:
     secret = "lab-md5-Secret"
     with Lab() as lab:
