@@ -148,8 +148,8 @@ class Manager:
         if self.probe is not None:
             log.info(
                 "health check %s every %gs (timeout %gs, withdraw after %d failures, announce "
-                "after %d successes, fast period %gs); readiness read %s; %s is announced "
-                "after the first healthy check",
+                "after %d healthy in a row, fast period %gs); readiness read %s; %s is "
+                "announced after a healthy check",
                 c.health_url,
                 c.health_period,
                 c.health_timeout,

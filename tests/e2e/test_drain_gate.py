@@ -54,6 +54,7 @@ def test_apiserver_shutdown_withdraws_before_it_stops_serving(make_cluster: Make
     assert not w.violations(lambda h: N1 not in h, tg + 0.01, tr), w.describe(ts)
     assert tb > tr
     assert "no longer reports a shutdown" in c.log("node1")
+    print(f"shutdown announced -> withdrawn {tg - ts:.3f} s (delay {DELAY:g} s)")
     assert (c.metric("node1", "vipgate_readiness_reads_total", outcome="shutdown") or 0) >= 1
 
 
@@ -75,6 +76,7 @@ def test_sigterm_drains_with_graceful_shutdown_then_withdraws(make_cluster: Make
     # re-announcement), not with the withdrawal at the end of the drain.
     assert tg < te and tg - ts < drain - TOL, w.describe(ts)
     assert drain - TOL <= te - ts <= drain + 3.0 + TOL, f"exit {te - ts:.3f}s after SIGTERM"
+    print(f"SIGTERM -> out of the ECMP set {tg - ts:.3f} s, -> exit {te - ts:.3f} s")
     log = c.log("node1")
     assert "announcing the VIP with GRACEFUL_SHUTDOWN (65535:0) for 2 s" in log, log
     shown = router.birdc("show", "protocols", "all")
@@ -104,3 +106,4 @@ def test_failed_check_during_the_drain_withdraws_at_once(make_cluster: MakeClust
     assert te - tk < 3.0 + TOL, f"exit {te - tk:.3f}s after the crash (drain {drain:g}s)"
     shown = router.birdc("show", "protocols", "all")
     assert "health check failed during the drain" in shown, shown
+    print(f"crash during the drain -> exit {te - tk:.3f} s (drain {drain:g} s)")

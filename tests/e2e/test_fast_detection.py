@@ -50,6 +50,7 @@ def test_crashed_apiserver_leaves_the_ecmp_set_well_before_a_period(
     tl = time.monotonic()  # listening and answering since at most now
     tb = w.wait(lambda h: h == BOTH, 15.0, "node1 back after the restart", tl)
     assert tb - tl < CRASH_BOUND, w.describe(tl)
+    print(f"crash -> withdrawn {tg - tk:.3f} s; listening -> announced {tb - tl:.3f} s")
     assert c.metric("node1", "vipgate_probe_server_closes_total") is not None
 
 

@@ -135,6 +135,28 @@ def test_gate_state_is_one_hot_and_follows_the_gate() -> None:
     assert value(m, "vipgate_probe_consecutive_failures") == 1  # None leaves it alone
 
 
+def test_gate_pace_successes_server_closes_and_readiness_reads() -> None:
+    m = Metrics()
+    for state in ("apiserver_shutdown", "draining", "stopped"):
+        assert value(m, "vipgate_gate_state", state=state) == 0  # exist from the start
+    for outcome in ("shutdown", "clear", "unknown"):
+        assert value(m, "vipgate_readiness_reads_total", outcome=outcome) == 0
+    assert value(m, "vipgate_probe_server_closes_total") == 0
+    m.gate(GateState.DOWN, 0, 2, 0.2)
+    assert value(m, "vipgate_probe_consecutive_successes") == 2
+    assert value(m, "vipgate_gate_check_interval_seconds") == 0.2
+    m.gate(GateState.APISERVER_SHUTDOWN, 0)  # None leaves the pace and successes alone
+    assert value(m, "vipgate_gate_state", state="apiserver_shutdown") == 1
+    assert value(m, "vipgate_gate_check_interval_seconds") == 0.2
+    assert value(m, "vipgate_probe_consecutive_successes") == 2
+    m.server_close()
+    m.readiness("shutdown")
+    m.readiness(None)
+    assert value(m, "vipgate_probe_server_closes_total") == 1
+    assert value(m, "vipgate_readiness_reads_total", outcome="shutdown") == 1
+    assert value(m, "vipgate_readiness_reads_total", outcome="unknown") == 1
+
+
 def test_transitions_and_announced_prefix() -> None:
     m = Metrics()
     prefix = ipaddress.ip_network("203.0.113.100/32")
