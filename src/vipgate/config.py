@@ -525,6 +525,19 @@ def _int(raw: Raw, lo: int, hi: int, what: str) -> int:
     return n
 
 
+# RFC 6793 section 2: AS_TRANS stands in for a 4-octet AS in 2-octet fields; a router refuses an
+# OPEN whose 4-octet AS capability carries it (FRR: Bad Peer AS).
+AS_TRANS = 23456
+_AS_TRANS_WHY = "23456, AS_TRANS (RFC 6793), which no BGP speaker may use as its AS"
+
+
+def _asn(raw: Raw) -> int:
+    n = _int(raw, 1, 4294967295, "an AS number 1-4294967295 other than 23456")
+    if n == AS_TRANS:
+        raise ConfigError(f"{_show(raw)}: {_AS_TRANS_WHY}; accepted: an AS number 1-4294967295")
+    return n
+
+
 def _seconds(raw: Raw) -> float:
     accepted = "a positive number of seconds, without unit (e.g. 5 or 0.5)"
     try:
@@ -944,6 +957,8 @@ def _parse_entry(entry: str, where: list[str]) -> Peer:
     if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
         raise _PeerError(f"the AS is not a number 1-4294967295; accepted: {PEER_FORM}")
     asn = int(asn_text)
+    if asn == AS_TRANS:
+        raise _PeerError(f"the AS is {_AS_TRANS_WHY}; accepted: {PEER_FORM}")
     where.append(f"AS {asn}")
     if len(fields) > 6:
         raise _PeerError(
@@ -1233,7 +1248,7 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         what = f"0-{hi}" + (f" for the IPv{address.version} address {address}" if address else "")
         vip_subnet = _int(r("vip_subnet"), 0, hi, what)
 
-    bgp_as = _int(r("bgp_as"), 1, 4294967295, "an AS number 1-4294967295")
+    bgp_as = _asn(r("bgp_as"))
     routerid: ipaddress.IPv4Address | None = None
     if r("bgp_routerid").value.strip():
         rid = _ip(r("bgp_routerid"), "a non-zero IPv4 address, e.g. 192.0.2.11")
@@ -1250,12 +1265,12 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     ]
     if r("bgp_peeraddress").value.strip():
         paddr = _ip(r("bgp_peeraddress"))
-        pas = _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
+        pas = _asn(r("bgp_peeras"))
         peer = Peer(paddr, pas, r("bgp_peerpass").value, _bool(r("bgp_multihop")))
         named.append((_show(r("bgp_peeraddress")), peer))
     else:
         # Validate them anyway: a typo must not pass silently.
-        _int(r("bgp_peeras"), 1, 4294967295, "an AS number 1-4294967295")
+        _asn(r("bgp_peeras"))
         _bool(r("bgp_multihop"))
     problem = _password_problem(r("bgp_peerpass").value)
     if problem:

@@ -93,6 +93,10 @@ LIMITS: list[tuple[dict[str, str], str, str]] = [
         "bgp_peers entry 1",
         "mpbgp_ipv6=2001:db8:100::100 is inside the announced prefix",
     ),
+    # AS_TRANS (RFC 6793) on the wire as our AS or the peer's.
+    ({"bgp_as": "23456"}, "bgp_as", "AS_TRANS"),
+    ({"bgp_peers": "192.0.2.1:23456::false"}, "bgp_peers entry 1", "AS_TRANS"),
+    ({"bgp_peeraddress": "192.0.2.1", "bgp_peeras": "23456"}, "bgp_peeras", "AS_TRANS"),
     # Source address: a unicast address of the sessions' family.
     ({"bgp_sourceip": "0.0.0.0"}, "bgp_sourceip", "unspecified"),
     ({"bgp_sourceip": "2001:db8::11", "bgp_peers": f"{P}::false"}, "bgp_sourceip", "IPv6"),
