@@ -51,7 +51,8 @@ def test_crashed_apiserver_leaves_the_ecmp_set_well_before_a_period(
     tb = w.wait(lambda h: h == BOTH, 15.0, "node1 back after the restart", tl)
     assert tb - tl < CRASH_BOUND, w.describe(tl)
     print(f"crash -> withdrawn {tg - tk:.3f} s; listening -> announced {tb - tl:.3f} s")
-    assert c.metric("node1", "vipgate_probe_server_closes_total") is not None
+    # the crash reached the gate as a server close (rule 8), not only as refused checks
+    assert (c.metric("node1", "vipgate_probe_server_closes_total") or 0) >= 1
 
 
 def test_burst_of_500_at_defaults_is_never_withdrawn(make_cluster: MakeCluster) -> None:

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,12 +132,19 @@ def ca_file(lab_pki: Pki) -> Path:
     return lab_pki.ca_cert
 
 
-async def next_request(conn: h11.Connection, reader: asyncio.StreamReader) -> bool:
-    """Read from `reader` until the end of the client's next request (True) or its close (False)."""
+async def next_request(
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    on_request: Callable[[h11.Request], None] | None = None,
+) -> bool:
+    """Read from `reader` until the end of the client's next request (True) or its close (False).
+    ``on_request`` sees the request line and headers."""
     while True:
         ev = conn.next_event()
         if ev is h11.NEED_DATA:
             conn.receive_data(await reader.read(65536))
+        elif isinstance(ev, h11.Request) and on_request is not None:
+            on_request(ev)
         elif isinstance(ev, h11.ConnectionClosed):
             return False
         elif isinstance(ev, h11.EndOfMessage):

@@ -39,6 +39,8 @@ class FakeApiserver:
         self.connections = 0  # TLS handshakes completed (handler calls)
         self.requests = 0
         self.streamed = 0  # body bytes written in stream mode
+        self.paths: dict[str, tuple[int, bytes]] = {}  # answers by path, whatever the mode
+        self.targets: list[bytes] = []  # request targets, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
@@ -77,7 +79,7 @@ class FakeApiserver:
         conn = h11.Connection(h11.SERVER)
         served = 0
         try:
-            while await next_request(conn, reader):
+            while await next_request(conn, reader, lambda r: self.targets.append(r.target)):
                 self.requests += 1
                 served += 1
                 if self.mode == "hang":
@@ -92,6 +94,7 @@ class FakeApiserver:
                     return
                 status = self.status if self.mode == "status" else 200
                 body = self.body if self.mode == "status" else b"ok"
+                status, body = self.paths.get(self.targets[-1].decode(), (status, body))
                 headers = [("Content-Length", str(len(body))), *self.headers]
                 writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
                 writer.write(conn.send(h11.Data(data=body)) or b"")
@@ -593,3 +596,64 @@ def test_cancelled_check_drops_the_connection(pki: ApiserverPki) -> None:
 def test_bad_urls_are_rejected(url: str) -> None:
     with pytest.raises(ValueError):
         Probe(url, 1.0)
+
+
+# ---------------------------------------------------------------------------- readiness reads
+READYZ_SHUTDOWN = (
+    b"".join(b"[+]poststarthook/check-number-%d ok\n" % i for i in range(40))
+    + b"[-]shutdown failed: reason withheld\nreadyz check failed\n"
+)  # the line well past the 240 bytes quoted in the text
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shutdown"),
+    [
+        (500, READYZ_SHUTDOWN, True),
+        (
+            500,
+            b"[+]ping ok\n[-]informer-sync failed: reason withheld\nreadyz check failed\n",
+            False,
+        ),
+        (429, b"[-]shutdown failed: reason withheld\n", False),  # only a 500 reports it
+        (200, b"ok", False),
+    ],
+    ids=["shutdown", "informer-sync", "429", "ready"],
+)
+def test_readiness_read_on_the_same_keep_alive_connection(
+    pki: ApiserverPki, status: int, body: bytes, shutdown: bool
+) -> None:
+    """check(url) reads /readyz between /livez checks on one connection; the shutdown line is
+    found anywhere in a 500 body (issue 12)."""
+
+    async def main() -> None:
+        async with FakeApiserver(pki.server_context()) as srv:
+            srv.paths["/readyz"] = (status, body)
+            probe = Probe(srv.url(), 2.0, str(pki.ca), "kubernetes")
+            readyz = srv.url(path="/readyz")
+            assert probe.same_origin(readyz)
+            live1 = await probe.check()
+            read = await probe.check(readyz)
+            live2 = await probe.check()
+            assert live1.ok and live2.ok
+            assert read.status == status and read.ok is (status == 200)
+            assert read.shutdown is shutdown
+            if shutdown:
+                assert read.text == "HTTP 500: [-]shutdown failed"
+            assert srv.targets == [b"/livez", b"/readyz", b"/livez"]
+            assert probe.tcp_connects == 1 and srv.connections == 1
+            await probe.close()
+
+    run(main)
+
+
+def test_readiness_read_of_another_origin_is_refused(pki: ApiserverPki) -> None:
+    async def main() -> None:
+        probe = Probe("https://localhost:6443/livez", 2.0, str(pki.ca), "kubernetes")
+        assert probe.same_origin("https://localhost/readyz") is False  # port 443
+        assert probe.same_origin("http://localhost:6443/readyz") is False
+        assert probe.same_origin("https://127.0.0.1:6443/readyz") is False
+        assert probe.same_origin("https://localhost:6443/readyz?verbose") is True
+        with pytest.raises(ValueError, match="scheme, host and port"):
+            await probe.check("https://127.0.0.1:6443/readyz")
+
+    run(main)
