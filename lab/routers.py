@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
+BFD_STATES = ("AdminDown", "Down", "Init", "Up")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class Neighbor:
     families: tuple[int, ...] = (4, 6)
     strict_capabilities: bool = False
     extended_open: bool = False
+    # BFD for this neighbor (RFC 5880): (min rx ms, min tx ms, multiplier); None: no BFD.
+    # BIRD: `protocol bfd` + `bfd on`; FRR: bfdd and zebra beside bgpd, `neighbor X bfd profile`.
+    bfd: tuple[int, int, int] | None = None
 
     @property
     def is_ipv6(self) -> bool:
@@ -292,6 +297,10 @@ class Router(ABC):
             (nb, st.get(str(ipaddress.ip_address(nb.address)), "Unknown")) for nb in self.neighbors
         ]
 
+    def bfd_sessions(self) -> dict[str, str]:
+        """BFD session peer address -> state (Up, Down, Init, AdminDown); BIRD and FRR only."""
+        raise LabError(f"{self.kind}: the lab driver has no BFD")
+
     def session_state(self, address: str) -> str:
         key = str(ipaddress.ip_address(address))
         return self.sessions().get(key, "Unknown")
@@ -458,6 +467,16 @@ class BirdRouter(Router):
                     f"route {n} via {via} {{ igp_metric = 0; }};" for n, via in static
                 )
                 lines.append(f"protocol static igp{v} {{ ipv{v}; {routes} }}")
+        bfd = [nb.bfd for nb in self.neighbors if nb.bfd is not None]
+        if bfd:
+            if len(set(bfd)) != 1:
+                raise LabError("BIRD driver: one BFD setting (rx, tx, mult) for all neighbors")
+            rx, tx, mult = bfd[0]
+            opts = (
+                f"min rx interval {rx} ms; min tx interval {tx} ms; "
+                f"idle tx interval 1000 ms; multiplier {mult};"
+            )
+            lines.append(f'protocol bfd {{ interface "*" {{ {opts} }}; multihop {{ {opts} }}; }}')
         self._proto = {}
         for i, nb in enumerate(self.neighbors, 1):
             pname = f"peer{i}"
@@ -489,6 +508,8 @@ class BirdRouter(Router):
                 body.append(f"  password {_bird_str(nb.password)};")
             if nb.passive:
                 body.append("  passive on;")
+            if nb.bfd is not None:
+                body.append("  bfd on;")
             if not nb.as4:
                 body.append("  enable as4 off;")
             if not ebgp:
@@ -552,6 +573,21 @@ class BirdRouter(Router):
                 res[parts[0]] = "Active"
             else:
                 res[parts[0]] = "Idle"
+        return res
+
+    def bfd_sessions(self) -> dict[str, str]:
+        """BFD session peer address -> state (Up, Down, Init, AdminDown): ``show bfd sessions``."""
+        res: dict[str, str] = {}
+        for line in self.birdc("show", "bfd", "sessions").splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                addr = str(ipaddress.ip_address(parts[0]))
+            except ValueError:
+                continue
+            state = next((p for p in parts[1:] if p in BFD_STATES), "Unknown")
+            res[addr] = state
         return res
 
     def sessions(self) -> dict[str, str]:
@@ -634,7 +670,11 @@ class BirdRouter(Router):
 
 
 class FrrRouter(Router):
-    """FRR 8.4 bgpd alone (``-Z``); queried with ``vtysh --vty_socket DIR``."""
+    """FRR 8.4 bgpd alone (``-Z``); queried with ``vtysh --vty_socket DIR``.
+
+    With BFD on a neighbor, zebra and bfdd run beside bgpd (bgpd reaches bfdd through zebra,
+    so ``-Z`` is dropped; zebra then also installs the BGP routes in the router namespace).
+    """
 
     kind = "frr"
 
@@ -643,6 +683,61 @@ class FrrRouter(Router):
         self.conf = self.dir / "bgpd.conf"
         self.vty_dir = self.dir / "vty"
         self.vty_dir.mkdir(exist_ok=True)
+        self.helpers: list[subprocess.Popen[Any]] = []  # zebra, bfdd (BFD only)
+
+    @property
+    def bfd(self) -> tuple[int, int, int] | None:
+        bfd = {nb.bfd for nb in self.neighbors if nb.bfd is not None}
+        if len(bfd) > 1:
+            raise LabError("FRR driver: one BFD setting (rx, tx, mult) for all neighbors")
+        return next(iter(bfd), None)
+
+    def _daemon(self, name: str, *extra: str) -> list[str]:
+        return [
+            f"/usr/lib/frr/{name}",
+            "-f",
+            str(self.dir / f"{name}.conf"),
+            "-i",
+            str(self.dir / f"{name}.pid"),
+            "-z",
+            str(self.dir / "zserv.api"),
+            "--vty_socket",
+            str(self.vty_dir),
+            "-P",
+            "0",
+            # zebra and bfdd have no -S (skip run-as) and refuse a user outside the frrvty
+            # group: they run as frr, in a router directory frr may write to.
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+            *extra,
+        ]
+
+    def _before_start(self) -> None:
+        bfd = self.bfd
+        if bfd is None:
+            return
+        rx, tx, mult = bfd
+        for d in (self.dir, self.vty_dir):
+            shutil.chown(d, "frr", "frr")
+        (self.dir / "zebra.conf").write_text(f"hostname {self.name}\nlog stdout informational\n")
+        (self.dir / "bfdd.conf").write_text(
+            f"hostname {self.name}\nlog stdout informational\n!\nbfd\n profile lab\n"
+            f"  receive-interval {rx}\n  transmit-interval {tx}\n  detect-multiplier {mult}\n"
+            " !\n!\n"
+        )
+        for name, extra in (("zebra", ()), ("bfdd", ("--bfdctl", str(self.dir / "bfdd.sock")))):
+            log_name = f"{self.name}-{name}"
+            proc = self.lab.popen(self.ns, self._daemon(name, *extra), log_name=log_name)
+            self.helpers.append(proc)
+            vty = self.vty_dir / f"{name}.vty"
+            wait_for(
+                lambda p=proc, v=vty: p.poll() is None and v.exists(),  # type: ignore[misc]
+                10.0,
+                0.02,
+                what=f"FRR {name} in {self.ns}",
+            )
 
     def write_config(self) -> Path:
         for nb in self.neighbors:
@@ -687,6 +782,8 @@ class FrrRouter(Router):
                 lines.append(f" neighbor {a} strict-capability-match")
             if nb.extended_open:
                 lines.append(f" neighbor {a} extended-optional-parameters")
+            if nb.bfd is not None:
+                lines.append(f" neighbor {a} bfd profile lab")
         for v in (4, 6):
             lines.append(f" address-family ipv{v} unicast")
             lines.append("  maximum-paths 16")
@@ -711,7 +808,7 @@ class FrrRouter(Router):
     def _command(self) -> list[str]:
         return [
             "/usr/lib/frr/bgpd",
-            "-Z",
+            *(["-Z"] if self.bfd is None else []),
             "-S",
             "-f",
             str(self.conf),
@@ -734,6 +831,22 @@ class FrrRouter(Router):
     def _after_stop(self, pid: int) -> None:
         with contextlib.suppress(OSError):
             Path(f"/var/tmp/frr/bgpd.{pid}").unlink()
+        for proc in reversed(self.helpers):
+            self.lab.stop(proc)
+        self.helpers.clear()
+
+    def bfd_sessions(self) -> dict[str, str]:
+        """BFD session peer address -> state (Up, Down, Init, AdminDown): bfdd's view."""
+        res: dict[str, str] = {}
+        for sess in self.vtysh_json("show bfd peers json") or []:
+            state = str(sess.get("status", "unknown"))
+            res[str(ipaddress.ip_address(sess["peer"]))] = {
+                "up": "Up",
+                "down": "Down",
+                "init": "Init",
+                "shutdown": "AdminDown",
+            }.get(state, state)
+        return res
 
     def vtysh(self, command: str, timeout: float = 5.0) -> str:
         cp = self.lab.run(

@@ -5,7 +5,8 @@ if [ "$(id -u)" -ne 0 ]; then echo "vipgate setup: run as root (network namespac
 # podman buildah mmdebstrap runc catatonit: the container image (scripts/image.sh) and the pod-runtime
 # test (catatonit: the pause process of the pod's infra container, built locally by podman);
 # prometheus: promtool and the alerting test (the lab starts its own server in a namespace).
-apt_pkgs="bird2 frr gobgpd iproute2 openssl procps curl python3-venv podman buildah mmdebstrap runc catatonit prometheus"
+# nftables: the BFD lab test makes a node silent (every packet dropped in its namespace).
+apt_pkgs="bird2 frr gobgpd iproute2 nftables openssl procps curl python3-venv podman buildah mmdebstrap runc catatonit prometheus"
 missing=""
 for p in $apt_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -255,9 +255,9 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 
-# Set to True by the BFD implementation: until then a bgp_peers entry that enables BFD is refused
-# (load() checks it in one place), a disabled BFD field is accepted.
-BFD_SUPPORTED = False
+# True since vipgate implements BFD (vipgate.bfd, issue 10). False refuses a bgp_peers entry
+# that enables BFD (load() checks it in one place); a disabled BFD field is always accepted.
+BFD_SUPPORTED = True
 
 # BFD field bounds (milliseconds; RFC 5880 section 4.1 carries them in microseconds in 32 bits,
 # the multiplier in 8 bits, and forbids a zero multiplier).

@@ -232,7 +232,9 @@ class Peer:
         self._warned_family: set[int] = set()
         self.routes_received = 0
         self._wanted = False  # start() called, stop() not
-        self._bfd_up = peer.bfd is None  # without BFD the session is never held down
+        # Held down only after a BFD Down, until BFD is Up again. The first start does not wait
+        # for BFD: FRR 8.4 starts a multihop BFD session only once BGP is Established.
+        self._bfd_up = True
 
     # ------------------------------------------------------------------------ public API
 
@@ -245,14 +247,14 @@ class Peer:
         return self.session.state is fsm.State.ESTABLISHED
 
     def start(self) -> None:
-        """Start the session now, or (with BFD) as soon as the BFD session is Up."""
+        """Start the session now (or, after a BFD Down, as soon as BFD is Up again)."""
         self._wanted = True
         if self._bfd_up:
             self._dispatch(fsm.Start())
 
     def bfd_changed(self, up: bool, reason: str) -> None:
         """RFC 5882 coupling: BFD Down tears the session down at once (Cease/BFD Down, RFC
-        9384) and holds it down; BFD Up starts it."""
+        9384) and holds it down until BFD is Up again, which starts it."""
         if up == self._bfd_up:
             return
         self._bfd_up = up
