@@ -33,7 +33,7 @@ from vipgate.config import Config, IPNetwork
 from vipgate.health.gate import Action, Due, Gate, GateState, Step, readiness_signal
 from vipgate.health.probe import Probe
 from vipgate.metrics import Metrics, MetricsServer
-from vipgate.vip import HostError, HostFacts, host_setup, isolated, remove_vip
+from vipgate.vip import HostError, HostFacts, defer_stop_signals, host_setup, isolated, remove_vip
 
 log = logging.getLogger("vipgate.manager")
 
@@ -182,7 +182,9 @@ class Manager:
                 await loop_task
 
 
-async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
+async def _serve(
+    config: Config, prefix: IPNetwork, host: HostFacts, early: list[signal.Signals]
+) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics() if config.prometheus_listen else None
     metrics_server: MetricsServer | None = None
@@ -201,6 +203,8 @@ async def _serve(config: Config, prefix: IPNetwork, host: HostFacts) -> int:
     manager = Manager(config, speaker, prefix, metrics)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, manager, sig)
+    if early:  # arrived after host setup, before the handlers above
+        _on_signal(manager, early[0])
     try:
         if metrics is not None and config.prometheus_listen is not None:
             listen_host, port = config.prometheus_listen
@@ -259,7 +263,10 @@ def run(config: Config) -> int:
     prefix = config.prefix
     assert prefix is not None
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
-    # the netlink library's memory. Both happen outside the event loop.
+    # the netlink library's memory. Both happen outside the event loop, where a stop signal is
+    # only remembered (in the child too): setup completes, then is undone, and we exit 0.
+    early: list[signal.Signals] = []
+    defer_stop_signals(early)
     try:
         host = isolated(host_setup, config)
     except HostError as e:
@@ -271,7 +278,12 @@ def run(config: Config) -> int:
         return 1
     if host.warning:
         log.warning("%s", host.warning)
+    if early:
+        log.info("%s during host setup: undoing it and exiting", early[0].name)
+        isolated(remove_vip, host.vip)
+        return 0
     try:
-        return asyncio.run(_serve(config, prefix, host))
+        return asyncio.run(_serve(config, prefix, host, early))
     finally:
+        defer_stop_signals(early)  # asyncio.run restored the default actions
         isolated(remove_vip, host.vip)

@@ -2,9 +2,11 @@
 
 * :func:`ensure_vip` puts the VIP on ``vip_interface`` (host scope on ``lo``, so the node accepts
   traffic for it without answering ARP/ND for it anywhere); an address already present is left
-  alone and is not removed at exit. :func:`remove_vip` removes only what vipgate added. An IPv4
-  VIP vipgate adds carries the address label ``<ifname>:vipgate``, so a run after one that died
-  without cleaning up (SIGKILL) recognises the address as its own and removes it at exit.
+  alone and is not removed at exit. :func:`remove_vip` removes only what vipgate added. A VIP
+  vipgate adds carries a mark -- IPv4: the address label ``<ifname>:vipgate``; IPv6: the address
+  protocol IFA_PROTO :data:`VIP_PROTO` (Linux >= 5.18; older kernels ignore it) -- so a run after
+  one that died without cleaning up (SIGKILL) recognises the address as its own and removes it
+  at exit.
 * :func:`default_interface` is kube-vip's default for ``vip_interface``.
 * :func:`resolve_router_id`: the explicit id, else the first IPv4 address of
   ``bgp_routerinterface``, else the first global IPv4 address of the host -- never 0.0.0.0.
@@ -25,6 +27,7 @@ import ipaddress
 import logging
 import os
 import pickle
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +88,14 @@ def isolated(fn: Callable[..., T], *args: Any) -> T:
     return value  # type: ignore[no-any-return]
 
 
+def defer_stop_signals(early: list[signal.Signals]) -> None:
+    """While the host work runs outside the event loop, SIGTERM/SIGINT only append to `early`
+    (in the forked child too, which finishes its work): the caller undoes the setup and exits
+    0 rather than dying half-way with the VIP left on the interface."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda n, _f: early.append(signal.Signals(n)))
+
+
 def _iproute() -> IPRoute:
     from pyroute2 import IPRoute
 
@@ -129,19 +140,29 @@ def _addresses(ipr: IPRoute, family: int, index: int | None = None) -> list[tupl
 def _labelled(
     ipr: IPRoute, family: int, index: int | None = None
 ) -> list[tuple[str, int, int, str]]:
-    """(address, prefixlen, ifindex, label) of the host's addresses of one family."""
+    """(address, prefixlen, ifindex, mark) of the host's addresses of one family; mark is the
+    IPv4 label, or for IPv6 ``proto:<IFA_PROTO>`` ("" when none)."""
     kw = {"family": family}
     if index is not None:
         kw["index"] = index
-    return [
-        (str(a.get("address")), int(a["prefixlen"]), int(a["index"]), str(a.get("label") or ""))
-        for a in ipr.get_addr(**kw)
-    ]
+    out = []
+    for a in ipr.get_addr(**kw):
+        mark = str(a.get("label") or "")
+        if family == socket.AF_INET6 and a.get("proto"):
+            mark = f"proto:{a.get('proto')}"
+        out.append((str(a.get("address")), int(a["prefixlen"]), int(a["index"]), mark))
+    return out
 
 
-def vip_label(interface: str) -> str:
-    """The IPv4 address label that marks a VIP vipgate added (IFA_LABEL: ``<ifname>:...``)."""
-    return f"{interface}:vipgate"[:15]
+VIP_PROTO = 0x76
+"""IFA_PROTO (address protocol, Linux >= 5.18; 0-3 are the kernel's own) of an IPv6 VIP
+vipgate added: IPv6 addresses have no label, so this is how a later run knows it is ours."""
+
+
+def vip_label(interface: str, version: int = 4) -> str:
+    """The mark of a VIP vipgate added: IPv4 the label ``<ifname>:vipgate`` (IFA_LABEL),
+    IPv6 ``proto:118`` (:data:`VIP_PROTO`), as :func:`_labelled` reports them."""
+    return f"{interface}:vipgate"[:15] if version == 4 else f"proto:{VIP_PROTO}"
 
 
 def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
@@ -151,7 +172,7 @@ def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
         for a, plen, _, label in _labelled(ipr, family, index):
             if ipaddress.ip_address(a) != address:
                 continue
-            if label == vip_label(interface):
+            if label == vip_label(interface, address.version):
                 # Left by an earlier vipgate that could not clean up (SIGKILL, OOM): ours.
                 log.info(
                     "VIP %s/%d on %s was added by an earlier vipgate run: adopted "
@@ -179,6 +200,7 @@ def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
             kwargs["label"] = vip_label(interface)  # how a later run knows it is ours
         else:
             kwargs["flags"] = 0x02  # IFA_F_NODAD: usable at once
+            kwargs["proto"] = VIP_PROTO  # IFA_PROTO: how a later run knows it is ours
         ipr.addr("add", **kwargs)
     log.info("VIP %s/%d added to %s", address, prefixlen, interface)
     return VipHandle(address, prefixlen, interface, index, added=True)
