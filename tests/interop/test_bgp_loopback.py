@@ -228,18 +228,27 @@ def test_ipv6_route_over_ipv4_session_gets_the_mpbgp_ipv6_next_hop() -> None:
 
 
 @pytest.mark.parametrize(
-    ("peer_kw", "why"),
+    ("peer_kw", "strict", "why"),
     [
-        ({}, "IPv6 unicast is not offered on this session (set mpbgp_nexthop for this peer)"),
-        ({"families": frozenset({1, 2})}, "no global IPv6 next hop"),
+        (
+            {},
+            False,
+            "IPv6 unicast is not offered on this session (set mpbgp_nexthop for this peer)",
+        ),
+        ({"families": frozenset({1, 2})}, False, "no global IPv6 next hop"),
+        (
+            {"families": frozenset({1, 2}), "next_hop_v6": NH6},
+            True,
+            "the router refused IPv6 unicast (NOTIFICATION Unsupported Capability)",
+        ),
     ],
-    ids=["ipv4-only session", "no ipv6 next hop"],
+    ids=["ipv4-only session", "no ipv6 next hop", "ipv6 refused by the router"],
 )
 def test_ipv6_route_without_an_ipv6_next_hop_is_not_sent(
-    peer_kw: dict[str, Any], why: str, caplog: pytest.LogCaptureFixture
+    peer_kw: dict[str, Any], strict: bool, why: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> None:
-        peer = TinyPeer()
+        peer = TinyPeer(strict_families=frozenset({(1, 1)}) if strict else None)
         async with session(peer, **peer_kw) as sp:
             sp.announce(VIP6)
             sp.announce(VIP)

@@ -882,3 +882,35 @@ def test_unsupported_capability_notification_is_logged_by_name(data: str, text: 
     assert isinstance(n, Notification)
     assert n.describe() == f"OPEN Message Error/Unsupported Capability: {text}"
     assert capability_name(MultiprotocolCapability(2, 1)) == "Multiprotocol IPv6 unicast"
+
+
+# FRR 8.4's OPENs, captured in the lab (a listener on node1 port 179, FRR connecting to it):
+# each capability in a parameter of its own; with `extended-optional-parameters` in RFC 9072's
+# encoding (Non-Ext OP Len 255, Non-Ext OP Type 255, 99 octets of parameters).
+FRR_OPEN_EXTENDED = bytes.fromhex(
+    "ffffffffffffffffffffffffffffffff00830104fde900b4c0000201ffff00630200060104000100010200"
+    "0601040002000102000280000200020200020002460002000641040000fde9020002060002000a45080001"
+    "01010002010102000a490806726f75746572000200044002c078020010470e000101800000000002018000"
+    "0000"
+)
+FRR_OPEN_IPV4_ONLY = bytes.fromhex(
+    "ffffffffffffffffffffffffffffffff00620104fde900b4c00002014502060104000100010202800002"
+    "02020002024600020641040000fde9020206000206450400010101020a490806726f757465720002044002"
+    "c0780209470700010180000000"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "extended", "families"),
+    [(FRR_OPEN_EXTENDED, True, {(1, 1), (2, 1)}), (FRR_OPEN_IPV4_ONLY, False, {(1, 1)})],
+    ids=["extended-optional-parameters", "ipv4 only"],
+)
+def test_frr_84_opens_as_captured(
+    data: bytes, extended: bool, families: set[tuple[int, int]]
+) -> None:
+    m = decode_one(data)
+    assert isinstance(m, Open) and m.extended is extended
+    assert (m.asn, m.hold_time, m.bgp_id) == (65001, 180, IPv4Address("192.0.2.1"))
+    assert m.families == families and m.four_octet_as and m.route_refresh
+    names = [capability_name(c) for c in m.capabilities]
+    assert "FQDN (code 73)" in names and "Long-Lived Graceful Restart (code 71)" in names
