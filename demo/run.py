@@ -4,12 +4,17 @@
 needs first). Four phases, then teardown:
 
 1. all healthy: the router has one next hop per node and requests spread over the nodes;
-2. node1's kube-apiserver is stopped: its vipgate counts failed checks and withdraws; the time
-   from the kill to the router dropping the next hop is the detection time; requests fail only
-   until then;
+2. node1's kube-apiserver crashes (SIGKILL): its vipgate sees the kept-alive connection closed,
+   checks at once, gets connection refused, re-checks at the fast period and withdraws after the
+   third failure; the time from the kill to the router dropping the next hop is the detection
+   time (well under a second at kube-vip's default settings); requests fail only until then;
 3. node1's apiserver is started again: the next hop comes back (recovery time);
-4. node2's vipgate gets SIGTERM: it withdraws and closes its sessions; the route is gone in
-   milliseconds, it exits 0, and no request fails.
+4. node2's vipgate gets SIGTERM: it re-announces with GRACEFUL_SHUTDOWN (RFC 8326), so the
+   router moves node2 out of its ECMP route in milliseconds; after the drain it withdraws, closes
+   its session with a Cease and exits 0; no request fails.
+
+vipgate runs at kube-vip's default settings (period 5 s, timeout 3 s, threshold 3) with its own
+defaults for the rest (fast period 0.2 s, readiness reads every 1 s, a 3 s drain on SIGTERM).
 
 Ends with a summary table, ``<out-dir>/demo-timeline.png`` and ``<out-dir>/demo-summary.json``.
 Exit status: 0 when everything expected happened, 1 when something did not (named), 2 when the
@@ -61,9 +66,11 @@ N_NODES = 3
 class Settings:
     short: bool = False
     rate: float = 50.0  # new TLS connections per second
-    period: float = 1.0
-    timeout: float = 1.0
+    period: float = 5.0  # kube-vip's defaults: period 5 s, timeout 3 s, threshold 3
+    timeout: float = 3.0
     threshold: int = 3
+    fast_period: float = 0.2  # vipgate's default fast period (issue 9)
+    graceful_shutdown: float = 3.0  # vipgate's default bgp_graceful_shutdown_seconds (issue 12)
     hold: int = 9
     healthy_s: float = 12.0  # phase 1 dwell
     down_s: float = 10.0  # phase 2 dwell after the withdrawal
@@ -72,7 +79,7 @@ class Settings:
     start_timeout: float = 30.0
     detect_timeout: float = 20.0
     recover_timeout: float = 15.0
-    sigterm_timeout: float = 5.0
+    sigterm_timeout: float = 8.0
 
     @classmethod
     def for_mode(cls, short: bool) -> Settings:
@@ -282,8 +289,11 @@ class Demo:
             + ("  (--short mode)" if s.short else "")
         )
         n.plain(
-            f"vipgate settings: health check {HEALTH_URL} every {s.period:g} s, timeout "
-            f"{s.timeout:g} s, withdraw after {s.threshold} failures; BGP hold time {s.hold} s."
+            f"vipgate settings (kube-vip's defaults): health check {HEALTH_URL} every "
+            f"{s.period:g} s, timeout {s.timeout:g} s, withdraw after {s.threshold} failures; "
+            f"fast period {s.fast_period:g} s after a refused or closed connection; "
+            f"{s.graceful_shutdown:g} s GRACEFUL_SHUTDOWN drain on SIGTERM; "
+            f"BGP hold time {s.hold} s."
         )
         n.plain()
         if os.geteuid() != 0:
@@ -334,6 +344,10 @@ class Demo:
             threshold=s.threshold,
             hold=s.hold,
             metrics=True,
+            extra_env={
+                "control_plane_health_check_fast_period_seconds": f"{s.fast_period:g}",
+                "bgp_graceful_shutdown_seconds": f"{s.graceful_shutdown:g}",
+            },
         )
         self._cluster = cluster
         self.nodes = {nd.name: nd.ip4 for nd in cluster.topo.nodes}
@@ -411,18 +425,19 @@ class Demo:
         p = self.start_phase(
             2,
             "node1's kube-apiserver killed",
-            f"node1's vipgate sees connection refused, counts {s.threshold} failed checks "
-            f"({s.period:g} s apart) and withdraws; until then the router still sends node1 "
-            "its share and those requests fail.",
+            "The process dies (SIGKILL): the kernel closes node1's vipgate's kept-alive "
+            "connection, vipgate checks at once, gets connection refused, re-checks every "
+            f"{s.fast_period:g} s (fast period) and withdraws after {s.threshold} failures; until "
+            "then the router still sends node1 its share and those requests fail.",
         )
         api = c.apiservers["node1"]
         pid = api.pid
-        p.event = "stopped node1's kube-apiserver"
+        p.event = "killed node1's kube-apiserver"
         p.measure = "detection"
-        p.event_t = time.monotonic()
-        api.stop()
+        p.event_t = api.kill()
         self.n.say(
-            f"stopped node1's kube-apiserver (pid {pid}): nothing listens on node1:6443 any more",
+            f"killed node1's kube-apiserver (SIGKILL, pid {pid}): nothing listens on node1:6443 "
+            "any more",
             "yellow",
             t=p.event_t,
         )
@@ -458,7 +473,7 @@ class Demo:
             p.nexthops_end = self.names(w.current())
             raise DemoFailure(
                 f"the router still has node1's next hop {s.detect_timeout:g} s after its "
-                f"apiserver was stopped ({self.hops_text(w.current())}); node1's vipgate log:\n"
+                f"apiserver was killed ({self.hops_text(w.current())}); node1's vipgate log:\n"
                 + c.log("node1")[-2000:]
             )
         p.route_t, p.route_prev = ch.t, ch.prev
@@ -497,7 +512,8 @@ class Demo:
         p = self.start_phase(
             3,
             "node1's apiserver restarted",
-            "The first good check announces again; the router adds node1 back.",
+            f"vipgate kept checking every {s.fast_period:g} s while the port refused; the first "
+            "good check announces again; the router adds node1 back.",
         )
         p.event = "started node1's kube-apiserver again"
         p.measure = "recovery"
@@ -539,8 +555,11 @@ class Demo:
         p = self.start_phase(
             4,
             "node2's vipgate stopped (SIGTERM)",
-            "A graceful stop (a rolling update): vipgate withdraws, closes its BGP session with "
-            "a Cease, removes the VIP and exits 0.",
+            "A graceful stop (a rolling update): vipgate re-announces the VIP with "
+            "GRACEFUL_SHUTDOWN 65535:0, BIRD (import filter, docs/routers.md) gives it local "
+            "preference 0 and drops node2 from the ECMP route; after the "
+            f"{s.graceful_shutdown:g} s drain vipgate withdraws, closes its BGP session with a "
+            "Cease, removes the VIP and exits 0.",
         )
         p.event = "SIGTERM to node2's vipgate"
         p.measure = "route gone"
@@ -562,7 +581,8 @@ class Demo:
             )
         p.route_t, p.route_prev = ch.t, ch.prev
         self.n.say(
-            f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM",
+            f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM "
+            "(GRACEFUL_SHUTDOWN re-announcement; the path stays until the withdrawal)",
             "green bold",
             t=p.route_t,
         )
@@ -572,7 +592,7 @@ class Demo:
             "green" if p.exit_code == 0 else "red",
         )
         for line in c.log("node2").splitlines():
-            if "SIGTERM" in line or "sessions closed" in line:
+            if "SIGTERM" in line or "sessions closed" in line or "GRACEFUL_SHUTDOWN" in line:
                 self.n.detail(f"node2's vipgate log: {log_message(line)}")
         self.show_route()
         self.watch(s.drain_s)
@@ -644,7 +664,7 @@ class Demo:
             n.plain(
                 f"({len(self.requests)} requests at {self.s.rate:g}/s, each counted in the phase "
                 "in which it ended; "
-                "detection: apiserver stopped -> router dropped node1's next hop; "
+                "detection: apiserver killed -> router dropped node1's next hop; "
                 "recovery: apiserver answering -> next hop back)"
             )
             rehash = False
@@ -685,7 +705,7 @@ class Demo:
                     title=(
                         f"vipgate demo: {len(self.nodes)} nodes, BIRD ECMP, {self.s.rate:g} "
                         f"TLS connections/s to {VIP4_ADDR} (period {self.s.period:g} s, "
-                        f"threshold {self.s.threshold})"
+                        f"fast {self.s.fast_period:g} s, threshold {self.s.threshold})"
                     ),
                 ).resolve()
                 n.plain(f"timeline picture: {png}")
@@ -704,6 +724,8 @@ class Demo:
                 "period": self.s.period,
                 "timeout": self.s.timeout,
                 "threshold": self.s.threshold,
+                "fast_period": self.s.fast_period,
+                "graceful_shutdown": self.s.graceful_shutdown,
                 "hold": self.s.hold,
             },
             requests_total=len(self.requests),
