@@ -633,7 +633,8 @@ def _password_problem(password: str) -> str | None:
         )
     if any(not c.isprintable() and c != " " for c in password):
         return (
-            "the password contains a control character (a trailing newline from a Secret or file?)"
+            "the password contains a control character or another non-printing character "
+            "(a trailing newline from a Secret or file?)"
         )
     return None
 

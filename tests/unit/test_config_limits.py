@@ -35,6 +35,7 @@ LIMITS: list[tuple[dict[str, str], str, str]] = [
     ({"bgp_peers": f"{P}:{'é' * 41}:false"}, "bgp_peers entry 1", "longer than 80 bytes"),
     ({"bgp_peers": f"{P}:pw\udcff:false"}, "bgp_peers entry 1", "not valid UTF-8"),
     ({"bgp_peers": f"{P}:pw\t:false"}, "bgp_peers entry 1", "control character"),
+    ({"bgp_peers": f"{P}:pw\u00a0:false"}, "bgp_peers entry 1", "non-printing"),
     ({"bgp_peeraddress": "192.0.2.2", "bgp_peerpass": "y" * 81}, "bgp_peerpass", "80 bytes"),
     ({"bgp_peeraddress": "192.0.2.2", "bgp_peerpass": "pw\n"}, "bgp_peerpass", "newline"),
     ({"bgp_peerpass": "z" * 81}, "bgp_peerpass", "80 bytes"),  # checked even without a peer
