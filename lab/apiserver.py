@@ -3,7 +3,12 @@
 Run inside a node namespace::
 
     python -m lab.apiserver --cert apiserver.crt --key apiserver.key --control /tmp/x.ctl \
-        [--listen 0.0.0.0:6443 --listen [::]:6443] [--mode healthy] [--idle-timeout 90]
+        [--listen 0.0.0.0:6443 --listen [::]:6443] [--mode healthy] [--idle-timeout 90] \
+        [--client-ca ca.crt]
+
+``--client-ca`` is kube-apiserver's ``--client-ca-file`` with ``--anonymous-auth=false`` (RKE2's
+health paths): the server asks for a client certificate, a certificate not signed by that CA fails
+the TLS handshake, and a request without one gets 401 whatever the mode (but ``hang``/``refuse``).
 
 Paths: ``/livez``, ``/readyz`` and ``/healthz`` follow the mode; ``/version`` answers 200 (JSON)
 while the server answers at all; a per-check path (``/readyz/shutdown``, ``/livez/etcd``) answers
@@ -170,8 +175,10 @@ class FakeApiserver:
         mode: str = "healthy",
         delay_ms: int = 0,
         idle_timeout: float = 90.0,
+        client_auth: bool = False,
     ) -> None:
         self.listen = list(listen)
+        self.client_auth = client_auth
         self.ssl_ctx = ssl_ctx
         self.control_path = control_path
         self.mode = mode
@@ -352,6 +359,12 @@ class FakeApiserver:
             # k8s.io/apiserver WithRetryAfter: only the health paths are exempt.
             await self._send(writer, 429, SHUTDOWN_MESSAGE, text, False, ["Retry-After: 5"])
             return False
+        if self.client_auth and not writer.get_extra_info("peercert"):
+            # --anonymous-auth=false with --client-ca-file: a request without a client
+            # certificate signed by that CA is not authenticated (the kube-apiserver answers 401).
+            body = _status_json(401, "Unauthorized", "Unauthorized")
+            await self._send(writer, 401, body, "application/json", keep)
+            return keep
         if mode == "unauthorized":
             body = _status_json(401, "Unauthorized", "Unauthorized")
             await self._send(writer, 401, body, "application/json", keep)
@@ -505,10 +518,18 @@ class FakeApiserver:
             self.control_path.unlink()
 
 
-def make_ssl_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+def make_ssl_context(
+    cert: str | Path, key: str | Path, client_ca: str | Path | None = None
+) -> ssl.SSLContext:
+    """The serving context; with ``client_ca`` it asks for a client certificate and verifies
+    one that is given against that CA (Go's VerifyClientCertIfGiven, as kube-apiserver's
+    ``--client-ca-file``: a certificate of another CA fails the handshake)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cafile=str(client_ca))
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -531,15 +552,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="healthy", choices=MODES)
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--idle-timeout", type=float, default=90.0)
+    ap.add_argument(
+        "--client-ca",
+        help="CA file: require a client certificate it signed (401 without; anonymous auth off)",
+    )
     a = ap.parse_args(argv)
     listen = [parse_listen(x) for x in (a.listen or ["0.0.0.0:6443", "[::]:6443"])]
     srv = FakeApiserver(
         listen,
-        make_ssl_context(a.cert, a.key),
+        make_ssl_context(a.cert, a.key, a.client_ca),
         Path(a.control),
         mode=a.mode,
         delay_ms=a.delay_ms,
         idle_timeout=a.idle_timeout,
+        client_auth=a.client_ca is not None,
     )
     asyncio.run(srv.run())
     return 0
@@ -651,8 +677,10 @@ class Apiserver:
         mode: str = "healthy",
         delay_ms: int = 0,
         idle_timeout: float = 90.0,
+        client_ca: str | Path | None = None,
     ) -> None:
         self.lab = lab
+        self.client_ca = client_ca
         self.ns = ns
         self.cert = Path(cert)
         self.key = Path(key)
@@ -677,6 +705,8 @@ class Apiserver:
         args += ["--delay-ms", str(self.delay_ms), "--idle-timeout", str(self.idle_timeout)]
         for lst in self.listen:
             args += ["--listen", lst]
+        if self.client_ca is not None:
+            args += ["--client-ca", str(self.client_ca)]
         self.proc = self.lab.popen(self.ns, python_cmd("lab.apiserver", *args), log_name=self.name)
 
     def wait_ready(self, timeout: float = 10.0) -> float:
@@ -754,12 +784,15 @@ def start_apiservers(
     pki: Pki | None = None,
     *,
     extra_ips: Sequence[str] = ("203.0.113.100", "2001:db8:100::100"),
+    client_auth: bool = False,
     **kwargs: Any,
 ) -> tuple[Pki, dict[str, Apiserver]]:
     """Make a kubeadm-shaped PKI (unless given) and start one fake apiserver per node.
 
     Returns (pki, {node name: Apiserver}). The serving certificates name the node, the node's
     IPs and `extra_ips` (the VIP, as kubeadm's controlPlaneEndpoint would), never localhost.
+    ``client_auth``: the apiservers require a client certificate signed by the cluster CA
+    (``--client-ca``; anonymous requests get 401).
     """
     from lab.pki import make_pki
 
@@ -772,6 +805,8 @@ def start_apiservers(
     servers: dict[str, Apiserver] = {}
     for n in topo.nodes:
         nc = pki.node(n.name)
+        if client_auth:
+            kwargs["client_ca"] = pki.ca_cert
         a = Apiserver(topo.lab, n.ns, nc.cert, nc.key, name=f"apiserver-{n.name}", **kwargs)
         servers[n.name] = a
     for a in servers.values():  # start all, then wait: parallel startup

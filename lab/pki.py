@@ -202,3 +202,41 @@ def make_pki(
         _write_key(nc.other_key, ok)
         pki.nodes[name] = nc
     return pki
+
+
+def make_client_cert(
+    pki: Pki, name: str, cn: str = "vipgate", orgs: Sequence[str] = (), *, other_ca: bool = False
+) -> tuple[Path, Path]:
+    """A client certificate (CN = user, O = groups, as Kubernetes reads them) signed by the
+    cluster CA (or by the unrelated CA with ``other_ca``); returns (cert path, key path),
+    ``<directory>/<name>.crt`` and ``.key`` (key 0600, unencrypted like kubelet's)."""
+    ca_key_path, ca_cert_path = (
+        (pki.other_ca_key, pki.other_ca_cert) if other_ca else (pki.ca_key, pki.ca_cert)
+    )
+    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+    key = _key()
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_after(_now() + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = pki.directory / f"{name}.crt", pki.directory / f"{name}.key"
+    _write_cert(cert_path, cert)
+    _write_key(key_path, key)
+    return cert_path, key_path

@@ -9,8 +9,10 @@ and server name), so what ``check`` sees is what the gate would see. The verdict
   the trust it was verified with (CA file or system trust store);
 * for a failure, the cause and the fix: a wrong or missing CA (naming the CA path and the
   certificate's issuer), a hostname mismatch (the names the certificate carries and the
-  server-name setting), 401/403 (anonymous access refused), refused, timeout, a non-200 status
-  with the first lines of the body.
+  server-name setting), 401/403 (anonymous access refused: a client certificate is the way in
+  where anonymous access stays off; with one configured, not accepted or not authorized),
+  refused, timeout, a non-200 status with the first lines of the body;
+* the subject of the client certificate, when one is configured.
 
 Exit codes: 0 healthy, 1 unhealthy, 2 configuration error (no health check configured, or a
 setting the probe cannot use).
@@ -58,6 +60,11 @@ _ADDRESS = "control_plane_health_check_address (--controlPlaneHealthCheckAddress
 _CA = "control_plane_health_check_ca_path (--controlPlaneHealthCheckCAPath)"
 _SERVER_NAME = "control_plane_health_check_server_name (--controlPlaneHealthCheckServerName)"
 _TIMEOUT = "control_plane_health_check_timeout_seconds (--controlPlaneHealthCheckTimeoutSeconds)"
+_CLIENT_CERT = (
+    "control_plane_health_check_client_cert_path (--controlPlaneHealthCheckClientCertPath)"
+)
+_CLIENT_KEY = "control_plane_health_check_client_key_path (--controlPlaneHealthCheckClientKeyPath)"
+KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 
 def _set(setting: str, value: str) -> str:
@@ -84,6 +91,7 @@ class Observation:
     certificate: PeerCertificate | None = None  # verified chain (the probe's summary)
     unverified: CertInfo | None = None  # read after a chain verification failure
     ca_subjects: tuple[str, ...] = ()  # the subjects of the certificates in the CA file
+    client_subject: str = ""  # the subject of the configured client certificate
 
 
 @dataclass
@@ -163,6 +171,12 @@ def verdict(config: Config, obs: Observation) -> Verdict:
         detail.append(f"verify name {r.verified_name or host} ({_name_source(config)})")
         detail.append(f"trust {_trust(config)}")
     v.add("config", ", ".join(detail))
+    if config.health_client_cert_path:
+        v.add(
+            "client",
+            f"certificate {obs.client_subject or '(subject not readable)'} from "
+            f"{config.health_client_cert_path}",
+        )
 
     if r.ok:
         v.add("result", f"HEALTHY: HTTP 200 in {_ms(r.latency)}")
@@ -277,21 +291,7 @@ def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[st
             f"{_ADDRESS})",
         )
     if kind is ErrorKind.HTTP_STATUS and r.status in (401, 403):
-        word = "Unauthorized" if r.status == 401 else "Forbidden"
-        return (
-            f"anonymous access refused (HTTP {r.status} {word}): vipgate sends no credentials, "
-            f"and the apiserver "
-            + (
-                "does not accept anonymous requests (--anonymous-auth=false)"
-                if r.status == 401
-                else "does not authorize system:anonymous for this path"
-            )
-            + ". This is an access problem, not an apiserver failure.",
-            "allow anonymous GET of the health endpoints: kube-apiserver --anonymous-auth=true "
-            "(the default; RBAC's system:public-info-viewer role allows /livez, /readyz, "
-            "/healthz), or on Kubernetes >= 1.32 an AuthenticationConfiguration whose anonymous "
-            "section is limited to /livez, /readyz and /healthz",
-        )
+        return _access(config, obs, r.status)
     if kind is ErrorKind.HTTP_STATUS and r.status is not None and 300 <= r.status < 400:
         return (
             f"the server answered with a redirect: {r.text}",
@@ -353,6 +353,46 @@ def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[st
     return r.text, f"check the network path to {where}"
 
 
+def _access(config: Config, obs: Observation, status: int) -> tuple[str, str]:
+    """401/403: an access problem, not an apiserver failure; what to do depends on whether a
+    client certificate was presented."""
+    word = "Unauthorized" if status == 401 else "Forbidden"
+    path = urlsplit(config.health_url).path or "/"
+    if config.health_client_cert_path:
+        who = f"{obs.client_subject or 'the client certificate'} ({config.health_client_cert_path})"
+        if status == 401:
+            return (
+                f"the apiserver did not accept the client certificate {who} (HTTP 401 "
+                "Unauthorized): it is not signed by a CA in the apiserver's --client-ca-file, or "
+                "it is not valid now. This is an access problem, not an apiserver failure.",
+                f"set {_CLIENT_CERT} and {_CLIENT_KEY} to a certificate and key signed by the "
+                f"cluster CA (kubeadm: {KUBEADM_CA}), e.g. the kubelet's {KUBELET_CLIENT} for both",
+            )
+        return (
+            f"the apiserver authenticated {who} but does not authorize it to GET {path} "
+            "(HTTP 403 Forbidden). This is an access problem, not an apiserver failure.",
+            "grant that user or group GET on the nonResourceURLs /livez, /readyz and /healthz "
+            "(RBAC: the system:public-info-viewer ClusterRole, bound to system:authenticated by "
+            "default)",
+        )
+    return (
+        f"anonymous access refused (HTTP {status} {word}): vipgate sends no credentials, "
+        "and the apiserver "
+        + (
+            "does not accept anonymous requests (--anonymous-auth=false)"
+            if status == 401
+            else "does not authorize system:anonymous for this path"
+        )
+        + ". This is an access problem, not an apiserver failure.",
+        "allow anonymous GET of the health endpoints: kube-apiserver --anonymous-auth=true "
+        "(the default; RBAC's system:public-info-viewer role allows /livez, /readyz, "
+        "/healthz), or on Kubernetes >= 1.32 an AuthenticationConfiguration whose anonymous "
+        "section is limited to /livez, /readyz and /healthz; where anonymous access stays off "
+        f"(RKE2), let vipgate present a client certificate: set {_CLIENT_CERT} and "
+        f"{_CLIENT_KEY} (kubeadm: the kubelet's {KUBELET_CLIENT} for both)",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The observation (I/O)
 # --------------------------------------------------------------------------------------------
@@ -382,6 +422,18 @@ def _decode_der(der: bytes) -> dict[str, Any] | None:
         return None
     finally:
         os.unlink(path)
+
+
+def cert_file_subject(path: str) -> str:
+    """The subject of the first certificate in a PEM file ("" if none or unreadable); a file
+    holding the key too is fine (only the certificate block is read)."""
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
+    if not path or decode is None:
+        return ""
+    try:
+        return _format_name(decode(path).get("subject"))
+    except (ssl.SSLError, OSError, ValueError):
+        return ""
 
 
 def ca_subjects(path: str) -> tuple[str, ...]:
@@ -440,6 +492,8 @@ async def observe(config: Config) -> Observation:
         config.health_timeout,
         config.health_ca_path,
         config.health_server_name,
+        client_cert=config.health_client_cert_path,
+        client_key=config.health_client_key_path,
     )
     try:
         result = await probe.check()
@@ -453,7 +507,8 @@ async def observe(config: Config) -> Observation:
             host, port, config.health_server_name, config.health_timeout
         )
         subjects = ca_subjects(config.health_ca_path)
-    return Observation(result, probe.peer_certificate, unverified, subjects)
+    client = cert_file_subject(config.health_client_cert_path)
+    return Observation(result, probe.peer_certificate, unverified, subjects, client)
 
 
 def run(config: Config, out: TextIO | None = None, err: TextIO | None = None) -> int:

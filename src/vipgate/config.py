@@ -218,6 +218,19 @@ SETTINGS: tuple[Setting, ...] = (
         "vipgate extension: name the certificate is verified against (empty: the URL's host)",
     ),
     _s(
+        "control_plane_health_check_client_cert_path",
+        "--controlPlaneHealthCheckClientCertPath",
+        "",
+        "client certificate (PEM) the health check presents, for apiservers without anonymous "
+        "access (with the key; may hold the key too)",
+    ),
+    _s(
+        "control_plane_health_check_client_key_path",
+        "--controlPlaneHealthCheckClientKeyPath",
+        "",
+        "private key (PEM, unencrypted) of the client certificate",
+    ),
+    _s(
         "vip_leaderelection",
         "--leaderElection",
         "false",
@@ -397,6 +410,9 @@ class Config:
     health_shutdown_address: str = ""
     health_shutdown_period: float = 1.0
     bgp_graceful_shutdown: float = 3.0
+    # Client certificate and key the health check presents ("" = none; both or neither).
+    health_client_cert_path: str = ""
+    health_client_key_path: str = ""
     # Where each setting came from, and the warnings found while loading (for `vipgate config`
     # and the manager's start-up log). Not part of equality.
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
@@ -787,6 +803,87 @@ def _ca_path(raw: Raw) -> str:
             f"{_show(raw)}: certificate does not load ({e}); accepted: {accepted}"
         ) from None
     return path
+
+
+_CLIENT_CERT = "control_plane_health_check_client_cert_path"
+_CLIENT_KEY = "control_plane_health_check_client_key_path"
+
+
+def _no_password() -> bytes:
+    raise ValueError("encrypted private key")  # never prompt: vipgate has no password to give
+
+
+def _read_pem(raw: Raw, accepted: str) -> bytes:
+    """The file's bytes (4 MiB at most) if it exists, is readable and holds PEM."""
+    try:
+        st = os.stat(raw.value)
+    except FileNotFoundError:
+        raise ConfigError(f"{_show(raw)}: no such file; accepted: {accepted}") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{_show(raw)}: cannot stat ({e.strerror}); accepted: {accepted}"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{_show(raw)}: is a directory; accepted: {accepted}")
+    try:
+        with open(raw.value, "rb") as f:
+            data = f.read(4 * 1024 * 1024)
+    except OSError as e:
+        raise ConfigError(
+            f"{_show(raw)}: cannot read ({e.strerror}); accepted: {accepted}"
+        ) from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"{_show(raw)}: not PEM; accepted: {accepted}")
+    return data
+
+
+def check_client_pair(cert: Raw, key: Raw) -> bool:
+    """Both client-certificate settings or neither (no file is read). True when both are set."""
+    if bool(cert.value) == bool(key.value):
+        return bool(cert.value)
+    given, missing = (cert, key) if cert.value else (key, cert)
+    name = missing.name  # the unset one: its canonical env name, or its flag next to a flag
+    if given.source is Source.FLAG and name in SETTINGS_BY_KEY:
+        name = SETTINGS_BY_KEY[name].flags[0]
+    raise ConfigError(
+        f"{_show(given)} without {name}: set both the client certificate and its key "
+        f"(the same file if it holds both, like kubelet's kubelet-client-current.pem), or neither"
+    )
+
+
+def _client_cert(cert: Raw, key: Raw) -> tuple[str, str]:
+    """Validate the health check's client certificate and key: both or neither, readable PEM
+    files, a certificate in the one and an unencrypted private key in the other, the key
+    matching the certificate (``ssl.SSLContext.load_cert_chain``). Key material is never
+    part of an error."""
+    if not check_client_pair(cert, key):
+        return "", ""
+    accepted_cert = "a readable PEM file holding the client certificate (signed by a CA the "
+    accepted_cert += "apiserver's --client-ca-file trusts)"
+    accepted_key = "a readable PEM file holding the certificate's unencrypted private key"
+    if b"-----BEGIN CERTIFICATE-----" not in _read_pem(cert, accepted_cert):
+        raise ConfigError(f"{_show(cert)}: PEM without a certificate; accepted: {accepted_cert}")
+    if b"PRIVATE KEY-----" not in _read_pem(key, accepted_key):
+        raise ConfigError(f"{_show(key)}: PEM without a private key; accepted: {accepted_key}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_cert_chain(cert.value, key.value, password=_no_password)
+    except ValueError:
+        raise ConfigError(
+            f"{_show(key)}: the private key is encrypted; accepted: {accepted_key}"
+        ) from None
+    except ssl.SSLError as e:
+        reason = e.reason or ""
+        if reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(
+                f"{_show(key)}: this key does not belong to the certificate {_show(cert)}; "
+                f"accepted: the private key of that certificate"
+            ) from None
+        raise ConfigError(
+            f"{_show(cert)} with {_show(key)}: does not load ({reason or 'SSL error'}); "
+            f"accepted: {accepted_cert}, and {accepted_key}"
+        ) from None
+    return cert.value, key.value
 
 
 PEER_FORM = (
@@ -1357,6 +1454,7 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     ca_path = r("control_plane_health_check_ca_path").value
     if ca_path != "":
         ca_path = _ca_path(r("control_plane_health_check_ca_path"))
+    client_cert, client_key = _client_cert(r(_CLIENT_CERT), r(_CLIENT_KEY))
     server_name = r("control_plane_health_check_server_name").value.strip()
     if server_name and (
         any(c.isspace() or c in "/:@" for c in server_name) or _host_problem(server_name)
@@ -1420,6 +1518,8 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         health_threshold=threshold,
         health_ca_path=ca_path,
         health_server_name=server_name,
+        health_client_cert_path=client_cert,
+        health_client_key_path=client_key,
         leader_election=bools["vip_leaderelection"],
         lb_enable=bools["lb_enable"],
         svc_enable=bools["svc_enable"],

@@ -71,10 +71,11 @@ class Manager:
             metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
         if config.health_enabled:
             tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
-            self.probe = Probe(config.health_url, *tls, on_close=self._server_closed)
+            cert = (config.health_client_cert_path, config.health_client_key_path)
+            self.probe = Probe(config.health_url, *tls, *cert, on_close=self._server_closed)
             if self.readiness_url:
                 same = self.probe.same_origin(self.readiness_url)
-                self.reader = self.probe if same else Probe(self.readiness_url, *tls)
+                self.reader = self.probe if same else Probe(self.readiness_url, *tls, *cert)
 
     def apply(self, step: Step) -> None:
         """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it."""

@@ -23,7 +23,9 @@ Rules this module keeps:
   ``--prometheusHTTPServer ""``, which turns metrics off) goes into ``args`` as ``--flag=``; one
   whose default is empty is the default and is left out.
 * When a CA path is set, the file is mounted read-only from the host at the same path (hostPath,
-  type File). kube-vip's generator forgets this volume, so its health check cannot work.
+  type File). kube-vip's generator forgets this volume, so its health check cannot work. The
+  health check's client certificate and key are mounted the same way (one volume when both
+  settings name the same file, like kubelet's ``kubelet-client-current.pem``).
 * No kubeconfig mount: vipgate never talks to the Kubernetes API.
 * Secrets: the manifest holds what the user gave (it is their manifest), but :func:`warnings`
   says when a BGP password is in it in plain text; the password itself is printed nowhere else.
@@ -50,6 +52,8 @@ from vipgate.config import (
     STOP_AFTER_DRAIN,
     Config,
     ConfigError,
+    check_client_pair,
+    collect,
     load,
     parse_bool,
 )
@@ -78,6 +82,14 @@ PRIORITY_CLASS = "system-node-critical"
 TERMINATION_GRACE_SECONDS = 10
 
 _CA_KEY = "control_plane_health_check_ca_path"
+_CLIENT_CERT_KEY = "control_plane_health_check_client_cert_path"
+_CLIENT_KEY_KEY = "control_plane_health_check_client_key_path"
+# The files the container reads from the host: setting -> volume name.
+_FILE_VOLUMES = {
+    _CA_KEY: CA_VOLUME,
+    _CLIENT_CERT_KEY: "health-client-cert",
+    _CLIENT_KEY_KEY: "health-client-key",
+}
 _SECRET_KEYS = tuple(s.key for s in SETTINGS if s.secret)
 
 
@@ -128,21 +140,31 @@ def effective_flags(flags: Mapping[str, str | None]) -> dict[str, str | None]:
 def load_config(flags: Mapping[str, str | None]) -> Config:
     """Validate the flags as the manager will see them on the node. Raises ConfigError.
 
-    The flags are completed by :func:`effective_flags`. The CA path must be absolute (it becomes
-    a hostPath and a mountPath). Its content is checked only if the file exists here; otherwise
-    the manager checks it on the node at start.
+    The flags are completed by :func:`effective_flags`. The CA, client certificate and key paths
+    must be absolute (they become hostPaths and mountPaths). A file's content is checked only if
+    it exists here (for the client pair: both files); otherwise the manager checks it on the node
+    at start. The client certificate and key go together (both or neither) in any case.
     """
     flags = effective_flags(flags)
-    ca = flags.get(_CA_KEY)
-    if ca and not os.path.isabs(ca):
-        raise ConfigError(
-            f"--controlPlaneHealthCheckCAPath={ca!r}: not an absolute path; accepted: the "
-            "absolute path of the CA file on the node, e.g. /etc/kubernetes/pki/ca.crt "
-            "(it is mounted from the host at the same path)"
-        )
-    if ca and not os.path.exists(ca):
-        return load({}, {**flags, _CA_KEY: None})
-    return load({}, flags)
+    examples = {
+        _CA_KEY: "/etc/kubernetes/pki/ca.crt",
+        _CLIENT_CERT_KEY: "/var/lib/kubelet/pki/kubelet-client-current.pem",
+        _CLIENT_KEY_KEY: "/var/lib/kubelet/pki/kubelet-client-current.pem",
+    }
+    for key, example in examples.items():
+        path = flags.get(key)
+        if path and not os.path.isabs(path):
+            raise ConfigError(
+                f"{SETTINGS_BY_KEY[key].flags[0]}={path!r}: not an absolute path; accepted: "
+                f"the absolute path of the file on the node, e.g. {example} (it is mounted from "
+                "the host at the same path)"
+            )
+    raw = collect({}, flags)
+    check_client_pair(raw[_CLIENT_CERT_KEY], raw[_CLIENT_KEY_KEY])
+    absent = {k: None for k in _FILE_VOLUMES if flags.get(k) and not os.path.exists(flags[k] or "")}
+    if _CLIENT_CERT_KEY in absent or _CLIENT_KEY_KEY in absent:
+        absent.update({_CLIENT_CERT_KEY: None, _CLIENT_KEY_KEY: None})
+    return load({}, {**flags, **absent})
 
 
 def warnings(
@@ -150,12 +172,13 @@ def warnings(
 ) -> list[str]:
     """What the operator should know about this manifest (printed on stderr, never secrets)."""
     out = list(config.warnings)
-    ca = flags.get(_CA_KEY)
-    if ca and not os.path.exists(ca):
-        out.append(
-            f"CA file {ca} does not exist on this machine (fine before kubeadm init): "
-            "the manager checks it on the node at start"
-        )
+    what = {_CA_KEY: "CA file", _CLIENT_CERT_KEY: "client certificate", _CLIENT_KEY_KEY: "key"}
+    for key, path in _files(flags):
+        if not os.path.exists(path):
+            out.append(
+                f"{what[key]} {path} does not exist on this machine (fine before kubeadm init): "
+                "the manager checks it on the node at start"
+            )
     secrets = [
         SETTINGS_BY_KEY[k].env[0]
         for k in _SECRET_KEYS
@@ -227,17 +250,30 @@ def container(flags: Mapping[str, str | None], image: str | None = None) -> dict
         "securityContext": copy.deepcopy(SECURITY_CONTEXT),
         "resources": copy.deepcopy(RESOURCES),
     }
-    ca = flags.get(_CA_KEY)
-    if ca:
-        c["volumeMounts"] = [{"name": CA_VOLUME, "mountPath": ca, "readOnly": True}]
+    mounts = [
+        {"name": _FILE_VOLUMES[key], "mountPath": path, "readOnly": True}
+        for key, path in _files(flags)
+    ]
+    if mounts:
+        c["volumeMounts"] = mounts
     return c
 
 
+def _files(flags: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    """(setting, path) of each host file the container reads, each path once."""
+    seen: dict[str, str] = {}
+    for key in _FILE_VOLUMES:
+        path = flags.get(key)
+        if path and path not in seen:
+            seen[path] = key
+    return [(key, path) for path, key in seen.items()]
+
+
 def _volumes(flags: Mapping[str, str | None]) -> list[dict[str, Any]]:
-    ca = flags.get(_CA_KEY)
-    if not ca:
-        return []
-    return [{"name": CA_VOLUME, "hostPath": {"path": ca, "type": "File"}}]
+    return [
+        {"name": _FILE_VOLUMES[key], "hostPath": {"path": path, "type": "File"}}
+        for key, path in _files(flags)
+    ]
 
 
 def termination_grace(flags: Mapping[str, str | None]) -> int:

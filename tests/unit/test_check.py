@@ -18,6 +18,7 @@ from pathlib import Path
 import h11
 import pytest
 
+from lab.pki import Pki, make_client_cert
 from tests.unit.conftest import (
     NODE_IP,
     OTHER_CA_NAME,
@@ -49,6 +50,7 @@ class Apiserver:
         self.status = 200
         self.body = b"ok"
         self.requests = 0
+        self.client_auth = False  # 401 to a request without a client certificate
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -108,6 +110,8 @@ class Apiserver:
                 await asyncio.sleep(60)
                 return
             status, body = (self.status, self.body) if self.mode == "status" else (200, b"ok")
+            if self.client_auth and not writer.get_extra_info("peercert"):
+                status, body = 401, b"Unauthorized"
             headers = [("Content-Length", str(len(body))), ("Content-Type", "text/plain")]
             writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
             writer.write(conn.send(h11.Data(data=body)) or b"")
@@ -383,3 +387,76 @@ def test_cli_exit_codes(
     assert main([*base, "--controlPlaneHealthCheckServerName", "kubernetes"]) == EXIT_HEALTHY
     out, _ = capsys.readouterr()
     assert "HEALTHY: HTTP 200" in out
+
+
+# ---------------------------------------------------------------------------- client certificate
+@pytest.fixture
+def client_auth_server(pki: ApiserverPki) -> Iterator[Apiserver]:
+    """Asks for a client certificate (verified against the cluster CA); 401 without one."""
+    ctx = pki.server_context()
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(cafile=pki.ca)
+    with Apiserver(ctx) as srv:
+        srv.client_auth = True
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client_cert(lab_pki: Pki) -> tuple[Path, Path]:
+    return make_client_cert(lab_pki, "check-client", "vipgate", ["system:vipgate"])
+
+
+def _client_config(srv: Apiserver, pki: ApiserverPki, cert: tuple[Path, Path] | None) -> Config:
+    env = {
+        "control_plane_health_check_address": srv.url(),
+        "control_plane_health_check_ca_path": str(pki.ca),
+        "control_plane_health_check_server_name": "kubernetes",
+    }
+    if cert is not None:
+        env["control_plane_health_check_client_cert_path"] = str(cert[0])
+        env["control_plane_health_check_client_key_path"] = str(cert[1])
+    return load(env)
+
+
+def test_client_certificate_is_presented_and_shown(
+    client_auth_server: Apiserver, pki: ApiserverPki, client_cert: tuple[Path, Path]
+) -> None:
+    code, out, _ = check(_client_config(client_auth_server, pki, client_cert))
+    assert code == EXIT_HEALTHY, out
+    assert _line(out, "client") == (
+        f"certificate O=system:vipgate, CN=vipgate from {client_cert[0]}"
+    ), out
+
+
+def test_401_without_client_certificate_suggests_one(
+    client_auth_server: Apiserver, pki: ApiserverPki
+) -> None:
+    out = unhealthy(_client_config(client_auth_server, pki, None))
+    assert "anonymous access refused (HTTP 401" in _line(out, "cause")
+    fix = _line(out, "fix")
+    assert "control_plane_health_check_client_cert_path" in fix
+    assert "control_plane_health_check_client_key_path" in fix
+    assert "client:" not in out
+
+
+@pytest.mark.parametrize(
+    ("status", "cause"),
+    [
+        (401, "the apiserver did not accept the client certificate O=system:vipgate, CN=vipgate"),
+        (403, "the apiserver authenticated O=system:vipgate, CN=vipgate"),
+    ],
+)
+def test_401_403_with_client_certificate(
+    apiserver: Apiserver,
+    pki: ApiserverPki,
+    client_cert: tuple[Path, Path],
+    status: int,
+    cause: str,
+) -> None:
+    apiserver.mode, apiserver.status, apiserver.body = "status", status, b"{}"
+    out = unhealthy(_client_config(apiserver, pki, client_cert))
+    assert _line(out, "cause").startswith(cause), out
+    assert "anonymous" not in _line(out, "cause")
+    assert ("--client-ca-file" if status == 401 else "nonResourceURLs") in _line(
+        out, "cause" if status == 401 else "fix"
+    )

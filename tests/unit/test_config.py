@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from lab.pki import Pki, make_client_cert
 from vipgate.cli import main
 from vipgate.config import SETTINGS, Config, ConfigError, Peer, Source, load, parse_bool
 
@@ -410,3 +412,94 @@ def test_readme_table_matches_settings() -> None:
             assert f"`{f}`" in flag_cell
         assert default_cell == (f"`{s.default}`" if s.default else '""'), s.key
     assert set(rows) == {s.key for s in SETTINGS}
+
+
+# --------------------------------------------------------------------------------------------
+# The health check's client certificate (issue 11)
+# --------------------------------------------------------------------------------------------
+
+_CERT = "control_plane_health_check_client_cert_path"
+_KEY = "control_plane_health_check_client_key_path"
+
+
+@pytest.fixture(scope="module")
+def client_files(lab_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A client certificate and key of the cluster CA, and the wrong shapes of them."""
+    d = tmp_path_factory.mktemp("client")
+    cert, key = make_client_cert(lab_pki, "client-ok", "vipgate", ["system:vipgate"])
+    _, other_key = make_client_cert(lab_pki, "client-other")
+    loaded = serialization.load_pem_private_key(key.read_bytes(), None)
+    encrypted = d / "encrypted.key"
+    encrypted.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    both = d / "both.pem"
+    both.write_bytes(key.read_bytes() + cert.read_bytes())  # key first: kubelet writes it so
+    text = d / "text.txt"
+    text.write_text("not a certificate\n")
+    return {
+        "cert": cert,
+        "key": key,
+        "other_key": other_key,
+        "encrypted": encrypted,
+        "both": both,
+        "text": text,
+        "dir": d,
+    }
+
+
+def _client_env(cert: Path | str, key: Path | str) -> dict[str, str]:
+    return {_CERT: str(cert), _KEY: str(key)}
+
+
+def test_client_certificate_accepted(client_files: dict[str, Path]) -> None:
+    f = client_files
+    c = load(_client_env(f["cert"], f["key"]))
+    assert (c.health_client_cert_path, c.health_client_key_path) == (str(f["cert"]), str(f["key"]))
+    c = load(_client_env(f["both"], f["both"]))  # one file holding both, kubelet's shape
+    assert c.health_client_cert_path == c.health_client_key_path == str(f["both"])
+    c = load({}, {_CERT: str(f["cert"]), _KEY: str(f["key"])})  # flags
+    assert c.health_client_cert_path == str(f["cert"])
+    assert load({}).health_client_cert_path == load({}).health_client_key_path == ""
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "named", "says"),
+    [
+        ("cert", "", _CERT, f"without {_KEY}: set both"),
+        ("", "key", _KEY, f"without {_CERT}: set both"),
+        ("cert", "other_key", _KEY, "this key does not belong to the certificate"),
+        ("cert", "encrypted", _KEY, "the private key is encrypted"),
+        ("key", "key", _CERT, "PEM without a certificate"),
+        ("cert", "cert", _KEY, "PEM without a private key"),
+        ("text", "key", _CERT, "not PEM"),
+        ("dir", "key", _CERT, "is a directory"),
+        ("missing", "key", _CERT, "no such file"),
+        ("cert", "missing", _KEY, "no such file"),
+    ],
+)
+def test_client_certificate_refused(
+    client_files: dict[str, Path], cert: str, key: str, named: str, says: str
+) -> None:
+    def path(name: str) -> str:
+        if name == "missing":
+            return str(client_files["dir"] / "missing.pem")
+        return str(client_files[name]) if name else ""
+
+    with pytest.raises(ConfigError) as e:
+        load(_client_env(path(cert), path(key)))
+    msg = str(e.value)
+    assert msg.startswith(f"{named}=") and says in msg, msg
+    # Key material never reaches an error: no PEM and no base64 line of the key.
+    assert "-----" not in msg
+    key_lines = client_files["key"].read_text().splitlines()[1:-1]
+    assert not any(line in msg for line in key_lines)
+
+
+def test_client_certificate_pair_named_by_flag(client_files: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="without --controlPlaneHealthCheckClientKeyPath: "):
+        load({}, {_CERT: str(client_files["cert"])})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.apiserver import FakeApiserver, check_list, make_ssl_context, parse_listen
-from lab.pki import Pki, make_pki
+from lab.pki import Pki, make_client_cert, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -356,4 +356,48 @@ def test_shutdown_delay_zero_and_cancel(pki: Pki, tmp_path: Path) -> None:
             with pytest.raises(ValueError, match="shutdown_delay_ms"):
                 await srv.set_mode("shutdown", shutdown_delay_ms=-1)
 
+    run(main())
+
+
+def test_client_ca_requires_a_client_certificate_of_that_ca(pki: Pki, tmp_path: Path) -> None:
+    """--client-ca: anonymous auth off with client-certificate auth (RKE2's health paths)."""
+    cert, key = make_client_cert(pki, "vipgate-client", "vipgate")
+    other_cert, other_key = make_client_cert(pki, "stranger", "stranger", other_ca=True)
+
+    async def get_with(client: tuple[Path, Path] | None) -> int:
+        ctx = client_ctx(pki)
+        if client is not None:
+            ctx.load_cert_chain(*client)
+        r, w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="kubernetes"
+        )
+        try:
+            return (await request(r, w))[0]
+        finally:
+            w.close()
+
+    async def main() -> None:
+        nc = pki.node("node1")
+        ssl_ctx = make_ssl_context(nc.cert, nc.key, pki.ca_cert)
+        srv = FakeApiserver([("127.0.0.1", port)], ssl_ctx, tmp_path / "c.sock", client_auth=True)
+        task = asyncio.create_task(srv.run())
+        for _ in range(400):
+            if srv.servers:
+                break
+            await asyncio.sleep(0.005)
+        try:
+            assert await get_with(None) == 401
+            assert await get_with((cert, key)) == 200
+            await srv.set_mode("fail")
+            assert await get_with((cert, key)) == 500  # authenticated: the mode answers
+            assert await get_with(None) == 401
+            # Another CA's certificate fails the TLS handshake (the server's alert reaches a
+            # TLS 1.3 client on its first read).
+            with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+                await get_with((other_cert, other_key))
+        finally:
+            srv.stopped.set()
+            await asyncio.wait_for(task, 5)
+
+    port = free_port()
     run(main())

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from lab.pki import Pki, make_client_cert
 from vipgate import __version__
 from vipgate.cli import build_parser, flags_of, main
 from vipgate.config import STOP_AFTER_DRAIN, Config, ConfigError, load
@@ -565,3 +566,61 @@ def test_mode_settings_are_added_when_not_given() -> None:
     _, obj = make("pod", [*argv, "--controlplane=false"])
     env = {e["name"]: e["value"] for e in container_of(obj)["env"]}
     assert env["cp_enable"] == "false"
+
+
+# --------------------------------------------------------------------------------------------
+# Client certificate for the health check (issue 11)
+# --------------------------------------------------------------------------------------------
+
+CERT_FLAG = "--controlPlaneHealthCheckClientCertPath"
+KEY_FLAG = "--controlPlaneHealthCheckClientKeyPath"
+
+
+@pytest.fixture(scope="module")
+def client_pair(lab_pki: Pki) -> tuple[Path, Path]:
+    return make_client_cert(lab_pki, "manifest-client")
+
+
+@pytest.mark.parametrize("kind", ["pod", "daemonset"])
+def test_client_certificate_and_key_are_mounted_read_only(
+    kind: str, ca_file: Path, client_pair: tuple[Path, Path]
+) -> None:
+    cert, key = client_pair
+    argv = [*full(ca_file), CERT_FLAG, str(cert), KEY_FLAG, str(key)]
+    _, obj = make(kind, argv)
+    assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION
+    assert pod_spec_of(obj)["volumes"] == [
+        {"name": "health-ca", "hostPath": {"path": str(ca_file), "type": "File"}},
+        {"name": "health-client-cert", "hostPath": {"path": str(cert), "type": "File"}},
+        {"name": "health-client-key", "hostPath": {"path": str(key), "type": "File"}},
+    ]
+    assert container_of(obj)["volumeMounts"] == [
+        {"name": "health-ca", "mountPath": str(ca_file), "readOnly": True},
+        {"name": "health-client-cert", "mountPath": str(cert), "readOnly": True},
+        {"name": "health-client-key", "mountPath": str(key), "readOnly": True},
+    ]
+    c = config_from_manifest(obj)  # what the manager loads in the container
+    assert (c.health_client_cert_path, c.health_client_key_path) == (str(cert), str(key))
+
+
+def test_one_file_holding_both_is_mounted_once() -> None:
+    kubelet = "/var/lib/kubelet/pki/kubelet-client-current.pem"  # absent here: a warning
+    _, obj = make("pod", [*minimal(), CERT_FLAG, kubelet, KEY_FLAG, kubelet])
+    assert pod_spec_of(obj)["volumes"] == [
+        {"name": "health-client-cert", "hostPath": {"path": kubelet, "type": "File"}}
+    ]
+    assert [m["mountPath"] for m in container_of(obj)["volumeMounts"]] == [kubelet]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([CERT_FLAG, "/etc/x/client.crt"], f"without {KEY_FLAG}"),  # absent files: still a pair
+        ([KEY_FLAG, "/etc/x/client.key"], f"without {CERT_FLAG}"),
+        ([CERT_FLAG, "client.crt", KEY_FLAG, "/etc/x/client.key"], "not an absolute path"),
+        ([CERT_FLAG, "/etc/x/client.crt", KEY_FLAG, "client.key"], "not an absolute path"),
+    ],
+)
+def test_client_certificate_flags_are_checked(argv: list[str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_config(cli_flags(*minimal(), *argv))

@@ -321,6 +321,8 @@ class Probe:
     connection; :attr:`peer_closed` is set at the same moment and cleared on the next connect.
     Counters: :attr:`checks`, :attr:`tcp_connects`, :attr:`tls_handshakes` (attempts begun),
     :attr:`peer_closes`. :attr:`peer_certificate` is the last certificate seen (or None).
+    ``client_cert``/``client_key`` (PEM paths, validated by vipgate.config): the client
+    certificate presented when the server asks for one (apiservers without anonymous access).
     """
 
     def __init__(
@@ -329,6 +331,8 @@ class Probe:
         timeout: float,
         ca_path: str = "",
         server_name: str = "",
+        client_cert: str = "",
+        client_key: str = "",
         *,
         on_close: Callable[[], None] | None = None,
         body_limit: int = BODY_LIMIT,
@@ -344,6 +348,8 @@ class Probe:
         self.timeout = float(timeout)
         self.ca_path = ca_path
         self.server_name = server_name
+        self.client_cert = client_cert
+        self.client_key = client_key
         self.body_limit = body_limit
         self.on_close = on_close
         self._tls = parts.scheme == "https"
@@ -609,6 +615,14 @@ class Probe:
             raise _Failure(
                 ErrorKind.TLS_OTHER, f"cannot load the CA file {self.ca_path}: {e}"
             ) from e
+        if self.client_cert:
+            try:
+                ctx.load_cert_chain(self.client_cert, self.client_key or None, password=b"")
+            except (OSError, ssl.SSLError) as e:
+                raise _Failure(
+                    ErrorKind.TLS_OTHER,
+                    f"cannot load the client certificate {self.client_cert}: {e}",
+                ) from e
         if check_hostname:
             self._ctx = ctx
         else:
