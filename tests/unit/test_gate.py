@@ -789,3 +789,60 @@ def test_every_state_signal_pair_is_in_the_table() -> None:
             ):
                 continue  # the disabled gate takes no checks or reads (GateError)
             assert (state, signal) in _TRANSITIONS, (state, signal)
+
+
+def reference_rise(oks: list[bool], threshold: int, rise: int) -> list[Action | None]:
+    """Rules 2, 4 and 5 with a success threshold, in a dozen lines."""
+    announced, failures, successes, out = False, 0, 0, []
+    for ok in oks:
+        failures, successes = (0, successes + 1) if ok else (failures + 1, 0)
+        action: Action | None = None
+        if ok and not announced and successes >= rise:
+            announced, action = True, Action.ANNOUNCE
+        elif not ok and announced and failures >= threshold:
+            announced, action = False, Action.WITHDRAW
+        out.append(action)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=checks,
+    threshold=st.integers(1, 5),
+    rise=st.integers(1, 4),
+    durations=st.lists(st.floats(0.0, 1.2), min_size=200, max_size=200),
+    closes=st.lists(st.booleans(), min_size=200, max_size=200),
+)
+def test_property_fast_period_and_rise_match_reference(
+    names: list[str], threshold: int, rise: int, durations: list[float], closes: list[bool]
+) -> None:
+    """Any mix of results, check durations and server closes: the actions are the reference
+    model's, and the next check is due at the fast period exactly when rule 7 says so, else on
+    the start grid and never before the check's end (rule 6)."""
+    period, fast, t0 = 5.0, FAST, 100.0
+    gate = Gate(URL, threshold, period, fast_period=fast, success_threshold=rise)
+    due = gate.start(t0).next_check_at
+    expected = reference_rise([RESULTS[n].ok for n in names], threshold, rise)
+    for name, want, dur, close in zip(names, expected, durations, closes, strict=False):
+        assert due is not None
+        if close and due > t0:  # the server closes the idle connection just before the check
+            step0 = gate.connection_closed(due - 0.01)
+            assert step0.action is None and step0.transition is None  # not a failure
+            assert step0.next_check_at == due - 0.01  # a check at once (rule 8)
+            due = step0.next_check_at
+        end = due + dur
+        result = RESULTS[name]
+        step = gate.feed(result, end)
+        assert step.action is want
+        nxt = step.next_check_at
+        assert nxt is not None
+        rising = gate.state in (GateState.STARTING, GateState.DOWN) and result.ok
+        if result.error in (ErrorKind.REFUSED, ErrorKind.RESET) or rising:
+            assert nxt == pytest.approx(end + fast)
+            assert gate.check_interval == fast
+        else:
+            k = round((nxt - t0) / period)
+            assert nxt == pytest.approx(t0 + k * period)
+            assert nxt >= end - TICK_SLACK * period - 1e-9
+            assert gate.check_interval == period
+        due = nxt
