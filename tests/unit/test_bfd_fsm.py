@@ -265,12 +265,11 @@ def test_detection_timer_expiry_goes_down_with_diag_1_and_forgets_the_peer() -> 
     assert det.at == pytest.approx(0.1 + 3 * 0.3)
     s.handle(PacketReceived(peer(State.UP), 0.2))
     assert s.up
-    # packets keep coming: the early firing only re-arms at the moved deadline
-    s.handle(PacketReceived(peer(State.UP), 0.7))
-    acts = s.handle(TimerFired(Timer.DETECT, det.generation, det.at))
-    assert changes(acts) == []
-    det = armed(acts, Timer.DETECT)
+    # every packet moves the deadline; the timer armed before it is stale
+    det = armed(s.handle(PacketReceived(peer(State.UP), 0.7)), Timer.DETECT)
     assert det.at == pytest.approx(0.7 + 0.9)
+    assert s.handle(TimerFired(Timer.DETECT, det.generation - 1, 1.0)) == []
+    assert s.up
     acts = s.handle(TimerFired(Timer.DETECT, det.generation, det.at))
     assert changes(acts) == [(State.UP, State.DOWN, Diag.CONTROL_DETECTION_TIME_EXPIRED)]
     assert s.remote_discr == 0

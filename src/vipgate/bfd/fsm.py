@@ -13,9 +13,10 @@ Rules this module keeps
    :data:`RECEIVED` (RFC 5880 6.8.6 "the state machine": our state x the peer's state ->
    new state and diagnostic).  Anything the peer sends that is wrong is a :class:`Discarded`
    action, never an exception.
-4. Timers carry a generation; a :class:`TimerFired` with a stale generation is ignored.  The
-   detection timer is lazy: a valid packet only moves :attr:`Session.detect_deadline`; when the
-   timer fires early it is re-armed at the deadline (one timer per detection time, not per packet).
+4. Timers carry a generation; a :class:`TimerFired` with a stale generation is ignored.  Every
+   valid packet re-arms the detection timer at its new deadline: moving a timer costs far less
+   than a wake-up of the owner's event loop, which a lazily re-armed timer would cost once per
+   detection time.
 5. Authentication and Demand mode are never used by us (bfd.AuthType = 0, bfd.DemandMode = 0);
    the peer's Demand mode is honoured (6.8.7: no periodic packets while both are Up).
 
@@ -77,6 +78,10 @@ _US: Final = 1e-6
 class Timer(enum.Enum):
     TX = "tx"
     DETECT = "detect"
+
+    # Members are singletons: hash by identity in C (Enum's own __hash__ is Python code, and
+    # timers are dict keys on every packet).
+    __hash__ = object.__hash__
 
 
 # ------------------------------------------------------------------------------------ events
@@ -377,9 +382,7 @@ class Session:
         if dt is None:
             return
         self.detect_deadline = now + dt
-        armed = self._armed_at.get(Timer.DETECT)
-        if armed is None or armed > self.detect_deadline:
-            self._arm(Timer.DETECT, self.detect_deadline)
+        self._arm(Timer.DETECT, self.detect_deadline)
 
     # ------------------------------------------------------------------------- handlers
 

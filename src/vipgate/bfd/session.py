@@ -15,7 +15,8 @@ Sockets (RFC 5881 single hop, RFC 5883 multihop):
   5883 section 5 leaves the check to configuration; vipgate has none).
 * Send: one UDP socket per session, bound to a source port chosen at random in 49152-65535
   (RFC 5881 section 4; the same port for the session's lifetime), to the BGP source address /
-  interface as above, with TTL / hop limit 255 (both single hop and multihop).
+  interface as above, with TTL / hop limit 255 (both single hop and multihop), connected to the
+  peer (so the kernel picks the source address once, as for the BGP session).
 
 Demultiplexing (RFC 5880 6.8.6): a packet whose Your Discriminator is non-zero goes to the session
 with that local discriminator, and only if it comes from that session's peer address; one with
@@ -169,6 +170,8 @@ class BfdSession:
             rng=endpoint.rng,
         )
         self._on_state = on_state
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = False
         self._sock: socket.socket | None = None
         self._timers: dict[fsm.Timer, asyncio.TimerHandle] = {}
         self._send_error_logged = False
@@ -183,9 +186,15 @@ class BfdSession:
 
     def start(self) -> None:
         """Open the send socket and start the session (Down, slow transmission)."""
+        self._loop = asyncio.get_running_loop()
         self._sock = make_tx_socket(
             self.peer, self.endpoint.source_ip, self.endpoint.source_if, self.endpoint.rng
         )
+        try:  # a connected socket skips the route lookup on every send
+            self._sock.connect((str(self.peer), self.port))
+            self._connected = True
+        except OSError as e:  # e.g. no route yet: sendto() per packet until there is one
+            log.warning("BFD peer %s: %s; sending unconnected", self.name, e.strerror or e)
         log.info(
             "BFD peer %s: %s, source port %d, %d ms x %d (rx %d ms)",
             self.name,
@@ -216,7 +225,8 @@ class BfdSession:
     # ------------------------------------------------------------------------- internals
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
 
     def _fire(self, timer: fsm.Timer, generation: int) -> None:
         self._timers.pop(timer, None)
@@ -230,7 +240,7 @@ class BfdSession:
                 old = self._timers.pop(a.timer, None)
                 if old is not None:
                     old.cancel()
-                loop = asyncio.get_running_loop()
+                loop = self._loop or asyncio.get_running_loop()
                 self._timers[a.timer] = loop.call_at(a.at, self._fire, a.timer, a.generation)
             elif isinstance(a, fsm.CancelTimer):
                 h = self._timers.pop(a.timer, None)
@@ -257,12 +267,25 @@ class BfdSession:
         if self._sock is None:
             return
         try:
-            self._sock.sendto(data, (str(self.peer), self.port))
+            if self._connected:
+                self._sock.send(data)
+            else:
+                self._sock.sendto(data, (str(self.peer), self.port))
             self._send_error_logged = False
         except OSError as e:  # no route yet, ICMP unreachable, full buffer: the next one retries
             if not self._send_error_logged:
                 self._send_error_logged = True
                 log.warning("BFD peer %s: send failed: %s", self.name, e.strerror or e)
+
+
+def _parse_source(text: str) -> IPAddress | None:
+    try:
+        src = ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(src, IPv6Address) and src.ipv4_mapped is not None:
+        return src.ipv4_mapped
+    return src
 
 
 class Endpoint:
@@ -283,6 +306,7 @@ class Endpoint:
         self._by_peer: dict[tuple[IPAddress, bool], BfdSession] = {}
         self._rx: list[tuple[socket.socket, bool]] = []
         self.dropped: Counter[str] = Counter()
+        self._sources: dict[str, IPAddress | None] = {}  # recvmsg's address text -> address
         self.started = False
 
     def add(
@@ -370,13 +394,16 @@ class Endpoint:
             self.dropped[d.rule] += 1
             log.debug("BFD packet from %s discarded: %s", source, d)
             return
-        try:
-            src = ip_address(source.split("%", 1)[0])
-        except ValueError:
+        if source in self._sources:
+            src = self._sources[source]
+        else:
+            src = _parse_source(source)
+            if len(self._sources) > 1024:  # bounded: peers are few, strangers may be many
+                self._sources.clear()
+            self._sources[source] = src
+        if src is None:
             self.dropped["source"] += 1
             return
-        if isinstance(src, IPv6Address) and src.ipv4_mapped is not None:
-            src = src.ipv4_mapped
         if packet.your_discr:
             session = self._by_discr.get(packet.your_discr)
             if session is None or session.peer != src or session.multihop != multihop:
