@@ -60,6 +60,7 @@ class Manager:
             success_threshold=config.health_success_threshold,
             shutdown_period=config.health_shutdown_period if self.readiness_url else 0.0,
             graceful_shutdown=config.bgp_graceful_shutdown,
+            readiness_url=self.readiness_url,
         )
         self.stopping = asyncio.Event()  # a stop signal came
         self.stopped = asyncio.Event()  # the gate reached STOPPED: close the sessions

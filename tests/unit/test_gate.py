@@ -846,3 +846,28 @@ def test_property_fast_period_and_rise_match_reference(
             assert nxt >= end - TICK_SLACK * period - 1e-9
             assert gate.check_interval == period
         due = nxt
+
+
+@pytest.mark.parametrize(
+    ("name", "advised"),
+    [("403", True), ("401", True), ("404", True), ("429", False), ("timeout", False)],
+)
+def test_readiness_url_that_can_never_show_a_shutdown_is_taught_once(
+    name: str, advised: bool
+) -> None:
+    gate = Gate(
+        URL, 3, 5.0, shutdown_period=1.0, readiness_url="https://localhost:6443/readyz/shutdown"
+    )
+    gate.start(0.0)
+    extra = {
+        "401": RESULTS["401"],
+        "404": ProbeResult(False, 404, ErrorKind.HTTP_STATUS, "HTTP 404 Not Found", 0.01),
+    }
+    result = extra.get(name) or READ[name]
+    steps = [gate.feed_readiness(result, 0.1 + i) for i in range(3)]
+    advice = [s.advice for s in steps if s.advice is not None]
+    assert len(advice) == (1 if advised else 0) and steps[0].action is None
+    if advised:
+        assert advice[0].kind is AdviceKind.READINESS_UNREADABLE
+        assert "/readyz/shutdown answers HTTP" in advice[0].message
+        assert "control_plane_health_check_shutdown_address" in advice[0].message

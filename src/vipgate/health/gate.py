@@ -90,7 +90,9 @@ mismatch must not be silent.
 
 Teaching: a failure *episode* is a run of consecutive failures (a success ends it). Within an
 episode each kind of :class:`Advice` -- TLS hostname mismatch, untrusted certificate, 401/403 --
-is given once, at its first occurrence, however many checks fail the same way.
+is given once, at its first occurrence, however many checks fail the same way. A readiness URL
+that answers 401, 403 or 404 (it can never show a shutdown: e.g. ``/readyz/shutdown``, 403 to
+anonymous clients) is taught once per gate.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class AdviceKind(enum.Enum):
     TLS_HOSTNAME = "tls_hostname"
     TLS_VERIFY = "tls_verify"
     ACCESS_DENIED = "access_denied"
+    READINESS_UNREADABLE = "readiness_unreadable"
 
 
 class _Signal(enum.Enum):
@@ -434,6 +437,7 @@ class Gate:
         success_threshold: int = 1,
         shutdown_period: float = 0.0,
         graceful_shutdown: float = 0.0,
+        readiness_url: str = "",
     ) -> None:
         if threshold < 1:
             raise ValueError("failure threshold must be >= 1")
@@ -451,6 +455,8 @@ class Gate:
         self.period = float(period)
         self.fast_period = float(fast_period)
         self.shutdown_period = float(shutdown_period)
+        self.readiness_url = readiness_url  # for messages only
+        self._readiness_advised = False
         self.graceful_shutdown = float(graceful_shutdown)
         self.enabled = bool(url)
         self.state = GateState.STARTING
@@ -586,7 +592,7 @@ class Gate:
         self._read_due = self._started_at + self._read_tick * self.shutdown_period
         word = readiness_signal(result)
         if word is None:
-            return self._step(None, None, None)
+            return self._step(None, None, self._readiness_advice(result))
         signal = _Signal(word)
         reason = REASON_SHUTDOWN if signal is _G.SHUTDOWN else REASON_SHUTDOWN_OVER
         old = self.state
@@ -629,6 +635,22 @@ class Gate:
         return self._step(action, transition, None)
 
     # ------------------------------------------------------------------ internals
+    def _readiness_advice(self, result: ProbeResult) -> Advice | None:
+        """Teaching (once per gate): a readiness URL answering 401/403/404 never shows a
+        shutdown -- typically a per-check path such as /readyz/shutdown (403 to anonymous)."""
+        if self._readiness_advised or result.status not in (401, 403, 404):
+            return None
+        self._readiness_advised = True
+        where = self.readiness_url or "the readiness URL"
+        return Advice(
+            AdviceKind.READINESS_UNREADABLE,
+            f"the readiness read of {where} answers HTTP {result.status}: vipgate cannot see "
+            "the apiserver's announced shutdown there. Anonymous clients may read /livez, "
+            "/readyz, /healthz and /version only (per-check paths such as /readyz/shutdown "
+            "answer 403): set control_plane_health_check_shutdown_address to the /readyz URL, "
+            "or to off",
+        )
+
     def _check_fed(self) -> None:
         if self._started_at is None:
             raise GateError("event before start()")
