@@ -17,6 +17,7 @@ Metrics
 |---|---|---|---|
 | `vipgate_build_info` | gauge (info) | `version`, `python` | always 1; the running version |
 | `vipgate_probe_results_total` | counter | `outcome` | health checks by outcome: `ok`, `refused`, `reset`, `timeout`, `tls_verify`, `tls_hostname`, `tls_other`, `http_status`, `protocol`, `dns`, `other` |
+| `vipgate_probe_http_responses_total` | counter | `code` | health checks answered with an HTTP status, by status code (`200`, `401`, `403`, `500`, ...): tells access problems (401/403) from an unhealthy apiserver (500) |
 | `vipgate_probe_duration_seconds` | histogram | - | time to the response headers (or to the failure) of each check; buckets 1 ms .. 3 s |
 | `vipgate_probe_consecutive_failures` | gauge | - | failed checks in a row (the gate withdraws at `control_plane_health_check_failure_threshold`) |
 | `vipgate_probe_consecutive_successes` | gauge | - | succeeded checks in a row (the gate announces again at `control_plane_health_check_success_threshold`) |
@@ -173,6 +174,12 @@ class Metrics:
         )
         for outcome in PROBE_OUTCOMES:
             self.probe_results.labels(outcome)
+        self.http_responses = Counter(
+            "vipgate_probe_http_responses",
+            "Health checks answered with an HTTP status, by status code.",
+            ["code"],
+            registry=r,
+        )
         self.probe_duration = Histogram(
             "vipgate_probe_duration_seconds",
             "Time to the response headers (or to the failure) of each health check.",
@@ -284,6 +291,9 @@ class Metrics:
         outcome = "ok" if ok else getattr(result, "error", "other")
         latency = getattr(result, "latency", None)
         self.probe(outcome, float(latency) if isinstance(latency, int | float) else None)
+        status = getattr(result, "status", None)
+        if isinstance(status, int) and 100 <= status <= 599:  # bounded: at most 500 label values
+            self.http_responses.labels(str(status)).inc()
 
     def gate(
         self,

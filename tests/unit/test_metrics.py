@@ -113,6 +113,18 @@ def test_probe_result_object() -> None:
     assert value(m, "vipgate_probe_results_total", outcome="ok") == 1
     assert value(m, "vipgate_probe_results_total", outcome="tls_hostname") == 1
     assert value(m, "vipgate_probe_duration_seconds_count") == 2
+    assert value(m, "vipgate_probe_http_responses_total", code="200") == 1
+
+
+def test_http_responses_by_status_code() -> None:
+    # 401/403 (access) must be told from 500 (unhealthy): the TLS/access alert reads the code.
+    m = Metrics()
+    for status in (401, 401, 403, 500):
+        m.probe_result(ProbeResult(False, status, ErrorKind.HTTP_STATUS, f"HTTP {status}", 0.01))
+    m.probe_result(ProbeResult(False, None, ErrorKind.REFUSED, "refused", 0.001))
+    assert value(m, "vipgate_probe_results_total", outcome="http_status") == 4
+    codes = {k[1][0][1]: v for k, v in samples(m).items() if k[0].endswith("http_responses_total")}
+    assert codes == {"401": 2, "403": 1, "500": 1}
 
 
 def test_gate_state_is_one_hot_and_follows_the_gate() -> None:
