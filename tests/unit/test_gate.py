@@ -618,10 +618,30 @@ def test_rule9_reads_have_their_own_grid() -> None:
     assert gate.feed_readiness(OK, 0.002).next_read_at == 1.0
     assert gate.due(0.003) is Due.CHECK
     assert gate.feed(OK, 0.004).next_check_at == 5.0
+    assert gate.due(5.0) is Due.CHECK  # both due while announced: the check goes first
     assert gate.feed_readiness(OK, 1.001).next_read_at == 2.0
     assert gate.feed_readiness(OK, 3.5).next_read_at == 4.0  # a late read: the next tick
     assert gate.wake_at == 4.0
     assert Gate(URL, 3, 5.0).next_read_at is None  # off
+
+
+def test_rule9_no_reads_while_failures_count() -> None:
+    # A hung apiserver: reads that each ran into the timeout between the checks would double
+    # the time to the threshold.
+    gate = Gate(URL, 3, 1.0, fast_period=FAST, shutdown_period=1.0)
+    gate.start(0.0)
+    gate.feed_readiness(OK, 0.002)
+    gate.feed(OK, 0.004)
+    assert gate.next_read_at == 1.0
+    step = gate.feed(RESULTS["timeout"], 2.0)  # the check due at 1.0 timed out
+    assert step.next_read_at is None and gate.next_read_at is None
+    assert gate.due(2.0) is Due.CHECK  # the check due at 2.0, not the read due since 1.0
+    assert gate.wake_at == 2.0
+    gate.feed(RESULTS["timeout"], 3.0)
+    assert gate.due(3.0) is Due.CHECK
+    assert gate.feed(RESULTS["timeout"], 4.0).action is W  # threshold x timeout after 1.0
+    gate.feed(OK, 4.5)  # healthy again: the read due meanwhile is made at once
+    assert gate.next_read_at == 1.0 and gate.due(4.5) is Due.READ
 
 
 @pytest.mark.parametrize("start", ["up", "starting", "down"])

@@ -54,7 +54,11 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
    APISERVER_SHUTDOWN at once (an announcement, not a failure: no threshold), withdrawing if
    announced. The /livez checks go on at their cadence but change nothing there. The first
    CLEAR read leaves it for DOWN with the success counter reset and a check due at once: the
-   route returns on the first check(s) after it that pass rule 4.
+   route returns on the first check(s) after it that pass rule 4. Reads are made only while
+   no /livez failure is counting: a failing or hung apiserver is rules 5-7's business, and
+   reads that each run into the timeout between the checks would stretch the detection of a
+   hung apiserver from ``threshold x timeout + period`` to about twice that. A read due
+   meanwhile is made after the next passing check.
 10. Stop without drain. :meth:`Gate.stop` with ``graceful_shutdown == 0``, or when the route is
     not announced, enters STOPPED: withdraw if announced. A second :meth:`Gate.stop` while
     draining is a stop without drain.
@@ -490,6 +494,8 @@ class Gate:
     def next_read_at(self) -> float | None:
         if self._started_at is None or not self.enabled or self.state is GateState.STOPPED:
             return None
+        if self.consecutive_failures > 0:  # rule 9: no reads while failures count
+            return None
         return self._read_due
 
     @property
@@ -515,17 +521,20 @@ class Gate:
         return MappingProxyType(self._counts)
 
     def due(self, now: float) -> Due | None:
-        """What is due at ``now``: the drain's end first, then a read, then a check."""
+        """What is due at ``now``: the drain's end first; then, when both are due, a read first
+        while the route is not announced (a check must not announce a route the apiserver is
+        withdrawing) and a check first while it is (a read that hangs must not delay the
+        failure count: rule 9)."""
         until = self.drain_until
         if until is not None and now >= until:
             return Due.TICK
         read = self.next_read_at
-        if read is not None and now >= read:
-            return Due.READ
         check = self.next_check_at
-        if check is not None and now >= check:
+        read_due = read is not None and now >= read
+        check_due = check is not None and now >= check
+        if check_due and (self.announced or not read_due):
             return Due.CHECK
-        return None
+        return Due.READ if read_due else None
 
     # ------------------------------------------------------------------ events
     def start(self, now: float) -> Step:
