@@ -891,3 +891,13 @@ def test_readiness_url_that_can_never_show_a_shutdown_is_taught_once(
         assert advice[0].kind is AdviceKind.READINESS_UNREADABLE
         assert "/readyz/shutdown answers HTTP" in advice[0].message
         assert "control_plane_health_check_shutdown_address" in advice[0].message
+
+
+@pytest.mark.parametrize("url", [URL, ""])
+def test_stop_before_start_never_announces(url: str) -> None:
+    """A signal during start-up (before the gate started) must not be undone by start()."""
+    gate = Gate(url, 3, 5.0, fast_period=FAST, graceful_shutdown=3.0)
+    assert gate.stop(0.0).action is None and gate.state is GateState.STOPPED
+    step = gate.start(0.1)
+    assert step.action is None and step.next_check_at is None and not gate.announced
+    assert gate.wake_at is None

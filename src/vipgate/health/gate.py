@@ -542,6 +542,8 @@ class Gate:
         if self._started_at is not None:
             raise GateError("gate already started")
         self._started_at = now
+        if self.state is GateState.STOPPED:  # stopped before it started: nothing to do
+            return self._step(None, None, None)
         if not self.enabled:
             t = self._transition(now, GateState.DISABLED, Action.ANNOUNCE, REASON_DISABLED)
             self._enter(t)
