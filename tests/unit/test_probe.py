@@ -657,3 +657,20 @@ def test_readiness_read_of_another_origin_is_refused(pki: ApiserverPki) -> None:
             await probe.check("https://127.0.0.1:6443/readyz")
 
     run(main)
+
+
+def test_server_text_reaches_the_result_as_one_printable_line(pki: ApiserverPki) -> None:
+    """Fuzz finding (fuzz/regressions/probe/df1d8f66...): a 500 body's control characters went
+    verbatim into the result text, which is logged -- a server could write terminal escape
+    sequences or NULs into vipgate's log. They are escaped now."""
+
+    async def main() -> None:
+        async with FakeApiserver(pki.server_context()) as srv:
+            srv.mode, srv.status = "status", 500
+            srv.body = b"[-]etcd failed\x1b[31m red\x00\x01\x7f\xc2\x85 end"
+            r = await _check_with(srv, pki)
+            assert r.status == 500 and r.text.isprintable(), r.text
+            assert "[-]etcd failed\\x1b[31m red\\x00\\x01\\x7f" in r.text, r.text
+            assert r.text.endswith("end")
+
+    run(main)

@@ -301,7 +301,15 @@ def _name_in(names: tuple[str, ...], name: str) -> bool:
 
 def _one_line(raw: bytes) -> str:
     text = raw[:_KEEP_TEXT].decode("utf-8", "replace")
-    return " ".join(text.split())
+    return _printable(" ".join(text.split()))
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped (``\\x1b``): what a server sends reaches the log
+    as one harmless line (no terminal escape sequences, no NUL)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _is_ip(host: str) -> bool:
@@ -801,7 +809,7 @@ class Probe:
             ok=False,
             status=None,
             error=kind,
-            text=text,
+            text=_printable(text),
             latency=loop.time() - prog.started,
             new_connection=prog.new_connection,
             cert_names=cert_names,
@@ -836,7 +844,7 @@ class Probe:
         quoted = _one_line(body)
         if quoted:
             text += f": {quoted}"
-        return text
+        return _printable(text)
 
 
 def _hostport(host: str, port: int) -> str:

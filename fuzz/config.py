@@ -1,0 +1,135 @@
+"""Fuzz the configuration parser (vipgate.config.load) over every setting, env and flags.
+
+Input: UTF-8 text (invalid bytes kept as surrogates, as ``os.environ`` gives them; NUL, which no
+environment can hold, dropped), one ``NAME=VALUE`` per line. ``NAME`` is an environment
+variable, ``--flag`` a command-line flag, or ``#n`` / ``#n.k`` the k-th environment name of
+setting n (``SETTINGS[n % len]``), so that mutations stay on real settings.
+
+Crash: an exception other than :class:`ConfigError`; a :class:`ConfigError` that shows a secret
+(a ``secret`` setting's value or a password field of ``bgp_peers``: found by loading again with
+the secret replaced, so text that is in the message anyway does not count); a configuration
+that loads but that the daemon's own constructors (probe, gate, speaker, manager) reject --
+"nothing that passes ``vipgate config`` may fail later because of its value".
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
+from vipgate.config import SETTINGS, Config, ConfigError, load
+from vipgate.manager import Manager
+
+FLAG_KEYS = {f: s.key for s in SETTINGS for f in s.flags}
+SECRET_ENVS = {name for s in SETTINGS if s.secret for name in s.env}
+
+
+class Crash(AssertionError):
+    """A property of the parser did not hold."""
+
+
+def parse(data: bytes) -> tuple[dict[str, str], dict[str, str | None]]:
+    text = data.decode("utf-8", "surrogateescape").replace("\x00", "")
+    env: dict[str, str] = {}
+    flags: dict[str, str | None] = {}
+    for line in text.split("\n"):
+        name, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if name.startswith("#"):
+            idx, _, k = name[1:].partition(".")
+            try:
+                s = SETTINGS[int(idx) % len(SETTINGS)]
+                env[s.env[int(k or 0) % len(s.env)]] = value
+            except ValueError:
+                continue
+        elif name.startswith("--"):
+            key = FLAG_KEYS.get(name)
+            if key is not None:
+                flags[key] = value
+        elif name:
+            env[name] = value
+    return env, flags
+
+
+def _load(env: dict[str, str], flags: dict[str, str | None]) -> Config | ConfigError:
+    try:
+        return load(env, flags)
+    except ConfigError as e:
+        return e
+
+
+def _mask(secret: str) -> str:
+    return "".join("Z" if c != "Z" else "Y" for c in secret)
+
+
+def _secrets(env: dict[str, str], flags: dict[str, str | None]) -> list[tuple[str, str, str]]:
+    """(where: env name or flag key, the value with the secret masked, the secret) to check.
+    A secret setting's whole value is the secret, but for ``bgp_peers`` only the password
+    fields are (the addresses and AS numbers in it are named in errors on purpose)."""
+    by_name = {n: s for s in SETTINGS if s.secret for n in (*s.env, s.key)}
+    given = [(k, v) for k, v in env.items() if k in SECRET_ENVS]
+    given += [(k, v) for k, v in flags.items() if k in by_name and v is not None]
+    out: list[tuple[str, str, str]] = []
+    for where, value in given:
+        if by_name[where].kind != "list":
+            out.append((where, _mask(value), value))
+            continue
+        entries = value.split(",")
+        for k, entry in enumerate(entries):  # address:AS:password:... or [v6]:AS:password:...
+            head, bracket, tail = entry.rpartition("]")
+            fields = tail.split(":") if bracket else entry.split(":")
+            if len(fields) > 2:  # [addr, AS, password, ...] or ["", AS, password, ...]
+                secret = fields[2]
+                fields[2] = _mask(secret)
+                masked_entry = head + bracket + ":".join(fields)
+                masked = ",".join([*entries[:k], masked_entry, *entries[k + 1 :]])
+                out.append((where, masked, secret))
+    return [(w, m, s) for w, m, s in out if len(s) >= 4]
+
+
+def _check_secrets(e: ConfigError, env: dict[str, str], flags: dict[str, str | None]) -> None:
+    msg = str(e)
+    for where, masked, secret in _secrets(env, flags):
+        if secret not in msg:
+            continue
+        env2, flags2 = dict(env), dict(flags)
+        if where in env2:
+            env2[where] = masked
+        else:
+            flags2[where] = masked
+        again = _load(env2, flags2)
+        # the same error with the secret masked still shows it: it came from elsewhere
+        if not isinstance(again, ConfigError) or secret not in str(again):
+            raise Crash(f"a secret of {where} is in the error: {msg!r}")
+
+
+def _construct(cfg: Config) -> None:
+    """What the daemon builds from a loaded config before it touches a socket."""
+    prefix = cfg.prefix
+    if prefix is None or not cfg.bgp_enable:
+        return  # the manager exits 2 with a message (config.py's own rule)
+    speaker = Speaker(
+        SpeakerSettings(
+            local_as=cfg.bgp_as,
+            router_id=cfg.router_id_source.explicit or IPv4Address("192.0.2.11"),
+            hold_time=cfg.bgp_hold_time,
+            keepalive=cfg.keepalive,
+            source_ip=cfg.bgp_sourceip,
+            source_if=cfg.bgp_sourceif or None,
+        ),
+        [peer_settings(p) for p in cfg.peers],
+    )
+    Manager(cfg, speaker, prefix, None)
+
+
+def check(data: bytes) -> None:
+    env, flags = parse(data)
+    got = _load(env, flags)
+    if isinstance(got, ConfigError):
+        _check_secrets(got, env, flags)
+        return
+    try:
+        _construct(got)
+    except Exception as e:
+        raise Crash(f"loaded config rejected later: {e!r}") from e
