@@ -173,7 +173,6 @@ class _Signal(enum.Enum):
 
 _S, _G = GateState, _Signal
 _ANY_CHECK = (_G.SUCCESS, _G.RISE, _G.FAILURE, _G.THRESHOLD)
-_ANY_READ = (_G.SHUTDOWN, _G.CLEAR)
 
 
 def _table() -> dict[tuple[GateState, _Signal], tuple[GateState, Action | None]]:
