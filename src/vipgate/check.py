@@ -328,6 +328,15 @@ def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[st
             "the server hangs or packets are dropped (firewall); check the apiserver's health "
             f"and log. The limit is {_TIMEOUT}",
         )
+    if kind is ErrorKind.RESET and config.health_client_cert_path:
+        cert = config.health_client_cert_path
+        return (
+            f"the server closed the connection: {r.text}. A server that refuses the client "
+            f"certificate {obs.client_subject or cert} closes it this way (with TLS 1.3 its alert "
+            "comes after the handshake)",
+            f"check that {cert} is signed by a CA in the apiserver's --client-ca-file and valid "
+            "now; if it is, the apiserver may be restarting or overloaded: look at its log",
+        )
     if kind is ErrorKind.RESET and "TLS handshake" in r.text:
         return (
             f"the server closed the connection during the TLS handshake: {r.text}",

@@ -460,3 +460,17 @@ def test_401_403_with_client_certificate(
     assert ("--client-ca-file" if status == 401 else "nonResourceURLs") in _line(
         out, "cause" if status == 401 else "fix"
     )
+
+
+def test_client_certificate_of_another_ca_is_explained(
+    client_auth_server: Apiserver, pki: ApiserverPki, lab_pki: Pki
+) -> None:
+    # The server refuses the certificate in the TLS handshake: the probe sees a closed
+    # connection, and the check points at the certificate's CA rather than at the apiserver.
+    stranger = make_client_cert(lab_pki, "check-stranger", "stranger", other_ca=True)
+    out = unhealthy(_client_config(client_auth_server, pki, stranger))
+    assert "refuses the client certificate CN=stranger" in _line(out, "cause"), out
+    assert f"check that {stranger[0]} is signed by a CA in the apiserver's --client-ca-file" in (
+        _line(out, "fix")
+    ), out
+    assert client_auth_server.requests == 0  # refused before any request
