@@ -10,8 +10,11 @@
 2. Cost: one speaker process with 3 BGP peers (three BIRD routers) and BFD at 300 ms x 3 on
    each, against the same with BFD off: CPU seconds (utime + stime from /proc, so the kernel's
    work of sending each packet through the lab's veth pairs counts too) over a window of W
-   seconds once everything is Up, scaled to a minute, and RSS at the end. Reference in the same
-   run: the three BIRD processes, which run the other end of the same three sessions in C.
+   seconds once everything is Up, scaled to a minute, and RSS at the end. References in the same
+   run: the three BIRD processes, which run the other end of the same three sessions in C; and
+   in the BFD-off lab, a Python asyncio loop that only wakes up as often as vipgate must with
+   BFD on (3 sessions x (1 send + 1 receive) per mean jittered interval of 262.5 ms = 22.9 per
+   second) and does nothing: the event loop's own share.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -127,9 +131,24 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def bench_cost(bfd: bool, window: float) -> tuple[float, int, float]:
-    """(speaker CPU s per minute, speaker RSS kB, CPU s per minute of the three BIRDs) with
-    one speaker and 3 peers, BFD on or off."""
+WAKEUPS = 3 * 2 / (0.875 * 0.300)  # per second: 3 sessions, a send and a receive each
+_FLOOR = """
+import asyncio, sys, time
+async def main():
+    loop = asyncio.get_running_loop()
+    def tick():
+        loop.call_later(1 / float(sys.argv[1]), tick)
+    tick()
+    print("ready", flush=True)
+    await asyncio.sleep(float(sys.argv[2]))
+asyncio.run(main())
+"""
+
+
+def bench_cost(bfd: bool, window: float) -> tuple[float, int, float, float | None]:
+    """(speaker CPU s per minute, speaker RSS kB, CPU s per minute of the three BIRDs, CPU s per
+    minute of the idle asyncio loop at :data:`WAKEUPS` per second (BFD off only)) with one
+    speaker and 3 peers, BFD on or off."""
     with Lab() as lab:
         nb = {"bfd": BFD} if bfd else {}
         topo = build_topology(lab, 1, "bird", client=False, neighbor_kwargs=nb)
@@ -145,13 +164,27 @@ def bench_cost(bfd: bool, window: float) -> tuple[float, int, float]:
             if bfd:
                 wait_for(_bfd_up(r, n1.ip4), 30.0, 0.1, what="BFD Up")
         time.sleep(3.0)  # past the Poll sequences and the first scrape-free seconds
+        floor = None
+        if not bfd:
+            floor = lab.popen(
+                n1.ns,
+                [sys.executable, "-c", _FLOOR, str(WAKEUPS), str(window + 30)],
+                stdout=subprocess.PIPE,
+            )
+            assert floor.stdout is not None
+            floor.stdout.readline()
+            time.sleep(1.0)
         pid = sp.proc.pid
+        f0 = _cpu_seconds(floor.pid) if floor is not None else 0.0
         birds = [r.pid for r in routers if r is not None and r.pid is not None]
         b0 = sum(_cpu_seconds(b) for b in birds)
         c0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(window)
         c1, t1 = _cpu_seconds(pid), time.monotonic()
         b1 = sum(_cpu_seconds(b) for b in birds)
+        f1 = _cpu_seconds(floor.pid) if floor is not None else 0.0
+        if floor is not None:
+            lab.stop(floor)
         sp.send("rss")
         rss = int(sp.wait_event("rss")["kb"])
         for r in routers:
@@ -159,7 +192,7 @@ def bench_cost(bfd: bool, window: float) -> tuple[float, int, float]:
             assert r.session_state(n1.ip4) == "Established", "a session dropped during the window"
         sp.close()
     scale = 60.0 / (t1 - t0)
-    return (c1 - c0) * scale, rss, (b1 - b0) * scale
+    return (c1 - c0) * scale, rss, (b1 - b0) * scale, (f1 - f0) * scale if floor else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,26 +201,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=60.0, help="CPU window, seconds")
     ap.add_argument("--routers", default="bird,frr")
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--skip-detection", action="store_true")
     args = ap.parse_args(argv)
 
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
 
     rows: list[str] = []
-    for kind in args.routers.split(","):
+    for kind in [] if args.skip_detection else args.routers.split(","):
         res = bench_detection(kind, args.trials, log)
         for name, label in (("bfd", "BFD 300 ms x 3"), ("hold", f"BFD off, hold {HOLD} s")):
             lo, med, hi = stats(res[name])
             rows.append(
                 f"| {kind} | {label} | {len(res[name])} | {lo:.3f} | {med:.3f} | {hi:.3f} |"
             )
-    print("next hop gone at the router after the node goes silent (seconds)\n")
-    print("| router | node | trials | min | median | max |")
-    print("|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    if rows:
+        print("next hop gone at the router after the node goes silent (seconds)\n")
+        print("| router | node | trials | min | median | max |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
     if not args.skip_cost:
-        on_cpu, on_rss, on_bird = bench_cost(True, args.window)
-        off_cpu, off_rss, off_bird = bench_cost(False, args.window)
+        on_cpu, on_rss, on_bird, _ = bench_cost(True, args.window)
+        off_cpu, off_rss, off_bird, floor = bench_cost(False, args.window)
         print(f"\none speaker, 3 BGP peers, {args.window:g} s window (CPU s per minute)\n")
         print("| BFD | vipgate CPU | vipgate RSS MB | 3 x BIRD CPU (reference) |")
         print("|---|---|---|---|")
@@ -196,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| difference | {on_cpu - off_cpu:+.3f} | {(on_rss - off_rss) / 1024:+.1f} "
             f"| {on_bird - off_bird:+.3f} |"
+        )
+        print(
+            f"\nidle asyncio loop waking {WAKEUPS:.1f} times a second (the event loop's share): "
+            f"{floor or 0.0:.3f} CPU s per minute"
         )
     return 0
 

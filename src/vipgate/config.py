@@ -1214,6 +1214,7 @@ def _check_peers(
     (kube-vip's MP-BGP settings) for a session of the other family.
     """
     seen: dict[tuple[IPAddress, int], str] = {}
+    bfd_seen: dict[tuple[IPAddress, bool], tuple[str, Bfd]] = {}
     for where, p in named:
         problem = _usable_unicast(p.address)
         if problem:
@@ -1255,6 +1256,15 @@ def _check_peers(
                 f"{where}: BFD is not yet supported by vipgate; accepted: a 7th field that "
                 "disables it (false;...) or none"
             )
+        if p.bfd is not None and p.bfd.enabled:
+            # One BFD session per address and hop kind (RFC 5881/5883 demultiplex by address):
+            # two entries for one router (other ports) share it, so they must agree.
+            other = bfd_seen.setdefault((p.address, p.multihop), (where, p.bfd))
+            if other[1] != p.bfd:
+                raise ConfigError(
+                    f"{where}: BFD field {p.bfd} differs from {other[0]}'s {other[1]} for the "
+                    "same router (one BFD session per address); accepted: the same 7th field"
+                )
         _check_nexthop(where, p, address, sourceip, r)
         for hop in (p.mpbgp_ipv4, p.mpbgp_ipv6):
             if prefix is not None and hop is not None and hop in prefix:

@@ -99,6 +99,17 @@ def test_two_endpoints_come_up_detect_silence_and_admin_down() -> None:
     asyncio.run(main())
 
 
+def test_endpoint_shares_one_session_per_address_and_hop_kind() -> None:
+    ep = Endpoint()
+    seen = Changes()
+    a = ep.add("a", IPv4Address("192.0.2.1"), False, FAST)
+    b = ep.add("b", IPv4Address("192.0.2.1"), False, FAST, seen)
+    assert a is b and b.callbacks == [seen]
+    assert ep.add("m", IPv4Address("192.0.2.1"), True, FAST) is not a  # multihop: its own
+    with pytest.raises(ValueError):
+        ep.add("c", IPv4Address("192.0.2.1"), False, BfdSettings(300, 300, 3))
+
+
 def test_packets_leave_with_ttl_255_from_a_high_port_and_ttl_254_is_refused() -> None:
     a_ip, b_ip = pair()
 

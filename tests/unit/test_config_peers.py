@@ -140,3 +140,15 @@ def test_bad_peer_fields(entry: str, fragment: str) -> None:
 def test_bad_mpbgp_globals(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load(env)
+
+
+def test_bfd_one_session_per_router_address() -> None:
+    # two entries for one router (other ports) share the BFD session: the fields must agree
+    same = peers(
+        "192.0.2.1:65001::false:179::true;300;300;3,192.0.2.1:65001::false:1179::true;300;300;3"
+    )
+    assert [p.port for p in same] == [179, 1179]
+    with pytest.raises(ConfigError, match=r"entry 2 .*differs from bgp_peers entry 1"):
+        peers(
+            "192.0.2.1:65001::false:179::true;300;300;3,192.0.2.1:65001::false:1179::true;50;50;3"
+        )

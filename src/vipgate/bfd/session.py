@@ -169,7 +169,7 @@ class BfdSession:
             ),
             rng=endpoint.rng,
         )
-        self._on_state = on_state
+        self.callbacks: list[StateCallback] = [on_state] if on_state is not None else []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
         self._sock: socket.socket | None = None
@@ -257,8 +257,8 @@ class BfdSession:
                     a.reason,
                     a.diag.label,
                 )
-                if self._on_state is not None:
-                    self._on_state(self, a)
+                for callback in self.callbacks:
+                    callback(self, a)
             elif isinstance(a, fsm.Discarded):
                 self.endpoint.dropped[a.rule] += 1
                 log.debug("BFD peer %s: packet discarded: %s", self.name, a.reason)
@@ -317,9 +317,16 @@ class Endpoint:
         settings: BfdSettings,
         on_state: StateCallback | None = None,
     ) -> BfdSession:
-        """A new session (started by :meth:`start`).  One per peer address and hop kind."""
-        if (peer, multihop) in self._by_peer:
-            raise ValueError(f"a BFD session to {peer} ({'multihop' if multihop else '1 hop'})")
+        """A new session (started by :meth:`start`), one per peer address and hop kind: a second
+        BGP peer at the same address (another port) shares it and adds its callback.  Raises
+        ValueError if the shared session's settings differ (``config.load`` refuses that)."""
+        existing = self._by_peer.get((peer, multihop))
+        if existing is not None:
+            if existing.settings != settings:
+                raise ValueError(f"two BFD settings for {peer}: {existing.settings}, {settings}")
+            if on_state is not None:
+                existing.callbacks.append(on_state)
+            return existing
         discr = 0
         while discr == 0 or discr in self._by_discr:
             discr = int(self.rng() * 0xFFFFFFFF) & 0xFFFFFFFF
