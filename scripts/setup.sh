@@ -19,7 +19,10 @@ if [ -n "$missing" ]; then
   apt-get install -y -q --no-install-recommends $missing
   [ "$created_policy" -eq 0 ] || rm -f "$policy"
   # Debian starts these daemons in the host namespace on some setups; the lab never uses them.
-  for s in bird frr gobgpd prometheus prometheus-node-exporter; do
+  # prometheus: the alerting test runs its own server in a namespace; podman: no daemon, socket
+  # or restart service is needed (the tests call podman with a private store).
+  for s in bird frr gobgpd prometheus prometheus-node-exporter \
+    podman.socket podman.service podman-restart.service podman-auto-update.timer; do
     systemctl stop "$s" 2>/dev/null || true; systemctl disable "$s" 2>/dev/null || true
   done
 fi
