@@ -69,6 +69,9 @@ def test_static_pod_in_podman_announces_withdraws_and_stops_cleanly(podman: Podm
             caps = json.loads(podman.inspect(CONTAINER, "{{json .EffectiveCaps}}"))
             assert sorted(caps) == ["CAP_NET_ADMIN", "CAP_NET_RAW"]
             assert podman.inspect(CONTAINER, "{{.HostConfig.ReadonlyRootfs}}") == "true"
+            pid = podman.inspect(CONTAINER, "{{.State.Pid}}")
+            status = Path(f"/proc/{pid}/status").read_text()
+            assert "\nNoNewPrivs:\t1\n" in status  # allowPrivilegeEscalation: false
             mounts = json.loads(podman.inspect(CONTAINER, "{{json .Mounts}}"))
             ca = [m for m in mounts if m["Destination"] == str(c.pki.ca_cert)]
             assert ca and ca[0]["Source"] == str(c.pki.ca_cert) and ca[0]["RW"] is False, mounts
