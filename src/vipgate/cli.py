@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType
 from collections.abc import Mapping, Sequence
 
 from vipgate import __version__
@@ -104,8 +106,16 @@ def _cmd_config(env: Mapping[str, str], flags: Mapping[str, str | None]) -> int:
     return 0
 
 
+def _stop_before_start(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "manager":
+        # Until the manager takes the signals over (before it touches the host), a SIGTERM
+        # just ends the process: nothing to undo, exit 0 (not death by signal).
+        signal.signal(signal.SIGTERM, _stop_before_start)
     if args.command == "version":
         print(f"vipgate {__version__}")
         return 0

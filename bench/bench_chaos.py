@@ -1,0 +1,534 @@
+"""Chaos run: random faults, several at once, against a 2-node vipgate cluster and BIRD; one
+invariant checked continuously.
+
+Run as root from the repository root::
+
+    .venv/bin/python -m bench.bench_chaos                    # 10 minutes (bench mode)
+    .venv/bin/python -m bench.bench_chaos --seconds 75       # the CI size (tests/e2e/test_chaos)
+    .venv/bin/python -m bench.bench_chaos --seed 1234        # replay a run's fault sequence
+
+Faults (seeded RNG, the seed printed first; each picks a node at random and lasts a random time;
+a new one starts every 0.5-2.5 s, so several overlap):
+
+- the node's apiserver: refuse, hang, 500, slow (200 after 60 % of the timeout) or the real
+  apiserver's SIGTERM sequence (``/readyz`` fails, then the port closes), 2-6 s, then healthy;
+- BIRD: restart (stop + start), or SIGSTOP for 1-4 s then SIGCONT;
+- the node's link down for 1-5 s (the router's bridge port), then up;
+- packet loss on the node's link, 10-40 % both ways for 3-8 s (nftables ``numgen random`` drop
+  in the node's namespace: this kernel has no ``sch_netem``, so ``tc netem`` cannot load);
+- vipgate SIGTERM (it must exit 0) and a restart 0.5-3 s later.
+
+Monitor: every 0.1 s, BIRD's session state per node (``birdc``; unknown while BIRD is frozen);
+the router's kernel route for the VIP is watched by :class:`lab.routemon.RouteWatch`. After the
+run the invariant is checked at every sample, per node:
+
+- *present*: apiserver healthy for >= B_up, vipgate running for >= B_up, session Established
+  for >= 1 s, BIRD not frozen (nor thawed < 2 s ago)  =>  the node's next hop is at the router;
+- *absent*: (apiserver unhealthy for >= B_down, or the session not Established for >= 1 s) and
+  BIRD not frozen (nor thawed < 2 s ago)  =>  it is not;
+- anything else is a transition (not checked). B_down = threshold x period + timeout + 1 s
+  (slack for a loaded machine); with loss or the link down in that window, + hold time (the
+  withdrawal cannot get through; the router's hold timer ends the session). B_up = success
+  threshold x period + timeout + 1 s; with loss or the link down in the last B_up + hold time,
+  *present* is not checked (the announcement may not have got through while the router still
+  counts the session up).
+
+Any violation, a ``Traceback`` in a vipgate log, or a vipgate exit that was not requested (or
+not 0) fails the run; the report shows the timeline around each violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.cluster import Cluster
+from lab.netns import Lab
+from lab.routemon import RouteWatch
+from lab.routers import BirdRouter
+
+NODES = ("node1", "node2")
+API_FAULTS = ("refuse", "hang", "fail", "slow", "shutdown")
+KINDS = {  # fault kind -> weight
+    "apiserver": 5,
+    "bird_restart": 1,
+    "bird_freeze": 1,
+    "link_down": 2,
+    "loss": 2,
+    "vipgate_stop": 2,
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    seconds: float = 600.0
+    seed: int | None = None
+    period: float = 0.2
+    timeout: float = 0.15
+    threshold: int = 3
+    hold: int = 3
+    keepalive: int = 1
+    sample: float = 0.1
+    out: str = "bench/out/chaos"
+
+    @property
+    def b_down(self) -> float:
+        return self.threshold * self.period + self.timeout + 1.0
+
+    @property
+    def b_up(self) -> float:
+        return self.period + self.timeout + 1.0
+
+
+@dataclass
+class Event:
+    t: float
+    what: str  # "apiserver", "bird_freeze", ... + ":on" / ":off"
+    node: str
+    detail: str = ""
+
+
+@dataclass
+class ChaosResult:
+    settings: Settings
+    seed: int
+    events: list[Event] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+    checks: int = 0
+    checks_present: int = 0
+    checks_absent: int = 0
+    violations: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # tracebacks, unexpected exits
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.problems and self.checks > 0
+
+
+class Chaos:
+    def __init__(self, s: Settings, lab: Lab, seed: int) -> None:
+        self.s = s
+        self.lab = lab
+        self.rng = random.Random(seed)
+        self.res = ChaosResult(s, seed)
+        self.c = Cluster.create(
+            lab,
+            n_nodes=len(NODES),
+            period=s.period,
+            timeout=s.timeout,
+            threshold=s.threshold,
+            hold=s.hold,
+            keepalive=s.keepalive,
+        )
+        assert isinstance(self.c.topo.router, BirdRouter)
+        self.router: BirdRouter = self.c.topo.router
+        self.ip = {n: self.c.ip(n) for n in NODES}
+        self.busy: set[tuple[str, str]] = set()  # (kind, node) active
+        self.ends: list[tuple[float, int, str, str]] = []  # heap of (t, seq, kind, node)
+        self.seq = 0
+        self.frozen = False
+        self.session_samples: list[tuple[float, dict[str, str] | None]] = []
+        self.stop_monitor = threading.Event()
+        self.expected_exit: dict[str, bool] = {n: False for n in NODES}
+        self.started: dict[str, float] = {n: 0.0 for n in NODES}
+        self.t0 = 0.0
+
+    # ------------------------------------------------------------------ bookkeeping
+    def event(self, what: str, node: str, detail: str = "") -> None:
+        self.res.events.append(Event(time.monotonic(), what, node, detail))
+
+    def later(self, delay: float, kind: str, node: str) -> None:
+        self.seq += 1
+        heapq.heappush(self.ends, (time.monotonic() + delay, self.seq, kind, node))
+
+    # ------------------------------------------------------------------ faults
+    def start_fault(self, kind: str, node: str) -> None:
+        r = self.rng
+        key = (kind, node if kind not in ("bird_restart", "bird_freeze") else "router")
+        if key in self.busy or (kind.startswith("bird") and self.frozen):
+            return
+        if kind == "vipgate_stop" and time.monotonic() - self.started[node] < 0.3:
+            return  # the interpreter's own start-up: no handler can exist yet
+        self.res.faults[kind] = self.res.faults.get(kind, 0) + 1
+        if kind == "apiserver":
+            mode = r.choice(API_FAULTS)
+            api = self.c.apiservers[node]
+            if mode == "shutdown":
+                delay = r.uniform(0.3, 1.5)
+                api.shutdown(delay)
+                self.event("apiserver:on", node, f"shutdown:{delay:.2f}")
+            else:
+                delay_ms = int(self.s.timeout * 600) if mode == "slow" else None
+                api.set_mode(mode, delay_ms)
+                self.event("apiserver:on", node, mode)
+            self.busy.add(key)
+            self.later(r.uniform(2, 6), kind, node)
+        elif kind == "bird_restart":
+            self.event("bird_restart:on", "router")
+            self.router.restart()
+            self.event("bird_restart:off", "router")
+        elif kind == "bird_freeze":
+            self.router.freeze()
+            self.frozen = True
+            self.event("bird_freeze:on", "router")
+            self.busy.add(key)
+            self.later(r.uniform(1, 4), kind, "router")
+        elif kind == "link_down":
+            self.lab.link_down(self.c.topo.router_ns, self.port(node))
+            self.event("link_down:on", node)
+            self.busy.add(key)
+            self.later(r.uniform(1, 5), kind, node)
+        elif kind == "loss":
+            pct = r.randint(10, 40)
+            self.nft(node, pct)
+            self.event("loss:on", node, f"{pct}%")
+            self.busy.add(key)
+            self.later(r.uniform(3, 8), kind, node)
+        elif kind == "vipgate_stop":
+            self.expected_exit[node] = True
+            self.c.signal(node, signal.SIGTERM)
+            self.event("vipgate_stop:on", node)
+            self.busy.add(key)
+            self.later(r.uniform(0.5, 3), kind, node)
+
+    def end_fault(self, kind: str, node: str) -> None:
+        if kind == "apiserver":
+            self.c.apiservers[node].set_mode("healthy")
+        elif kind == "bird_freeze":
+            self.router.thaw()
+            self.frozen = False
+        elif kind == "link_down":
+            self.lab.link_up(self.c.topo.router_ns, self.port(node))
+        elif kind == "loss":
+            self.nft(node, 0)
+        elif kind == "vipgate_stop":
+            try:
+                code = self.c.wait_exit(node, 5.0)
+            except AssertionError as e:
+                self.res.problems.append(f"{node}: {e}")
+                code = None
+            if code != 0:
+                self.res.problems.append(f"{node}: exit {code} after SIGTERM")
+            self.c.start(node)  # the new process first: the monitor must not see the old one
+            self.started[node] = time.monotonic()
+            self.expected_exit[node] = False
+        self.busy.discard((kind, node))
+        self.event(f"{kind}:off", node)
+
+    def port(self, node: str) -> str:
+        return f"n{NODES.index(node) + 1}"
+
+    def nft(self, node: str, pct: int) -> None:
+        ns = self.c.topo.node(node).ns
+        self.lab.run(ns, ["nft", "delete", "table", "inet", "chaos"], check=False)
+        if pct:
+            rules = (
+                "table inet chaos {\n"
+                f'  chain o {{ type filter hook output priority 0; oifname "eth0" '
+                f"numgen random mod 100 < {pct} drop; }}\n"
+                f'  chain i {{ type filter hook input priority 0; iifname "eth0" '
+                f"numgen random mod 100 < {pct} drop; }}\n"
+                "}\n"
+            )
+            self.lab.run(ns, ["nft", "-f", "-"], input=rules)
+
+    # ------------------------------------------------------------------ monitor
+    def monitor(self) -> None:
+        bird = BirdControl(self.router.sock)
+        try:
+            while not self.stop_monitor.is_set():
+                t = time.monotonic()
+                self.session_samples.append((t, bird.sessions(len(NODES))))
+                for n in NODES:
+                    vp = self.c.vipgates.get(n)
+                    if vp and vp.proc and vp.proc.poll() is not None and not self.expected_exit[n]:
+                        code = vp.proc.returncode
+                        self.res.problems.append(f"{n}: vipgate exited {code} unasked")
+                        self.expected_exit[n] = True  # report once
+                self.stop_monitor.wait(max(0.0, t + self.s.sample - time.monotonic()))
+        finally:
+            bird.close()
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> ChaosResult:
+        s = self.s
+        for n in NODES:
+            self.c.start(n)
+        self.c.wait_nexthops(set(self.ip.values()), timeout=30)
+        watch = self.c.watch_route()
+        mon = threading.Thread(target=self.monitor, name="chaos-monitor", daemon=True)
+        self.t0 = time.monotonic()
+        mon.start()
+        end = self.t0 + s.seconds
+        next_fault = self.t0 + 1.0
+        try:
+            while time.monotonic() < end:
+                now = time.monotonic()
+                while self.ends and self.ends[0][0] <= now:
+                    _, _, kind, node = heapq.heappop(self.ends)
+                    self.end_fault(kind, node)
+                if now >= next_fault:
+                    kind = self.rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
+                    self.start_fault(kind, self.rng.choice(NODES))
+                    next_fault = now + self.rng.uniform(0.5, 2.5)
+                wake = min([next_fault, end] + ([self.ends[0][0]] if self.ends else []))
+                time.sleep(max(0.0, min(0.05, wake - time.monotonic())))
+            # heal everything, then the cluster must come back whole
+            while self.ends:
+                _, _, kind, node = heapq.heappop(self.ends)
+                self.end_fault(kind, node)
+            self.event("healed", "all")
+            try:
+                self.c.wait_nexthops(set(self.ip.values()), timeout=45)
+            except AssertionError as e:
+                self.res.problems.append(f"not back whole after healing: {str(e)[:2000]}")
+            time.sleep(2 * s.sample + 0.5)
+        finally:
+            self.stop_monitor.set()
+            mon.join(5)
+            watch.stop()
+            self.res.duration = time.monotonic() - self.t0
+        for n in NODES:
+            self.expected_exit[n] = True
+            if self.c.stop(n) not in (0,):
+                self.res.problems.append(f"{n}: final SIGTERM did not exit 0")
+            text = self.c.log(n)
+            if "Traceback" in text:
+                i = text.index("Traceback")
+                self.res.problems.append(f"{n}: Traceback in the log:\n{text[i : i + 3000]}")
+        self.check(watch)
+        return self.res
+
+    # ------------------------------------------------------------------ the invariant
+    def check(self, watch: RouteWatch) -> None:
+        s, res = self.s, self.res
+        ev = sorted(res.events, key=lambda e: e.t)
+
+        def hops_at(t: float) -> frozenset[str]:
+            return watch.at(t) or frozenset()
+
+        def last(pred: Callable[[Event], bool], t: float) -> Event | None:
+            found = None
+            for e in ev:
+                if e.t > t:
+                    break
+                if pred(e):
+                    found = e
+            return found
+
+        def health(n: str, t: float) -> tuple[str, float]:
+            """('up'|'down'|'unknown', since)."""
+            e = last(lambda e: e.node == n and e.what.startswith("apiserver"), t)
+            if e is None:
+                return "up", self.t0 - 60
+            if e.what == "apiserver:off" or e.detail == "slow":
+                return "up", e.t
+            if e.detail.startswith("shutdown:"):
+                delay = float(e.detail.split(":")[1])
+                return ("unknown", e.t) if t < e.t + delay else ("down", e.t + delay)
+            return "down", e.t
+
+        def running_since(n: str, t: float) -> float | None:
+            e = last(lambda e: e.node == n and e.what.startswith("vipgate_stop"), t)
+            if e is None:
+                return self.t0 - 60
+            return e.t if e.what == "vipgate_stop:off" else None
+
+        def frozen_near(t: float) -> bool:
+            e = last(lambda e: e.what.startswith("bird_freeze"), t)
+            return e is not None and (e.what == "bird_freeze:on" or t - e.t < 2.0)
+
+        def link_trouble(n: str, t0: float, t1: float) -> bool:
+            for kind in ("loss", "link_down"):
+
+                def same(e: Event, k: str = kind) -> bool:
+                    return e.node == n and e.what.startswith(k)
+
+                e = last(same, t0)
+                if e is not None and e.what.endswith(":on"):
+                    return True
+                if any(x.node == n and x.what.startswith(kind) and t0 < x.t <= t1 for x in ev):
+                    return True
+            return False
+
+        sess_since: dict[str, tuple[str, float]] = {}
+        for t, states in self.session_samples:
+            res.samples += 1
+            for n in NODES:
+                st = "unknown" if states is None else states.get(n, "down")
+                prev = sess_since.get(n)
+                if prev is None or prev[0] != st:
+                    sess_since[n] = (st, t)
+            if states is None or frozen_near(t) or t < self.t0:
+                continue
+            hops = hops_at(t)
+            for n in NODES:
+                h, h_since = health(n, t)
+                sst, s_since = sess_since[n]
+                run = running_since(n, t)
+                present = self.ip[n] in hops
+                want: bool | None = None
+                b_down = s.b_down + (s.hold if link_trouble(n, t - s.b_down - s.hold, t) else 0)
+                if (h == "down" and t - h_since >= b_down) or (
+                    sst == "down" and t - s_since >= 1.0
+                ):
+                    want = False
+                elif (
+                    h == "up"
+                    and not link_trouble(n, t - s.b_up - s.hold, t)  # the UPDATE can get through
+                    and t - h_since >= s.b_up
+                    and run is not None
+                    and t - run >= s.b_up
+                    and sst == "up"
+                    and t - s_since >= 1.0
+                ):
+                    want = True
+                if want is None:
+                    continue
+                res.checks += 1
+                if want:
+                    res.checks_present += 1
+                else:
+                    res.checks_absent += 1
+                if present != want:
+                    res.violations.append(
+                        f"t={t - self.t0:.2f}s {n}: next hop {'absent' if want else 'present'}, "
+                        f"expected {'present' if want else 'absent'} (apiserver {h} for "
+                        f"{t - h_since:.2f}s, session {sst} for {t - s_since:.2f}s)"
+                    )
+
+    def timeline(self, around: float | None = None, width: float = 8.0) -> str:
+        lines = []
+        for e in sorted(self.res.events, key=lambda e: e.t):
+            rel = e.t - self.t0
+            if around is None or abs(rel - around) <= width:
+                lines.append(f"  t={rel:7.2f}s {e.node:6s} {e.what:18s} {e.detail}")
+        return "\n".join(lines)
+
+
+class BirdControl:
+    """BIRD's control socket spoken directly (a unix socket: no namespace, no process per
+    query): ``show protocols`` -> {node: "up" | "down"}; None when BIRD does not answer within
+    0.3 s (frozen, restarting)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        self.buf = b""
+
+    def _lines(self) -> list[str] | None:
+        """Lines of one reply, up to its 0000 line."""
+        assert self.sock is not None
+        out: list[str] = []
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("BIRD closed the control socket")
+                self.buf += chunk
+            line, _, self.buf = self.buf.partition(b"\n")
+            text = line.decode(errors="replace")
+            if text.startswith("0000"):
+                return out
+            if text[:4].isdigit() and text[4:5] == " " and text[0] in "89":
+                return None  # an error reply
+            out.append(text)
+
+    def sessions(self, n_nodes: int) -> dict[str, str] | None:
+        try:
+            if self.sock is None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(0.3)
+                self.sock.connect(str(self.path))
+                while b"\n" not in self.buf:  # the greeting: 0001 BIRD x.y ready.
+                    chunk = self.sock.recv(4096)
+                    if not chunk:
+                        raise ConnectionError("no greeting")
+                    self.buf += chunk
+                self.buf = self.buf.partition(b"\n")[2]
+            self.sock.sendall(b"show protocols\n")
+            lines = self._lines()
+        except OSError:
+            self.close()
+            return None
+        if lines is None:
+            return None
+        names = {f"peer{i + 1}": NODES[i] for i in range(n_nodes)}
+        states: dict[str, str] = {}
+        for line in lines:
+            parts = line[5:].split() if line[:4].isdigit() else line.split()
+            if len(parts) >= 4 and parts[0] in names:
+                states[names[parts[0]]] = "up" if parts[3] == "up" else "down"
+        return states
+
+
+def run(s: Settings) -> tuple[ChaosResult, str]:
+    seed = s.seed if s.seed is not None else random.SystemRandom().randrange(2**32)
+    log(f"chaos seed {seed} ({s.seconds:g} s); replay with --seed {seed}")
+    with Lab() as lab:
+        ch = Chaos(s, lab, seed)
+        res = ch.run()
+        report = describe(ch)
+    return res, report
+
+
+def describe(ch: Chaos) -> str:
+    res = ch.res
+    out = [
+        f"seed {res.seed}, {res.duration:.0f} s, faults injected: {sum(res.faults.values())} "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(res.faults.items()))}); samples "
+        f"{res.samples}; invariant checks {res.checks} (present {res.checks_present}, absent "
+        f"{res.checks_absent}); violations {len(res.violations)}; problems {len(res.problems)}"
+    ]
+    for v in res.violations[:10]:
+        out.append("VIOLATION " + v)
+        t = float(v.split("s ", 1)[0][2:])
+        out.append(ch.timeline(t))
+    out += [f"PROBLEM {p}" for p in res.problems]
+    if res.violations or res.problems:
+        out.append("full timeline:\n" + ch.timeline())
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--out", default="bench/out/chaos")
+    a = ap.parse_args(argv)
+    s = Settings(seconds=a.seconds, seed=a.seed, out=a.out)
+    res, report = run(s)
+    print(report)
+    out = Path(s.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = asdict(res)
+    data["ok"] = res.ok
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
