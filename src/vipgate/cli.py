@@ -10,8 +10,8 @@ import argparse
 import logging
 import signal
 import sys
-from types import FrameType
 from collections.abc import Mapping, Sequence
+from types import FrameType
 
 from vipgate import __version__
 from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
