@@ -19,7 +19,6 @@ the change happened in ``(prev, t]``.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import ipaddress
 import subprocess
@@ -98,6 +97,14 @@ def intervals(samples: list[RouteSample], hop: str, end: float) -> list[tuple[fl
     if since is not None:
         out.append((since, end))
     return out
+
+
+def _in_effect(samples: list[RouteSample], t: float) -> int | None:
+    """Index of the sample in effect at `t`: the last one, in the order the changes happened,
+    stamped at or before `t` (None before the first). Not a bisection: two changes a few
+    microseconds apart can carry stamps out of order (each is stamped when its line was read),
+    and a bisection over them could land on a sample that was already superseded."""
+    return max((k for k, x in enumerate(samples) if x.t <= t), default=None)
 
 
 class RouteWatch:
@@ -256,8 +263,8 @@ class RouteWatch:
     def at(self, t: float) -> frozenset[str] | None:
         """The next hops in effect at time `t` (None before the first sample)."""
         s = self.samples
-        i = bisect.bisect_right([x.t for x in s], t)
-        return s[i - 1].hops if i else None
+        i = _in_effect(s, t)
+        return s[i].hops if i is not None else None
 
     def intervals(self, hop: str, end: float) -> list[tuple[float, float]]:
         """[(start, end)] during which `hop` was a next hop."""
@@ -266,9 +273,8 @@ class RouteWatch:
     def violations(self, pred: Pred, t_from: float, t_to: float) -> list[RouteSample]:
         """Samples in effect at some moment of [t_from, t_to] whose next hops break `pred`."""
         s = self.samples
-        i = bisect.bisect_right([x.t for x in s], t_from)
-        in_window = s[max(i - 1, 0) :]
-        return [x for x in in_window if x.t <= t_to and not pred(x.hops)]
+        i = _in_effect(s, t_from)
+        return [x for x in s[i or 0 :] if x.t <= t_to and not pred(x.hops)]
 
     def _until(self, found: Callable[[], RouteSample | None], timeout: float) -> RouteSample | None:
         deadline = time.monotonic() + timeout

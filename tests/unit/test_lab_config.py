@@ -380,3 +380,23 @@ def test_route_watch_queries_on_a_timeline(monkeypatch: pytest.MonkeyPatch) -> N
     assert w.intervals(a, 10.0) == intervals(w.samples, a, 10.0) == [(1.0, 5.0), (7.0, 10.0)]
     text = w.describe(1.0)
     assert "+4.000s  ['192.0.2.12']" in text and text.count("\n") == 4
+
+
+def test_route_watch_stamps_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the lab: three nodes announced within microseconds; the last change's stamp was
+    # a few microseconds before the one it superseded, and a bisection then took the
+    # superseded samples as in effect after the route was complete.
+    from lab.routemon import RouteSample, exactly
+
+    a, b, c = "192.0.2.11", "192.0.2.12", "192.0.2.13"
+    w = _watch(monkeypatch, [])
+    w._samples = [
+        RouteSample(1.0, frozenset()),
+        RouteSample(2.0, frozenset({a})),
+        RouteSample(2.02, frozenset({a, c})),
+        RouteSample(2.01, frozenset({a, b, c})),
+    ]
+    t_up = w.wait(exactly({a, b, c}), 0.0)
+    assert t_up == 2.01
+    assert w.violations(lambda h: {b, c} <= h, t_up, 3.0) == []
+    assert w.at(2.015) == {a, b, c} and w.at(2.0) == {a}
