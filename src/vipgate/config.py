@@ -772,25 +772,7 @@ def _ca_path(raw: Raw) -> str:
         "a readable PEM file holding at least one CA certificate, or empty for the system "
         "trust store"
     )
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{_show(raw)}: no such file; accepted: {accepted}") from None
-    except OSError as e:
-        raise ConfigError(
-            f"{_show(raw)}: cannot stat ({e.strerror}); accepted: {accepted}"
-        ) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{_show(raw)}: is a directory; accepted: {accepted}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(4 * 1024 * 1024)
-    except OSError as e:
-        raise ConfigError(
-            f"{_show(raw)}: cannot read ({e.strerror}); accepted: {accepted}"
-        ) from None
-    if b"-----BEGIN" not in data:
-        raise ConfigError(f"{_show(raw)}: not PEM; accepted: {accepted}")
+    data = _read_pem(raw, accepted)
     if (
         b"-----BEGIN CERTIFICATE-----" not in data
         and b"-----BEGIN TRUSTED CERTIFICATE-----" not in data
