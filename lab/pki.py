@@ -117,18 +117,19 @@ def _make_ca(cn: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     return key, cert
 
 
-def _make_serving(
+def _make_leaf(
     ca_key: rsa.RSAPrivateKey,
     ca_cert: x509.Certificate,
-    dns_names: Sequence[str],
-    ips: Sequence[str],
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    san: Sequence[x509.GeneralName] = (),
 ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A key and a leaf certificate for `subject` signed by the CA, for one extended key usage
+    (server or client authentication), with the subject alternative names if any."""
     key = _key()
-    san: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -136,15 +137,27 @@ def _make_serving(
         .not_valid_after(_now() + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )
-    return key, cert
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def _make_serving(
+    ca_key: rsa.RSAPrivateKey,
+    ca_cert: x509.Certificate,
+    dns_names: Sequence[str],
+    ips: Sequence[str],
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    san: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    return _make_leaf(ca_key, ca_cert, subject, ExtendedKeyUsageOID.SERVER_AUTH, san)
 
 
 def make_pki(
@@ -216,26 +229,9 @@ def make_client_cert(
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     assert isinstance(ca_key, rsa.RSAPrivateKey)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    key = _key()
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - dt.timedelta(minutes=5))
-        .not_valid_after(_now() + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    key, cert = _make_leaf(ca_key, ca_cert, x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH)
     cert_path, key_path = pki.directory / f"{name}.crt", pki.directory / f"{name}.key"
     _write_cert(cert_path, cert)
     _write_key(key_path, key)
