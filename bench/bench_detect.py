@@ -10,7 +10,9 @@ Settings: period 5 s, timeout 3 s, threshold (fall) 3 -- kube-vip's defaults -- 
 hold 9 s; 3 nodes, the BIRD ECMP router, faults on node1. The three implementations:
 
 - ``vipgate``: fast period 0.2 s (issue 9's default), readiness reads every 1 s (issue 12);
-- ``vipgate-fast0``: ``control_plane_health_check_fast_period_seconds=0``, kube-vip's cadence;
+- ``vipgate-fast0``: ``control_plane_health_check_fast_period_seconds=0`` (the gate still runs
+  a check at once when the apiserver closes the kept-alive connection, so this is kube-vip's
+  period and threshold, not quite its cadence after a crash);
 - ``exabgp``: ExaBGP 5.0.15's healthcheck, ``--interval 5 --fast-interval 1 --fall 3 --rise 1
   --timeout 3`` (curl per check), from ``.venv-bench``.
 
@@ -75,6 +77,7 @@ class DetectResults:
     crash_back: list[float] = field(default_factory=list)
     hung_gone: list[float] = field(default_factory=list)
     hung_back: list[float] = field(default_factory=list)
+    hung_over: int = 0  # hung trials not withdrawn within the wait (threshold x period + 15 s)
     burst_withdrawn: int = 0
     burst_trials: int = 0
     failed: int | None = None
@@ -97,6 +100,7 @@ class Detect:
             fn()
         except LabTimeout as e:
             res.errors.append(f"{what} trial {i}: {str(e).splitlines()[0]}")
+            res.hung_over += what == "hung" and "hung -> " in str(e)
             log(f"{impl.name} {what} trial {i}: TIMEOUT {str(e).splitlines()[0]}")
             if self.api.pid is None:
                 self.api.start()
@@ -222,9 +226,14 @@ def table(results: list[DetectResults]) -> str:
 
     row("apiserver SIGKILL -> next hop gone (s)", [mmm(r.crash_gone) for r in results])
     row("apiserver listening again -> next hop back (s)", [mmm(r.crash_back) for r in results])
+    wait = THRESHOLD * PERIOD + 15
     row(
-        f"apiserver hung (SIGSTOP) -> gone (s; bound {THRESHOLD} x {TIMEOUT:g} + {PERIOD:g})",
-        [mmm(r.hung_gone) for r in results],
+        f"apiserver hung (SIGSTOP) -> gone (s; issue 9's bound {THRESHOLD} x {TIMEOUT:g} + "
+        f"{PERIOD:g})",
+        [
+            mmm(r.hung_gone) + (f" (+ {r.hung_over} trial(s) > {wait:g} s)" if r.hung_over else "")
+            for r in results
+        ],
     )
     row("SIGCONT -> next hop back (s)", [mmm(r.hung_back) for r in results])
     row(
