@@ -11,7 +11,7 @@ Setup: one lab node (fake kube-apiserver, kubeadm-shaped PKI) and the BIRD 2 rou
 keepalive 3 s, metrics on ``:2112``. The apiserver cycles through its modes, one phase each
 (``--phase`` s) in the order healthy, fail (500), slow (200 after 25 ms, inside the timeout),
 refuse, healthy, hang, slow, shutdown (the real apiserver's SIGTERM sequence: ``/livez`` 200
-through a delay of 30 % of the phase with 429s for the other paths in its last 20 %, then the
+through a delay of 30 % of the phase and 20 % more of 429s on the other paths, then the
 keep-alive connections closed with a FIN and the port refused) -- each fault after a healthy
 phase, so each withdraws the route itself. BIRD is restarted every
 ``--bird-every`` seconds (SIGTERM, then a fresh start: the session is re-established each time).
@@ -236,7 +236,7 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
         if what == "mode":
             mode_index += 1
             mode = s.modes[mode_index % len(s.modes)]
-            if mode == "shutdown":  # /livez 200 for 30 % of the phase (429s for 20 %), then gone
+            if mode == "shutdown":  # /livez 200 for 30 % + 20 % (429s) of the phase, then gone
                 api.shutdown(0.3 * s.phase, retry_after=True, drain=0.2 * s.phase)
             else:
                 api.set_mode(mode, SLOW_MS if mode == "slow" else None)
@@ -417,8 +417,9 @@ def plot(res: SoakResult, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_title(
         f"vipgate soak: {res.duration / 60:.0f} min, period {s.period:g} s, "
-        f"{res.figures.get('checks', 0):.0f} checks, modes {'/'.join(s.modes)} every "
-        f"{s.phase:g} s, BIRD restarted every {s.bird_every:g} s (grey: warm-up)"
+        f"{res.figures.get('checks', 0):.0f} checks, BIRD restarted every {s.bird_every:g} s\n"
+        f"apiserver {'/'.join(s.modes)}, {s.phase:g} s each (grey: warm-up)",
+        fontsize=10,
     )
     axes[-1].set_xlabel("minutes")
     fig.tight_layout()
