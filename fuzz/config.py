@@ -63,17 +63,17 @@ def _mask(secret: str) -> str:
     return "".join("Z" if c != "Z" else "Y" for c in secret)
 
 
-def _secrets(env: dict[str, str], flags: dict[str, str | None]) -> list[tuple[str, str, str]]:
-    """(where: env name or flag key, the value with the secret masked, the secret) to check.
+def _secrets(env: dict[str, str], flags: dict[str, str | None]) -> list[tuple[str, str, str, str]]:
+    """(source: "env" | "flag", name or key, the value with the secret masked, the secret).
     A secret setting's whole value is the secret, but for ``bgp_peers`` only the password
     fields are (the addresses and AS numbers in it are named in errors on purpose)."""
     by_name = {n: s for s in SETTINGS if s.secret for n in (*s.env, s.key)}
-    given = [(k, v) for k, v in env.items() if k in SECRET_ENVS]
-    given += [(k, v) for k, v in flags.items() if k in by_name and v is not None]
-    out: list[tuple[str, str, str]] = []
-    for where, value in given:
+    given = [("env", k, v) for k, v in env.items() if k in SECRET_ENVS]
+    given += [("flag", k, v) for k, v in flags.items() if k in by_name and v is not None]
+    out: list[tuple[str, str, str, str]] = []
+    for source, where, value in given:
         if by_name[where].kind != "list":
-            out.append((where, _mask(value), value))
+            out.append((source, where, _mask(value), value))
             continue
         entries = value.split(",")
         for k, entry in enumerate(entries):  # address:AS:password:... or [v6]:AS:password:...
@@ -84,17 +84,17 @@ def _secrets(env: dict[str, str], flags: dict[str, str | None]) -> list[tuple[st
                 fields[2] = _mask(secret)
                 masked_entry = head + bracket + ":".join(fields)
                 masked = ",".join([*entries[:k], masked_entry, *entries[k + 1 :]])
-                out.append((where, masked, secret))
-    return [(w, m, s) for w, m, s in out if len(s) >= 4]
+                out.append((source, where, masked, secret))
+    return [x for x in out if len(x[3]) >= 4]
 
 
 def _check_secrets(e: ConfigError, env: dict[str, str], flags: dict[str, str | None]) -> None:
     msg = str(e)
-    for where, masked, secret in _secrets(env, flags):
+    for source, where, masked, secret in _secrets(env, flags):
         if secret not in msg:
             continue
         env2, flags2 = dict(env), dict(flags)
-        if where in env2:
+        if source == "env":
             env2[where] = masked
         else:
             flags2[where] = masked
