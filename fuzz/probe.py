@@ -18,6 +18,7 @@ check outliving its timeout; a kept connection whose HTTP state is not idle.
 from __future__ import annotations
 
 import asyncio
+import atexit
 from typing import Any
 
 import h11
@@ -174,4 +175,5 @@ def check(data: bytes) -> None:
         return
     if _loop is None:
         _loop = asyncio.new_event_loop()
+        atexit.register(_loop.close)
     _loop.run_until_complete(_scenario(data))
