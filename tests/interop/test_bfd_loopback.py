@@ -7,6 +7,7 @@ never collide with another run on the same host.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import socket
@@ -95,6 +96,65 @@ def test_two_endpoints_come_up_detect_silence_and_admin_down() -> None:
         finally:
             a.close()
             b.close()
+
+    asyncio.run(main())
+
+
+def test_sessions_of_one_endpoint_share_transmit_wake_ups() -> None:
+    """Three sessions at 50 ms: their periodic packets go in shared wake-ups (fewer transmit
+    timers fire than periodic packets leave), and no session's packets are closer together than
+    75 % of its interval (RFC 5880 6.8.7), on the loop's own clock."""
+    a_ip, _ = pair()
+    peers = [a_ip + i for i in (1, 2, 3)]
+
+    async def main() -> None:
+        a = Endpoint(a_ip)
+        others = [Endpoint(p) for p in peers]
+        ours = [a.add(f"p{i}", p, False, FAST) for i, p in enumerate(peers)]
+        for o in others:
+            o.add("a", a_ip, False, FAST)
+        sends: dict[str, list[float]] = {s.name: [] for s in ours}
+        fired = [0]
+        loop = asyncio.get_running_loop()
+        for s in ours:
+
+            def send(
+                data: bytes, s: BfdSession = s, orig: Callable[[bytes], None] = s._send
+            ) -> None:
+                if not wire.decode(data).final:  # the periodic schedule (Finals go at once)
+                    sends[s.name].append(loop.time())
+                orig(data)
+
+            def fire(
+                timer: fsm.Timer,
+                generation: int,
+                orig: Callable[[fsm.Timer, int], None] = s._fire,
+            ) -> None:
+                fired[0] += timer is fsm.Timer.TX
+                orig(timer, generation)
+
+            s._send = send  # type: ignore[method-assign]
+            s._fire = fire  # type: ignore[method-assign]
+        await a.start()
+        for o in others:
+            await o.start()
+        try:
+            await until(lambda: all(s.up and not s.fsm.polling for s in ours), 5.0, "all Up")
+            await asyncio.sleep(0.3)  # the peers' Poll sequences
+            for v in sends.values():
+                v.clear()
+            fired[0] = 0
+            await asyncio.sleep(2.0)
+            assert all(s.up for s in ours)
+            periodic = sum(len(v) for v in sends.values())
+            assert periodic > 3 * 2.0 / 0.05 * 0.5
+            assert fired[0] < 0.6 * periodic, (fired[0], periodic)
+            for v in sends.values():
+                assert min(b - a for a, b in itertools.pairwise(v)) >= 0.75 * 0.05 - 1e-9
+        finally:
+            a.close()
+            for o in others:
+                o.close()
 
     asyncio.run(main())
 

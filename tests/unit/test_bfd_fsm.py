@@ -3,6 +3,8 @@ Poll/Final, slow transmission, jitter bounds, detection time."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -25,6 +27,7 @@ from vipgate.bfd.fsm import (
     StateChanged,
     Timer,
     TimerFired,
+    TxOpportunity,
     jitter_factor,
 )
 from vipgate.bfd.wire import ControlPacket, Diag, State, decode
@@ -322,6 +325,86 @@ def test_tx_interval_jitter_in_the_session(mult: int, top: float) -> None:
         s = session(rng=u, detect_mult=mult)
         at = armed(s.handle(Start(0.0)), Timer.TX).at
         assert at == pytest.approx(factor * 1.0, abs=1e-5)
+
+
+# ----------------------------------------- transmit opportunities: shared wake-ups (6.8.7)
+
+
+def up_and_steady(rng: float = 1.0, mult: int = 3) -> tuple[Session, float]:
+    """An Up session, Poll sequence done, whose last periodic packet went at the returned time."""
+    s = session(rng=rng, detect_mult=mult)
+    bring_up(s, 0.0)
+    s.handle(PacketReceived(peer(State.UP, final=True), 0.3))
+    assert not s.polling and s.tx_interval_us() == 300_000
+    t = 1.0
+    acts = s.handle(TimerFired(Timer.TX, s._generation[Timer.TX], t))
+    assert len(sent(acts)) == 1
+    return s, t
+
+
+@pytest.mark.parametrize(("mult", "top"), [(3, 1.0), (1, 0.9)])
+def test_tx_opportunity_never_before_75_percent_and_timer_never_after_the_top(
+    mult: int, top: float
+) -> None:
+    for rng in (0.0, 0.5, 0.999999):
+        s, t = up_and_steady(rng, mult)
+        assert s.tx_earliest == pytest.approx(t + 0.75 * 0.3)
+        assert s.next_tx_at is not None and s.next_tx_at <= t + top * 0.3 + 1e-9
+        # just before the 75 % bound: nothing, and the timer stays where it was
+        assert not s.tx_due(t + 0.75 * 0.3 - 1e-6)
+        assert s.handle(TxOpportunity(t + 0.75 * 0.3 - 1e-6)) == []
+        # at the bound: the periodic packet goes, and the next window starts from it
+        t2 = t + 0.75 * 0.3
+        acts = s.handle(TxOpportunity(t2))
+        assert [p.state for p in sent(acts)] == [State.UP]
+        assert armed(acts, Timer.TX).at == pytest.approx(t2 + jitter_factor(rng, mult) * 0.3)
+        assert s.tx_earliest == pytest.approx(t2 + 0.75 * 0.3)
+        assert s.handle(TxOpportunity(t2 + 0.01)) == []  # one packet per window
+
+
+def test_tx_opportunities_keep_every_interval_within_the_rfc_bounds() -> None:
+    rnd = random.Random(7)
+    s = Session(SessionConfig(local_discr=LOCAL), rng=rnd.random)
+    bring_up(s, 0.0)
+    s.handle(PacketReceived(peer(State.UP, final=True), 0.3))
+    sends: list[float] = []
+    now = 0.3
+    for _ in range(5000):  # opportunities at random times; the timer when it is due
+        assert s.next_tx_at is not None
+        now = min(now + rnd.uniform(0.0, 0.1), s.next_tx_at)
+        if now == s.next_tx_at:
+            acts = s.handle(TimerFired(Timer.TX, s._generation[Timer.TX], now))
+        else:
+            acts = s.handle(TxOpportunity(now))
+        sends += [now] * len(sent(acts))
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert len(gaps) > 500
+    assert min(gaps) >= 0.75 * 0.3 - 1e-9 and max(gaps) <= 0.3 + 1e-9
+    assert min(gaps) < 0.23 and max(gaps) > 0.29  # the jitter is still spread over the range
+
+
+def test_poll_final_and_admin_down_still_go_at_once_inside_the_window() -> None:
+    s, t = up_and_steady()
+    # a Poll from the peer right after a periodic packet: the Final goes at once
+    acts = s.handle(PacketReceived(peer(State.UP, poll=True), t + 0.01))
+    assert [p.final for p in sent(acts)] == [True]
+    # new timers while Up: the Poll goes at once
+    acts = s.handle(ChangeTimers(200_000, 300_000, t + 0.02))
+    assert [p.poll for p in sent(acts)] == [True]
+    # AdminDown goes at once; afterwards its periodic packets follow the same window
+    acts = s.handle(AdminDown(t + 0.03))
+    assert [p.state for p in sent(acts)] == [State.ADMIN_DOWN]
+    assert s.handle(TxOpportunity(t + 0.03 + 0.75 * 1.0 - 1e-6)) == []
+    acts = s.handle(TxOpportunity(t + 0.03 + 0.75 * 1.0))
+    assert [(p.state, p.diag) for p in sent(acts)] == [(State.ADMIN_DOWN, 7)]
+
+
+def test_no_tx_opportunity_before_start_or_when_the_peer_wants_no_packets() -> None:
+    s = session()
+    assert not s.tx_due(100.0) and s.handle(TxOpportunity(100.0)) == []
+    s, t = up_and_steady()
+    s.handle(PacketReceived(peer(State.UP, required_min_rx=0), t + 0.1))
+    assert not s.tx_due(t + 0.5) and sent(s.handle(TxOpportunity(t + 0.5))) == []
 
 
 def test_config_rejects_out_of_range_values() -> None:

@@ -32,6 +32,14 @@ reduced Required Min RX keeps the old value in the detection time until the Fina
 Transmit interval (6.8.7): ``max(DesiredMinTx in use, bfd.RemoteMinRxInterval)`` times a random
 factor in [0.75, 1.0] ([0.75, 0.9] when our Detect Mult is 1); nothing periodic while the peer's
 Required Min RX is 0.  A received Poll is answered at once with a Final, outside the schedule.
+After each periodic packet the session keeps a window for the next one: :attr:`Session.tx_earliest`
+(0.75 x the interval after it) and :attr:`Session.next_tx_at` (the jittered deadline its TX timer
+is armed at, never later than 1.0 x, or 0.9 x with Detect Mult 1).  An owner that is awake anyway
+(another session's transmit timer, a received packet) may offer :class:`TxOpportunity`: the
+periodic packet then goes at once if the window is open (``now >= tx_earliest``), and the next
+window starts from it.  Every interval thus stays within the RFC's bounds and random (it ends at
+this session's random deadline or at an earlier random event of another session), while the
+sessions of one owner share wake-ups instead of each waking it on its own schedule.
 
 Detection time (6.8.4): the peer's Detect Mult x ``max(RequiredMinRx in use, the peer's last
 Desired Min TX)``.  When it passes without a valid packet in Init or Up, the session goes Down
@@ -68,10 +76,12 @@ __all__ = [
     "StateChanged",
     "Timer",
     "TimerFired",
+    "TxOpportunity",
     "jitter_factor",
 ]
 
 SLOW_TX_US: Final = 1_000_000  # RFC 5880 6.8.3: not less than one second while not Up
+JITTER_MIN: Final = 0.75  # RFC 5880 6.8.7: an interval is reduced by at most 25 %
 _US: Final = 1e-6
 
 
@@ -121,7 +131,15 @@ class ChangeTimers:
     now: float
 
 
-Event: TypeAlias = Start | AdminDown | PacketReceived | TimerFired | ChangeTimers
+@dataclass(frozen=True, slots=True)
+class TxOpportunity:
+    """The owner is awake at ``now`` anyway: send the next periodic packet now if its window is
+    open (``now >= Session.tx_earliest``), else nothing (RFC 5880 6.8.7 bounds)."""
+
+    now: float
+
+
+Event: TypeAlias = Start | AdminDown | PacketReceived | TimerFired | ChangeTimers | TxOpportunity
 
 
 # ----------------------------------------------------------------------------------- actions
@@ -194,7 +212,7 @@ class SessionConfig:
 def jitter_factor(rng_value: float, detect_mult: int) -> float:
     """RFC 5880 6.8.7: reduce the interval by 0-25 % (10-25 % when Detect Mult is 1)."""
     top = 0.90 if detect_mult == 1 else 1.0
-    return 0.75 + (top - 0.75) * rng_value
+    return JITTER_MIN + (top - JITTER_MIN) * rng_value
 
 
 _Handler: TypeAlias = Callable[["Session", object], None]
@@ -236,7 +254,8 @@ class Session:
         self.polling = False
         self._poll_restart = False
         self.detect_deadline: float | None = None
-        self.next_tx_at: float | None = None
+        self.next_tx_at: float | None = None  # the TX timer's deadline (latest next packet)
+        self.tx_earliest: float | None = None  # earliest next periodic packet (TxOpportunity)
         self._armed_at: dict[Timer, float] = {}
         self._generation: dict[Timer, int] = dict.fromkeys(Timer, 0)
         self._actions: list[Action] = []
@@ -262,6 +281,15 @@ class Session:
         if self.remote_detect_mult == 0:
             return None
         return self.remote_detect_mult * max(self.rx_in_use, self.remote_desired_min_tx) * _US
+
+    def tx_due(self, now: float) -> bool:
+        """True if a :class:`TxOpportunity` at ``now`` would send the next periodic packet."""
+        return (
+            self.tx_earliest is not None
+            and now >= self.tx_earliest
+            and Timer.TX in self._armed_at
+            and self._periodic_allowed()
+        )
 
     def handle(self, event: Event) -> list[Action]:
         """Process one event; return the actions to carry out, in order."""
@@ -327,8 +355,9 @@ class Session:
         )
 
     def _schedule_tx(self, now: float) -> None:
-        interval = self.tx_interval_us() * _US * jitter_factor(self._rng(), self.detect_mult)
-        self.next_tx_at = now + interval
+        base = self.tx_interval_us() * _US
+        self.tx_earliest = now + base * JITTER_MIN
+        self.next_tx_at = now + base * jitter_factor(self._rng(), self.detect_mult)
         self._arm(Timer.TX, self.next_tx_at)
 
     def _transmit(self, now: float) -> None:
@@ -413,6 +442,15 @@ class Session:
         assert isinstance(ev, TimerFired)
         self._transmit(ev.now)
 
+    def _on_tx_opportunity(self, ev: object) -> None:
+        assert isinstance(ev, TxOpportunity)
+        if self.tx_due(ev.now):
+            if self.state is State.ADMIN_DOWN:
+                self._send()
+                self._schedule_tx(ev.now)
+            else:
+                self._transmit(ev.now)
+
     def _on_detect(self, ev: object) -> None:
         assert isinstance(ev, TimerFired)
         if self.detect_deadline is not None and ev.now < self.detect_deadline:
@@ -476,6 +514,7 @@ EVENTS: Final[dict[tuple[State, object], _Handler]] = {
     (S.ADMIN_DOWN, Start): Session._on_start,
     (S.ADMIN_DOWN, Timer.TX): Session._on_admin_tx,
     (S.ADMIN_DOWN, ChangeTimers): Session._on_change_timers,
+    (S.ADMIN_DOWN, TxOpportunity): Session._on_tx_opportunity,
     **{
         (s, ev): h
         for s in (S.DOWN, S.INIT, S.UP)
@@ -485,6 +524,7 @@ EVENTS: Final[dict[tuple[State, object], _Handler]] = {
             (Timer.DETECT, Session._on_detect),
             (AdminDown, Session._on_admin_down),
             (ChangeTimers, Session._on_change_timers),
+            (TxOpportunity, Session._on_tx_opportunity),
         )
     },
 }

@@ -18,6 +18,13 @@ Sockets (RFC 5881 single hop, RFC 5883 multihop):
   interface as above, with TTL / hop limit 255 (both single hop and multihop), connected to the
   peer (so the kernel picks the source address once, as for the BGP session).
 
+Wake-ups: the event loop's own cost of waking up is most of what BFD costs vipgate, so the
+sessions share them.  When one session's transmit timer fires, and after the datagrams of a
+readable socket are read, every other session whose next periodic packet may go now
+(:meth:`vipgate.bfd.fsm.Session.tx_due`, RFC 5880 6.8.7's 75 % bound) is offered a
+:class:`~vipgate.bfd.fsm.TxOpportunity` and sends in the same wake-up.  The detection timer is
+moved per packet (a heap push, no wake-up) and fires only when the peer goes quiet.
+
 Demultiplexing (RFC 5880 6.8.6): a packet whose Your Discriminator is non-zero goes to the session
 with that local discriminator, and only if it comes from that session's peer address; one with
 Your Discriminator 0 goes to the session for its source address and port kind.  Anything else is
@@ -230,7 +237,15 @@ class BfdSession:
 
     def _fire(self, timer: fsm.Timer, generation: int) -> None:
         self._timers.pop(timer, None)
-        self._dispatch(fsm.TimerFired(timer, generation, self._now()))
+        now = self._now()
+        self._dispatch(fsm.TimerFired(timer, generation, now))
+        if timer is fsm.Timer.TX:
+            self.endpoint.tx_opportunity(now)
+
+    def tx_opportunity(self, now: float) -> None:
+        """Send the next periodic packet now if its window is open (see the module docstring)."""
+        if self._sock is not None and self.fsm.tx_due(now):
+            self._dispatch(fsm.TxOpportunity(now))
 
     def _dispatch(self, event: fsm.Event) -> None:
         for a in self.fsm.handle(event):
@@ -307,6 +322,7 @@ class Endpoint:
         self._rx: list[tuple[socket.socket, bool]] = []
         self.dropped: Counter[str] = Counter()
         self._sources: dict[str, IPAddress | None] = {}  # recvmsg's address text -> address
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
 
     def add(
@@ -344,7 +360,7 @@ class Endpoint:
         if self.started:
             return
         self.started = True
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         kinds = sorted({(s.peer.version, s.multihop) for s in self.sessions})
         try:
             for version, multihop in kinds:
@@ -375,7 +391,17 @@ class Endpoint:
             sock.close()
         self._rx.clear()
 
+    def tx_opportunity(self, now: float) -> None:
+        """The loop is awake at ``now``: every session whose next packet may go sends it now."""
+        for s in self.sessions:
+            s.tx_opportunity(now)
+
     def _readable(self, sock: socket.socket, multihop: bool) -> None:
+        self._read(sock, multihop)
+        if self._loop is not None:
+            self.tx_opportunity(self._loop.time())
+
+    def _read(self, sock: socket.socket, multihop: bool) -> None:
         for _ in range(_RX_BATCH):
             try:
                 data, anc, _flags, addr = sock.recvmsg(256, _CMSG_SPACE)
