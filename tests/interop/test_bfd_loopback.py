@@ -7,6 +7,7 @@ never collide with another run on the same host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -207,6 +208,101 @@ def test_packets_leave_with_ttl_255_from_a_high_port_and_ttl_254_is_refused() ->
         finally:
             a.close()
             rx.close()
+
+    asyncio.run(main())
+
+
+def test_quiet_endpoint_reads_at_its_timer_wake_ups_with_arrival_times() -> None:
+    """All sessions Up with no Poll: the sockets stop waking the loop, queued packets are read at
+    the next timer wake-up at their kernel arrival time (the detection time counts from it), a
+    Poll is still answered with a Final, a Down from the peer is still seen, and the sockets are
+    watched again once a session is not Up."""
+    a_ip, p_ip = pair()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the peer, by hand
+        peer.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        peer.bind((str(p_ip), PORT_SINGLE_HOP))
+        peer.setblocking(False)
+        a = Endpoint(a_ip)
+        sa = a.add("p", p_ip, False, FAST)
+
+        def send(state: wire.State, **kw: bool) -> None:
+            p = wire.ControlPacket(
+                state,
+                my_discr=0x77,
+                your_discr=sa.fsm.config.local_discr if state is not wire.State.DOWN else 0,
+                detect_mult=3,
+                desired_min_tx=50_000,
+                required_min_rx=50_000,
+                **kw,
+            )
+            peer.sendto(wire.encode(p), (str(a_ip), PORT_SINGLE_HOP))
+
+        async def keep_up() -> None:
+            while True:
+                send(wire.State.UP)
+                await asyncio.sleep(0.03)
+
+        seen: list[tuple[float | None, float]] = []
+        orig = sa.packet
+
+        def packet(packet: wire.ControlPacket, at: float | None = None) -> None:
+            seen.append((at, loop.time()))
+            orig(packet, at)
+
+        sa.packet = packet  # type: ignore[method-assign]
+        await a.start()
+        task: asyncio.Task[None] | None = None
+        try:
+            assert a.watching
+            send(wire.State.DOWN)
+            await until(lambda: sa.state is wire.State.INIT, 1.0, "Init")
+            task = asyncio.create_task(keep_up())
+            await until(lambda: sa.up, 1.0, "Up")
+            send(wire.State.UP, final=True)  # ends our Poll sequence
+            await until(lambda: not a.watching, 1.0, "quiet")
+            n = sa.fsm.packets_received
+            await asyncio.sleep(0.5)  # > 3 detection times: Up all along on queued packets
+            assert sa.up and sa.fsm.packets_received > n + 5 and not a.watching
+            # a packet that waits 100 ms in the queue counts from its arrival
+            task.cancel()
+            await asyncio.sleep(0)
+            seen.clear()
+            t_sent = loop.time()
+            send(wire.State.UP)
+            time.sleep(0.1)  # the loop is blocked: the packet waits in the socket
+            await asyncio.sleep(0.02)
+            at, read = seen[0]
+            assert at is not None and at == pytest.approx(t_sent, abs=0.02)
+            assert read >= t_sent + 0.1
+            assert sa.fsm.detect_deadline == pytest.approx(t_sent + 0.15, abs=0.02)
+            task = asyncio.create_task(keep_up())
+            # a Poll is answered with a Final, at the next wake-up at the latest
+            while True:  # what came before the Poll
+                try:
+                    peer.recv(64)
+                except BlockingIOError:
+                    break
+            send(wire.State.UP, poll=True)
+            t0 = loop.time()
+            final = False
+            while not final and loop.time() - t0 < 1.0:
+                await asyncio.sleep(0.005)
+                with contextlib.suppress(BlockingIOError):
+                    final = wire.decode(peer.recv(64)).final
+            assert final
+            # the peer goes Down: seen, and the sockets are watched again
+            task.cancel()
+            send(wire.State.DOWN)
+            await until(lambda: not sa.up, 1.0, "Down")
+            assert a.watching
+        finally:
+            if task is not None:
+                task.cancel()
+            a.close()
+            peer.close()
 
     asyncio.run(main())
 

@@ -19,11 +19,24 @@ Sockets (RFC 5881 single hop, RFC 5883 multihop):
   peer (so the kernel picks the source address once, as for the BGP session).
 
 Wake-ups: the event loop's own cost of waking up is most of what BFD costs vipgate, so the
-sessions share them.  When one session's transmit timer fires, and after the datagrams of a
-readable socket are read, every other session whose next periodic packet may go now
-(:meth:`vipgate.bfd.fsm.Session.tx_due`, RFC 5880 6.8.7's 75 % bound) is offered a
-:class:`~vipgate.bfd.fsm.TxOpportunity` and sends in the same wake-up.  The detection timer is
-moved per packet (a heap push, no wake-up) and fires only when the peer goes quiet.
+sessions share them.
+
+* Transmit: when one session's transmit timer fires, and after the datagrams of a readable
+  socket are read, every other session whose next periodic packet may go now
+  (:meth:`vipgate.bfd.fsm.Session.tx_due`, RFC 5880 6.8.7's 75 % bound) is offered a
+  :class:`~vipgate.bfd.fsm.TxOpportunity` and sends in the same wake-up.
+* Receive: while some session is not Up or has a Poll sequence running, the receive sockets wake
+  the loop per datagram.  Once every session is Up with no Poll sequence ("quiet"), the sockets
+  are no longer watched: what queued is read at the start of every timer wake-up (transmit or
+  detection; a transmit timer fires at least once per transmit interval), each packet at its
+  arrival time (the kernel's SO_TIMESTAMPNS stamp, moved onto the loop's clock and kept between
+  the previous read and now), so the detection time still counts from the packet's arrival, and
+  a detection timer never expires on packets that are queued.  The price: a Poll from the peer is
+  answered with its Final, and a Down or AdminDown from the peer is seen, up to one transmit
+  interval later (the 6.8.7 "as soon as practicable"); anything that ends quiet (a state change,
+  a Poll sequence of ours) watches the sockets again at once.
+* The detection timer is moved per packet (a heap push, no wake-up) and fires only when the
+  peer goes silent.
 
 Demultiplexing (RFC 5880 6.8.6): a packet whose Your Discriminator is non-zero goes to the session
 with that local discriminator, and only if it comes from that session's peer address; one with
@@ -39,6 +52,7 @@ import logging
 import random
 import socket
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +70,8 @@ PORT_MULTIHOP: Final = 4784  # RFC 5883 section 5
 SOURCE_PORTS: Final = (49152, 65535)  # RFC 5881 section 4
 TTL: Final = 255
 IP_RECVTTL: Final = 12  # linux/in.h: IP_TTL ancillary data on every datagram
-_CMSG_SPACE: Final = socket.CMSG_SPACE(4)
+SO_TIMESTAMPNS: Final = 35  # asm-generic/socket.h (SCM_TIMESTAMPNS has the same value)
+_CMSG_SPACE: Final = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(16)
 _TTL_CMSG: Final = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)}
 _LITTLE: Final = sys.byteorder == "little"
 _RX_BATCH: Final = 64  # datagrams read per wake-up at most
@@ -104,6 +119,7 @@ def make_rx_socket(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
         if source_ip is not None and (source_ip.version == 6) == (family == socket.AF_INET6):
             host = str(source_ip)
@@ -226,8 +242,9 @@ class BfdSession:
             self._sock.close()
             self._sock = None
 
-    def packet(self, packet: wire.ControlPacket) -> None:
-        self._dispatch(fsm.PacketReceived(packet, self._now()))
+    def packet(self, packet: wire.ControlPacket, at: float | None = None) -> None:
+        """A packet for this session, received at loop time ``at`` (default: now)."""
+        self._dispatch(fsm.PacketReceived(packet, self._now() if at is None else at))
 
     # ------------------------------------------------------------------------- internals
 
@@ -237,10 +254,12 @@ class BfdSession:
 
     def _fire(self, timer: fsm.Timer, generation: int) -> None:
         self._timers.pop(timer, None)
+        self.endpoint.drain()  # quiet: the packets that came first (they may move this timer)
         now = self._now()
         self._dispatch(fsm.TimerFired(timer, generation, now))
         if timer is fsm.Timer.TX:
             self.endpoint.tx_opportunity(now)
+        self.endpoint.watch()
 
     def tx_opportunity(self, now: float) -> None:
         """Send the next periodic packet now if its window is open (see the module docstring)."""
@@ -323,6 +342,8 @@ class Endpoint:
         self.dropped: Counter[str] = Counter()
         self._sources: dict[str, IPAddress | None] = {}  # recvmsg's address text -> address
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.watching = False  # the receive sockets wake the loop (not quiet)
+        self._drained_at = 0.0
         self.started = False
 
     def add(
@@ -360,7 +381,7 @@ class Endpoint:
         if self.started:
             return
         self.started = True
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         kinds = sorted({(s.peer.version, s.multihop) for s in self.sessions})
         try:
             for version, multihop in kinds:
@@ -368,7 +389,7 @@ class Endpoint:
                 port = PORT_MULTIHOP if multihop else PORT_SINGLE_HOP
                 sock = make_rx_socket(fam, port, self.source_ip, self.source_if)
                 self._rx.append((sock, multihop))
-                loop.add_reader(sock.fileno(), self._readable, sock, multihop)
+            self.watch()
             for s in self.sessions:
                 s.start()
         except BaseException:
@@ -379,6 +400,7 @@ class Endpoint:
         """Every session sends AdminDown (RFC 5880 6.8.16) at once; then wait ``linger`` s."""
         for s in self.sessions:
             s.admin_down()
+        self.watch()
         if linger > 0:
             await asyncio.sleep(linger)
 
@@ -390,18 +412,54 @@ class Endpoint:
                 asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
         self._rx.clear()
+        self.watching = False
 
     def tx_opportunity(self, now: float) -> None:
         """The loop is awake at ``now``: every session whose next packet may go sends it now."""
         for s in self.sessions:
             s.tx_opportunity(now)
 
-    def _readable(self, sock: socket.socket, multihop: bool) -> None:
-        self._read(sock, multihop)
-        if self._loop is not None:
-            self.tx_opportunity(self._loop.time())
+    def quiet(self) -> bool:
+        """Every session Up with no Poll sequence of ours: the sockets need not wake the loop."""
+        return bool(self.sessions) and all(
+            s.fsm.state is wire.State.UP and not s.fsm.polling for s in self.sessions
+        )
 
-    def _read(self, sock: socket.socket, multihop: bool) -> None:
+    def watch(self) -> None:
+        """Watch the receive sockets unless :meth:`quiet` (see the module docstring)."""
+        loop = self._loop
+        if loop is None or not self._rx or self.watching != self.quiet():
+            return
+        if self.watching:
+            for sock, _ in self._rx:
+                loop.remove_reader(sock.fileno())
+            self._drained_at = loop.time()
+            self.watching = False
+        else:
+            for sock, multihop in self._rx:
+                loop.add_reader(sock.fileno(), self._readable, sock, multihop)
+            self.watching = True
+
+    def drain(self) -> None:
+        """Quiet: read what queued since the previous wake-up, each packet at its arrival time."""
+        if not self.watching and self._loop is not None and self._rx:
+            self.drain_all(self._loop.time())
+
+    def drain_all(self, now: float) -> None:
+        offset = now - time.time()  # the kernel stamps CLOCK_REALTIME; the loop has its own
+        for sock, multihop in self._rx:
+            self._read(sock, multihop, now, offset)
+        self._drained_at = now
+
+    def _readable(self, sock: socket.socket, multihop: bool) -> None:
+        now = self._loop.time() if self._loop is not None else 0.0
+        self._read(sock, multihop, now, None)
+        self.tx_opportunity(now)
+        self.watch()
+
+    def _read(self, sock: socket.socket, multihop: bool, now: float, offset: float | None) -> None:
+        """Read up to :data:`_RX_BATCH` datagrams; with ``offset`` (loop time - real time) each
+        packet is handed over at its kernel arrival stamp, kept within [previous read, now]."""
         for _ in range(_RX_BATCH):
             try:
                 data, anc, _flags, addr = sock.recvmsg(256, _CMSG_SPACE)
@@ -411,16 +469,22 @@ class Endpoint:
                 log.debug("BFD receive error: %s", e)
                 continue
             ttl = -1
+            at: float | None = None
             for level, kind, value in anc:
                 if (level, kind) in _TTL_CMSG and len(value) >= 4:
                     ttl = int.from_bytes(value[:4], "little" if _LITTLE else "big", signed=True)
+                elif offset is not None and kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                    half = len(value) // 2
+                    sec = int.from_bytes(value[:half], sys.byteorder, signed=True)
+                    nsec = int.from_bytes(value[half:], sys.byteorder, signed=True)
+                    at = min(now, max(self._drained_at, sec + nsec * 1e-9 + offset))
             if not multihop and ttl != TTL:
                 self.dropped["ttl"] += 1
                 log.debug("BFD packet from %s discarded: TTL %d, not 255", addr[0], ttl)
                 continue
-            self._received(data, str(addr[0]), multihop)
+            self._received(data, str(addr[0]), multihop, at)
 
-    def _received(self, data: bytes, source: str, multihop: bool) -> None:
+    def _received(self, data: bytes, source: str, multihop: bool, at: float | None = None) -> None:
         try:
             packet = wire.decode(data)
         except wire.Discard as d:
@@ -448,4 +512,4 @@ class Endpoint:
                 self.dropped["no_session"] += 1
                 return
             session = found
-        session.packet(packet)
+        session.packet(packet, at)
