@@ -10,11 +10,13 @@
 2. Cost: one speaker process with 3 BGP peers (three BIRD routers) and BFD at 300 ms x 3 on
    each, against the same with BFD off: CPU seconds (utime + stime from /proc, so the kernel's
    work of sending each packet through the lab's veth pairs counts too) over a window of W
-   seconds once everything is Up, scaled to a minute, and RSS at the end. References in the same
-   run: the three BIRD processes, which run the other end of the same three sessions in C; and
-   in the BFD-off lab, a Python asyncio loop that only wakes up as often as vipgate must with
-   BFD on (3 sessions x (1 send + 1 receive) per mean jittered interval of 262.5 ms = 22.9 per
-   second) and does nothing: the event loop's own share.
+   seconds once everything is Up, scaled to a minute, RSS at the end, and the speaker's wake-ups
+   per second (voluntary context switches of its threads, /proc/PID/task/*/status: each is a
+   sleep in epoll_wait). References in the same run: the three BIRD processes, which run the
+   other end of the same three sessions in C; and in the BFD-off lab, a Python asyncio loop that
+   wakes up as often as a speaker that wakes once per packet would (3 sessions x (1 send + 1
+   receive) per mean jittered interval of 262.5 ms = 22.9 per second) and does nothing: the
+   event loop's own share of such a design.
 """
 
 from __future__ import annotations
@@ -124,6 +126,18 @@ def _bfd_up(router: Router, address: str) -> Callable[[], bool]:
     return lambda: router.bfd_sessions().get(address) == "Up"
 
 
+def _wakeups(pid: int) -> int:
+    """Voluntary context switches of the process's threads: each is a sleep in epoll_wait (or a
+    blocking call), so their rate is the event loop's wake-ups per second."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -145,10 +159,10 @@ asyncio.run(main())
 """
 
 
-def bench_cost(bfd: bool, window: float) -> tuple[float, int, float, float | None]:
+def bench_cost(bfd: bool, window: float) -> tuple[float, int, float, float | None, float]:
     """(speaker CPU s per minute, speaker RSS kB, CPU s per minute of the three BIRDs, CPU s per
-    minute of the idle asyncio loop at :data:`WAKEUPS` per second (BFD off only)) with one
-    speaker and 3 peers, BFD on or off."""
+    minute of the idle asyncio loop at :data:`WAKEUPS` per second (BFD off only), speaker
+    wake-ups per second) with one speaker and 3 peers, BFD on or off."""
     with Lab() as lab:
         nb = {"bfd": BFD} if bfd else {}
         topo = build_topology(lab, 1, "bird", client=False, neighbor_kwargs=nb)
@@ -178,9 +192,9 @@ def bench_cost(bfd: bool, window: float) -> tuple[float, int, float, float | Non
         f0 = _cpu_seconds(floor.pid) if floor is not None else 0.0
         birds = [r.pid for r in routers if r is not None and r.pid is not None]
         b0 = sum(_cpu_seconds(b) for b in birds)
-        c0, t0 = _cpu_seconds(pid), time.monotonic()
+        w0, c0, t0 = _wakeups(pid), _cpu_seconds(pid), time.monotonic()
         time.sleep(window)
-        c1, t1 = _cpu_seconds(pid), time.monotonic()
+        w1, c1, t1 = _wakeups(pid), _cpu_seconds(pid), time.monotonic()
         b1 = sum(_cpu_seconds(b) for b in birds)
         f1 = _cpu_seconds(floor.pid) if floor is not None else 0.0
         if floor is not None:
@@ -192,7 +206,13 @@ def bench_cost(bfd: bool, window: float) -> tuple[float, int, float, float | Non
             assert r.session_state(n1.ip4) == "Established", "a session dropped during the window"
         sp.close()
     scale = 60.0 / (t1 - t0)
-    return (c1 - c0) * scale, rss, (b1 - b0) * scale, (f1 - f0) * scale if floor else None
+    return (
+        (c1 - c0) * scale,
+        rss,
+        (b1 - b0) * scale,
+        (f1 - f0) * scale if floor else None,
+        (w1 - w0) / (t1 - t0),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,16 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|")
         print("\n".join(rows))
     if not args.skip_cost:
-        on_cpu, on_rss, on_bird, _ = bench_cost(True, args.window)
-        off_cpu, off_rss, off_bird, floor = bench_cost(False, args.window)
+        on_cpu, on_rss, on_bird, _, on_wake = bench_cost(True, args.window)
+        off_cpu, off_rss, off_bird, floor, off_wake = bench_cost(False, args.window)
         print(f"\none speaker, 3 BGP peers, {args.window:g} s window (CPU s per minute)\n")
-        print("| BFD | vipgate CPU | vipgate RSS MB | 3 x BIRD CPU (reference) |")
-        print("|---|---|---|---|")
-        print(f"| off | {off_cpu:.3f} | {off_rss / 1024:.1f} | {off_bird:.3f} |")
-        print(f"| 300 ms x 3 on each peer | {on_cpu:.3f} | {on_rss / 1024:.1f} | {on_bird:.3f} |")
+        print(
+            "| BFD | vipgate CPU | vipgate RSS MB | vipgate wake-ups/s | 3 x BIRD CPU (reference) |"
+        )
+        print("|---|---|---|---|---|")
+        print(f"| off | {off_cpu:.3f} | {off_rss / 1024:.1f} | {off_wake:.1f} | {off_bird:.3f} |")
+        print(
+            f"| 300 ms x 3 on each peer | {on_cpu:.3f} | {on_rss / 1024:.1f} | {on_wake:.1f} "
+            f"| {on_bird:.3f} |"
+        )
         print(
             f"| difference | {on_cpu - off_cpu:+.3f} | {(on_rss - off_rss) / 1024:+.1f} "
-            f"| {on_bird - off_bird:+.3f} |"
+            f"| {on_wake - off_wake:+.1f} | {on_bird - off_bird:+.3f} |"
         )
         print(
             f"\nidle asyncio loop waking {WAKEUPS:.1f} times a second (the event loop's share): "
