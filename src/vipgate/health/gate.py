@@ -24,12 +24,13 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
 5. Each failure increments the counter; when it reaches ``threshold`` the route is withdrawn.
 6. Cadence. Normally checks run on a fixed grid measured from the start (tick ``k`` at
    ``start + k * period``, computed from the start, so no drift accumulates); a check never
-   overlaps the next: after a check that ends at ``now``, the next is due at the first tick at
-   or after ``now`` that is later than the tick just used. A grid check that ends less than
-   :data:`TICK_SLACK` of a period after a tick still takes that tick, starting at once (with
-   timeout == period a hung check times out a few milliseconds after the next tick; skipping a
-   whole period for those milliseconds would stretch the detection of a hung apiserver from
-   ``threshold`` to ``2 * threshold`` periods).
+   overlaps the next. After a grid check that was due at tick ``k`` and ends at ``now``, the
+   next is due at tick ``k + 1``, or, when that has already passed, at the latest tick that has
+   passed -- at once, taking one overdue tick and never a burst of them. So a check that ran
+   late (a hung readiness read held the connection) or long (timeout >= period) costs no
+   period: a hung apiserver is withdrawn when the threshold-th timed-out check ends, at most
+   ``period + (threshold - 1) * max(period, timeout) + timeout`` after the hang began
+   (18 s at kube-vip's defaults 5/3/3; bench_detect), with or without readiness reads.
 7. Fast period (issue 9). With ``fast_period > 0`` the next check is due ``fast_period`` after
    the end of a check, instead of on the grid, when
    a. the check failed with REFUSED or RESET (nothing serves the port, or the server closed or
@@ -41,12 +42,14 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
       tolerance for them;
    b. the route is rising: not announced, the last check succeeded, fewer than ``R`` in a row;
    c. vipgate is draining (rule 11).
-   ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence; rule 11 then uses the grid).
+   ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence for failing checks; the check
+   on a server close, rule 8, stays; rule 11 then uses the grid).
 8. Event-driven check (issue 9). When the server closes the probe's idle keep-alive connection
    (:meth:`Gate.connection_closed`) a check is due at once, and a readiness read too when they
    are on. The close itself is not a failure (an idle timeout is harmless); the check decides.
 9. Apiserver shutdown (issue 12). With ``shutdown_period > 0`` the apiserver's readiness is read
-   on its own grid (``start + k * shutdown_period``, same no-overlap rule without slack). A read
+   on its own grid (``start + k * shutdown_period``; after a read, the first tick at or after its
+   end: reads never catch up). A read
    is SHUTDOWN when ``ProbeResult.shutdown`` (status 500 with ``[-]shutdown failed`` in the
    body), CLEAR when it shows that no shutdown is under way (status 200, a 500 without that
    line -- etcd, informer sync -- or a refused connection: the process that announced it is
@@ -124,9 +127,6 @@ __all__ = [
     "readiness_signal",
 ]
 
-
-TICK_SLACK = 0.05
-"""Fraction of a period by which a check may overrun a tick and still take it (rule 6)."""
 
 FAST_KINDS = frozenset({ErrorKind.REFUSED, ErrorKind.RESET})
 """Failures that show nothing serves the port (rule 7a): checked again at the fast period."""
@@ -735,8 +735,8 @@ class Gate:
             self._due, self._on_grid = now + self.fast_period, False
             return
         elapsed = (now - self._started_at) / self.period
-        if self._on_grid:  # a grid check just past its tick may take it (rule 6)
-            self._tick = max(self._tick + 1, math.ceil(elapsed - TICK_SLACK))
+        if self._on_grid:  # the next tick, or the latest one already passed (rule 6)
+            self._tick = max(self._tick + 1, math.floor(elapsed))
         else:  # after a fast or event-driven check: the next tick after it
             self._tick = max(self._tick, math.floor(elapsed) + 1)
         self._due, self._on_grid = self._started_at + self._tick * self.period, True
