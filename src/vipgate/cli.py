@@ -8,15 +8,52 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import NoReturn
 
 from vipgate import __version__
 from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
 
 EXIT_CONFIG = 2
+
+
+_OPTION = re.compile(r"--?[A-Za-z][\w-]*")
+
+
+def safe_usage_error(message: str) -> str:
+    """An argparse error with no argument *value* in it, only option names.
+
+    argparse echoes what it could not place ("unrecognized arguments: --peerpass s3cret",
+    "invalid choice: 's3cret'"): a mistyped flag would print a BGP password into a pod's log.
+    Option names are kept (cut at ``=``); every other token is counted, never shown."""
+    head, sep, rest = message.partition(": ")
+    if head == "unrecognized arguments" and sep:
+        tokens = rest.split()
+        names = [t.split("=", 1)[0] for t in tokens if _OPTION.fullmatch(t.split("=", 1)[0])]
+        hidden = len(tokens) - len(names)
+        shown = " ".join(names)
+        if hidden:
+            shown += f"{' and ' if names else ''}{hidden} value(s) (not shown)"
+        return f"unrecognized arguments: {shown}"
+    message = re.sub(r"invalid choice: .*(?= \(choose from)", "invalid choice", message, flags=re.S)
+    return re.sub(r"(--?[A-Za-z][\w-]*)=\S*", r"\1=...", message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors that never echo a value (:func:`safe_usage_error`) and no
+    abbreviated flags (kube-vip's Go flags take none)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {safe_usage_error(message)}\n")
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -44,7 +81,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vipgate",
         description="Health-gated BGP announcer for the Kubernetes control-plane VIP.",
     )

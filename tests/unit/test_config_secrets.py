@@ -195,3 +195,28 @@ def test_issue_inputs_do_not_echo_the_password(value: str) -> None:
         assert "s3cret" not in r.stderr and "s3c" not in r.stderr, r.stderr
         assert "bgp_peers entry 1: " in r.stderr or "--bgppeers entry 1: " in r.stderr, r.stderr
         assert "brackets" in r.stderr or "closing ]" in r.stderr, r.stderr
+
+
+# A mistyped or misplaced flag: argparse used to echo what it could not place
+# ("unrecognized arguments: --peerpass Zx9Qv..."), found by a new user's trial.
+MISTYPED = [
+    ["config", "--peerpass", CORE],  # wrong case
+    ["config", "--bgpPeers", f"192.0.2.1:65001:{CORE}:false"],
+    ["config", f"--bgppeer=192.0.2.1:65001:{CORE}:false"],  # abbreviations are not flags
+    ["config", "--peerPass", "x", CORE],  # a stray value
+    ["manager", "--peerpass", CORE],
+    ["manifest", CORE],  # a value where the kind goes: invalid choice
+    ["manifest", "pod", f"--peerpass={CORE}"],
+    [f"--peerPass={CORE}"],  # before the command
+]
+
+
+@pytest.mark.parametrize("argv", MISTYPED)
+@given(pw=password())
+@settings(max_examples=10, deadline=None)
+def test_mistyped_flags_do_not_echo_the_password(argv: list[str], pw: str) -> None:
+    argv = [a.replace(CORE, pw) for a in argv]
+    code, out, err, logs = run_cli(argv, {})
+    assert code == 2, (argv, err)
+    assert not leaks(out + err + logs), err
+    assert "error:" in err
