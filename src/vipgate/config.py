@@ -1276,18 +1276,20 @@ def _check_nexthop(
             f"{where}: mpbgp_nexthop=auto_sourceif takes the next hop from bgp_sourceif, which "
             "is not set; accepted: set bgp_sourceif, or another mode"
         )
+    if mode is NextHopMode.FIXED and p.mpbgp_ipv4 is None and p.mpbgp_ipv6 is None:
+        raise ConfigError(
+            f"{where}: mpbgp_nexthop=fixed without mpbgp_ipv4 or mpbgp_ipv6; accepted: "
+            "set the fixed next hop of the VIP's family"
+        )
     if address is None:
-        if mode is NextHopMode.FIXED and p.mpbgp_ipv4 is None and p.mpbgp_ipv6 is None:
-            raise ConfigError(
-                f"{where}: mpbgp_nexthop=fixed without mpbgp_ipv4 or mpbgp_ipv6; accepted: "
-                "set the fixed next hop of the VIP's family"
-            )
         return
     fam = address.version
     fixed = p.mpbgp_ipv4 if fam == 4 else p.mpbgp_ipv6
     setting = f"mpbgp_ipv{fam}"
     example = "192.0.2.11" if fam == 4 else "[2001:db8::11]"
-    if mode is NextHopMode.FIXED and fixed is None:
+    # A route of the session's own family goes with the session's local address (bgp/peer.py),
+    # whatever the mode: only a session of the other family needs the fixed address.
+    if mode is NextHopMode.FIXED and fixed is None and p.address.version != fam:
         raise ConfigError(
             f"{where}: mpbgp_nexthop=fixed but no {setting} for the IPv{fam} VIP {address}; "
             f"accepted: set {setting} (globally, or in the entry's 6th field, e.g. "

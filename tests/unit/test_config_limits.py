@@ -169,6 +169,13 @@ OK: list[dict[str, str]] = [
         "bgp_peers": f"{P}::false,"
         "[2001:db8::1]:65001::false::mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.11",
     },
+    # fixed with only the other family's address: a session of the VIP's own family uses its
+    # local address (the README's example; a new user's trial found it refused)
+    {
+        **V4,
+        "bgp_peers": f"{P}::false::mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8::11]:false;300;300;3",
+    },
+    {**V4, "bgp_peers": f"{P}::false", "mpbgp_nexthop": "fixed", "mpbgp_ipv6": "2001:db8::11"},
 ]
 
 
