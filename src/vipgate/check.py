@@ -535,12 +535,6 @@ def run(config: Config, out: TextIO | None = None, err: TextIO | None = None) ->
             file=err,
         )
         return EXIT_CONFIG
-    if config.leader_election or config.lb_enable:
-        print(
-            "note: the manager ignores the health check in this mode (vip_leaderelection or "
-            "lb_enable is true); checking anyway",
-            file=err,
-        )
     try:
         obs = asyncio.run(observe(config))
     except ValueError as e:

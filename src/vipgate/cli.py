@@ -56,8 +56,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {safe_usage_error(message)}\n")
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration (kube-vip names; environment variables win over flags)")
+def _add_config_flags(
+    p: argparse.ArgumentParser,
+    title: str = "configuration (kube-vip names; environment variables win over flags)",
+) -> None:
+    g = p.add_argument_group(title)
     for s in SETTINGS:
         if not s.flags:
             continue
@@ -98,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("manifest", help="print a static pod or DaemonSet manifest")
     p.add_argument("kind", choices=("pod", "daemonset"), help="what to generate")
-    _add_config_flags(p)
+    _add_config_flags(
+        p, "configuration (kube-vip names; written into the manifest, never read from the shell)"
+    )
     p.add_argument(
         "--image",
         default=None,
@@ -140,6 +145,10 @@ def _cmd_config(env: Mapping[str, str], flags: Mapping[str, str | None]) -> int:
         print(f"{key:<{w0}}  {shown:<{w1}}  {source}")
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    refusal = config.not_runnable
+    if refusal is not None:  # a pre-flight check must not pass what the manager refuses
+        print(f"vipgate: vipgate manager would not start: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

@@ -234,21 +234,21 @@ SETTINGS: tuple[Setting, ...] = (
         "vip_leaderelection",
         "--leaderElection",
         "false",
-        "leader election (health check n/a)",
+        "leader election (not implemented: ignored with a warning)",
         "bool",
     ),
     _s(
         "lb_enable",
         "--enableLoadBalancer",
         "false",
-        "IPVS load balancer (health check n/a)",
+        "IPVS load balancer (not implemented: ignored with a warning)",
         "bool",
     ),
     _s(
         "svc_enable",
         "--services",
         "false",
-        "Service type LoadBalancer mode (not implemented)",
+        "Service type LoadBalancer mode (not implemented: ignored with a warning)",
         "bool",
     ),
     _s(
@@ -440,6 +440,20 @@ class Config:
         if self.bgp_routerinterface:
             return RouterIdSource(interface=self.bgp_routerinterface)
         return RouterIdSource()
+
+    @property
+    def not_runnable(self) -> str | None:
+        """Why ``vipgate manager`` would refuse to run (exit 2), or None. Not a load error:
+        ``vipgate check`` and the manifest generator work without a VIP; ``vipgate config``
+        reports it with exit 2 as the manager would."""
+        if not self.bgp_enable:
+            return (
+                "bgp_enable is not true: vipgate implements BGP mode only (set bgp_enable=true "
+                "and bgp_peers)"
+            )
+        if self.address is None:
+            return "no VIP: set address (or vip_address)"
+        return None
 
     @property
     def health_enabled(self) -> bool:
@@ -1474,20 +1488,29 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
         )
 
     warnings: list[str] = []
-    if url:
-        for key in ("vip_leaderelection", "lb_enable"):
-            if bools[key]:
-                warnings.append(
-                    f"{key}=true: the control-plane health check "
-                    f"(control_plane_health_check_address) does not apply in this mode and is "
-                    "ignored; it gates the route only in BGP mode without leader election"
-                )
-        if timeout >= period:
+    for key, what in (
+        ("vip_leaderelection", "leader election"),
+        ("lb_enable", "the IPVS load balancer"),
+        ("svc_enable", "Service type LoadBalancer mode"),
+    ):
+        if bools[key]:
             warnings.append(
-                f"control_plane_health_check_timeout_seconds={timeout:g} >= "
-                f"control_plane_health_check_period_seconds={period:g}: a check that times out "
-                "runs into the next tick, so checks will run back to back"
+                f"{key}=true: vipgate does not implement {what}; it is ignored: every node "
+                "announces the VIP over BGP, gated by the health check "
+                "(control_plane_health_check_address) when one is set"
             )
+    if address is not None and not url:
+        warnings.append(
+            "control_plane_health_check_address is empty: the VIP is announced "
+            "unconditionally, whether this node's kube-apiserver answers or not (set it to "
+            "https://localhost:6443/livez, as kube-vip's manifest does)"
+        )
+    if url and timeout >= period:
+        warnings.append(
+            f"control_plane_health_check_timeout_seconds={timeout:g} >= "
+            f"control_plane_health_check_period_seconds={period:g}: a check that times out "
+            "runs into the next tick, so checks will run back to back"
+        )
     env_addr = [n for n in ("address", "vip_address") if env.get(n, "") != ""]
     if len(env_addr) == 2 and env["address"].strip() != env["vip_address"].strip():
         warnings.append("both address and vip_address are set and differ: address wins")

@@ -251,14 +251,9 @@ def _on_signal(manager: Manager, sig: signal.Signals) -> None:
 
 
 def run(config: Config) -> int:
-    if not config.bgp_enable:
-        log.error(
-            "bgp_enable is not true: vipgate implements BGP mode only (set bgp_enable=true "
-            "and bgp_peers)"
-        )
-        return EXIT_CONFIG
-    if config.address is None:
-        log.error("no VIP: set address (or vip_address)")
+    refusal = config.not_runnable
+    if refusal is not None or config.address is None:
+        log.error("%s", refusal)
         return EXIT_CONFIG
     for w in config.warnings:
         log.warning("%s", w)

@@ -147,10 +147,16 @@ def test_derived_values() -> None:
 
 def test_warnings() -> None:
     url = {"control_plane_health_check_address": "https://localhost:6443/livez"}
+    # vipgate has no leader election, IPVS or Services mode: every node announces, gated by the
+    # health check (an earlier warning said the health check was ignored: it never was).
     w = load(dict(url, vip_leaderelection="true")).warnings
-    assert len(w) == 1 and "vip_leaderelection" in w[0] and "does not apply" in w[0]
+    assert len(w) == 1 and "vip_leaderelection" in w[0] and "does not implement" in w[0]
+    assert "every node announces" in w[0]
     w = load(dict(url, lb_enable="true")).warnings
     assert len(w) == 1 and "lb_enable" in w[0]
+    assert len(load(dict(url, svc_enable="true")).warnings) == 1
+    w = load({"address": "203.0.113.100"}).warnings
+    assert len(w) == 1 and "announced unconditionally" in w[0]
     w = load(
         dict(
             url,
@@ -159,7 +165,7 @@ def test_warnings() -> None:
         )
     ).warnings
     assert len(w) == 1 and "back to back" in w[0]
-    assert load({"vip_leaderelection": "true"}).warnings == ()  # no health check, no warning
+    assert load({}).warnings == ()  # no VIP, nothing to warn about
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +347,13 @@ def test_password_never_in_error(env: dict[str, str]) -> None:
     assert "hunter2" not in str(exc.value)
 
 
+def test_cli_config_passes_only_what_the_manager_runs() -> None:
+    ok = {"address": "203.0.113.100", "bgp_peers": "192.0.2.1:65001::false"}
+    assert _run_cli(["config"], {**ok, "bgp_enable": "true"}).returncode == 0
+    r = _run_cli(["config"], ok)  # bgp_enable unset: the manager refuses
+    assert r.returncode == 2 and "bgp_enable is not true" in r.stderr, r.stderr
+
+
 def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vipgate", *args],
@@ -357,7 +370,9 @@ def test_cli_config_prints_every_setting_with_source() -> None:
         ["config", "--bgpHoldTimer", "9", "--bgpKeepAliveInterval", "3"],
         {"bgp_peers": "192.0.2.1:65001:hunter2:false", "bgp_enable": "true"},
     )
-    assert r.returncode == 0, r.stderr
+    # every setting is printed, then exit 2: without a VIP the manager would not start
+    assert r.returncode == 2, r.stderr
+    assert "vipgate manager would not start: no VIP" in r.stderr
     assert "hunter2" not in r.stdout + r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines()}
     for s in SETTINGS:
