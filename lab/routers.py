@@ -317,20 +317,40 @@ class Router(ABC):
         self, prefix: str, expected: set[str], timeout: float = 10.0, interval: float = 0.01
     ) -> float:
         """Wait until :meth:`multipath_next_hops` is exactly `expected`; return seconds."""
+        return self._wait_hops(
+            lambda: self.multipath_next_hops(prefix),
+            expected,
+            timeout,
+            interval,
+            f"{self.kind} {self.name}: multipath next hops of {prefix}",
+            lambda: f"RIB: {self.rib(prefix)}\n{self.describe()}",
+        )
+
+    @staticmethod
+    def _wait_hops(
+        read: Callable[[], set[str]],
+        expected: set[str],
+        timeout: float,
+        interval: float,
+        what: str,
+        describe: Callable[[], str],
+    ) -> float:
+        """Wait until ``read()`` is exactly `expected` (addresses normalised); return seconds.
+        On timeout the error shows the last read and ``describe()``."""
         exp = {str(ipaddress.ip_address(a)) for a in expected}
         last: set[str] = set()
 
         def check() -> bool:
             nonlocal last
-            last = self.multipath_next_hops(prefix)
+            last = read()
             return last == exp
 
         return wait_for(
             check,
             timeout,
             interval,
-            what=f"{self.kind} {self.name}: multipath next hops of {prefix} == {sorted(exp)}",
-            describe=lambda: f"last: {sorted(last)}; RIB: {self.rib(prefix)}\n{self.describe()}",
+            what=f"{what} == {sorted(exp)}",
+            describe=lambda: f"last: {sorted(last)}; {describe()}",
         )
 
     def kernel_nexthops(self, prefix: str) -> set[str]:
@@ -395,20 +415,13 @@ class Router(ABC):
         self, prefix: str, expected: set[str], timeout: float = 10.0, interval: float = 0.005
     ) -> float:
         """Wait until the router namespace's kernel route for `prefix` has exactly `expected`."""
-        exp = {str(ipaddress.ip_address(a)) for a in expected}
-        last: set[str] = set()
-
-        def check() -> bool:
-            nonlocal last
-            last = self.kernel_nexthops(prefix)
-            return last == exp
-
-        return wait_for(
-            check,
+        return self._wait_hops(
+            lambda: self.kernel_nexthops(prefix),
+            expected,
             timeout,
             interval,
-            what=f"kernel route {prefix} in {self.ns} next hops == {sorted(exp)}",
-            describe=lambda: f"last: {sorted(last)}\n{self.describe()}",
+            f"kernel route {prefix} in {self.ns} next hops",
+            self.describe,
         )
 
 
