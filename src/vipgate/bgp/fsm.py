@@ -75,10 +75,17 @@ from vipgate.bgp.wire import (
     AFI_IPV6,
     AS_TRANS,
     SAFI_UNICAST,
+    SHUTDOWN_SUBCODES,
     BgpError,
+    CeaseSubcode,
+    ErrorCode,
+    FsmError,
     Handling,
+    HeaderError,
     Notification,
+    OpenError,
     SessionContext,
+    UpdateError,
 )
 
 __all__ = [
@@ -179,7 +186,7 @@ class Stop:
     """Cease: 2 Administrative Shutdown with `message` (RFC 9003), 10 BFD Down (RFC 9384)."""
 
     message: str = ""
-    subcode: int = 2
+    subcode: CeaseSubcode = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
 
 
 Event: TypeAlias = (
@@ -365,7 +372,11 @@ def negotiate_timers(ours: int, keepalive: int, theirs: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- state machine
 
-_UNEXPECTED_SUBCODE: Final = {State.OPEN_SENT: 1, State.OPEN_CONFIRM: 2, State.ESTABLISHED: 3}
+_UNEXPECTED_SUBCODE: Final = {
+    State.OPEN_SENT: FsmError.UNEXPECTED_IN_OPEN_SENT,
+    State.OPEN_CONFIRM: FsmError.UNEXPECTED_IN_OPEN_CONFIRM,
+    State.ESTABLISHED: FsmError.UNEXPECTED_IN_ESTABLISHED,
+}
 _Handler: TypeAlias = Callable[["Session", object], None]
 
 
@@ -560,7 +571,7 @@ class Session:
     def _on_hold_expired(self, _ev: object) -> None:
         self._down(
             f"hold timer expired ({self.hold_time or OPEN_SENT_HOLD:g} s without a message)",
-            sent=Notification(4, 0),
+            sent=Notification(ErrorCode.HOLD_TIMER_EXPIRED),
         )
 
     def _on_keepalive_timer(self, _ev: object) -> None:
@@ -588,8 +599,8 @@ class Session:
         if self.state is not State.CONNECT:
             sent = (
                 Notification.shutdown(ev.message, ev.subcode)
-                if ev.subcode in (2, 4)
-                else Notification(6, ev.subcode)
+                if ev.subcode in SHUTDOWN_SUBCODES
+                else Notification(ErrorCode.CEASE, ev.subcode)
             )
         reason = "stopped" + (f": {ev.message}" if ev.message else "")
         self._down(reason, sent=sent, reconnect=False)
@@ -610,7 +621,14 @@ class Session:
                 self._update_error(err)
                 continue
             except Exception as exc:  # a bug in the codec must not take the process down
-                self._error(BgpError(1, 0, b"", f"undecodable message ({exc!r})"))
+                self._error(
+                    BgpError(
+                        ErrorCode.MESSAGE_HEADER_ERROR,
+                        HeaderError.UNSPECIFIC,
+                        b"",
+                        f"undecodable message ({exc!r})",
+                    )
+                )
                 return
             if msg is None:
                 break
@@ -619,7 +637,7 @@ class Session:
             handler = MESSAGE_TRANSITIONS.get((self.state, type(msg)))
             if handler is None:
                 sub = _UNEXPECTED_SUBCODE[self.state]
-                self._error(BgpError(5, sub, b"", f"unexpected {msg.type_name}"))
+                self._error(BgpError(ErrorCode.FSM_ERROR, sub, b"", f"unexpected {msg.type_name}"))
                 return
             handler(self, msg)
         if received and self.state in _UNEXPECTED_SUBCODE:
@@ -654,10 +672,24 @@ class Session:
         assert isinstance(msg, wire.Open)
         cfg = self.config
         if msg.asn != cfg.peer_as or (not msg.four_octet_as and cfg.peer_as > 0xFFFF):
-            self._error(BgpError(2, 2, b"", f"peer AS {msg.asn}, expected {cfg.peer_as}"))
+            self._error(
+                BgpError(
+                    ErrorCode.OPEN_MESSAGE_ERROR,
+                    OpenError.BAD_PEER_AS,
+                    b"",
+                    f"peer AS {msg.asn}, expected {cfg.peer_as}",
+                )
+            )
             return
         if msg.bgp_id == cfg.router_id and msg.asn == cfg.local_as:
-            self._error(BgpError(2, 3, b"", f"iBGP peer's BGP identifier {msg.bgp_id} is ours"))
+            self._error(
+                BgpError(
+                    ErrorCode.OPEN_MESSAGE_ERROR,
+                    OpenError.BAD_BGP_IDENTIFIER,
+                    b"",
+                    f"iBGP peer's BGP identifier {msg.bgp_id} is ours",
+                )
+            )
             return
         self.peer_open = msg
         self.extended_open = self.extended_open or msg.extended
@@ -727,8 +759,8 @@ class Session:
         first = path.segments[0] if path is not None and path.segments else None
         if first is None or first.type != 2 or first.asns[0] not in (self.info.peer_as, AS_TRANS):
             return BgpError(
-                3,
-                11,
+                ErrorCode.UPDATE_MESSAGE_ERROR,
+                UpdateError.MALFORMED_AS_PATH,
                 b"",
                 "eBGP AS_PATH does not start with the peer's AS",
                 Handling.TREAT_AS_WITHDRAW,
@@ -800,6 +832,8 @@ MESSAGE_TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
 # NOTIFICATIONs that answer our OPEN (in OpenSent/OpenConfirm) and change the next one; any
 # other goes down with backoff (Session._msg_notification).
 NOTIFICATION_TRANSITIONS: Final[dict[tuple[int, int], _Handler]] = {
-    (2, 7): Session._msg_unsupported_capability,  # RFC 5492 section 3
+    (ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSUPPORTED_CAPABILITY): (
+        Session._msg_unsupported_capability
+    ),  # RFC 5492 section 3
 }
 del S

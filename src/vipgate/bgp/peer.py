@@ -40,7 +40,7 @@ from typing import Final, Protocol, TypeAlias
 
 from vipgate.bfd.session import BfdSettings
 from vipgate.bgp import fsm, wire
-from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST, CeaseSubcode
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 Prefix: TypeAlias = IPv4Network | IPv6Network
@@ -265,7 +265,7 @@ class Peer:
             self._dispatch(fsm.Start())
         else:
             log.warning("BGP peer %s: BFD Down (%s): session torn down", self.name, reason)
-            self._dispatch(fsm.Stop(reason, subcode=10))
+            self._dispatch(fsm.Stop(reason, subcode=CeaseSubcode.BFD_DOWN))
 
     def announce(self, prefixes: Iterable[Prefix]) -> None:
         """Write UPDATEs announcing `prefixes` now (no-op unless Established)."""

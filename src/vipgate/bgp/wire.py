@@ -42,10 +42,14 @@ __all__ = [
     "AtomicAggregate",
     "BgpError",
     "Capability",
+    "CeaseSubcode",
     "Communities",
     "Decoder",
+    "ErrorCode",
     "FourOctetAsCapability",
+    "FsmError",
     "Handling",
+    "HeaderError",
     "Keepalive",
     "LocalPref",
     "Med",
@@ -56,15 +60,18 @@ __all__ = [
     "NextHop",
     "Notification",
     "Open",
+    "OpenError",
     "Origin",
     "OutboundPolicy",
     "PathAttribute",
     "RouteRefresh",
     "RouteRefreshCapability",
+    "RouteRefreshError",
     "SessionContext",
     "UnknownAttribute",
     "UnknownCapability",
     "Update",
+    "UpdateError",
     "announce_ipv4",
     "announce_ipv6",
     "capability_name",
@@ -145,53 +152,150 @@ P_CAPABILITIES: Final = 2
 P_EXTENDED_LENGTH: Final = 255
 
 # NOTIFICATION error codes and subcodes (RFC 4271 4.5, 6608, 4486, 7313, 9384).
+
+
+class ErrorCode(enum.IntEnum):
+    """NOTIFICATION Error Code (RFC 4271 section 4.5; RFC 7313 section 5)."""
+
+    MESSAGE_HEADER_ERROR = 1
+    OPEN_MESSAGE_ERROR = 2
+    UPDATE_MESSAGE_ERROR = 3
+    HOLD_TIMER_EXPIRED = 4
+    FSM_ERROR = 5
+    CEASE = 6
+    ROUTE_REFRESH_MESSAGE_ERROR = 7
+
+
+class HeaderError(enum.IntEnum):
+    """Message Header Error subcodes (RFC 4271 section 6.1)."""
+
+    UNSPECIFIC = 0
+    CONNECTION_NOT_SYNCHRONIZED = 1
+    BAD_MESSAGE_LENGTH = 2
+    BAD_MESSAGE_TYPE = 3
+
+
+class OpenError(enum.IntEnum):
+    """OPEN Message Error subcodes (RFC 4271 section 6.2; RFC 5492 section 3; RFC 9234)."""
+
+    UNSPECIFIC = 0
+    UNSUPPORTED_VERSION_NUMBER = 1
+    BAD_PEER_AS = 2
+    BAD_BGP_IDENTIFIER = 3
+    UNSUPPORTED_OPTIONAL_PARAMETER = 4
+    AUTHENTICATION_FAILURE = 5  # deprecated
+    UNACCEPTABLE_HOLD_TIME = 6
+    UNSUPPORTED_CAPABILITY = 7
+    ROLE_MISMATCH = 11
+
+
+class UpdateError(enum.IntEnum):
+    """UPDATE Message Error subcodes (RFC 4271 section 6.3)."""
+
+    UNSPECIFIC = 0
+    MALFORMED_ATTRIBUTE_LIST = 1
+    UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE = 2
+    MISSING_WELL_KNOWN_ATTRIBUTE = 3
+    ATTRIBUTE_FLAGS_ERROR = 4
+    ATTRIBUTE_LENGTH_ERROR = 5
+    INVALID_ORIGIN_ATTRIBUTE = 6
+    AS_ROUTING_LOOP = 7  # deprecated
+    INVALID_NEXT_HOP_ATTRIBUTE = 8
+    OPTIONAL_ATTRIBUTE_ERROR = 9
+    INVALID_NETWORK_FIELD = 10
+    MALFORMED_AS_PATH = 11
+
+
+class FsmError(enum.IntEnum):
+    """Finite State Machine Error subcodes (RFC 6608 section 3)."""
+
+    UNSPECIFIED = 0
+    UNEXPECTED_IN_OPEN_SENT = 1
+    UNEXPECTED_IN_OPEN_CONFIRM = 2
+    UNEXPECTED_IN_ESTABLISHED = 3
+
+
+class CeaseSubcode(enum.IntEnum):
+    """Cease subcodes (RFC 4486 section 4; RFC 8538 Hard Reset; RFC 9384 BFD Down)."""
+
+    UNSPECIFIC = 0
+    MAXIMUM_NUMBER_OF_PREFIXES_REACHED = 1
+    ADMINISTRATIVE_SHUTDOWN = 2
+    PEER_DE_CONFIGURED = 3
+    ADMINISTRATIVE_RESET = 4
+    CONNECTION_REJECTED = 5
+    OTHER_CONFIGURATION_CHANGE = 6
+    CONNECTION_COLLISION_RESOLUTION = 7
+    OUT_OF_RESOURCES = 8
+    HARD_RESET = 9
+    BFD_DOWN = 10
+
+
+class RouteRefreshError(enum.IntEnum):
+    """ROUTE-REFRESH Message Error subcodes (RFC 7313 section 5)."""
+
+    UNSPECIFIC = 0
+    INVALID_MESSAGE_LENGTH = 1
+
+
+_E = ErrorCode
 ERROR_NAMES: Final[dict[int, str]] = {
-    1: "Message Header Error",
-    2: "OPEN Message Error",
-    3: "UPDATE Message Error",
-    4: "Hold Timer Expired",
-    5: "Finite State Machine Error",
-    6: "Cease",
-    7: "ROUTE-REFRESH Message Error",
+    _E.MESSAGE_HEADER_ERROR: "Message Header Error",
+    _E.OPEN_MESSAGE_ERROR: "OPEN Message Error",
+    _E.UPDATE_MESSAGE_ERROR: "UPDATE Message Error",
+    _E.HOLD_TIMER_EXPIRED: "Hold Timer Expired",
+    _E.FSM_ERROR: "Finite State Machine Error",
+    _E.CEASE: "Cease",
+    _E.ROUTE_REFRESH_MESSAGE_ERROR: "ROUTE-REFRESH Message Error",
 }
+_H, _O, _U, _F, _C = HeaderError, OpenError, UpdateError, FsmError, CeaseSubcode
 SUBCODE_NAMES: Final[dict[tuple[int, int], str]] = {
-    (1, 1): "Connection Not Synchronized",
-    (1, 2): "Bad Message Length",
-    (1, 3): "Bad Message Type",
-    (2, 1): "Unsupported Version Number",
-    (2, 2): "Bad Peer AS",
-    (2, 3): "Bad BGP Identifier",
-    (2, 4): "Unsupported Optional Parameter",
-    (2, 5): "Authentication Failure (deprecated)",
-    (2, 6): "Unacceptable Hold Time",
-    (2, 7): "Unsupported Capability",
-    (2, 11): "Role Mismatch",
-    (3, 1): "Malformed Attribute List",
-    (3, 2): "Unrecognized Well-known Attribute",
-    (3, 3): "Missing Well-known Attribute",
-    (3, 4): "Attribute Flags Error",
-    (3, 5): "Attribute Length Error",
-    (3, 6): "Invalid ORIGIN Attribute",
-    (3, 7): "AS Routing Loop (deprecated)",
-    (3, 8): "Invalid NEXT_HOP Attribute",
-    (3, 9): "Optional Attribute Error",
-    (3, 10): "Invalid Network Field",
-    (3, 11): "Malformed AS_PATH",
-    (5, 1): "Receive Unexpected Message in OpenSent State",
-    (5, 2): "Receive Unexpected Message in OpenConfirm State",
-    (5, 3): "Receive Unexpected Message in Established State",
-    (6, 1): "Maximum Number of Prefixes Reached",
-    (6, 2): "Administrative Shutdown",
-    (6, 3): "Peer De-configured",
-    (6, 4): "Administrative Reset",
-    (6, 5): "Connection Rejected",
-    (6, 6): "Other Configuration Change",
-    (6, 7): "Connection Collision Resolution",
-    (6, 8): "Out of Resources",
-    (6, 9): "Hard Reset",
-    (6, 10): "BFD Down",
-    (7, 1): "Invalid Message Length",
+    (_E.MESSAGE_HEADER_ERROR, _H.CONNECTION_NOT_SYNCHRONIZED): "Connection Not Synchronized",
+    (_E.MESSAGE_HEADER_ERROR, _H.BAD_MESSAGE_LENGTH): "Bad Message Length",
+    (_E.MESSAGE_HEADER_ERROR, _H.BAD_MESSAGE_TYPE): "Bad Message Type",
+    (_E.OPEN_MESSAGE_ERROR, _O.UNSUPPORTED_VERSION_NUMBER): "Unsupported Version Number",
+    (_E.OPEN_MESSAGE_ERROR, _O.BAD_PEER_AS): "Bad Peer AS",
+    (_E.OPEN_MESSAGE_ERROR, _O.BAD_BGP_IDENTIFIER): "Bad BGP Identifier",
+    (_E.OPEN_MESSAGE_ERROR, _O.UNSUPPORTED_OPTIONAL_PARAMETER): "Unsupported Optional Parameter",
+    (_E.OPEN_MESSAGE_ERROR, _O.AUTHENTICATION_FAILURE): "Authentication Failure (deprecated)",
+    (_E.OPEN_MESSAGE_ERROR, _O.UNACCEPTABLE_HOLD_TIME): "Unacceptable Hold Time",
+    (_E.OPEN_MESSAGE_ERROR, _O.UNSUPPORTED_CAPABILITY): "Unsupported Capability",
+    (_E.OPEN_MESSAGE_ERROR, _O.ROLE_MISMATCH): "Role Mismatch",
+    (_E.UPDATE_MESSAGE_ERROR, _U.MALFORMED_ATTRIBUTE_LIST): "Malformed Attribute List",
+    (_E.UPDATE_MESSAGE_ERROR, _U.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE): (
+        "Unrecognized Well-known Attribute"
+    ),
+    (_E.UPDATE_MESSAGE_ERROR, _U.MISSING_WELL_KNOWN_ATTRIBUTE): "Missing Well-known Attribute",
+    (_E.UPDATE_MESSAGE_ERROR, _U.ATTRIBUTE_FLAGS_ERROR): "Attribute Flags Error",
+    (_E.UPDATE_MESSAGE_ERROR, _U.ATTRIBUTE_LENGTH_ERROR): "Attribute Length Error",
+    (_E.UPDATE_MESSAGE_ERROR, _U.INVALID_ORIGIN_ATTRIBUTE): "Invalid ORIGIN Attribute",
+    (_E.UPDATE_MESSAGE_ERROR, _U.AS_ROUTING_LOOP): "AS Routing Loop (deprecated)",
+    (_E.UPDATE_MESSAGE_ERROR, _U.INVALID_NEXT_HOP_ATTRIBUTE): "Invalid NEXT_HOP Attribute",
+    (_E.UPDATE_MESSAGE_ERROR, _U.OPTIONAL_ATTRIBUTE_ERROR): "Optional Attribute Error",
+    (_E.UPDATE_MESSAGE_ERROR, _U.INVALID_NETWORK_FIELD): "Invalid Network Field",
+    (_E.UPDATE_MESSAGE_ERROR, _U.MALFORMED_AS_PATH): "Malformed AS_PATH",
+    (_E.FSM_ERROR, _F.UNEXPECTED_IN_OPEN_SENT): "Receive Unexpected Message in OpenSent State",
+    (_E.FSM_ERROR, _F.UNEXPECTED_IN_OPEN_CONFIRM): (
+        "Receive Unexpected Message in OpenConfirm State"
+    ),
+    (_E.FSM_ERROR, _F.UNEXPECTED_IN_ESTABLISHED): (
+        "Receive Unexpected Message in Established State"
+    ),
+    (_E.CEASE, _C.MAXIMUM_NUMBER_OF_PREFIXES_REACHED): "Maximum Number of Prefixes Reached",
+    (_E.CEASE, _C.ADMINISTRATIVE_SHUTDOWN): "Administrative Shutdown",
+    (_E.CEASE, _C.PEER_DE_CONFIGURED): "Peer De-configured",
+    (_E.CEASE, _C.ADMINISTRATIVE_RESET): "Administrative Reset",
+    (_E.CEASE, _C.CONNECTION_REJECTED): "Connection Rejected",
+    (_E.CEASE, _C.OTHER_CONFIGURATION_CHANGE): "Other Configuration Change",
+    (_E.CEASE, _C.CONNECTION_COLLISION_RESOLUTION): "Connection Collision Resolution",
+    (_E.CEASE, _C.OUT_OF_RESOURCES): "Out of Resources",
+    (_E.CEASE, _C.HARD_RESET): "Hard Reset",
+    (_E.CEASE, _C.BFD_DOWN): "BFD Down",
+    (_E.ROUTE_REFRESH_MESSAGE_ERROR, RouteRefreshError.INVALID_MESSAGE_LENGTH): (
+        "Invalid Message Length"
+    ),
 }
+del _E, _H, _O, _U, _F, _C
 
 
 def error_name(code: int, subcode: int) -> str:
@@ -415,6 +519,11 @@ class RouteRefresh:
 
 
 SHUTDOWN_MAX = 255  # RFC 9003 (updates RFC 8203's 128)
+# The Cease subcodes that carry an RFC 8203 shutdown communication (RFC 9003 section 2).
+SHUTDOWN_SUBCODES: Final = frozenset(
+    {CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, CeaseSubcode.ADMINISTRATIVE_RESET}
+)
+_UNSUPPORTED_CAPABILITY: Final = (ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSUPPORTED_CAPABILITY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +541,9 @@ class Notification:
         return error_name(self.code, self.subcode)
 
     @classmethod
-    def shutdown(cls, message: str, subcode: int = 2) -> Notification:
+    def shutdown(
+        cls, message: str, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
+    ) -> Notification:
         """Cease / Administrative Shutdown (or Reset, subcode 4) with an RFC 8203 message.
 
         The message is truncated to 255 octets of UTF-8 on a character boundary.
@@ -440,7 +551,7 @@ class Notification:
         raw = message.encode("utf-8")
         if len(raw) > SHUTDOWN_MAX:
             raw = raw[:SHUTDOWN_MAX].decode("utf-8", "ignore").encode("utf-8")
-        return cls(6, subcode, bytes([len(raw)]) + raw)
+        return cls(ErrorCode.CEASE, subcode, bytes([len(raw)]) + raw)
 
     @property
     def shutdown_message(self) -> str | None:
@@ -448,7 +559,7 @@ class Notification:
 
         Invalid UTF-8 is shown with replacement characters (it is only for logs).
         """
-        if self.code != 6 or self.subcode not in (2, 4) or not self.data:
+        if self.code != ErrorCode.CEASE or self.subcode not in SHUTDOWN_SUBCODES or not self.data:
             return None
         n = self.data[0]
         if n == 0 or n > len(self.data) - 1:
@@ -461,7 +572,7 @@ class Notification:
         msg = self.shutdown_message
         if msg is not None:
             text += f": {msg!r}"
-        elif (self.code, self.subcode) == (2, 7) and self.data:
+        elif (self.code, self.subcode) == _UNSUPPORTED_CAPABILITY and self.data:
             caps, rest = unsupported_capabilities(self.data)
             text += ": " + ", ".join(capability_name(c) for c in caps)
             if rest:
@@ -779,42 +890,87 @@ def _decode_open(body: bytes) -> Open:
     a 2-octet total length follows, and every parameter has a 2-octet length.
     """
     if len(body) < 10:
-        raise BgpError(1, 2, struct.pack("!H", HEADER_LEN + len(body)), "OPEN too short")
+        raise BgpError(
+            ErrorCode.MESSAGE_HEADER_ERROR,
+            HeaderError.BAD_MESSAGE_LENGTH,
+            struct.pack("!H", HEADER_LEN + len(body)),
+            "OPEN too short",
+        )
     version, my_as, hold = struct.unpack_from("!BHH", body, 0)
     if version != BGP_VERSION:
-        raise BgpError(2, 1, struct.pack("!H", BGP_VERSION), f"BGP version {version}")
+        raise BgpError(
+            ErrorCode.OPEN_MESSAGE_ERROR,
+            OpenError.UNSUPPORTED_VERSION_NUMBER,
+            struct.pack("!H", BGP_VERSION),
+            f"BGP version {version}",
+        )
     bgp_id = IPv4Address(body[5:9])
     opt_len = body[9]
     extended = opt_len != 0 and len(body) > 10 and body[10] == P_EXTENDED_LENGTH
     if extended:
         if len(body) < 13:
-            raise BgpError(2, 0, b"", "extended optional parameters length truncated (RFC 9072)")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                "extended optional parameters length truncated (RFC 9072)",
+            )
         pos = 13
         if pos + struct.unpack_from("!H", body, 11)[0] != len(body):
             raise BgpError(
-                2, 0, b"", "extended optional parameters length does not match the message"
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                "extended optional parameters length does not match the message",
             )
     else:
         pos = 10
         if pos + opt_len != len(body):
-            raise BgpError(2, 0, b"", "optional parameters length does not match the message")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                "optional parameters length does not match the message",
+            )
     if hold in (1, 2):
-        raise BgpError(2, 6, b"", f"hold time {hold}")
+        raise BgpError(
+            ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNACCEPTABLE_HOLD_TIME, b"", f"hold time {hold}"
+        )
     if int(bgp_id) == 0:
-        raise BgpError(2, 3, b"", "BGP identifier 0.0.0.0")
+        raise BgpError(
+            ErrorCode.OPEN_MESSAGE_ERROR,
+            OpenError.BAD_BGP_IDENTIFIER,
+            b"",
+            "BGP identifier 0.0.0.0",
+        )
     head = 3 if extended else 2
     caps: list[Capability] = []
     end = len(body)
     while pos < end:
         if pos + head > end:
-            raise BgpError(2, 0, b"", "truncated optional parameter")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                "truncated optional parameter",
+            )
         ptype = body[pos]
         plen = struct.unpack_from("!H", body, pos + 1)[0] if extended else body[pos + 1]
         pos += head
         if pos + plen > end:
-            raise BgpError(2, 0, b"", "optional parameter overruns the OPEN")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                "optional parameter overruns the OPEN",
+            )
         if ptype != P_CAPABILITIES:
-            raise BgpError(2, 4, b"", f"optional parameter type {ptype}")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSUPPORTED_OPTIONAL_PARAMETER,
+                b"",
+                f"optional parameter type {ptype}",
+            )
         caps.extend(_decode_capabilities(body[pos : pos + plen]))
         pos += plen
     return Open(my_as, hold, bgp_id, tuple(caps), version, extended)
@@ -825,21 +981,38 @@ def _decode_capabilities(data: bytes) -> list[Capability]:
     pos = 0
     while pos < len(data):
         if pos + 2 > len(data):
-            raise BgpError(2, 0, b"", "truncated capability")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSPECIFIC, b"", "truncated capability"
+            )
         code, clen = data[pos], data[pos + 1]
         pos += 2
         value = data[pos : pos + clen]
         if len(value) != clen:
-            raise BgpError(2, 0, b"", f"capability {code} overruns its parameter")
+            raise BgpError(
+                ErrorCode.OPEN_MESSAGE_ERROR,
+                OpenError.UNSPECIFIC,
+                b"",
+                f"capability {code} overruns its parameter",
+            )
         pos += clen
         if code == C_MULTIPROTOCOL:
             if clen != 4:
-                raise BgpError(2, 0, b"", f"multiprotocol capability of length {clen}")
+                raise BgpError(
+                    ErrorCode.OPEN_MESSAGE_ERROR,
+                    OpenError.UNSPECIFIC,
+                    b"",
+                    f"multiprotocol capability of length {clen}",
+                )
             afi, _res, safi = struct.unpack("!HBB", value)
             out.append(MultiprotocolCapability(afi, safi))
         elif code == C_FOUR_OCTET_AS:
             if clen != 4:
-                raise BgpError(2, 0, b"", f"4-octet AS capability of length {clen}")
+                raise BgpError(
+                    ErrorCode.OPEN_MESSAGE_ERROR,
+                    OpenError.UNSPECIFIC,
+                    b"",
+                    f"4-octet AS capability of length {clen}",
+                )
             out.append(FourOctetAsCapability(struct.unpack("!I", value)[0]))
         elif code == C_ROUTE_REFRESH and clen == 0:
             out.append(RouteRefreshCapability())
@@ -925,18 +1098,45 @@ def _bad_nexthop_v4(addr: IPv4Address) -> bool:
 def _decode_update(body: bytes, ctx: SessionContext) -> Update:
     # Framing: withdrawn length and total attribute length must fit (session reset, 3/1).
     if len(body) < 4:
-        raise BgpError(1, 2, struct.pack("!H", HEADER_LEN + len(body)), "UPDATE too short")
+        raise BgpError(
+            ErrorCode.MESSAGE_HEADER_ERROR,
+            HeaderError.BAD_MESSAGE_LENGTH,
+            struct.pack("!H", HEADER_LEN + len(body)),
+            "UPDATE too short",
+        )
     wlen = struct.unpack_from("!H", body, 0)[0]
     if 2 + wlen + 2 > len(body):
-        raise BgpError(3, 1, b"", "withdrawn routes length overruns the UPDATE")
+        raise BgpError(
+            ErrorCode.UPDATE_MESSAGE_ERROR,
+            UpdateError.MALFORMED_ATTRIBUTE_LIST,
+            b"",
+            "withdrawn routes length overruns the UPDATE",
+        )
     alen = struct.unpack_from("!H", body, 2 + wlen)[0]
     if 4 + wlen + alen > len(body):
-        raise BgpError(3, 1, b"", "total path attribute length overruns the UPDATE")
+        raise BgpError(
+            ErrorCode.UPDATE_MESSAGE_ERROR,
+            UpdateError.MALFORMED_ATTRIBUTE_LIST,
+            b"",
+            "total path attribute length overruns the UPDATE",
+        )
     withdrawn = _decode_prefixes_v4(
-        body[2 : 2 + wlen], BgpError(3, 10, b"", "malformed withdrawn routes")
+        body[2 : 2 + wlen],
+        BgpError(
+            ErrorCode.UPDATE_MESSAGE_ERROR,
+            UpdateError.INVALID_NETWORK_FIELD,
+            b"",
+            "malformed withdrawn routes",
+        ),
     )
     nlri = _decode_prefixes_v4(
-        body[4 + wlen + alen :], BgpError(3, 10, b"", "malformed NLRI field")
+        body[4 + wlen + alen :],
+        BgpError(
+            ErrorCode.UPDATE_MESSAGE_ERROR,
+            UpdateError.INVALID_NETWORK_FIELD,
+            b"",
+            "malformed NLRI field",
+        ),
     )
     attr_data = body[4 + wlen : 4 + wlen + alen]
 
@@ -956,7 +1156,15 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
         # RFC 7606 section 4: an attribute header or value that overruns the attribute list
         # is treat-as-withdraw; the Total Attribute Length locates the NLRI.
         if end - pos < 3 or (attr_data[pos] & F_EXTENDED and end - pos < 4):
-            problem(BgpError(3, 1, b"", "truncated attribute header", Handling.TREAT_AS_WITHDRAW))
+            problem(
+                BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.MALFORMED_ATTRIBUTE_LIST,
+                    b"",
+                    "truncated attribute header",
+                    Handling.TREAT_AS_WITHDRAW,
+                )
+            )
             break
         flags, tcode = attr_data[pos], attr_data[pos + 1]
         if flags & F_EXTENDED:
@@ -968,7 +1176,11 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
         if pos + hlen + vlen > end:
             problem(
                 BgpError(
-                    3, 1, b"", f"attribute {tcode} overruns the list", Handling.TREAT_AS_WITHDRAW
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.MALFORMED_ATTRIBUTE_LIST,
+                    b"",
+                    f"attribute {tcode} overruns the list",
+                    Handling.TREAT_AS_WITHDRAW,
                 )
             )
             break
@@ -978,9 +1190,22 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
 
         if tcode in seen:
             if tcode in (A_MP_REACH, A_MP_UNREACH):
-                raise BgpError(3, 1, b"", f"attribute {tcode} appears twice")
+                raise BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.MALFORMED_ATTRIBUTE_LIST,
+                    b"",
+                    f"attribute {tcode} appears twice",
+                )
             # RFC 7606 3(g): all but the first occurrence are discarded.
-            problem(BgpError(3, 1, b"", f"duplicate attribute {tcode}", Handling.ATTRIBUTE_DISCARD))
+            problem(
+                BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.MALFORMED_ATTRIBUTE_LIST,
+                    b"",
+                    f"duplicate attribute {tcode}",
+                    Handling.ATTRIBUTE_DISCARD,
+                )
+            )
             continue
         seen.add(tcode)
 
@@ -990,31 +1215,68 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
         want = _KNOWN_FLAGS.get(tcode)
         if want is None:
             if not flags & F_OPTIONAL:
-                raise BgpError(3, 2, raw, f"unrecognized well-known attribute {tcode}")
+                raise BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+                    raw,
+                    f"unrecognized well-known attribute {tcode}",
+                )
             attrs.append(UnknownAttribute(flags & ~F_EXTENDED, tcode, value))
             continue
         if (flags & (F_OPTIONAL | F_TRANSITIVE)) != want or (
             not want & F_OPTIONAL and flags & F_PARTIAL
         ):
-            problem(BgpError(3, 4, raw, f"flags 0x{flags:02x} on attribute {tcode}", handling))
+            problem(
+                BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.ATTRIBUTE_FLAGS_ERROR,
+                    raw,
+                    f"flags 0x{flags:02x} on attribute {tcode}",
+                    handling,
+                )
+            )
             if tcode not in (A_MP_REACH, A_MP_UNREACH):
                 continue
             # MP attributes are still parsed so their prefixes can be treated as withdrawn.
 
         def length_error(what: str, _raw: bytes = raw, _h: Handling = handling) -> None:
-            problem(BgpError(3, 5, _raw, what, _h))
+            problem(
+                BgpError(
+                    ErrorCode.UPDATE_MESSAGE_ERROR,
+                    UpdateError.ATTRIBUTE_LENGTH_ERROR,
+                    _raw,
+                    what,
+                    _h,
+                )
+            )
 
         if tcode == A_ORIGIN:
             if vlen != 1:
                 length_error(f"ORIGIN of length {vlen}")
             elif value[0] > 2:
-                problem(BgpError(3, 6, raw, f"ORIGIN {value[0]}", handling))
+                problem(
+                    BgpError(
+                        ErrorCode.UPDATE_MESSAGE_ERROR,
+                        UpdateError.INVALID_ORIGIN_ATTRIBUTE,
+                        raw,
+                        f"ORIGIN {value[0]}",
+                        handling,
+                    )
+                )
             else:
                 attrs.append(Origin(value[0]))
         elif tcode == A_AS_PATH:
             segs = _decode_segments(value, 4 if ctx.as4 else 2)
             if segs is None:
-                problem(BgpError(3, 11, b"", "malformed AS_PATH", handling))
+                problem(
+                    BgpError(
+                        ErrorCode.UPDATE_MESSAGE_ERROR,
+                        UpdateError.MALFORMED_AS_PATH,
+                        b"",
+                        "malformed AS_PATH",
+                        handling,
+                    )
+                )
             else:
                 attrs.append(AsPath(segs))
         elif tcode == A_NEXT_HOP:
@@ -1023,7 +1285,15 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
             else:
                 addr = IPv4Address(value)
                 if _bad_nexthop_v4(addr):  # syntactically fine: kept in the attached update
-                    problem(BgpError(3, 8, raw, f"NEXT_HOP {addr}", handling))
+                    problem(
+                        BgpError(
+                            ErrorCode.UPDATE_MESSAGE_ERROR,
+                            UpdateError.INVALID_NEXT_HOP_ATTRIBUTE,
+                            raw,
+                            f"NEXT_HOP {addr}",
+                            handling,
+                        )
+                    )
                 attrs.append(NextHop(addr))
         elif tcode in (A_MED, A_LOCAL_PREF):
             if vlen != 4:
@@ -1051,7 +1321,15 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
         elif tcode == A_AS4_PATH:
             segs = _decode_segments(value, 4)
             if segs is None:
-                problem(BgpError(3, 9, raw, "malformed AS4_PATH", Handling.ATTRIBUTE_DISCARD))
+                problem(
+                    BgpError(
+                        ErrorCode.UPDATE_MESSAGE_ERROR,
+                        UpdateError.OPTIONAL_ATTRIBUTE_ERROR,
+                        raw,
+                        "malformed AS4_PATH",
+                        Handling.ATTRIBUTE_DISCARD,
+                    )
+                )
             else:
                 attrs.append(As4Path(segs))
         elif tcode == A_MP_REACH:
@@ -1068,8 +1346,8 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
             if tcode not in seen:
                 problem(
                     BgpError(
-                        3,
-                        3,
+                        ErrorCode.UPDATE_MESSAGE_ERROR,
+                        UpdateError.MISSING_WELL_KNOWN_ATTRIBUTE,
                         bytes([tcode]),
                         f"missing well-known attribute {tcode}",
                         Handling.TREAT_AS_WITHDRAW,
@@ -1083,7 +1361,12 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
 
 
 def _decode_mp_reach(flags: int, value: bytes, raw: bytes) -> PathAttribute:
-    err = BgpError(3, 9, raw, "malformed MP_REACH_NLRI")
+    err = BgpError(
+        ErrorCode.UPDATE_MESSAGE_ERROR,
+        UpdateError.OPTIONAL_ATTRIBUTE_ERROR,
+        raw,
+        "malformed MP_REACH_NLRI",
+    )
     if len(value) < 5:
         raise err
     afi, safi, nhlen = struct.unpack_from("!HBB", value, 0)
@@ -1100,7 +1383,12 @@ def _decode_mp_reach(flags: int, value: bytes, raw: bytes) -> PathAttribute:
     elif nhlen == 32:
         hops = (IPv6Address(nh[:16]), IPv6Address(nh[16:]))
     else:
-        raise BgpError(3, 9, raw, f"MP_REACH_NLRI next hop of length {nhlen}")
+        raise BgpError(
+            ErrorCode.UPDATE_MESSAGE_ERROR,
+            UpdateError.OPTIONAL_ATTRIBUTE_ERROR,
+            raw,
+            f"MP_REACH_NLRI next hop of length {nhlen}",
+        )
     rest = value[4 + nhlen + 1 :]
     nlri: tuple[IPv4Network | IPv6Network, ...]
     nlri = _decode_prefixes_v4(rest, err) if afi == AFI_IPV4 else _decode_prefixes_v6(rest, err)
@@ -1108,7 +1396,12 @@ def _decode_mp_reach(flags: int, value: bytes, raw: bytes) -> PathAttribute:
 
 
 def _decode_mp_unreach(flags: int, value: bytes, raw: bytes) -> PathAttribute:
-    err = BgpError(3, 9, raw, "malformed MP_UNREACH_NLRI")
+    err = BgpError(
+        ErrorCode.UPDATE_MESSAGE_ERROR,
+        UpdateError.OPTIONAL_ATTRIBUTE_ERROR,
+        raw,
+        "malformed MP_UNREACH_NLRI",
+    )
     if len(value) < 3:
         raise err
     afi, safi = struct.unpack_from("!HB", value, 0)
@@ -1171,20 +1464,45 @@ class Decoder:
             return None
         try:
             if buf[:16] != MARKER:
-                raise BgpError(1, 1, b"", "marker is not all ones")
+                raise BgpError(
+                    ErrorCode.MESSAGE_HEADER_ERROR,
+                    HeaderError.CONNECTION_NOT_SYNCHRONIZED,
+                    b"",
+                    "marker is not all ones",
+                )
             length = (buf[16] << 8) | buf[17]
             mtype = buf[18]
             if length < HEADER_LEN or length > MAX_MESSAGE_LEN:
-                raise BgpError(1, 2, bytes(buf[16:18]), f"length {length}")
+                raise BgpError(
+                    ErrorCode.MESSAGE_HEADER_ERROR,
+                    HeaderError.BAD_MESSAGE_LENGTH,
+                    bytes(buf[16:18]),
+                    f"length {length}",
+                )
             if mtype not in _MIN_LEN:
-                raise BgpError(1, 3, bytes([mtype]), f"message type {mtype}")
+                raise BgpError(
+                    ErrorCode.MESSAGE_HEADER_ERROR,
+                    HeaderError.BAD_MESSAGE_TYPE,
+                    bytes([mtype]),
+                    f"message type {mtype}",
+                )
             if length < _MIN_LEN[mtype] or (mtype == T_KEEPALIVE and length != HEADER_LEN):
-                raise BgpError(1, 2, bytes(buf[16:18]), f"{MESSAGE_TYPE_NAMES[mtype]} of {length}")
+                raise BgpError(
+                    ErrorCode.MESSAGE_HEADER_ERROR,
+                    HeaderError.BAD_MESSAGE_LENGTH,
+                    bytes(buf[16:18]),
+                    f"{MESSAGE_TYPE_NAMES[mtype]} of {length}",
+                )
             if mtype == T_ROUTE_REFRESH and length != 23:
                 # RFC 7313 5: ROUTE-REFRESH Message Error / Invalid Message Length.
                 if len(buf) < length:
                     return None
-                raise BgpError(7, 1, bytes(buf[HEADER_LEN:length]), f"ROUTE-REFRESH of {length}")
+                raise BgpError(
+                    ErrorCode.ROUTE_REFRESH_MESSAGE_ERROR,
+                    RouteRefreshError.INVALID_MESSAGE_LENGTH,
+                    bytes(buf[HEADER_LEN:length]),
+                    f"ROUTE-REFRESH of {length}",
+                )
         except BgpError as e:
             self._broken = e
             raise
