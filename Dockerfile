@@ -1,6 +1,7 @@
 # vipgate container image: the one the manifests name (ghcr.io/vipgate/vipgate:v<version>).
 #
-#   podman build -t ghcr.io/vipgate/vipgate:v0.1.0 .      (or docker build; needs a registry)
+#   podman build -t ghcr.io/vipgate/vipgate:v<version> .   (or docker build; needs a registry;
+#                                                     <version>: src/vipgate/__init__.py)
 #   ./scripts/image.sh                                    (no registry: Debian base, localhost/vipgate:dev)
 #
 # BASE_IMAGE is any image with Python 3.11+ as `python3` and its venv module: the official

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The vipgate demo, the first thing to run: as root on a fresh Debian 12 machine it installs what
-# it needs (apt packages and a .venv, idempotently, via scripts/setup.sh), then brings up a lab of
+# it needs (apt packages and a .venv, idempotently, via scripts/setup.sh demo: BIRD, iproute2,
+# openssl, the runtime and matplotlib), then brings up a lab of
 # network namespaces -- 3 nodes running `vipgate manager`, a BIRD router with ECMP, a client --
 # and narrates four phases: all healthy, node1's apiserver killed, restarted, node2's vipgate
 # stopped with SIGTERM. Ends with a summary table and out/demo-timeline.png; removes the lab on
@@ -11,5 +12,5 @@
 #   ./scripts/demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/setup.sh
+. scripts/setup.sh demo
 exec .venv/bin/python -m demo.run "$@"

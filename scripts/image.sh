@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$(id -u)" -ne 0 ]; then echo "image.sh: run as root (mmdebstrap, podman)" >&2; exit 1; fi
-. scripts/setup.sh
+. scripts/setup.sh test
 # Debian's podman 4.3 as installed cannot start containers here (crun, RLIMIT_NOFILE, cgroups):
 # this file fixes it and repeats Debian's default capabilities (see its comments).
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/podman/containers.conf}

@@ -1,12 +1,30 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: install system and Python packages, idempotently.
-# Needs root (network namespaces, apt). Safe to run again.
+# Sourced by scripts/test.sh, scripts/demo.sh and scripts/image.sh: install system and Python
+# packages, idempotently. Needs root (network namespaces, apt). Safe to run again.
+#
+#   . scripts/setup.sh test    # everything the test suite needs (the default)
+#   . scripts/setup.sh demo    # only what ./scripts/demo.sh needs
+#
+# Always pass the mode: a sourced script sees its caller's arguments as its own.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "vipgate setup: run as root (network namespaces, apt)" >&2; exit 1; fi
-# podman buildah mmdebstrap runc catatonit: the container image (scripts/image.sh) and the pod-runtime
-# test (catatonit: the pause process of the pod's infra container, built locally by podman);
-# prometheus: promtool and the alerting test (the lab starts its own server in a namespace).
-# nftables: the BFD lab test makes a node silent (every packet dropped in its namespace).
-apt_pkgs="bird2 frr gobgpd iproute2 nftables openssl procps curl python3-venv podman buildah mmdebstrap runc catatonit prometheus"
+vipgate_setup_mode=${1:-test}
+case "$vipgate_setup_mode" in
+  # The demo: BIRD (the router), iproute2 (namespaces), openssl, python3-venv; Python: the runtime,
+  # the lab's PKI and matplotlib (pyproject's `demo` extra).
+  demo)
+    apt_pkgs="bird2 iproute2 openssl python3-venv"
+    extras="demo" ;;
+  # The test suite, on top of the demo's: frr, gobgpd (interop tests); procps, curl (lab);
+  # nftables (the BFD lab test makes a node silent: every packet dropped in its namespace);
+  # podman buildah mmdebstrap runc catatonit: the container image (scripts/image.sh) and the
+  # pod-runtime test (catatonit: the pause process of the pod's infra container, built locally by
+  # podman); prometheus: promtool and the alerting test (the lab starts its own server in a
+  # namespace). Python: the `demo`, `test` and `fuzz` extras.
+  test)
+    apt_pkgs="bird2 frr gobgpd iproute2 nftables openssl procps curl python3-venv podman buildah mmdebstrap runc catatonit prometheus"
+    extras="demo,test,fuzz" ;;
+  *) echo "vipgate setup: unknown mode '$vipgate_setup_mode' (demo or test)" >&2; exit 2 ;;
+esac
 missing=""
 for p in $apt_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -28,10 +46,14 @@ if [ -n "$missing" ]; then
 fi
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then echo "== python venv"; "$py" -m venv .venv; fi
-stamp=.venv/.vipgate-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "== pip install -e .[test]"
+# One stamp per mode; the test mode's extras include the demo's.
+stamp=.venv/.vipgate-installed-$vipgate_setup_mode
+fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ]; }
+if ! fresh "$stamp" && ! { [ "$vipgate_setup_mode" = demo ] && fresh .venv/.vipgate-installed-test; }; then
+  echo "== pip install -e .[$extras]"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
+unset vipgate_setup_mode extras apt_pkgs missing stamp py
+unset -f fresh

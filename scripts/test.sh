@@ -3,7 +3,7 @@
 # then run ruff, mypy --strict and pytest (unit tests, then the lab tests with real routers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/setup.sh
+. scripts/setup.sh test
 echo "== ruff";  .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy --strict"; .venv/bin/mypy

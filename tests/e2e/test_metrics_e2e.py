@@ -1,4 +1,4 @@
-"""Metrics scraped over real HTTP while the gate withdraws and re-announces (issue 5)."""
+"""Metrics scraped over real HTTP while the gate withdraws and re-announces (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.topology import ROUTER_IP4, VIP4
 from lab.wait import wait_for
+from vipgate import __version__
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +51,8 @@ def test_metrics_follow_the_gate_and_the_router() -> None:
         )
         assert sent_updates is not None and sent_updates >= 1
         assert any(
-            name == "vipgate_build_info" and ("version", "0.1.0") in labels for name, labels in m
+            name == "vipgate_build_info" and ("version", __version__) in labels
+            for name, labels in m
         )
 
         c.apiservers["node1"].set_mode("refuse")
