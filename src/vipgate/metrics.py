@@ -24,7 +24,7 @@ Metrics
 | `vipgate_probe_server_closes_total` | counter | - | idle keep-alive connections closed by the apiserver; each one makes a check run at once |
 | `vipgate_gate_check_interval_seconds` | gauge | - | seconds to the next check as the gate paces them now: the period, or the fast period (after a refused, reset or closed connection, while rising, while draining) |
 | `vipgate_readiness_reads_total` | counter | `outcome` | reads of the apiserver's readiness (`control_plane_health_check_shutdown_address`) by outcome: `shutdown` (`[-]shutdown failed`), `clear` (no shutdown under way), `unknown` (no answer that tells) |
-| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
+| `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `depreferred` (failure threshold reached with `control_plane_health_check_unhealthy_action=deprefer`: announced de-preferred), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
 | `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw), `apiserver_shutdown`, `apiserver_shutdown_over`, `stop`, `drained` |
 | `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0 |
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
@@ -216,8 +216,8 @@ class Metrics:
             self.readiness_reads.labels(outcome)
         self.gate_state = Gauge(
             "vipgate_gate_state",
-            "1 for the gate's current state (starting, up, down, disabled, apiserver_shutdown, "
-            "draining, stopped), else 0.",
+            "1 for the gate's current state (starting, up, depreferred, down, disabled, "
+            "apiserver_shutdown, draining, stopped), else 0.",
             ["state"],
             registry=r,
         )

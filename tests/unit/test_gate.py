@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from vipgate.health.gate import (
     Action,
+    Address,
     AdviceKind,
     Due,
     Gate,
     GateError,
     GateState,
     Step,
+    UnhealthyAction,
     advice_for,
 )
 from vipgate.health.probe import ErrorKind, ProbeResult
@@ -922,3 +924,386 @@ def test_stop_before_start_never_announces(url: str) -> None:
     step = gate.start(0.1)
     assert step.action is None and step.next_check_at is None and not gate.announced
     assert gate.wake_at is None
+
+
+# ---------------------------------------------------------------------------- rule 12: de-prefer
+D, G = Action.ANNOUNCE_DEPREFERRED, Action.ANNOUNCE_GRACEFUL_SHUTDOWN
+WITHDRAW_, DEPREFER = UnhealthyAction.WITHDRAW, UnhealthyAction.DEPREFER
+
+
+@dataclass(frozen=True)
+class DCase:
+    name: str
+    threshold: int
+    rise: int
+    results: list[str]
+    withdraw: list[Action | None]  # the actions with unhealthy_action=withdraw
+    deprefer: list[Action | None]  # ... and with unhealthy_action=deprefer
+    final: GateState  # with deprefer
+
+
+DCASES = [
+    # the failure threshold: one below changes nothing, at it the route changes, above nothing
+    DCase(
+        "threshold - 1", 3, 1, ["ok", "500", "500"], [A, None, None], [A, None, None], GateState.UP
+    ),
+    DCase(
+        "threshold",
+        3,
+        1,
+        ["ok", "500", "500", "500"],
+        [A, None, None, W],
+        [A, None, None, D],
+        GateState.DEPREFERRED,
+    ),
+    DCase(
+        "threshold + 2",
+        3,
+        1,
+        ["ok"] + ["refused"] * 5,
+        [A, None, None, W, None, None],
+        [A, None, None, D, None, None],
+        GateState.DEPREFERRED,
+    ),
+    DCase("threshold 1", 1, 1, ["ok", "401"], [A, W], [A, D], GateState.DEPREFERRED),
+    DCase(
+        "a success below the threshold resets the count",
+        2,
+        1,
+        ["ok", "timeout", "ok", "timeout"],
+        [A, None, None, None],
+        [A, None, None, None],
+        GateState.UP,
+    ),
+    # recovery: announced plainly again when the gate would announce again (rule 4)
+    DCase(
+        "recovery on the first 200",
+        2,
+        1,
+        ["ok", "500", "500", "ok"],
+        [A, None, W, A],
+        [A, None, D, A],
+        GateState.UP,
+    ),
+    DCase(
+        "recovery: R - 1 successes keep it de-preferred",
+        1,
+        3,
+        ["ok", "ok", "ok", "500", "ok", "ok"],
+        [None, None, A, W, None, None],
+        [None, None, A, D, None, None],
+        GateState.DEPREFERRED,
+    ),
+    DCase(
+        "recovery: R successes announce plainly",
+        1,
+        3,
+        ["ok", "ok", "ok", "500", "ok", "ok", "ok"],
+        [None, None, A, W, None, None, A],
+        [None, None, A, D, None, None, A],
+        GateState.UP,
+    ),
+    DCase(
+        "recovery: a failure restarts the rise",
+        1,
+        2,
+        ["ok", "ok", "500", "ok", "500", "ok", "ok"],
+        [None, A, W, None, None, None, A],
+        [None, A, D, None, None, None, A],
+        GateState.UP,
+    ),
+    DCase(
+        "de-preferred again after a recovery",
+        2,
+        1,
+        ["ok", "500", "500", "ok", "500", "500"],
+        [A, None, W, A, None, W],
+        [A, None, D, A, None, D],
+        GateState.DEPREFERRED,
+    ),
+    # start-up: a route never announced stays unannounced (rule 2), on both sides of it
+    DCase(
+        "start: threshold - 1", 3, 1, ["500", "500"], [None, None], [None, None], GateState.STARTING
+    ),
+    DCase("start: threshold", 3, 1, ["500"] * 3, [None] * 3, [None] * 3, GateState.DOWN),
+    DCase("start: past the threshold", 3, 1, ["401"] * 6, [None] * 6, [None] * 6, GateState.DOWN),
+    DCase(
+        "start: failing, then healthy, then failing",
+        2,
+        1,
+        ["500", "500", "ok", "500", "500"],
+        [None, None, A, None, W],
+        [None, None, A, None, D],
+        GateState.DEPREFERRED,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", DCASES, ids=[c.name for c in DCASES])
+@pytest.mark.parametrize("how", [WITHDRAW_, DEPREFER])
+def test_rule12_deprefer_instead_of_withdraw(case: DCase, how: UnhealthyAction) -> None:
+    gate = Gate(URL, case.threshold, 1.0, success_threshold=case.rise, unhealthy_action=how)
+    gate.start(0.0)
+    steps = drive_from_started(gate, case.results)
+    want = case.deprefer if how is DEPREFER else case.withdraw
+    assert [s.action for s in steps] == want
+    if how is DEPREFER:
+        assert gate.state is case.final
+        assert gate.announced == (case.final in (GateState.UP, GateState.DEPREFERRED))
+        assert gate.depreferred == (case.final is GateState.DEPREFERRED)
+    else:
+        assert gate.state is not GateState.DEPREFERRED and not gate.depreferred
+    for s in steps:
+        if s.action is not None:
+            assert s.transition is not None and s.transition.action is s.action
+
+
+def test_rule12_default_is_withdraw() -> None:
+    gate = Gate(URL, 1, 1.0)
+    assert gate.unhealthy_action is UnhealthyAction.WITHDRAW
+    assert [s.action for s in drive(gate, ["ok", "500"])] == [A, W]
+
+
+def test_rule12_transition_messages() -> None:
+    gate = Gate(URL, 2, 1.0, unhealthy_action=DEPREFER)
+    steps = drive(gate, ["ok", "401", "401", "ok"])
+    t = steps[2].transition
+    assert t is not None and (t.old, t.new) == (GateState.UP, GateState.DEPREFERRED)
+    assert t.reason == "http_status" and t.status == 401
+    assert "2 consecutive failed checks (threshold 2)" in t.message
+    assert "announcing the VIP de-preferred" in t.message
+    assert "control_plane_health_check_unhealthy_action=deprefer" in t.message
+    back = steps[3].transition
+    assert back is not None and back.new is GateState.UP and back.reason == "healthy"
+    assert back.message == (
+        "health check passed (HTTP 200) after 2 failed checks: "
+        "announcing the VIP without de-preference"
+    )
+
+
+@pytest.mark.parametrize(
+    ("results", "fast"),
+    [
+        (["ok", "refused", "refused", "refused"], True),  # de-preferred: refused stays fast
+        (["ok", "refused", "refused", "refused", "500"], False),  # a 500: the grid
+        (["ok", "500", "500", "500"], False),
+    ],
+)
+def test_rule12_fast_period_while_depreferred(results: list[str], fast: bool) -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, unhealthy_action=DEPREFER)
+    gate.start(0.0)
+    step = None
+    for i, n in enumerate(results):
+        step = gate.feed(RESULTS[n], 0.01 + i * 0.3)
+    assert step is not None and gate.state is GateState.DEPREFERRED
+    assert (gate.check_interval == FAST) is fast
+
+
+def test_rule12_rising_from_depreferred_checks_at_the_fast_period() -> None:
+    gate = Gate(URL, 1, 5.0, fast_period=FAST, success_threshold=3, unhealthy_action=DEPREFER)
+    gate.start(0.0)
+    for i in range(3):
+        gate.feed(OK, 0.01 + i * FAST)
+    assert gate.feed(RESULTS["500"], 5.0).action is D
+    step = gate.feed(OK, 10.0)  # rising: 1 of 3
+    assert step.action is None and gate.state is GateState.DEPREFERRED
+    assert step.next_check_at == pytest.approx(10.0 + FAST)
+    assert gate.feed(OK, 10.2).action is None
+    last = gate.feed(OK, 10.4)
+    assert last.action is A and gate.state.value == "up"
+    assert last.next_check_at == 15.0  # back on the grid
+
+
+def depreferred_gate(drain: float = 3.0, rise: float = 1) -> Gate:
+    gate = Gate(
+        URL,
+        2,
+        5.0,
+        fast_period=FAST,
+        shutdown_period=1.0,
+        graceful_shutdown=drain,
+        success_threshold=int(rise),
+        unhealthy_action=DEPREFER,
+    )
+    gate.start(0.0)
+    for i in range(int(rise)):
+        gate.feed(OK, 0.01 + i * FAST)
+    assert gate.state is GateState.UP
+    gate.feed(RESULTS["500"], 5.0)
+    assert gate.feed(RESULTS["500"], 10.0).action is D
+    return gate
+
+
+def test_rule12_no_reads_while_depreferred_and_failing() -> None:
+    gate = depreferred_gate()
+    assert gate.next_read_at is None  # rule 9: failures are counting
+    assert gate.due(100.0) is Due.CHECK
+
+
+def test_rule12_apiserver_shutdown_still_withdraws() -> None:
+    # announced: the shutdown withdraws under deprefer as under withdraw (rule 9)
+    for how in (WITHDRAW_, DEPREFER):
+        gate = Gate(URL, 3, 5.0, shutdown_period=1.0, unhealthy_action=how)
+        gate.start(0.0)
+        gate.feed(OK, 0.01)
+        step = gate.feed_readiness(READYZ_SHUTDOWN, 0.5)
+        assert step.action is W and gate.state is GateState.APISERVER_SHUTDOWN
+        assert step.address is Address.REMOVE
+    # de-preferred and rising again (a read is made once no failure counts): withdraws too
+    gate = depreferred_gate(rise=2)
+    assert gate.feed(OK, 15.0).action is None and gate.state is GateState.DEPREFERRED
+    assert gate.next_read_at is not None
+    step = gate.feed_readiness(READYZ_SHUTDOWN, 15.1)
+    assert step.action is W and gate.state.value == "apiserver_shutdown"
+    assert step.address is Address.REMOVE and not gate.announced
+    assert step.transition is not None and "withdrawing the VIP" in step.transition.message
+    # a CLEAR read and a passing check bring it back plainly, address first
+    gate.feed_readiness(OK, 16.0)
+    gate.feed(OK, 16.1)
+    back = gate.feed(OK, 16.3)
+    assert back.action is A and back.address is Address.ADD and gate.state.value == "up"
+
+
+@pytest.mark.parametrize("drain", [0.0, 3.0])
+def test_rule12_stop_while_depreferred_withdraws_at_once(drain: float) -> None:
+    gate = depreferred_gate(drain)
+    step = gate.stop(11.0, "SIGTERM")
+    assert step.action is W and gate.state is GateState.STOPPED
+    assert step.drain_until is None and step.address is None  # the manager removes it at exit
+    assert gate.cease_message == (
+        "vipgate shutting down: SIGTERM: VIP withdrawn (it was de-preferred: health check failing)"
+    )
+
+
+def test_rule12_stop_while_up_still_drains() -> None:
+    gate = Gate(URL, 3, 5.0, graceful_shutdown=3.0, unhealthy_action=DEPREFER)
+    gate.start(0.0)
+    gate.feed(OK, 0.01)
+    assert gate.stop(1.0).action is G and gate.state is GateState.DRAINING
+    assert gate.feed(RESULTS["500"], 1.5).action is W  # a failed check still ends the drain
+    assert gate.state.value == "stopped"
+
+
+def test_rule12_every_state_signal_pair_is_in_both_tables() -> None:
+    from vipgate.health.gate import _DEPREFER_ENTRIES, _TABLES, _TRANSITIONS
+
+    assert _TABLES[WITHDRAW_] is _TRANSITIONS
+    deprefer = _TABLES[DEPREFER]
+    assert deprefer.keys() == _TRANSITIONS.keys()
+    differ = {k for k in _TRANSITIONS if _TRANSITIONS[k] != deprefer[k]}
+    assert differ == set(_DEPREFER_ENTRIES) == {(GateState.UP, _signal("threshold"))}
+    # DEPREFERRED is entered only through the deprefer table
+    entered = [k for k, (new, _) in _TRANSITIONS.items() if new is GateState.DEPREFERRED]
+    assert all(state is GateState.DEPREFERRED for state, _ in entered)
+    assert any(new is GateState.DEPREFERRED for new, _ in deprefer.values())
+    # and nothing in it announces before a first announcement: STARTING never de-prefers
+    for (state, _sig), (_new, action) in deprefer.items():
+        if state is GateState.STARTING:
+            assert action in (None, A)
+
+
+def _signal(name: str) -> object:
+    from vipgate.health.gate import _Signal
+
+    return _Signal(name)
+
+
+def reference_deprefer(oks: list[bool], threshold: int, rise: int) -> list[Action | None]:
+    """Rules 2, 4, 5 and 12 in a dozen lines: 'down' is 'de-preferred' once announced."""
+    state, failures, successes, out = "starting", 0, 0, []
+    for ok in oks:
+        failures, successes = (0, successes + 1) if ok else (failures + 1, 0)
+        action: Action | None = None
+        if ok and state != "up" and successes >= rise:
+            state, action = "up", Action.ANNOUNCE
+        elif not ok and state == "up" and failures >= threshold:
+            state, action = "depreferred", Action.ANNOUNCE_DEPREFERRED
+        out.append(action)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=checks, threshold=st.integers(1, 5), rise=st.integers(1, 4))
+def test_property_deprefer_matches_reference(names: list[str], threshold: int, rise: int) -> None:
+    """Any mix of results: de-prefer's actions are the reference model's; it never withdraws,
+    and the withdraw gate fed the same results takes W exactly where deprefer takes D."""
+    dg = Gate(
+        URL, threshold, 5.0, fast_period=FAST, success_threshold=rise, unhealthy_action=DEPREFER
+    )
+    wg = Gate(URL, threshold, 5.0, fast_period=FAST, success_threshold=rise)
+    dg.start(0.0)
+    wg.start(0.0)
+    expected = reference_deprefer([RESULTS[n].ok for n in names], threshold, rise)
+    for i, (name, want) in enumerate(zip(names, expected, strict=True)):
+        ds = dg.feed(RESULTS[name], 0.01 + i)
+        ws = wg.feed(RESULTS[name], 0.01 + i)
+        assert ds.action is want
+        assert ws.action is (W if want is D else want)
+        assert ds.address is None  # a failing node keeps its route, and so its address
+
+
+# ---------------------------------------------------------------------------- rule 13: address
+@pytest.mark.parametrize(
+    ("results", "addresses"),
+    [
+        # start-up: the address is on from the start; a first announcement does not add it
+        (["ok"], [None]),
+        (["500", "500", "500", "ok"], [None, None, None, None]),
+        # withdrawn while running: removed after, added back before the next announcement
+        (["ok", "500", "500", "500"], [None, None, None, Address.REMOVE]),
+        (["ok", "500", "500"], [None, None, None]),  # one below the threshold: stays
+        (
+            ["ok", "500", "500", "500", "500", "ok"],
+            [None] * 3 + [Address.REMOVE, None, Address.ADD],
+        ),
+        (["ok", "500", "500", "500", "ok", "ok"], [None] * 3 + [Address.REMOVE, Address.ADD, None]),
+    ],
+)
+def test_rule13_address_follows_the_route(
+    results: list[str], addresses: list[Address | None]
+) -> None:
+    gate = Gate(URL, 3, 1.0)
+    gate.start(0.0)
+    steps = drive_from_started(gate, results)
+    assert [s.address for s in steps] == addresses
+    for s in steps:  # REMOVE only with a WITHDRAW, ADD only with an ANNOUNCE
+        if s.address is Address.REMOVE:
+            assert s.action is W
+        if s.address is Address.ADD:
+            assert s.action is A
+
+
+def test_rule13_address_after_an_apiserver_shutdown() -> None:
+    gate = shutdown_gate()
+    gate.feed(OK, 0.01)
+    step = gate.feed_readiness(READYZ_SHUTDOWN, 0.5)
+    assert step.action is W and step.address is Address.REMOVE
+    assert gate.feed(OK, 0.6).address is None  # the /livez checks change nothing there
+    assert gate.feed_readiness(OK, 1.0).address is None  # CLEAR: DOWN, nothing announced yet
+    back = gate.feed(OK, 1.01)
+    assert back.action is A and back.address is Address.ADD
+
+
+@pytest.mark.parametrize("drain", [0.0, 3.0])
+def test_rule13_stop_leaves_the_address_to_the_exit(drain: float) -> None:
+    gate = up_gate(drain)
+    first = gate.stop(1.0)
+    assert first.address is None
+    if drain:
+        assert gate.tick(4.0).address is None
+    assert gate.state is GateState.STOPPED
+
+
+def test_rule13_stop_after_a_removal_adds_nothing_back() -> None:
+    gate = Gate(URL, 1, 1.0, graceful_shutdown=3.0)
+    steps = drive(gate, ["ok", "500"])
+    assert steps[1].address is Address.REMOVE
+    step = gate.stop(5.0)
+    assert step.action is None and step.address is None
+
+
+def test_rule13_disabled_gate_never_moves_the_address() -> None:
+    gate = Gate("", 3, 5.0, graceful_shutdown=2.0)
+    assert gate.start(0.0).address is None
+    assert gate.stop(1.0).address is None
+    assert gate.tick(3.0).address is None

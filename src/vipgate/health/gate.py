@@ -5,7 +5,8 @@ A pure state machine, in the style of h11: no I/O, no clock of its own (every ca
 read ended (:meth:`Gate.feed_readiness`), the server closed the idle keep-alive connection
 (:meth:`Gate.connection_closed`), vipgate was told to stop (:meth:`Gate.stop`), time passed
 (:meth:`Gate.tick`) -- and a :class:`Step` comes out: an :class:`Action` (ANNOUNCE,
-ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), a :class:`Transition` record, at most one
+ANNOUNCE_DEPREFERRED, ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), what to do with the VIP
+address (:class:`Address`, rule 13), a :class:`Transition` record, at most one
 :class:`Advice`, and when the next /livez check, the next readiness read and the end of the
 drain are due. The gate decides the cadence and the stop sequence's timing; the manager only
 carries them out.
@@ -18,7 +19,8 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
    ``success_threshold`` consecutive checks succeed.
 3. A check succeeds only on HTTP status exactly 200 within the timeout. The probe classifies;
    the gate trusts ``ProbeResult.ok`` and nothing else.
-4. Each success resets the consecutive-failure counter. While not announced, ``R =
+4. Each success resets the consecutive-failure counter. While not announced (or announced
+   de-preferred, rule 12), ``R =
    success_threshold`` consecutive successes announce (default 1: the first success, as the
    seed says); a failure resets the success counter.
 5. Each failure increments the counter; when it reaches ``threshold`` the route is withdrawn.
@@ -40,7 +42,8 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
       connection costs microseconds). Timeouts and non-200 answers keep the grid: they can be
       transient (load, a post-start hook) and ``threshold x period`` is the operator's flake
       tolerance for them;
-   b. the route is rising: not announced, the last check succeeded, fewer than ``R`` in a row;
+   b. the route is rising: not announced (or de-preferred), the last check succeeded, fewer
+      than ``R`` in a row;
    c. vipgate is draining (rule 11).
    ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence for failing checks; the check
    on a server close, rule 8, stays; rule 11 then uses the grid).
@@ -73,6 +76,26 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
     failed check (no threshold), a SHUTDOWN read, or a second stop. Either way STOPPED follows
     with WITHDRAW; the caller then closes the BGP sessions (Cease / Administrative Shutdown
     with :attr:`Gate.cease_message`) and exits. STOPPED is terminal: it takes no results.
+12. Unhealthy action: de-prefer instead of withdraw (``unhealthy_action=DEPREFER``; default
+    WITHDRAW, kube-vip's behaviour). Where rule 5 withdraws an announced route (UP reaches the
+    threshold) the gate enters DEPREFERRED with ANNOUNCE_DEPREFERRED: the route stays announced
+    with a worse path (the outbound core prepends our AS on eBGP, LOCAL_PREF 0 on iBGP, and adds
+    GRACEFUL_SHUTDOWN 65535:0), so routers keep it out of the multipath set while any node
+    announces the plain path, and use it when none does: the VIP fails open when every node
+    fails at once. Rule 4 applies unchanged: ``R`` successes in a row announce the route plainly
+    again (ANNOUNCE). What rule 12 does not touch: a route never announced stays unannounced
+    (STARTING reaching the threshold is DOWN, rule 2); the apiserver's announced shutdown
+    (rule 9) and vipgate's own stop (rules 10, 11) withdraw -- those nodes are leaving. A stop
+    while DEPREFERRED withdraws at once: the route already carries GRACEFUL_SHUTDOWN.
+13. The VIP address follows the route while vipgate runs. A WITHDRAW that leaves vipgate
+    running (rule 5, rule 9) comes with :attr:`Address.REMOVE`: take the address off the
+    interface after the withdrawal, so the node's own clients of the VIP reach a healthy node
+    through the router instead of the local unhealthy apiserver (kube-vip's routing-table mode
+    does the same). The next ANNOUNCE after such a removal comes with :attr:`Address.ADD`: put
+    it back before the announcement. At start the address is already on (the manager adds it
+    before the gate starts); at the stop the manager removes it after the sessions close. The
+    caller acts only on an address it added itself. Under rule 12 a failing node keeps its
+    route, and so its address.
 
 Theory of operation
 -------------------
@@ -90,6 +113,11 @@ yields a :class:`Transition` (one log line, one metrics increment, labelled by i
     DRAINING --drain over / failure / SHUTDOWN read / stop--> STOPPED (WITHDRAW)
     UP/DISABLED --stop, drain 0--> STOPPED (WITHDRAW)   others --stop--> STOPPED (nothing)
     DISABLED: announced at start; only a stop leaves it.
+  With unhealthy_action=DEPREFER (rule 12) one entry differs, and DEPREFERRED is reachable:
+    UP --threshold--> DEPREFERRED (ANNOUNCE_DEPREFERRED)
+    DEPREFERRED --R successes--> UP (ANNOUNCE)
+    DEPREFERRED --SHUTDOWN read--> APISERVER_SHUTDOWN (WITHDRAW)
+    DEPREFERRED --stop--> STOPPED (WITHDRAW)
 
 STARTING -> DOWN carries no action (nothing was announced) but is a transition all the same, so
 that a check failing from the start is logged once with its reason -- a wrong CA or a hostname
@@ -116,6 +144,7 @@ from vipgate.health.probe import ErrorKind, ProbeResult
 
 __all__ = [
     "Action",
+    "Address",
     "Advice",
     "AdviceKind",
     "Due",
@@ -124,6 +153,7 @@ __all__ = [
     "GateState",
     "Step",
     "Transition",
+    "UnhealthyAction",
     "readiness_signal",
 ]
 
@@ -140,6 +170,7 @@ class GateState(enum.Enum):
     DISABLED = "disabled"  # no health check: announced unconditionally
     STARTING = "starting"  # no check has succeeded yet, threshold not reached; not announced
     UP = "up"  # announced (failures below the threshold may be counting)
+    DEPREFERRED = "depreferred"  # announced de-preferred: threshold reached (rule 12)
     DOWN = "down"  # not announced: threshold reached, or rising again after a shutdown
     APISERVER_SHUTDOWN = "apiserver_shutdown"  # the apiserver announced its shutdown; withdrawn
     DRAINING = "draining"  # vipgate stopping: announced with GRACEFUL_SHUTDOWN until the drain ends
@@ -149,7 +180,22 @@ class GateState(enum.Enum):
 class Action(enum.Enum):
     ANNOUNCE = "announce"
     ANNOUNCE_GRACEFUL_SHUTDOWN = "announce_graceful_shutdown"  # RFC 8326: 65535:0
+    ANNOUNCE_DEPREFERRED = "announce_depreferred"  # rule 12: a worse path, and 65535:0
     WITHDRAW = "withdraw"
+
+
+class UnhealthyAction(enum.Enum):
+    """What reaching the failure threshold does to an announced route (rule 12)."""
+
+    WITHDRAW = "withdraw"  # kube-vip's behaviour
+    DEPREFER = "deprefer"
+
+
+class Address(enum.Enum):
+    """What to do with the VIP address on the interface (rule 13)."""
+
+    ADD = "add"  # put it back before the step's ANNOUNCE
+    REMOVE = "remove"  # take it off after the step's WITHDRAW
 
 
 class AdviceKind(enum.Enum):
@@ -172,6 +218,8 @@ class _Signal(enum.Enum):
 
 
 _S, _G = GateState, _Signal
+_ANNOUNCED = frozenset({_S.UP, _S.DEPREFERRED, _S.DISABLED, _S.DRAINING})
+_NOT_UP = frozenset({_S.STARTING, _S.DOWN, _S.DEPREFERRED})  # rule 7b: rising from these
 _ANY_CHECK = (_G.SUCCESS, _G.RISE, _G.FAILURE, _G.THRESHOLD)
 
 
@@ -216,13 +264,32 @@ def _table() -> dict[tuple[GateState, _Signal], tuple[GateState, Action | None]]
     # DRAINED outside DRAINING: nothing to end
     for s in (_S.STARTING, _S.UP, _S.DOWN, _S.APISERVER_SHUTDOWN, _S.DISABLED):
         t[s, _G.DRAINED] = (s, None)
+    # rule 12: de-preferred (reached only through _DEPREFER_ENTRIES)
+    t[_S.DEPREFERRED, _G.SUCCESS] = (_S.UP, Action.ANNOUNCE)
+    for g in (_G.RISE, _G.FAILURE, _G.THRESHOLD, _G.CLEAR, _G.DRAINED):
+        t[_S.DEPREFERRED, g] = (_S.DEPREFERRED, None)
+    t[_S.DEPREFERRED, _G.SHUTDOWN] = (_S.APISERVER_SHUTDOWN, Action.WITHDRAW)
+    t[_S.DEPREFERRED, _G.STOP] = (_S.STOPPED, Action.WITHDRAW)
+    t[_S.DEPREFERRED, _G.STOP_NOW] = (_S.STOPPED, Action.WITHDRAW)
     return t
 
 
+_Table = Mapping[tuple[GateState, _Signal], tuple[GateState, Action | None]]
+
 # The only place where state changes are decided: (state, signal) -> (new state, action).
 # DISABLED takes no check or read (GateError), so those pairs are absent.
-_TRANSITIONS: Mapping[tuple[GateState, _Signal], tuple[GateState, Action | None]] = (
-    MappingProxyType(_table())
+_TRANSITIONS: _Table = MappingProxyType(_table())
+
+# Rule 12: the entries in which unhealthy_action=DEPREFER differs from _TRANSITIONS.
+_DEPREFER_ENTRIES: _Table = MappingProxyType(
+    {(_S.UP, _G.THRESHOLD): (_S.DEPREFERRED, Action.ANNOUNCE_DEPREFERRED)}
+)
+
+_TABLES: Mapping[UnhealthyAction, _Table] = MappingProxyType(
+    {
+        UnhealthyAction.WITHDRAW: _TRANSITIONS,
+        UnhealthyAction.DEPREFER: MappingProxyType({**_TRANSITIONS, **_DEPREFER_ENTRIES}),
+    }
 )
 
 REASON_DISABLED = "disabled"
@@ -278,7 +345,10 @@ class Transition:
         if new is GateState.UP:
             again = f" after {self.failures_before} failed checks" if self.failures_before else ""
             rise = f", {self.success_threshold} in a row" if self.success_threshold > 1 else ""
-            return f"health check passed (HTTP {self.status}){again}{rise}: announcing the VIP"
+            plain = " without de-preference" if old is GateState.DEPREFERRED else ""
+            return (
+                f"health check passed (HTTP {self.status}){again}{rise}: announcing the VIP{plain}"
+            )
         if new is GateState.APISERVER_SHUTDOWN:
             then = "withdrawing the VIP" if self.action is Action.WITHDRAW else "VIP not announced"
             return (
@@ -303,6 +373,12 @@ class Transition:
         )
         if old is GateState.STARTING:
             return f"health check failing since start, {count}, last {what}: VIP not announced"
+        if new is GateState.DEPREFERRED:
+            return (
+                f"health check failed, {count}, last {what}: announcing the VIP de-preferred "
+                "(control_plane_health_check_unhealthy_action=deprefer: the routers prefer "
+                "healthy nodes and use this one only if no node announces a plain path)"
+            )
         return f"health check failed, {count}, last {what}: withdrawing the VIP"
 
     @property
@@ -319,6 +395,8 @@ class Transition:
             if self.reason == REASON_SHUTDOWN:
                 return "the apiserver announced its shutdown during the drain: VIP withdrawn"
             return f"health check failed during the drain ({self.error.value}): VIP withdrawn"
+        if self.old is GateState.DEPREFERRED:
+            return f"{self.text}: VIP withdrawn (it was de-preferred: health check failing)"
         if self.action is Action.WITHDRAW:
             return f"{self.text}: VIP withdrawn (no drain: bgp_graceful_shutdown_seconds=0)"
         return f"{self.text}: VIP was not announced (gate {self.old.value})"
@@ -337,7 +415,8 @@ class Step:
     """What the caller must do after an event: the action, and when to look next.
 
     ``next_check_at`` / ``next_read_at``: when the next /livez check / readiness read is due
-    (None: none will be); ``drain_until``: when the drain ends (None unless DRAINING).
+    (None: none will be); ``drain_until``: when the drain ends (None unless DRAINING);
+    ``address``: what to do with the VIP address (rule 13: ADD before the action, REMOVE after).
     """
 
     action: Action | None
@@ -346,6 +425,7 @@ class Step:
     next_check_at: float | None
     next_read_at: float | None = None
     drain_until: float | None = None
+    address: Address | None = None
 
 
 _NOTHING_ADVISED: frozenset[AdviceKind] = frozenset()
@@ -422,10 +502,11 @@ class Gate:
     """The health gate for one VIP.
 
     ``Gate(url, threshold, period, *, fast_period=0, success_threshold=1, shutdown_period=0,
-    graceful_shutdown=0)``; seconds everywhere. The gate is enabled iff ``url`` is not empty
-    (rule 1); ``fast_period`` 0 turns rule 7 off, ``shutdown_period`` 0 turns readiness reads
-    off (rule 9), ``graceful_shutdown`` 0 stops without drain (rule 10). Call :meth:`start`
-    once, then feed it events; ask :meth:`due` / :attr:`wake_at` what to do and when. All
+    graceful_shutdown=0, unhealthy_action=WITHDRAW)``; seconds everywhere. The gate is enabled
+    iff ``url`` is not empty (rule 1); ``fast_period`` 0 turns rule 7 off, ``shutdown_period`` 0
+    turns readiness reads off (rule 9), ``graceful_shutdown`` 0 stops without drain (rule 10),
+    ``unhealthy_action`` DEPREFER turns rule 12 on. Call :meth:`start` once, then feed it
+    events; ask :meth:`due` / :attr:`wake_at` what to do and when. All
     times are the caller's monotonic clock (e.g. ``loop.time()``). Raises ValueError on bad
     parameters (``config.py`` validates the settings first).
     """
@@ -441,6 +522,7 @@ class Gate:
         shutdown_period: float = 0.0,
         graceful_shutdown: float = 0.0,
         readiness_url: str = "",
+        unhealthy_action: UnhealthyAction = UnhealthyAction.WITHDRAW,
     ) -> None:
         if threshold < 1:
             raise ValueError("failure threshold must be >= 1")
@@ -461,6 +543,10 @@ class Gate:
         self.readiness_url = readiness_url  # for messages only
         self._readiness_advised = False
         self.graceful_shutdown = float(graceful_shutdown)
+        self.unhealthy_action = unhealthy_action
+        self._table = _TABLES[unhealthy_action]
+        self._address_removed = False  # rule 13: a WITHDRAW took the address off
+        self._address: Address | None = None  # the address action of the event being applied
         self.enabled = bool(url)
         self.state = GateState.STARTING
         self.consecutive_failures = 0
@@ -481,7 +567,12 @@ class Gate:
     # ------------------------------------------------------------------ read-only views
     @property
     def announced(self) -> bool:
-        return self.state in (GateState.UP, GateState.DISABLED, GateState.DRAINING)
+        return self.state in _ANNOUNCED
+
+    @property
+    def depreferred(self) -> bool:
+        """The route is announced de-preferred (rule 12)."""
+        return self.state is GateState.DEPREFERRED
 
     @property
     def next_check_at(self) -> float | None:
@@ -678,9 +769,10 @@ class Gate:
         text: str = "",
         failures_before: int = 0,
     ) -> tuple[Action | None, Transition | None]:
-        new, action = _TRANSITIONS[(self.state, signal)]
+        new, action = self._table[(self.state, signal)]
         if new is self.state:
             return action, None
+        self._address = self._address_rule(new, action)
         t = self._transition(
             now, new, action, reason, status, error, text, failures_before=failures_before
         )
@@ -717,17 +809,31 @@ class Gate:
             drain=self.graceful_shutdown,
         )
 
+    def _address_rule(self, new: GateState, action: Action | None) -> Address | None:
+        """Rule 13: the address leaves after a withdrawal while vipgate runs, and returns
+        before the next announcement."""
+        if action is Action.WITHDRAW and new is not GateState.STOPPED:
+            self._address_removed = True
+            return Address.REMOVE
+        if action is Action.ANNOUNCE and self._address_removed:
+            self._address_removed = False
+            return Address.ADD
+        return None
+
     def _enter(self, t: Transition) -> None:
         self.state = t.new
         self._counts[t.reason] = self._counts.get(t.reason, 0) + 1
 
     def _step(self, action: Action | None, t: Transition | None, advice: Advice | None) -> Step:
-        return Step(action, t, advice, self.next_check_at, self.next_read_at, self.drain_until)
+        address, self._address = self._address, None
+        return Step(
+            action, t, advice, self.next_check_at, self.next_read_at, self.drain_until, address
+        )
 
     def _schedule_check(self, now: float, result: ProbeResult) -> None:
         """Rules 6 and 7: the fast period, else the next grid tick."""
         assert self._started_at is not None
-        rising = self.state in (GateState.STARTING, GateState.DOWN) and result.ok
+        rising = self.state in _NOT_UP and result.ok
         fast = self.fast_period > 0 and (
             self.state is GateState.DRAINING or result.error in FAST_KINDS or rising
         )
