@@ -409,17 +409,17 @@ def test_version() -> None:
     assert r.returncode == 0 and r.stdout.startswith("vipgate ")
 
 
-def test_readme_table_matches_settings() -> None:
-    """The README's configuration table lists every setting with its flags and default."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+def test_settings_table_matches_settings() -> None:
+    """docs/configuration.md's settings table lists every setting with its flags and default."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         m = re.match(r"^\| `([a-z_0-9]+)`", line)
         if m:
             rows[m.group(1)] = [c.strip() for c in line.strip().strip("|").split("|")]
     for s in SETTINGS:
-        assert s.key in rows, f"README table lacks {s.key}"
+        assert s.key in rows, f"docs/configuration.md lacks {s.key}"
         env_cell, flag_cell, default_cell = rows[s.key][:3]
         for e in s.env:
             assert f"`{e}`" in env_cell
