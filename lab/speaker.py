@@ -1,6 +1,6 @@
 """A vipgate BGP speaker process in a lab namespace, driven over stdin (interop tests, bench).
 
-It runs ``python -m vipgate.bgp.speaker`` inside a node namespace; commands go to its stdin, JSON
+It runs ``python -m lab.speaker_driver`` inside a node namespace; commands go to its stdin, JSON
 events come back on stdout, its log (stderr) goes to a file in the lab's work directory.
 """
 
@@ -67,7 +67,7 @@ class SpeakerProc:
         with open(self.log_path, "ab") as logf:
             self.proc = lab.popen(
                 node.ns,
-                python_cmd("vipgate.bgp.speaker", *args),
+                python_cmd("lab.speaker_driver", *args),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=logf,

@@ -1,6 +1,6 @@
 """vipgate's BGP speaker against real routers (BIRD 2, FRR 8, GoBGP 3) in lab namespaces.
 
-The speaker runs as ``python -m vipgate.bgp.speaker`` inside a node namespace, driven over
+The speaker runs as ``python -m lab.speaker_driver`` inside a node namespace, driven over
 stdin; its log (stderr) goes to a file the tests read.
 """
 

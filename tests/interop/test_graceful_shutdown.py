@@ -1,6 +1,6 @@
 """RFC 8326 GRACEFUL_SHUTDOWN against real routers configured as docs/routers.md says.
 
-Two nodes announce the VIP with vipgate's speaker (``python -m vipgate.bgp.speaker``); node1
+Two nodes announce the VIP with vipgate's speaker (``python -m lab.speaker_driver``); node1
 re-announces it with 65535:0 (``graceful on``). Its next hop must leave the router's multipath
 set while the path is still there (no withdrawal sent yet), come back with ``graceful off``, and
 go with the withdrawal. BIRD: the kernel ECMP route (import filter + ``merge paths``); FRR: the
