@@ -9,10 +9,10 @@ target      what is fed, and what counts as a crash
             (code, subcode) is not one RFC 4271/7313 gives for a received message, a split
             stream decoding differently from the whole one, a decoded message that does not
             survive encode -> decode unchanged.
-``http``    ``vipgate.health.probe``: the bytes a hostile server answers, delivered to the real
-            :class:`~vipgate.health.probe.Probe` through an in-memory transport (chunked, then
-            EOF / reset / silence), three checks on one connection. Crash: ``check()`` raising,
-            a result that contradicts itself, a check outliving its timeout.
+``probe``   ``vipgate.health.probe``: the bytes a hostile server answers, fed (chunked, then EOF /
+            reset / silence) to the probe's pure :class:`~vipgate.health.probe.ResponseClassifier`,
+            three checks on one connection. Crash: an exception, a verdict that contradicts
+            itself, a connection kept for reuse that refuses the next request.
 ``config``  ``vipgate.config.load``: a random environment and flags over every setting.
             Crash: an exception other than :class:`ConfigError`; a secret's value in the error;
             a loaded config that the daemon's own constructors (probe, gate, speaker) reject.

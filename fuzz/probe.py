@@ -1,100 +1,46 @@
 """Fuzz the probe's HTTP response handling (vipgate.health.probe) with a hostile server's bytes.
 
-The real :class:`~vipgate.health.probe.Probe` runs on a real event loop; only the socket is
-replaced by an in-memory transport (:class:`ScriptTransport`) that answers each request with the
-next *segment* of the input, cut into chunks, and then does what the input says.
+Everything the probe decides about a response is decided by the pure
+:class:`~vipgate.health.probe.ResponseClassifier` (the probe's coroutines only move bytes and
+keep time), so the harness feeds it the bytes directly: no event loop, no socket, no clock. It
+plays the probe's part with the classifier's public API only: one classifier per connection,
+a new connection when the last answer may not be reused or the server closed, one retry on a
+new connection when a reused one was closed before the first byte (what ``Probe.check`` does).
 
 Input: byte 0 -- bits 0-1: what the server does after the last segment (0: EOF, 1: reset,
-2: nothing -- the check runs into its timeout --, 3: closes without EOF); bit 3: the second
+2: nothing -- the check runs into its deadline --, 3: closes without EOF); bit 3: the second
 and third checks read ``/readyz?verbose`` (same origin) instead. Byte 1: chunk size (0: one
 chunk). The rest: the segments, split at ``NEXT`` (the connection stays open) or ``CLOSE``
-(EOF after that segment) markers. Three checks are made on one probe.
+(EOF after that segment) markers. Three checks are made on one connection.
 
-Crash: ``check()`` raising; a result that contradicts itself (``ok`` but not 200, a failure
-without an error kind or text, text that is not one printable line -- it goes to the log); a
-check outliving its timeout; a kept connection whose HTTP state is not idle.
+Crash: an exception; a verdict that contradicts itself (``ok`` but not 200, a failure without an
+error kind or text, text that is not one printable line -- it goes to the log --, a shutdown
+that is not a 500, a retry-able failure that is not a close before the response); a connection
+declared reusable that refuses the next request; a check that takes the classifier more than a
+second of CPU.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-from typing import Any
+import time
 
-import h11
-
-from vipgate.health.probe import ErrorKind, Probe, ProbeResult, _Conn
+from vipgate.health.probe import ErrorKind, ProbeResult, ResponseClassifier, ResponseVerdict
 
 NEXT = b"\r\n\x00NEXT\x00\r\n"
 CLOSE = b"\r\n\x00CLOSE\x00\r\n"
-TIMEOUT = 0.02
-URL = "http://192.0.2.11:6443/livez"
-READYZ = "http://192.0.2.11:6443/readyz?verbose"
+CPU_BOUND = 1.0  # seconds of CPU per check (a probe's timeout is about that)
+LIVEZ = b"/livez"
+READYZ = b"/readyz?verbose"
+HEADERS = [(b"Host", b"192.0.2.11:6443"), (b"User-Agent", b"fuzz"), (b"Accept", b"*/*")]
 
 
 class Crash(AssertionError):
     """A property of the probe did not hold."""
 
 
-class ScriptTransport(asyncio.Transport):
-    """Answers each write (a request) with the next scripted segment; asyncio's call order."""
-
-    def __init__(self, script: Script, proto: _Conn) -> None:
-        super().__init__()
-        self.script = script
-        self.proto = proto
-        self.closed = False
-        self.loop = asyncio.get_running_loop()
-
-    def write(self, data: Any) -> None:
-        if self.closed:
-            return
-        self.script.requests += 1
-        segment, then = self.script.next()
-        size = self.script.chunk or max(1, len(segment))
-        for i in range(0, len(segment), size):
-            self.loop.call_soon(self._deliver, segment[i : i + size])
-        if then != "open":
-            self.loop.call_soon(self._end, then)
-
-    def _deliver(self, data: bytes) -> None:
-        if not self.closed:
-            self.proto.data_received(data)
-
-    def _end(self, how: str) -> None:
-        if self.closed or how == "hang":
-            return
-        if how == "eof" and self.proto.eof_received():
-            return  # the protocol keeps the half-closed connection (ours never does)
-        self._lost(
-            ConnectionResetError(104, "Connection reset by peer") if how == "reset" else None
-        )
-
-    def _lost(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self.closed = True
-            self.loop.call_soon(self.proto.connection_lost, exc)
-
-    def close(self) -> None:
-        self._lost(None)
-
-    def abort(self) -> None:
-        self._lost(None)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
 class Script:
+    """The server: each request is answered with the next segment, then what the input says."""
+
     ENDS = ("eof", "reset", "hang", "lost")
 
     def __init__(self, data: bytes) -> None:
@@ -109,24 +55,25 @@ class Script:
         self.requests = 0
 
     def next(self) -> tuple[bytes, str]:
+        self.requests += 1
         return self.segments.pop(0) if self.segments else (b"", self.end)
 
-
-class ScriptedProbe(Probe):
-    def __init__(self, script: Script) -> None:
-        super().__init__(URL, TIMEOUT)
-        self.script = script
-
-    async def _open_tcp(self, loop: asyncio.AbstractEventLoop, conn: _Conn) -> asyncio.Transport:
-        self.tcp_connects += 1
-        t = ScriptTransport(self.script, conn)
-        conn.connection_made(t)
-        return t
+    def chunks(self, segment: bytes) -> list[bytes]:
+        size = self.chunk or max(1, len(segment))
+        return [segment[i : i + size] for i in range(0, len(segment), size)]
 
 
-def _check_result(r: ProbeResult, elapsed: float) -> None:
-    if not isinstance(r, ProbeResult):
-        raise Crash(f"not a ProbeResult: {r!r}")
+class Connection:
+    """The probe's side of one connection: the classifier and whether the server still has it."""
+
+    def __init__(self) -> None:
+        self.response = ResponseClassifier()
+        self.open = True
+        self.requests = 0
+
+
+def _check_result(r: ResponseVerdict | ProbeResult, elapsed: float) -> None:
+    """The properties of one outcome (``elapsed``: seconds of CPU it took)."""
     if r.ok != (r.status == 200 and r.error is ErrorKind.NONE):
         raise Crash(f"ok contradicts status/error: {r!r}")
     if not r.ok and (r.error is ErrorKind.NONE or not r.text):
@@ -137,43 +84,74 @@ def _check_result(r: ProbeResult, elapsed: float) -> None:
         raise Crash(f"status {r.status}")
     if not r.text.isprintable():
         raise Crash(f"result text is not one printable line (it is logged): {r.text!r}")
-    if elapsed > TIMEOUT * 5 + 0.5:
-        raise Crash(f"check took {elapsed:.3f}s with a {TIMEOUT}s timeout: {r!r}")
+    if r.shutdown and (r.status != 500 or "[-]shutdown failed" not in r.text):
+        raise Crash(f"a shutdown that is not a 500 with the shutdown line: {r!r}")
+    if (
+        isinstance(r, ResponseVerdict)
+        and r.stale
+        and (r.status is not None or r.error is not ErrorKind.RESET)
+    ):
+        raise Crash(f"a retry-able failure that is not a close before the response: {r!r}")
+    if elapsed > CPU_BOUND:
+        raise Crash(f"one check took {elapsed:.3f} s of CPU: {r!r}")
 
 
-async def _scenario(data: bytes) -> None:
-    script = Script(data)
-    probe = ScriptedProbe(script)
-    loop = asyncio.get_running_loop()
-    try:
-        for i in range(3):
-            url = READYZ if (i and data[0] & 8) else None
-            before = script.requests
-            t0 = loop.time()
-            try:
-                r = await asyncio.wait_for(probe.check(url), TIMEOUT * 5 + 1.0)
-            except TimeoutError as e:
-                raise Crash("check() hung past its timeout") from e
-            _check_result(r, loop.time() - t0)
-            if script.requests - before > 2:
-                raise Crash(f"{script.requests - before} requests for one check")
-            conn = probe._conn
-            if probe.connected and conn is not None:
-                states = (conn.http.our_state, conn.http.their_state)
-                if states != (h11.IDLE, h11.IDLE):
-                    raise Crash(f"kept a connection in HTTP state {states}")
-    finally:
-        await probe.close()
+def _exchange(conn: Connection, target: bytes, script: Script) -> ResponseVerdict | None:
+    """One request and its answer; None: the deadline passed before the headers."""
+    response = conn.response
+    response.request(target, HEADERS)
+    if response.verdict is not None:
+        if conn.requests:
+            raise Crash(f"a connection kept for reuse refused the next request: {response.verdict}")
+        raise Crash(f"a new connection refused a request: {response.verdict}")
+    conn.requests += 1
+    segment, then = script.next()
+    response.receive(b"")  # what the previous answer left buffered
+    for chunk in script.chunks(segment):
+        if response.verdict is not None:
+            conn.open = False  # the server spoke out of turn: the probe closes the connection
+            break
+        response.receive(chunk)
+    if then in ("open", "hang"):
+        if response.verdict is None:
+            return response.deadline_passed()
+    else:
+        conn.open = False
+        response.closed(
+            ConnectionResetError(104, "Connection reset by peer") if then == "reset" else None
+        )
+    if response.verdict is None:
+        raise Crash("no verdict after the server closed")
+    return response.verdict
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+def _one_check(conn: Connection | None, target: bytes, script: Script) -> Connection | None:
+    """One check as ``Probe.check`` makes it; returns the connection it keeps (or None)."""
+    t0 = time.process_time()
+    for attempt in (0, 1):
+        reused = conn is not None and conn.open
+        if conn is None or not reused:
+            conn = Connection()
+        verdict = _exchange(conn, target, script)
+        if verdict is not None and verdict.stale and reused and attempt == 0:
+            conn = None  # the idle-close race: once more on a new connection
+            continue
+        break
+    assert conn is not None
+    if verdict is not None:
+        _check_result(verdict, time.process_time() - t0)
+    if conn.response.reusable:
+        if verdict is None or verdict.status is None:
+            raise Crash(f"a connection declared reusable without an answer: {verdict}")
+        return conn if conn.open else None
+    return None
 
 
 def check(data: bytes) -> None:
-    global _loop
     if len(data) < 2:
         return
-    if _loop is None:
-        _loop = asyncio.new_event_loop()
-        atexit.register(_loop.close)
-    _loop.run_until_complete(_scenario(data))
+    script = Script(data)
+    conn: Connection | None = None
+    for i in range(3):
+        target = READYZ if (i and data[0] & 8) else LIVEZ
+        conn = _one_check(conn, target, script)

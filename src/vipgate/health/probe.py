@@ -9,7 +9,11 @@ decisions; the gate (``vipgate.health.gate``) does.
 
 Theory of operation
 -------------------
-* HTTP/1.1 is parsed and written by h11 (sans-I/O). The bytes move through a tiny
+* HTTP/1.1 is parsed, written and classified by :class:`ResponseClassifier`, a pure object
+  (h11 inside; no sockets, no clock): fed the request's target and then the server's bytes, it
+  decides the status, the result text, the shutdown line, the body bound and whether the
+  connection may carry the next request. The coroutines only move bytes and keep time. The
+  bytes move through a tiny
   ``asyncio.Protocol`` (:class:`_Conn`) owned by the probe, not through streams: asyncio calls
   ``connection_lost`` the moment the server closes the connection, even while no check is
   running, so the probe notices an idle close at once without a reader task. Such a close is not
@@ -34,7 +38,7 @@ Theory of operation
   names the certificate does carry, for the gate's teaching message; it caches them for the
   failure episode.
 * Redirects are not followed (3xx is a failure); no proxy is consulted; ``http://`` works too.
-* Readiness reads (issue 12): ``check(url)`` GETs another path of the same origin on the same
+* Readiness reads: ``check(url)`` GETs another path of the same origin on the same
   kept-alive connection (the manager reads ``/readyz`` between ``/livez`` checks); a 500 body
   is searched (first 16 KiB) for kube-apiserver's ``[-]shutdown failed`` line, reported as
   ``ProbeResult.shutdown``. The gate decides what it means.
@@ -58,10 +62,13 @@ import h11
 
 __all__ = [
     "BODY_LIMIT",
+    "SHUTDOWN_LINE",
     "ErrorKind",
     "PeerCertificate",
     "Probe",
     "ProbeResult",
+    "ResponseClassifier",
+    "ResponseVerdict",
 ]
 
 BODY_LIMIT = 64 * 1024
@@ -102,7 +109,8 @@ class ProbeResult:
     ``verified_name`` is the name the certificate is checked against (``server_name`` or the
     URL's host; "" for http://); ``ca_path`` is the CA file ("" = system trust store).
     ``shutdown`` is True when the answer was a 500 whose body carries the kube-apiserver's
-    ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; DESIGN.md 7).
+    ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; README, "Planned
+    restarts and stops").
     """
 
     ok: bool
@@ -164,19 +172,18 @@ class _Failure(Exception):
 
 
 class _Conn(asyncio.Protocol):
-    """One TCP (+TLS) connection: buffers received bytes and reports closes. No parsing here."""
+    """One TCP (+TLS) connection: buffers received bytes and reports closes. No parsing here
+    (``response`` parses and classifies what the probe hands it)."""
 
-    def __init__(self, on_lost: Callable[[_Conn], None]) -> None:
+    def __init__(self, on_lost: Callable[[_Conn], None], body_limit: int = BODY_LIMIT) -> None:
         self.transport: asyncio.Transport | None = None
-        self.http = h11.Connection(h11.CLIENT)
+        self.response = ResponseClassifier(body_limit)
         self.buffer = bytearray()
         self.eof = False
         self.lost = False
         self.lost_exc: BaseException | None = None
         self.busy = False  # a request is in flight
         self.dropped = False  # closed by us
-        self.received = 0  # bytes received during the current request
-        self.eof_fed = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._on_lost = on_lost
@@ -194,7 +201,6 @@ class _Conn(asyncio.Protocol):
                 self.transport.close()
             return
         self.buffer += data
-        self.received += len(data)
         if len(self.buffer) > _READ_HIGH_WATER and not self._paused and self.transport:
             self.transport.pause_reading()
             self._paused = True
@@ -251,13 +257,13 @@ class _Conn(asyncio.Protocol):
 class _Progress:
     """Where the current check is (for the timeout text) and what it has seen so far."""
 
-    __slots__ = ("new_connection", "stage", "started", "status", "target")
+    __slots__ = ("new_connection", "response", "stage", "started", "target")
 
     def __init__(self, started: float) -> None:
         self.started = started
         self.target = b"/"
         self.stage = "connecting"
-        self.status: int | None = None
+        self.response: ResponseClassifier | None = None  # the current request's
         self.new_connection = False
 
 
@@ -318,6 +324,192 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseVerdict:
+    """What one response (or its absence) means, before the probe adds its time and connection.
+
+    ``status`` is None when no response headers came (then ``error`` says why and ``stale`` is
+    True when the server closed before sending a byte: a reused connection may be retried).
+    """
+
+    status: int | None
+    error: ErrorKind
+    text: str
+    shutdown: bool = False
+    stale: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is ErrorKind.NONE
+
+
+class ResponseClassifier:
+    """Sans-I/O: the HTTP/1.1 exchanges on one connection, classified. No asyncio, no sockets.
+
+    One object per connection (h11 inside keeps the connection's HTTP state across requests):
+    ``request(target, headers)`` begins an exchange and returns the bytes to send; then
+    ``receive(data)`` with the bytes the server sends (``receive(b"")`` first: it parses what an
+    earlier response left in the buffer), ``closed(exc)`` when the server closes the connection
+    (``exc``: the error it was lost with, None for a clean close). Once :attr:`verdict` is set
+    the exchange is over and :attr:`reusable` says whether the connection may carry the next
+    request as far as HTTP/1.1 goes (whether the server still holds it open is the caller's
+    knowledge). :attr:`status` is set as soon as the response headers are in (the probe times its
+    latency then); :meth:`deadline_passed` is the verdict when the time runs out first.
+
+    Rules: the headers decide (200 is the only success; 1xx are skipped, 3xx is a failure, not
+    followed). The body is read only to reuse the connection: at most ``body_limit`` bytes, its
+    first 240 bytes quoted in a failure's text, the first 16 KiB of a 500 searched for
+    :data:`SHUTDOWN_LINE` (README, "Planned restarts and stops"). A close or an invalid response
+    before the headers' end is a failure (RESET, PROTOCOL); after them it only costs the reuse,
+    as a body over the bound does. Reuse needs a complete answer HTTP/1.1 lets be reused
+    (RFC 9112 9.3: framed body read to its end, no ``Connection: close``), whatever its status.
+    """
+
+    def __init__(self, body_limit: int = BODY_LIMIT) -> None:
+        self.body_limit = body_limit
+        self._http = h11.Connection(h11.CLIENT)
+        self._eof = False  # the server's close was fed to h11 (a connection never reopens)
+        self._begin()
+
+    def _begin(self) -> None:
+        self.status: int | None = None
+        self.verdict: ResponseVerdict | None = None
+        self.reusable = False
+        self.received = 0  # bytes of this exchange
+        self._reason = b""
+        self._location = b""
+        self._keep = bytearray()  # a non-200's first bytes, for the text
+        self._scan = bytearray()  # a 500's first bytes, searched for the shutdown line
+        self._body = 0
+
+    def request(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """Begin an exchange: the bytes of ``GET target`` (b"" and a PROTOCOL verdict when
+        HTTP/1.1 does not allow a request now)."""
+        self._begin()
+        try:
+            data = self._http.send(h11.Request(method=b"GET", target=target, headers=headers))
+            data += self._http.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as e:
+            self._fail(ErrorKind.PROTOCOL, f"cannot send the request: {e}")
+            return b""
+        return data
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the server (b"": none new; what is buffered is parsed)."""
+        if data:
+            self.received += len(data)
+            self._http.receive_data(data)
+        while self.verdict is None:
+            try:
+                event = self._http.next_event()
+            except h11.RemoteProtocolError as e:
+                if self.status is None:
+                    self._fail(ErrorKind.PROTOCOL, f"invalid HTTP response: {e}")
+                else:
+                    self._finish(reusable=False)
+                return
+            if event is h11.NEED_DATA:
+                return
+            if self.status is None:
+                self._head(event)
+            else:
+                self._body_event(event)
+
+    def closed(self, exc: BaseException | None = None) -> None:
+        """The server closed the connection (nothing more will come). Always gives a verdict."""
+        if self.verdict is not None:
+            return
+        if self.status is None:
+            if self.received:
+                self._fail(ErrorKind.RESET, "connection closed by the server mid-response")
+                return
+            why = f"connection {'reset' if exc else 'closed'} by the server before the response"
+            if exc is not None:
+                why += f" ({exc})"
+            self._fail(ErrorKind.RESET, why, stale=True)
+            return
+        if not self._eof:
+            # h11 sees the close once: it ends a close-delimited body, or makes a truncated
+            # one an error
+            self._eof = True
+            self._http.receive_data(b"")
+            self.receive(b"")
+        if self.verdict is None:
+            self._finish(reusable=False)
+
+    def deadline_passed(self) -> ResponseVerdict | None:
+        """The verdict when the time runs out before the exchange is over: the headers alone
+        decide (text ``HTTP <status>``); None before the headers. The connection is not reused."""
+        if self.verdict is None and self.status is not None:
+            text = "" if self.status == 200 else f"HTTP {self.status}"
+            kind = ErrorKind.NONE if self.status == 200 else ErrorKind.HTTP_STATUS
+            self.verdict = ResponseVerdict(self.status, kind, text)
+            self.reusable = False
+        return self.verdict if self.status is not None else None
+
+    # -- internals
+    def _head(self, event: object) -> None:
+        if isinstance(event, h11.InformationalResponse):
+            return
+        if not isinstance(event, h11.Response):
+            self._fail(ErrorKind.PROTOCOL, f"unexpected HTTP event {type(event).__name__}")
+            return
+        self.status = event.status_code
+        self._reason = event.reason
+        if 300 <= event.status_code < 400:
+            for name, value in event.headers:
+                if name == b"location":
+                    self._location = value
+
+    def _body_event(self, event: object) -> None:
+        if isinstance(event, h11.Data):
+            self._body += len(event.data)
+            if self.status != 200 and len(self._keep) < _KEEP_TEXT:
+                self._keep += event.data[: _KEEP_TEXT - len(self._keep)]
+            if self.status == 500 and len(self._scan) < _SCAN:
+                self._scan += event.data[: _SCAN - len(self._scan)]
+            if self._body > self.body_limit:
+                self._finish(reusable=False)
+            return
+        # EndOfMessage; ConnectionClosed or anything odd costs the reuse
+        self._finish(reusable=isinstance(event, h11.EndOfMessage))
+
+    def _fail(self, kind: ErrorKind, text: str, *, stale: bool = False) -> None:
+        self.verdict = ResponseVerdict(None, kind, _printable(text), stale=stale)
+        self.reusable = False
+
+    def _finish(self, *, reusable: bool) -> None:
+        hc = self._http
+        self.reusable = reusable and hc.our_state is h11.DONE and hc.their_state is h11.DONE
+        if self.reusable:
+            hc.start_next_cycle()
+        status = self.status
+        assert status is not None
+        if status == 200:
+            self.verdict = ResponseVerdict(200, ErrorKind.NONE, "")
+            return
+        text = _status_text(status, self._reason, bytes(self._keep), self._location)
+        shutdown = SHUTDOWN_LINE in self._scan
+        if shutdown:
+            text = f"HTTP {status}: {SHUTDOWN_LINE.decode()}"
+        self.verdict = ResponseVerdict(status, ErrorKind.HTTP_STATUS, text, shutdown=shutdown)
+
+
+def _status_text(status: int, reason: bytes, body: bytes, location: bytes) -> str:
+    text = f"HTTP {status}"
+    if reason:
+        text += " " + reason.decode("latin-1")
+    else:
+        with contextlib.suppress(ValueError):
+            text += " " + http.HTTPStatus(status).phrase
+    if location:
+        text += f" -> {location.decode('latin-1')} (redirects are not followed)"
+    quoted = _one_line(body)
+    if quoted:
+        text += f": {quoted}"
+    return _printable(text)
 
 
 class Probe:
@@ -452,8 +644,10 @@ class Probe:
                 return await self._exchange(loop, prog)
         except TimeoutError:
             self._drop()
-            if prog.status is not None:  # headers arrived in time, body did not: headers decide
-                return self._status_result(loop, prog)
+            # headers arrived in time, body did not: the headers decide
+            verdict = prog.response.deadline_passed() if prog.response is not None else None
+            if verdict is not None:
+                return self._result(verdict, loop.time() - prog.started, prog)
             return self._fail(
                 loop,
                 prog,
@@ -484,131 +678,42 @@ class Probe:
     async def _request(
         self, loop: asyncio.AbstractEventLoop, conn: _Conn, prog: _Progress
     ) -> ProbeResult:
+        """Send the request and move the response's bytes to the classifier until it decides."""
         assert conn.transport is not None
-        hc = conn.http
+        response = prog.response = conn.response
         conn.busy = True
-        conn.received = 0
         prog.stage = "sending the request"
-        try:
-            data = hc.send(h11.Request(method=b"GET", target=prog.target, headers=self._headers))
-            data += hc.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as e:
-            raise _Failure(ErrorKind.PROTOCOL, f"cannot send the request: {e}") from e
+        data = response.request(prog.target, self._headers)
+        if response.verdict is not None:
+            raise _Failure(response.verdict.error, response.verdict.text)
         if conn.lost or conn.eof:
             raise _Failure(ErrorKind.RESET, "connection closed by the server", stale=True)
         conn.transport.write(data)
         prog.stage = "waiting for the response headers"
+        latency: float | None = None
+        data = b""  # first: what an earlier response left in the classifier's buffer
         while True:
-            try:
-                event = hc.next_event()
-            except h11.RemoteProtocolError as e:
-                raise _Failure(ErrorKind.PROTOCOL, f"invalid HTTP response: {e}") from e
-            if event is h11.NEED_DATA:
-                await self._pump(conn, headers_done=False)
-                continue
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                prog.status = event.status_code
+            response.receive(data)
+            if latency is None and response.status is not None:
                 latency = loop.time() - prog.started
+                prog.stage = "reading the response body"
+            verdict = response.verdict
+            if verdict is not None:
                 break
-            raise _Failure(ErrorKind.PROTOCOL, f"unexpected HTTP event {type(event).__name__}")
-
-        # Headers are in: the result is decided. Read the body (bounded) only to reuse the
-        # connection, keeping a little of it for the text of a failure.
-        prog.stage = "reading the response body"
-        location = b""
-        if 300 <= event.status_code < 400:
-            for name, value in event.headers:
-                if name == b"location":
-                    location = value
-        keep = bytearray()
-        scan = bytearray()  # a 500's body, searched for the shutdown line
-        total = 0
-        reusable = True  # whatever the status: h11 says below whether HTTP allows reuse
-        while True:
-            try:
-                ev = hc.next_event()
-            except h11.RemoteProtocolError:
-                reusable = False
-                break
-            if ev is h11.NEED_DATA:
-                if not await self._pump(conn, headers_done=True):
-                    reusable = False
-                    break
-                continue
-            if isinstance(ev, h11.Data):
-                total += len(ev.data)
-                if event.status_code != 200 and len(keep) < _KEEP_TEXT:
-                    keep += ev.data[: _KEEP_TEXT - len(keep)]
-                if event.status_code == 500 and len(scan) < _SCAN:
-                    scan += ev.data[: _SCAN - len(scan)]
-                if total > self.body_limit:
-                    reusable = False
-                    break
-                continue
-            if isinstance(ev, h11.EndOfMessage):
-                break
-            reusable = False  # ConnectionClosed or anything odd
-            break
+            await conn.wait()
+            data = conn.take()
+            if not data:  # closed (EOF or lost) with nothing buffered
+                if conn.dropped and response.status is None:
+                    raise _Failure(ErrorKind.OTHER, "the probe was closed during the check")
+                response.closed(conn.lost_exc)
+        if latency is None:
+            raise _Failure(verdict.error, verdict.text, stale=verdict.stale)
         conn.busy = False
-        if reusable and hc.our_state is h11.DONE and hc.their_state is h11.DONE:
-            hc.start_next_cycle()
-        else:
+        if not response.reusable:
             self._drop()
-        if event.status_code == 200:
+        if verdict.ok:
             self._mismatch_names = None
-            return ProbeResult(
-                ok=True,
-                status=200,
-                error=ErrorKind.NONE,
-                text="",
-                latency=latency,
-                new_connection=prog.new_connection,
-                verified_name=self.verified_name,
-                ca_path=self.ca_path,
-            )
-        text = self._status_text(event.status_code, event.reason, bytes(keep), location)
-        shutdown = SHUTDOWN_LINE in scan
-        if shutdown:
-            text = f"HTTP {event.status_code}: {SHUTDOWN_LINE.decode()}"
-        return ProbeResult(
-            ok=False,
-            status=event.status_code,
-            error=ErrorKind.HTTP_STATUS,
-            text=text,
-            latency=latency,
-            new_connection=prog.new_connection,
-            verified_name=self.verified_name,
-            ca_path=self.ca_path,
-            shutdown=shutdown,
-        )
-
-    async def _pump(self, conn: _Conn, *, headers_done: bool) -> bool:
-        """Feed h11 the next received bytes (waiting for them). False: the peer closed."""
-        await conn.wait()
-        data = conn.take()
-        if data:
-            conn.http.receive_data(data)
-            return True
-        # closed (EOF or lost) with nothing buffered
-        if not headers_done:
-            if conn.dropped:
-                raise _Failure(ErrorKind.OTHER, "the probe was closed during the check")
-            exc = conn.lost_exc
-            if conn.received == 0:
-                why = f"connection {'reset' if exc else 'closed'} by the server before the response"
-                if exc is not None:
-                    why += f" ({exc})"
-                raise _Failure(ErrorKind.RESET, why, stale=True)
-            raise _Failure(ErrorKind.RESET, "connection closed by the server mid-response")
-        # body phase and the peer closed: let h11 see the EOF once (ends a close-delimited
-        # body, or makes a truncated one an error)
-        if conn.eof_fed:
-            return False
-        conn.eof_fed = True
-        conn.http.receive_data(b"")
-        return True
+        return self._result(verdict, latency, prog)
 
     # ------------------------------------------------------------------ connecting
     def _context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
@@ -683,7 +788,7 @@ class Probe:
     async def _connect(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> _Conn:
         ctx = self._context() if self._tls else None
         prog.stage = "connecting"
-        conn = _Conn(self._conn_lost)
+        conn = _Conn(self._conn_lost, self.body_limit)
         transport = await self._open_tcp(loop, conn)
         if ctx is None:
             self.peer_closed.clear()
@@ -817,34 +922,18 @@ class Probe:
             ca_path=self.ca_path,
         )
 
-    def _status_result(self, loop: asyncio.AbstractEventLoop, prog: _Progress) -> ProbeResult:
-        status = prog.status
-        assert status is not None
-        latency = loop.time() - prog.started
-        if status == 200:
-            return ProbeResult(
-                True, 200, ErrorKind.NONE, "", latency, prog.new_connection,
-                verified_name=self.verified_name, ca_path=self.ca_path,
-            )  # fmt: skip
+    def _result(self, verdict: ResponseVerdict, latency: float, prog: _Progress) -> ProbeResult:
         return ProbeResult(
-            False, status, ErrorKind.HTTP_STATUS, f"HTTP {status}", latency, prog.new_connection,
-            verified_name=self.verified_name, ca_path=self.ca_path,
-        )  # fmt: skip
-
-    @staticmethod
-    def _status_text(status: int, reason: bytes, body: bytes, location: bytes) -> str:
-        text = f"HTTP {status}"
-        if reason:
-            text += " " + reason.decode("latin-1")
-        else:
-            with contextlib.suppress(ValueError):
-                text += " " + http.HTTPStatus(status).phrase
-        if location:
-            text += f" -> {location.decode('latin-1')} (redirects are not followed)"
-        quoted = _one_line(body)
-        if quoted:
-            text += f": {quoted}"
-        return _printable(text)
+            ok=verdict.ok,
+            status=verdict.status,
+            error=verdict.error,
+            text=verdict.text,
+            latency=latency,
+            new_connection=prog.new_connection,
+            verified_name=self.verified_name,
+            ca_path=self.ca_path,
+            shutdown=verdict.shutdown,
+        )
 
 
 def _hostport(host: str, port: int) -> str:
