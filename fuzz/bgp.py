@@ -17,10 +17,12 @@ from vipgate.bgp.wire import (
     SUBCODE_NAMES,
     BgpError,
     Decoder,
+    ErrorCode,
     Keepalive,
     Message,
     Notification,
     Open,
+    OpenError,
     RouteRefresh,
     SessionContext,
     Update,
@@ -29,7 +31,15 @@ from vipgate.bgp.wire import (
 
 # (code, subcode) a receiver may send about a received message (RFC 4271 6.1-6.3: header,
 # OPEN -- 0 "Unspecific" for a malformed optional parameter -- and UPDATE errors; RFC 7313 5).
-ALLOWED = {k for k in SUBCODE_NAMES if k[0] in (1, 2, 3, 7)} | {(2, 0)}
+_RECEIVED: set[int] = {
+    ErrorCode.MESSAGE_HEADER_ERROR,
+    ErrorCode.OPEN_MESSAGE_ERROR,
+    ErrorCode.UPDATE_MESSAGE_ERROR,
+    ErrorCode.ROUTE_REFRESH_MESSAGE_ERROR,
+}
+ALLOWED = {k for k in SUBCODE_NAMES if k[0] in _RECEIVED} | {
+    (ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSPECIFIC)
+}
 TYPES = (1, 2, 3, 4, 5)
 
 
@@ -67,7 +77,7 @@ def _run(chunks: list[bytes], ctx: SessionContext) -> list[Outcome]:
 def _check_error(e: BgpError) -> None:
     if (e.code, e.subcode) not in ALLOWED:
         raise Crash(f"NOTIFICATION code {e.code}/{e.subcode} is not for a received message: {e}")
-    if e.code != 3 and not e.fatal:
+    if e.code != ErrorCode.UPDATE_MESSAGE_ERROR and not e.fatal:
         raise Crash(f"a non-UPDATE error must reset the session: {e}")
     if not e.fatal and not isinstance(e.update, Update):
         raise Crash(f"{e.handling} without the UPDATE that stands: {e}")

@@ -914,3 +914,32 @@ def test_frr_84_opens_as_captured(
     assert m.families == families and m.four_octet_as and m.route_refresh
     names = [capability_name(c) for c in m.capabilities]
     assert "FQDN (code 73)" in names and "Long-Lived Graceful Restart (code 71)" in names
+
+
+def test_notification_codes_are_the_rfc_octets() -> None:
+    """The IntEnums are the octets of RFC 4271 4.5 / 6.x, RFC 4486, RFC 9384 and RFC 7313."""
+    assert [int(c) for c in wire.ErrorCode] == [1, 2, 3, 4, 5, 6, 7]
+    assert int(wire.CeaseSubcode.ADMINISTRATIVE_SHUTDOWN) == 2
+    assert int(wire.CeaseSubcode.BFD_DOWN) == 10
+    assert int(wire.OpenError.UNSUPPORTED_CAPABILITY) == 7
+    assert int(wire.UpdateError.MALFORMED_AS_PATH) == 11
+    assert int(wire.RouteRefreshError.INVALID_MESSAGE_LENGTH) == 1
+    n = Notification(wire.ErrorCode.CEASE, wire.CeaseSubcode.BFD_DOWN)
+    assert encode(n) == h(M + "0015 03 06 0a") and n == Notification(6, 10)
+    assert n.name == "Cease/BFD Down"
+
+
+def test_attribute_table_rfc7606_handling() -> None:
+    """RFC 7606 section 7: which attributes are treat-as-withdraw and which attribute-discard;
+    only the MP attributes reset the session when repeated (section 3(g))."""
+    table = wire.ATTRIBUTES
+    discard = {c for c, row in table.items() if row.on_error is Handling.ATTRIBUTE_DISCARD}
+    assert discard == {wire.A_ATOMIC_AGGREGATE, wire.A_AGGREGATOR, wire.A_AS4_PATH}
+    assert all(
+        row.on_error is Handling.TREAT_AS_WITHDRAW for c, row in table.items() if c not in discard
+    )
+    assert {c for c, row in table.items() if row.duplicate_resets} == {
+        wire.A_MP_REACH,
+        wire.A_MP_UNREACH,
+    }
+    assert sorted(table) == [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 17]
