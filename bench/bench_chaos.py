@@ -7,7 +7,7 @@ Run as root from the repository root::
     .venv/bin/python -m bench.bench_chaos --seconds 75       # the CI size (tests/e2e/test_chaos)
     .venv/bin/python -m bench.bench_chaos --seed 1234        # replay a run's fault sequence
 
-Faults (seeded RNG, the seed printed first; each picks a node at random and lasts a random time;
+Faults (seeded RNG, its seed printed first; each picks a node at random and lasts a random time;
 a new one starts every 0.5-2.5 s, so several overlap):
 
 - the node's apiserver: refuse, hang, 500, slow (200 after 60 % of the timeout) or the real

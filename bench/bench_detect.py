@@ -1,4 +1,4 @@
-"""Failure detection at kube-vip's default settings (issue 9): vipgate with its fast period,
+"""Failure detection at kube-vip's default settings: vipgate with its fast period,
 vipgate at kube-vip's cadence and ExaBGP's healthcheck, same lab, same run.
 
 Run as root from the repository root::
@@ -9,7 +9,7 @@ Run as root from the repository root::
 Settings: period 5 s, timeout 3 s, threshold (fall) 3 -- kube-vip's defaults -- rise 1, BGP
 hold 9 s; 3 nodes, the BIRD ECMP router, faults on node1. The three implementations:
 
-- ``vipgate``: fast period 0.2 s (issue 9's default), readiness reads every 1 s (issue 12);
+- ``vipgate``: fast period 0.2 s (the default), readiness reads every 1 s (the default);
 - ``vipgate-fast0``: ``control_plane_health_check_fast_period_seconds=0`` (the gate still runs
   a check at once when the apiserver closes the kept-alive connection, so this is kube-vip's
   period and threshold, not quite its cadence after a crash);
@@ -228,8 +228,8 @@ def table(results: list[DetectResults]) -> str:
     row("apiserver listening again -> next hop back (s)", [mmm(r.crash_back) for r in results])
     wait = THRESHOLD * PERIOD + 15
     row(
-        f"apiserver hung (SIGSTOP) -> gone (s; issue 9's bound {THRESHOLD} x {TIMEOUT:g} + "
-        f"{PERIOD:g})",
+        f"apiserver hung (SIGSTOP) -> gone (s; bound {PERIOD:g} + {THRESHOLD - 1} x "
+        f"{max(PERIOD, TIMEOUT):g} + {TIMEOUT:g})",
         [
             mmm(r.hung_gone) + (f" (+ {r.hung_over} trial(s) > {wait:g} s)" if r.hung_over else "")
             for r in results

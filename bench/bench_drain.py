@@ -1,5 +1,5 @@
-"""Planned restarts and stops (issue 12): failed new connections while the apiserver restarts
-and while vipgate stops, same lab, same run.
+"""Planned restarts and stops (docs/deployment.md): failed new connections while the apiserver
+restarts and while vipgate stops, same lab, same run.
 
 Run as root from the repository root::
 
@@ -15,7 +15,7 @@ apiserver's retry-after 429s reach it) through the router. Part 1 and 2 use the 
    SIGTERM sequence (``--shutdown-delay-duration`` 5 s, 5 s with ``--shutdown-send-retry-after``
    (429s for 2 s after the delay), or 0), the listener closed for 3 s (the restart), ``/readyz``
    failing with ``informer-sync`` for 1 s after it listens again, then healthy. Implementations:
-   ``vipgate`` (readiness reads on: issue 12's drain), ``vipgate-nodrain``
+   ``vipgate`` (readiness reads on: the apiserver's announced shutdown), ``vipgate-nodrain``
    (``control_plane_health_check_shutdown_address=off``), ``kube-vip-cadence`` (that and fast
    period 0). Counted over all restarts: failed requests (anything but 200 and 429; of them,
    those in flight at the instant the kernel route changed, which stateless ECMP may rehash to

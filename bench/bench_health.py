@@ -6,8 +6,8 @@ Run as root from the repository root::
     .venv/bin/python -m bench.bench_health --quick    # sanity run (3 trials, 10 s, 15 s)
     .venv/bin/python -m bench.bench_health --only vipgate
 
-One lab (DESIGN section 5): 3 nodes with fake kube-apiservers, the BIRD ECMP router, a client
-namespace. Settings: period 1 s, timeout 1 s, threshold (fall) 3, rise 1, hold 9 s. First
+One lab (docs/design.md, "The lab"): 3 nodes with fake kube-apiservers, the BIRD ECMP router,
+a client namespace. Settings: period 1 s, timeout 1 s, threshold (fall) 3, rise 1, hold 9 s. First
 vipgate runs on the three nodes (``python -m vipgate manager``, metrics server on ``:2112``),
 then ExaBGP with its healthcheck (curl with the lab CA; from ``.venv-bench``, created if
 missing). Faults are always injected on node1.
@@ -641,7 +641,7 @@ def table(v: Results | None, e: Results | None) -> str:
                 failed(v, kind),
                 failed(e, kind),
                 ratio(vf, ef),
-                "report (DESIGN: ExaBGP ~49 / ~94 of 1500)",
+                "report (reference: ExaBGP ~49 / ~94 of 1500)",
                 "",
             )
         )

@@ -1,4 +1,4 @@
-"""What the readiness read (issue 12) costs both sides, at kube-vip's default cadence.
+"""What the readiness read (docs/deployment.md) costs both sides, at kube-vip's default cadence.
 
 Run as root from the repository root::
 

@@ -1,12 +1,14 @@
-"""ExaBGP 5.0.15 with its healthcheck as the benchmark reference (DESIGN sections 5 and 6).
+"""ExaBGP 5.0.15 with its healthcheck as the benchmark reference (bench/README.md,
+"Reference figures").
 
 ExaBGP comes from PyPI into a separate benchmark virtualenv (``.venv-bench`` at the repository
 root, or ``$VG_BENCH_VENV``), created on first use; it is never a runtime dependency of vipgate.
 
 Per node, one ``exabgp server`` process with one API process, the healthcheck (interval 1,
 fall 3, rise 1, timeout 1, withdraw-on-down, curl against the apiserver with the lab CA). The
-traps DESIGN section 5 lists are handled: ``exabgp_daemon_user=root exabgp_daemon_drop=false
-exabgp_api_cli=false`` (no privilege drop, no CLI pipes), ``--no-ip-setup`` (the bench puts the
+traps listed in bench/README.md ("Reference figures") are handled:
+``exabgp_daemon_user=root exabgp_daemon_drop=false exabgp_api_cli=false`` (no privilege drop, no
+CLI pipes), ``--no-ip-setup`` (the bench puts the
 VIP on lo itself, like an operator would), ``--no-syslog``, ``--withdraw-on-down`` (else DOWN
 re-announces with MED 1000), whole seconds for ``--timeout``.
 """
@@ -73,7 +75,7 @@ def ensure_exabgp(venv: Path | None = None, *, extra: tuple[str, ...] = ()) -> P
 def healthcheck_args(
     ca: Path, vip: str = VIP4, period: int = 1, timeout: int = 1, fast_interval: int | None = None
 ) -> list[str]:
-    """The healthcheck's options (DESIGN section 6's reference setup; `fast_interval`, the
+    """The healthcheck's options (the reference setup of bench/README.md; `fast_interval`, the
     interval while the state is changing, defaults to `period`)."""
     curl = (
         f"curl -sf --cacert {shlex.quote(str(ca))} --resolve kubernetes:6443:127.0.0.1 "

@@ -69,8 +69,8 @@ class Settings:
     period: float = 5.0  # kube-vip's defaults: period 5 s, timeout 3 s, threshold 3
     timeout: float = 3.0
     threshold: int = 3
-    fast_period: float = 0.2  # vipgate's default fast period (issue 9)
-    graceful_shutdown: float = 3.0  # vipgate's default bgp_graceful_shutdown_seconds (issue 12)
+    fast_period: float = 0.2  # vipgate's default fast period
+    graceful_shutdown: float = 3.0  # vipgate's default bgp_graceful_shutdown_seconds
     hold: int = 9
     healthy_s: float = 12.0  # phase 1 dwell
     down_s: float = 10.0  # phase 2 dwell after the withdrawal

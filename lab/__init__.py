@@ -1,4 +1,5 @@
-"""The vipgate network-namespace lab (DESIGN section 5), shared by tests, benchmarks and the demo.
+"""The vipgate network-namespace lab (docs/design.md, "The lab"), shared by tests, benchmarks and
+the demo.
 
 Modules:
     netns     Lab: per-run tagged namespaces, veths, bridges, addresses, processes, cleanup

@@ -21,7 +21,7 @@ while the server answers at all; a per-check path (``/readyz/shutdown``, ``/live
                     failed``; answers after ``delay_ms`` (the real checks block up to 2 s)
 - ``unready``       ``/livez`` 200, ``/readyz`` 500 ``[-]informer-sync failed`` (not a shutdown:
                     a restarted apiserver before its informers synced)
-- ``shutdown``      the real apiserver's SIGTERM sequence (DESIGN section 7), see below
+- ``shutdown``      the real apiserver's SIGTERM sequence (docs/design.md, "The lab"), see below
 - ``unauthorized``  401 with a JSON ``Status`` (anonymous auth disabled)
 - ``forbidden``     403 with a JSON ``Status`` (anonymous allowed, RBAC denies)
 - ``slow``          200 ``ok`` after ``delay_ms``

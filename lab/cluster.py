@@ -90,7 +90,7 @@ class Cluster:
             "control_plane_health_check_ca_path": str(pki.ca_cert),
             "control_plane_health_check_server_name": server_name,
             "prometheus_server": ":2112" if metrics else "",
-            # lab clusters stop at once unless a test asks for the drain (issue 12)
+            # lab clusters stop at once unless a test asks for the drain (RFC 8326)
             "bgp_graceful_shutdown_seconds": f"{graceful_shutdown:g}",
             "vip_loglevel": "info",
         }

@@ -1,4 +1,4 @@
-"""The standard vipgate lab topology (DESIGN section 5).
+"""The standard vipgate lab topology (docs/design.md, "The lab").
 
 ::
 

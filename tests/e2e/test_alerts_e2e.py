@@ -1,4 +1,5 @@
-"""The shipped alerting rules in a real Prometheus server, scraping three vipgates (issue 11).
+"""The shipped alerting rules in a real Prometheus server, scraping three vipgates
+(docs/operations.md, "Alerting").
 
 Prometheus (Debian's 2.42) runs in the lab's client namespace (198.51.100.10, routed through the
 lab router to the nodes) and scrapes the three vipgates' metrics every second, evaluating

@@ -1,4 +1,5 @@
-"""Health checks against apiservers without anonymous access: the client certificate (issue 11).
+"""Health checks against apiservers without anonymous access: the client certificate
+(docs/configuration.md, "Client certificates").
 
 The lab's fake apiservers run with ``--client-ca`` (the cluster CA): a request without a client
 certificate of that CA gets 401, as kube-apiserver's health paths do with --anonymous-auth=false

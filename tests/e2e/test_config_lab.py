@@ -1,4 +1,5 @@
-"""The real ``vipgate manager`` refuses what used to crash it after the VIP was up (issue 8).
+"""The real ``vipgate manager`` refuses what used to crash it after the VIP was up
+(docs/configuration.md, "Limits").
 
 Each case runs the manager in a fresh namespace with ``ip monitor address`` watching it: the
 manager exits 2 with one line naming the variable, no traceback, no password, and no address is

@@ -1,4 +1,5 @@
-"""Both planned drains of issue 12 against real routers, with a client at 50 new TLS conn/s.
+"""Both planned drains (docs/deployment.md, "Planned restarts and stops") against real routers,
+with a client at 50 new TLS conn/s.
 
 1. The apiserver announces its shutdown (``--shutdown-delay-duration=3s``: ``/readyz`` fails at
    once, the listener closes 3 s later): vipgate reads it and node1's next hop leaves BIRD's
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.lab
 
 N1, N2, N3 = "192.0.2.11", "192.0.2.12", "192.0.2.13"
 ALL = frozenset({N1, N2, N3})
-DELAY = 3.0  # the README's recommended --shutdown-delay-duration
+DELAY = 3.0  # docs/deployment.md's recommended --shutdown-delay-duration
 GSHUT = 3.0  # bgp_graceful_shutdown_seconds' default
 
 

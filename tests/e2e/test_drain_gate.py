@@ -1,4 +1,5 @@
-"""Drains before anything stops (issue 12), the gate's part, against BIRD's kernel route.
+"""Drains before anything stops (docs/deployment.md, "Planned restarts and stops"), the gate's
+part, against BIRD's kernel route.
 
 - The apiserver announces its shutdown (fake apiserver ``shutdown`` mode: ``/readyz`` 500
   ``[-]shutdown failed`` at once, ``/livez`` 200 for the delay, then FIN and refused): the

@@ -1,4 +1,4 @@
-"""End-to-end failover (issue 4, "Tests"): 3 nodes, BIRD ECMP router, one vipgate per node.
+"""End-to-end failover: 3 nodes, BIRD ECMP router, one vipgate per node.
 
 Every test builds its own lab (``make_cluster``: namespaces, BIRD with ``merge paths on``, a fake
 kube-apiserver per node with kubeadm-shaped PKI), starts ``python -m vipgate manager`` in the node
@@ -163,7 +163,7 @@ def test_fault_withdraws_after_threshold_and_returns_on_first_200(
     t_up = start_all_up(c, w)
     t0 = c.apiservers["node1"].set_mode(mode)
     # A refusing apiserver closes the kept-alive connection, so the first failing check runs at
-    # once (the event-driven check, issue 9) and the threshold-th one (threshold - 2) spacings
+    # once (the event-driven check, gate rule 8) and the threshold-th one (threshold - 2) spacings
     # after the next; the spacing is the fast period after a refused check and the period with
     # the fast period off (kube-vip's cadence). An HTTP 500 keeps the connection and the period:
     # the first failing check is at the first tick after t0, the threshold-th one

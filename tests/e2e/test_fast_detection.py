@@ -1,4 +1,5 @@
-"""Fast, event-driven failure detection at kube-vip's default cadence (issue 9).
+"""Fast, event-driven failure detection at kube-vip's default cadence (docs/configuration.md,
+"Health check cadence").
 
 kube-vip's defaults: period 5 s, timeout 3 s, threshold 3, with vipgate's default fast period
 0.2 s. The router's kernel route (BIRD, ECMP) is the observable.

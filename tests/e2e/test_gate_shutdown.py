@@ -1,4 +1,4 @@
-"""SIGTERM with a silent peer (issue 4, manager: "exit 0 within 3 s even with a silent peer").
+"""SIGTERM with a silent peer: vipgate exits 0 within 3 s even so (docs/design.md, "The manager").
 
 BIRD is frozen (SIGSTOP: TCP stays open, nothing is answered) when vipgate gets SIGTERM; vipgate
 must still exit 0 within 3 s, and once BIRD runs again it finds the withdrawal and the Cease /

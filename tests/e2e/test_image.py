@@ -1,4 +1,4 @@
-"""The container image built by scripts/image.sh runs vipgate, read-only (issue 11).
+"""The container image built by scripts/image.sh runs vipgate, read-only (docs/deployment.md).
 
 The image is built once per run by the session fixture ``podman`` (Debian bookworm base made by
 mmdebstrap, Debian's podman/buildah) into a private store that is removed at the end.

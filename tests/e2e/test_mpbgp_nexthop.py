@@ -1,4 +1,5 @@
-"""An IPv6 VIP over IPv4 sessions to BIRD (issue 8 item 4): kube-vip's MP-BGP next hops.
+"""An IPv6 VIP over IPv4 sessions to BIRD: kube-vip's MP-BGP next hops (docs/routers.md,
+"BGP sessions").
 
 The route must carry a next hop of its own family that the router can use: with
 ``mpbgp_nexthop=fixed`` the configured ``mpbgp_ipv6``, with ``auto_sourceif`` the global IPv6

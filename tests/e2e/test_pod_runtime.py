@@ -1,4 +1,5 @@
-"""The generated static pod, run by a pod runtime: `podman kube play` in a lab node (issue 11).
+"""The generated static pod, run by a pod runtime: `podman kube play` in a lab node
+(docs/deployment.md).
 
 ``vipgate manifest pod ...`` (the real generator) with the image built by scripts/image.sh,
 played with Debian's podman inside node1's network namespace (hostNetwork = that namespace), the

@@ -1,5 +1,5 @@
-"""Stopping vipgate: a silent peer (exit 0 within 3 s, DESIGN 3.7, issue 4), a SIGTERM during
-host setup, and the VIP a SIGKILLed run left behind (IPv4 and IPv6: adopted, removed)."""
+"""Stopping vipgate: a silent peer (exit 0 within 3 s: docs/design.md, "The manager"), a SIGTERM
+during host setup, and the VIP a SIGKILLed run left behind (IPv4 and IPv6: adopted, removed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OPEN negotiation against FRR 8.4 (issue 8 item 3): strict capability matching, RFC 9072.
+"""OPEN negotiation against FRR 8.4: strict capability matching (RFC 5492 section 3), RFC 9072.
 
 FRR with ``neighbor X strict-capability-match`` and only IPv4 unicast activated answers an OPEN
 that offers IPv6 unicast with NOTIFICATION 2/7 naming that capability; with

@@ -99,8 +99,8 @@ def test_ipv6_vip_over_ipv6_session_bird() -> None:
 
 
 def test_ipv4_vip_over_ipv6_session_bird() -> None:
-    # The reverse of an IPv6 VIP over IPv4 (issue 8 item 4): the IPv4 route goes in the NLRI
-    # field with an IPv4 NEXT_HOP from mpbgp_ipv4, and BIRD installs it.
+    # The reverse of an IPv6 VIP over IPv4 (docs/routers.md, next hops): the IPv4 route goes in
+    # the NLRI field with an IPv4 NEXT_HOP from mpbgp_ipv4, and BIRD installs it.
     with Lab() as lab:
         topo = build_topology(lab, 1, "bird", ipv4_sessions=False, ipv6_sessions=True, client=False)
         router = topo.router
