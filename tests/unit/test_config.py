@@ -250,7 +250,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({"prometheus_server": ":0"}, "prometheus_server", "1-65535"),
     ({"prometheus_server": "[::1:2112"}, "prometheus_server", "[host]:port"),
     ({"vip_loglevel": "loud"}, "vip_loglevel", "debug, info"),
-    # issue 9: fast period and success threshold
+    # fast period and success threshold (vipgate extensions, README configuration table)
     ({HC + "fast_period_seconds": "-0.1"}, HC + "fast_period_seconds", "0 (off)"),
     ({HC + "fast_period_seconds": "5"}, HC + "fast_period_seconds", "below " + HC + "period"),
     ({HC + "fast_period_seconds": "6"}, HC + "fast_period_seconds", "below " + HC + "period"),
@@ -262,7 +262,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ),
     ({HC + "success_threshold": "0"}, HC + "success_threshold", "1-1000"),
     ({HC + "success_threshold": "-1"}, HC + "success_threshold", "1-1000"),
-    # issue 12: readiness read and drain
+    # readiness read and drain (README configuration table)
     ({HC + "shutdown_address": "readyz"}, HC + "shutdown_address", "http:// or https://"),
     ({HC + "shutdown_period_seconds": "0"}, HC + "shutdown_period_seconds", "positive number"),
     ({"bgp_graceful_shutdown_seconds": "-1"}, "bgp_graceful_shutdown_seconds", "0 (off)"),
@@ -430,7 +430,7 @@ def test_settings_table_matches_settings() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The health check's client certificate (issue 11)
+# The health check's client certificate
 # --------------------------------------------------------------------------------------------
 
 _CERT = "control_plane_health_check_client_cert_path"

@@ -1,4 +1,4 @@
-"""Every limit the kernel or the wire puts on a setting is checked by config.load (issue 8, item 2).
+"""Every limit the kernel or the wire puts on a setting is checked by config.load.
 
 A value that `vipgate config` accepts must not fail later because of its value: each row is a
 value that used to pass the configuration and then failed in the manager (a traceback after the

@@ -9,7 +9,6 @@ import ipaddress
 
 import pytest
 
-from vipgate import config
 from vipgate.config import Bfd, ConfigError, NextHopMode, Peer, load
 
 V6 = ipaddress.IPv6Address
@@ -43,13 +42,8 @@ def test_bfd_field() -> None:
     assert peers("192.0.2.1:65001::false:::")[0].bfd is None
 
 
-def test_bfd_enabled_is_accepted_and_the_switch_still_refuses(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_bfd_enabled_is_accepted() -> None:
     assert peers("192.0.2.1:65001::false:::true;50;100;5")[0].bfd == Bfd(True, 50, 100, 5)
-    monkeypatch.setattr(config, "BFD_SUPPORTED", False)
-    with pytest.raises(ConfigError, match=r"entry 1 \(192\.0\.2\.1, AS 65001\): BFD is not yet"):
-        peers("192.0.2.1:65001::false:::true;300;300;3")
 
 
 def test_global_mpbgp_applies_to_peers_without_their_own() -> None:

@@ -1,5 +1,5 @@
 """Property: whatever config.load() accepts, the manager can build every object it needs from it
-(issue 8, item 2: "nothing that passes `vipgate config` may fail later because of its value").
+("nothing that passes `vipgate config` may fail later because of its value").
 
 Settings are drawn from pools of edge values found in the audit (lengths, families, scope ids,
 encodings, prefixes) and random text; when load() accepts them, the gate, the probes, the peers'
@@ -169,11 +169,7 @@ def test_what_load_accepts_the_manager_can_build(env: dict[str, str]) -> None:
     build_everything(c)
 
 
-@pytest.mark.parametrize("bfd_supported", [True])
-def test_bfd_values_load_accepts_fit_the_bfd_session(
-    bfd_supported: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(config, "BFD_SUPPORTED", bfd_supported)
+def test_bfd_values_load_accepts_fit_the_bfd_session() -> None:
     for field in ("true;10;10;1", "true;60000;60000;255", "true;;;"):
         c = load({"bgp_peers": f"192.0.2.1:65001::false:::{field}"})
         s = peer_settings(c.peers[0])

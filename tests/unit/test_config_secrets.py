@@ -1,10 +1,10 @@
-"""No error, warning, log line or repr holds any part of a BGP password (issue 8, item 1).
+"""No error, warning, log line or repr holds any part of a BGP password.
 
 Property: ``bgp_peers`` values built from pieces of good and malformed entries, one of which
 carries a marker password, go through ``vipgate config``, ``vipgate manifest pod`` and
 ``vipgate manager`` (in-process, stdout, stderr and logging captured); no piece of the marker
 appears in any output (the manifest's own text is the one place a password belongs, so a
-manifest's stdout is checked only when it is refused). The issue's inputs run as subprocesses.
+manifest's stdout is checked only when it is refused). The reported inputs run as subprocesses.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_bgp_peerpass_never_leaks(pw: str, other: str) -> None:
         assert not leaks(out)
 
 
-# The issue's inputs, through the real commands (subprocesses).
+# The reported inputs, through the real commands (subprocesses).
 ISSUE_INPUTS = [
     "[2001:db8::2:65000:s3cret:false",
     "2001:db8::2:65000:s3cret:false",

@@ -196,7 +196,7 @@ def test_hardening_in_both_kinds(kind: str) -> None:
 
 def test_termination_grace_covers_vipgates_stop() -> None:
     # The kubelet's SIGKILL must not cut the stop short: graceful-shutdown phase (3 s by
-    # default, issue 10) + withdraw and Cease (the manager's budget) + a margin of 2 s at least.
+    # default) + withdraw and Cease (the manager's budget) + a margin of 2 s at least.
     assert TERMINATION_GRACE_SECONDS >= 3 + SHUTDOWN_BUDGET + 2
 
 
@@ -569,7 +569,7 @@ def test_mode_settings_are_added_when_not_given() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Client certificate for the health check (issue 11)
+# Client certificate for the health check
 # --------------------------------------------------------------------------------------------
 
 CERT_FLAG = "--controlPlaneHealthCheckClientCertPath"

@@ -1,0 +1,123 @@
+"""The loaded configuration: :class:`Config`, frozen, with the values derived from it."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vipgate.config.peers import NextHopMode, Peer
+from vipgate.config.values import IPAddress, IPNetwork, Source, parse_listen, readiness_url
+
+
+@dataclass(frozen=True)
+class RouterIdSource:
+    """Where the BGP identifier comes from: an explicit id, an interface, or automatic."""
+
+    explicit: ipaddress.IPv4Address | None = None
+    interface: str | None = None
+
+    def describe(self) -> str:
+        if self.explicit is not None:
+            return f"explicit {self.explicit}"
+        if self.interface:
+            return f"first IPv4 address of {self.interface}"
+        return "first global IPv4 address of the host's interfaces (resolved at start)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective, validated configuration. Build it with :func:`vipgate.config.load`."""
+
+    address: IPAddress | None
+    vip_subnet: int | None
+    vip_interface: str
+    cp_enable: bool
+    bgp_enable: bool
+    bgp_as: int
+    bgp_routerid: ipaddress.IPv4Address | None
+    bgp_routerinterface: str
+    peers: tuple[Peer, ...]
+    bgp_sourceip: IPAddress | None
+    bgp_sourceif: str
+    bgp_hold_time: int
+    bgp_keepalive_interval: int
+    health_url: str
+    health_period: float
+    health_timeout: float
+    health_threshold: int
+    health_ca_path: str
+    health_server_name: str
+    leader_election: bool
+    lb_enable: bool
+    svc_enable: bool
+    prometheus_server: str
+    log_level: str
+    # Global MP-BGP settings (kube-vip env only); the peers carry the effective values.
+    mpbgp_nexthop: NextHopMode | None = None
+    mpbgp_ipv4: ipaddress.IPv4Address | None = None
+    mpbgp_ipv6: ipaddress.IPv6Address | None = None
+    health_fast_period: float = 0.2
+    health_success_threshold: int = 1
+    health_shutdown_address: str = ""
+    health_shutdown_period: float = 1.0
+    bgp_graceful_shutdown: float = 3.0
+    # Client certificate and key the health check presents ("" = none; both or neither).
+    health_client_cert_path: str = ""
+    health_client_key_path: str = ""
+    # Where each setting came from, and the warnings found while loading (for `vipgate config`
+    # and the manager's start-up log). Not part of equality.
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def prefix(self) -> IPNetwork | None:
+        """The prefix announced over BGP: the VIP with ``vip_subnet`` (default host length)."""
+        if self.address is None:
+            return None
+        length = self.vip_subnet if self.vip_subnet is not None else self.address.max_prefixlen
+        return ipaddress.ip_network(f"{self.address}/{length}", strict=False)
+
+    @property
+    def keepalive(self) -> int:
+        """Keepalive interval to offer: the configured one, or hold/3; 0 when hold time is 0."""
+        if self.bgp_hold_time == 0:
+            return 0
+        return self.bgp_keepalive_interval or max(1, self.bgp_hold_time // 3)
+
+    @property
+    def router_id_source(self) -> RouterIdSource:
+        if self.bgp_routerid is not None:
+            return RouterIdSource(explicit=self.bgp_routerid)
+        if self.bgp_routerinterface:
+            return RouterIdSource(interface=self.bgp_routerinterface)
+        return RouterIdSource()
+
+    @property
+    def not_runnable(self) -> str | None:
+        """Why ``vipgate manager`` would refuse to run (exit 2), or None. Not a load error:
+        ``vipgate check`` and the manifest generator work without a VIP; ``vipgate config``
+        reports it with exit 2 as the manager would."""
+        if not self.bgp_enable:
+            return (
+                "bgp_enable is not true: vipgate implements BGP mode only (set bgp_enable=true "
+                "and bgp_peers)"
+            )
+        if self.address is None:
+            return "no VIP: set address (or vip_address)"
+        return None
+
+    @property
+    def health_enabled(self) -> bool:
+        return bool(self.health_url)
+
+    @property
+    def readiness_url(self) -> str:
+        """The URL read for the apiserver's announced shutdown ("" = off): the setting, else
+        the health URL with ``/livez`` replaced by ``/readyz`` when its path is ``/livez``."""
+        return readiness_url(self.health_url, self.health_shutdown_address)
+
+    @property
+    def prometheus_listen(self) -> tuple[str, int] | None:
+        """(host, port) for the metrics server, or None when disabled. Host "" means all."""
+        return parse_listen(self.prometheus_server) if self.prometheus_server else None
