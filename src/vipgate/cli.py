@@ -2,6 +2,8 @@
 
 Every configuration flag is kube-vip's (see :data:`vipgate.config.SETTINGS`); environment variables
 win over flags. A bad value exits 2 with one line on stderr before anything touches the network.
+An unknown flag is a usage error (exit 2); an environment name vipgate does not read gets one
+warning on stderr (:mod:`vipgate.config.names`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import NoReturn
 
 from vipgate import __version__
 from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
+from vipgate.config.names import name_warnings
 
 EXIT_CONFIG = 2
 
@@ -167,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     env = environment()
     flags = flags_of(args)
+    if args.command != "manifest":  # a manifest is made from flags only
+        # Before loading: a mistyped name is often why the configuration is refused.
+        for w in name_warnings(env):
+            print(f"warning: {w}", file=sys.stderr)
     if args.command == "config":
         return _cmd_config(env, flags)
     if args.command == "manifest":

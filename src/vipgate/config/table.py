@@ -564,3 +564,112 @@ def collect(env: Mapping[str, str], flags: Mapping[str, str | None]) -> dict[str
 def environment() -> Mapping[str, str]:
     """The process environment: the one place vipgate reads ``os.environ``."""
     return dict(os.environ)
+
+
+# --------------------------------------------------------------------------------------------
+# kube-vip settings vipgate does not implement: name -> what vipgate does instead
+# --------------------------------------------------------------------------------------------
+# Every name of kube-vip's pkg/kubevip/config_envvar.go is either an env name of SETTINGS or a
+# key here (tests/unit/test_config_names.py checks it), plus two names kube-vip's manifests
+# still carry: vip_cidr and vip_configmap. vipgate ignores these, with one warning each
+# (vipgate.config.names).
+
+_BGP_ONLY = "vipgate announces the VIP over BGP only (no ARP/NDP announcements)"
+_NO_ELECTION = (
+    "vipgate has no leader election: every node announces the VIP over BGP, gated by its own "
+    "health check"
+)
+_NO_SERVICES = (
+    "vipgate implements the control-plane VIP only (no Service type LoadBalancer mode, svc_enable)"
+)
+_NO_K8S_API = "vipgate never talks to the Kubernetes API (no kubeconfig, no node labels)"
+_NO_TABLE_MODE = (
+    "routing-table mode is not implemented: vipgate puts the VIP on vip_interface and "
+    "announces it over BGP"
+)
+_NO_ZEBRA = "vipgate has no Zebra integration: it speaks BGP to the peers itself"
+_NO_DNS = "vipgate takes the VIP as an IP address only (address), no DNS name or DHCP lease"
+
+NOT_IMPLEMENTED: dict[str, str] = {
+    # ARP mode and the VIP on the interface
+    "vip_arp": _BGP_ONLY,
+    "vip_arpRate": _BGP_ONLY,
+    "vip_interfaceloglobal": "vipgate puts the VIP on lo with host scope, on another "
+    "interface with global scope",
+    "vip_allow_interface_not_up": "vipgate puts the VIP on vip_interface whatever its state",
+    "vip_skipdad": "vipgate adds an IPv6 VIP without duplicate address detection (IFA_F_NODAD)",
+    "vip_cidr": "a former kube-vip name, read by no current kube-vip: vipgate reads vip_subnet "
+    "(empty: a host prefix)",
+    "port": "vipgate announces the VIP's prefix; it listens on no port for the VIP "
+    "(no control-plane load balancer)",
+    "instance_name": "vipgate names no host-wide resources per instance: run one per node",
+    # Leader election
+    "vip_leasename": _NO_ELECTION,
+    "vip_leaseduration": _NO_ELECTION,
+    "vip_renewdeadline": _NO_ELECTION,
+    "vip_retryperiod": _NO_ELECTION,
+    "vip_leaseannotations": _NO_ELECTION,
+    "vip_loseleadership": _NO_ELECTION,
+    "vip_loseleadership_timeout_seconds": _NO_ELECTION,
+    "vip_preserve_on_leadership_loss": _NO_ELECTION,
+    "vip_startleader": _NO_ELECTION,
+    "vip_singlenode": _NO_ELECTION,
+    "vip_nodename": _NO_ELECTION,
+    # DNS and DHCP addresses
+    "vip_ddns": _NO_DNS,
+    "dns_mode": _NO_DNS,
+    "dhcp_mode": _NO_DNS,
+    "dhcp_backoff_attempts": _NO_DNS,
+    # Routing-table mode and other announcers
+    "vip_routingtable": _NO_TABLE_MODE,
+    "vip_routingtableid": _NO_TABLE_MODE,
+    "vip_routingtabletype": _NO_TABLE_MODE,
+    "vip_routingprotocol": _NO_TABLE_MODE,
+    "vip_cleanroutingtable": _NO_TABLE_MODE,
+    "vip_wireguard": "vipgate has no WireGuard mode: it announces the VIP over BGP",
+    "zebra_enable": _NO_ZEBRA,
+    "zebra_url": _NO_ZEBRA,
+    "zebra_version": _NO_ZEBRA,
+    "zebra_software_name": _NO_ZEBRA,
+    "bgp_attach_ip_to_interface": _NO_SERVICES,
+    # Control-plane discovery and the Kubernetes API
+    "cp_namespace": _NO_K8S_API,
+    "cp_detect": "vipgate checks the apiserver at control_plane_health_check_address; it does "
+    "not look for it",
+    "kubernetes_addr": "vipgate checks the apiserver at control_plane_health_check_address",
+    "k8s_config_file": _NO_K8S_API,
+    "enable_node_labeling": _NO_K8S_API,
+    "annotation": "vipgate reads its BGP settings from its environment and flags, not from "
+    "node annotations",
+    "config_file": "vipgate reads its environment and flags only, no configuration file",
+    "health_check_port": "vipgate serves no health endpoint of its own; prometheus_server "
+    "serves its metrics",
+    "enable_upnp": "vipgate has no UPnP: it announces the VIP over BGP",
+    # Services, the load balancer and egress
+    "vip_servicesinterface": _NO_SERVICES,
+    "vip_configmap": _NO_SERVICES,
+    "svc_namespace": _NO_SERVICES,
+    "svc_election": _NO_SERVICES,
+    "svc_leasename": _NO_SERVICES,
+    "per_service_election_on_demand": _NO_SERVICES,
+    "lb_class_only": _NO_SERVICES,
+    "lb_class_name": _NO_SERVICES,
+    "lb_class_legacy_handling": _NO_SERVICES,
+    "lb_port": "vipgate has no IPVS load balancer (lb_enable): the router spreads traffic "
+    "over the nodes that announce the VIP",
+    "lb_fwdmethod": "vipgate has no IPVS load balancer (lb_enable): the router spreads traffic "
+    "over the nodes that announce the VIP",
+    "backend_health_check_interval": "vipgate has no IPVS load balancer (lb_enable): each node "
+    "checks its own apiserver (control_plane_health_check_*)",
+    "enable_service_security": _NO_SERVICES,
+    "disable_service_updates": _NO_SERVICES,
+    "enable_endpoints": _NO_SERVICES,
+    "mirror_dest_interface": _NO_SERVICES,
+    "debounce_time": _NO_SERVICES,
+    "egress_podcidr": _NO_SERVICES,
+    "egress_servicecidr": _NO_SERVICES,
+    "egress_withnftables": _NO_SERVICES,
+    "egress_enableinternalsnat": _NO_SERVICES,
+    "egress_clean": _NO_SERVICES,
+    "iptables_backend": _NO_SERVICES,
+}

@@ -1,0 +1,86 @@
+"""Every environment name accounted for: what vipgate says about names it does not read.
+
+Rules this module keeps:
+
+* Only names with a lowercase letter are looked at: kube-vip's and vipgate's names are
+  lowercase (kube-vip's ``vip_arpRate`` aside), and the uppercase ones a pod always has
+  (``KUBERNETES_SERVICE_HOST``, Service links, ``PATH``) are none of vipgate's business.
+* A name vipgate reads (an env name of :data:`~vipgate.config.table.SETTINGS`): nothing.
+* A kube-vip setting vipgate does not implement (:data:`~vipgate.config.table.NOT_IMPLEMENTED`):
+  one warning naming it and what vipgate does instead.
+* Any other name that looks like kube-vip's or vipgate's (its lowercase form starts with one of
+  :data:`PREFIXES`, taken from kube-vip's ``pkg/kubevip/config_envvar.go``): one warning naming
+  it and the closest known name. Names are case-sensitive, as in kube-vip.
+* An empty variable counts as unset (as everywhere in vipgate): no warning. A value is never
+  part of a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+from vipgate.config.table import NOT_IMPLEMENTED, SETTINGS
+
+READ: frozenset[str] = frozenset(name for s in SETTINGS for name in s.env)
+KNOWN: tuple[str, ...] = tuple(sorted(READ | set(NOT_IMPLEMENTED)))
+
+# The first words of kube-vip's environment names (config_envvar.go) and of vipgate's own.
+PREFIXES: tuple[str, ...] = (
+    "vip_",
+    "bgp_",
+    "mpbgp_",
+    "cp_",
+    "control_plane_",
+    "svc_",
+    "lb_",
+    "egress_",
+    "prometheus_",
+    "dns_",
+    "dhcp_",
+    "k8s_",
+    "kubernetes_",
+    "zebra_",
+    "enable_",
+    "disable_service",
+    "per_service_",
+    "instance_",
+    "mirror_",
+    "iptables_",
+    "backend_health",
+    "health_check_",
+    "config_file",
+    "debounce_",
+)
+
+_LOWER = {name.lower(): name for name in KNOWN}
+
+
+def closest(name: str) -> str | None:
+    """The known name closest to ``name`` (compared in lowercase), or None."""
+    match = difflib.get_close_matches(name.lower(), list(_LOWER), n=1, cutoff=0.6)
+    return _LOWER[match[0]] if match else None
+
+
+def name_warning(name: str) -> str | None:
+    """The warning for one environment name (never its value), or None."""
+    if name in READ or not any(c.islower() for c in name):
+        return None
+    if name in NOT_IMPLEMENTED:
+        return (
+            f"environment variable {name} is a kube-vip setting vipgate does not implement; "
+            f"it is ignored: {NOT_IMPLEMENTED[name]}"
+        )
+    if not name.lower().startswith(PREFIXES) and name.lower() not in _LOWER:
+        return None
+    near = closest(name)
+    hint = f"did you mean {near}?" if near else "see the settings in docs/configuration.md"
+    return (
+        f"environment variable {name} is not a setting of vipgate or kube-vip; it is "
+        f"ignored: {hint}"
+    )
+
+
+def name_warnings(env: Mapping[str, str]) -> list[str]:
+    """One warning per set environment name vipgate does not read (see the module's rules)."""
+    return [w for name in sorted(env) if env[name] != "" for w in [name_warning(name)] if w]
