@@ -69,6 +69,7 @@ class Manager:
         self.reader: Probe | None = None  # reads the readiness (the same probe when it can)
         if metrics is not None:  # every series exists from the start, so alerts see a 0
             metrics.announced(prefix, False)
+            metrics.route_state(prefix, self.gate.route_state)
             metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
         if config.health_enabled:
             tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
@@ -93,6 +94,7 @@ class Manager:
             )
             if step.action is not None:
                 self.metrics.announced(self.prefix, g.announced)
+                self.metrics.route_state(self.prefix, g.route_state)
         if step.transition is not None:
             level = logging.WARNING if step.action is Action.WITHDRAW else logging.INFO
             log.log(level, "%s", step.transition.message)

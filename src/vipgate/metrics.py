@@ -26,7 +26,8 @@ Metrics
 | `vipgate_readiness_reads_total` | counter | `outcome` | reads of the apiserver's readiness (`control_plane_health_check_shutdown_address`) by outcome: `shutdown` (`[-]shutdown failed`), `clear` (no shutdown under way), `unknown` (no answer that tells) |
 | `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `depreferred` (failure threshold reached with `control_plane_health_check_unhealthy_action=deprefer`: announced de-preferred), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
 | `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw), `apiserver_shutdown`, `apiserver_shutdown_over`, `stop`, `drained` |
-| `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0 |
+| `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0; a de-preferred route is announced |
+| `vipgate_prefix_route_state` | gauge | `prefix`, `state` | 1 for the route's current state, 0 for the others: `announced` (a plain path), `depreferred` (announced with a worse path and GRACEFUL_SHUTDOWN: `control_plane_health_check_unhealthy_action=deprefer` with failing checks, or the stop's drain), `withdrawn` |
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
 | `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
@@ -35,6 +36,7 @@ Metrics
 | `vipgate_asyncio_tasks` | gauge | - | asyncio tasks alive in the daemon's event loop, counted when scraped (no cost between scrapes); flat over time in a healthy daemon (a growing count is a leak) |
 
 Useful queries: ``vipgate_prefix_announced == 0`` (a node is not carrying the VIP),
+``vipgate_prefix_route_state{state="depreferred"} == 1`` (a node carries it only as a fallback),
 ``rate(vipgate_probe_results_total{outcome!="ok"}[5m])``, ``vipgate_bgp_session_established == 0``.
 """  # noqa: E501
 
@@ -86,6 +88,8 @@ READINESS_OUTCOMES = ("shutdown", "clear", "unknown")
 
 GATE_STATES = tuple(s.value for s in GateState)
 """The gate's states (:class:`GateState` values)."""
+ROUTE_STATES = ("announced", "depreferred", "withdrawn")
+"""States of an announced prefix (``vipgate_prefix_route_state``; :attr:`Gate.route_state`)."""
 _GATE_ALIASES = {"unknown": "starting", "healthy": "up", "unhealthy": "down"}
 
 BFD_STATES = {"admindown": 1, "down": 2, "init": 3, "up": 4}
@@ -233,6 +237,12 @@ class Metrics:
             ["prefix"],
             registry=r,
         )
+        self.prefix_route_state = Gauge(
+            "vipgate_prefix_route_state",
+            "1 for the prefix's route state (announced, depreferred, withdrawn), else 0.",
+            ["prefix", "state"],
+            registry=r,
+        )
         self.bgp_session_state = Gauge(
             "vipgate_bgp_session_state",
             "BGP FSM state (BGP4-MIB bgpPeerState): 1 Idle, 2 Connect, 3 Active, 4 OpenSent, "
@@ -331,6 +341,13 @@ class Metrics:
     def announced(self, prefix: object, announced: bool) -> None:
         """Whether ``prefix`` is announced (in the Adj-RIB-Out) now."""
         self.prefix_announced.labels(str(prefix)).set(1 if announced else 0)
+
+    def route_state(self, prefix: object, state: str) -> None:
+        """The route state of ``prefix`` now: one of :data:`ROUTE_STATES`."""
+        if state not in ROUTE_STATES:
+            raise ValueError(f"unknown route state {state!r}")
+        for s in ROUTE_STATES:
+            self.prefix_route_state.labels(str(prefix), s).set(1 if s == state else 0)
 
     # ------------------------------------------------------------------ BGP (speaker observer)
     def session_state(self, peer: str, state: str) -> None:

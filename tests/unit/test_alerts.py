@@ -26,11 +26,14 @@ from vipgate.metrics import Metrics
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "vipgate-alerts.yaml"
 RULE_TESTS = ROOT / "tests" / "unit" / "alerts" / "vipgate-alerts.test.yaml"
+DEPREFER_TESTS = ROOT / "tests" / "unit" / "alerts" / "vipgate-deprefer.test.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "vipgate.json"
 ALERTS = {
     "VipgateRouteWithdrawn",
     "VipgateFewerAnnouncingNodes",
     "VipgateNoNodeAnnounces",
+    "VipgateRouteDepreferred",
+    "VipgateEveryNodeDepreferred",
     "VipgateBGPSessionDown",
     "VipgateHealthCheckTLSOrAccessError",
 }
@@ -57,6 +60,7 @@ def exported_series() -> set[str]:
     m.bfd_state("192.0.2.1", "up", "none")
     m.transition("healthy")
     m.announced("203.0.113.100/32", True)
+    m.route_state("203.0.113.100/32", "depreferred")
     m.readiness("clear")
     m.message("192.0.2.1", "sent", "keepalive")
     text = generate_latest(m.registry).decode()
@@ -98,6 +102,30 @@ def test_promtool_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text(tests)
     cp = promtool("test", "rules", "t.yaml", cwd=tmp_path)
     assert cp.returncode != 0 and "VipgateRouteWithdrawn" in cp.stdout + cp.stderr
+
+
+def test_promtool_deprefer_alert_tests_pass() -> None:
+    cp = promtool("test", "rules", DEPREFER_TESTS.name, cwd=DEPREFER_TESTS.parent)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "SUCCESS" in cp.stdout
+
+
+@pytest.mark.parametrize(
+    ("alert", "slower"),
+    [("VipgateRouteDepreferred", "for: 3m"), ("VipgateEveryNodeDepreferred", "for: 2m")],
+)
+def test_promtool_deprefer_alert_tests_can_fail(tmp_path: Path, alert: str, slower: str) -> None:
+    # The same tests against a rule that waits longer must fail: they pin each alert's timing.
+    text = RULES.read_text()
+    head, rule = text.split(f"- alert: {alert}\n", 1)
+    rule = re.sub(r"for: \d+[sm]", slower, rule, count=1)
+    (tmp_path / "rules.yaml").write_text(f"{head}- alert: {alert}\n{rule}")
+    tests = DEPREFER_TESTS.read_text().replace(
+        "../../../deploy/prometheus/vipgate-alerts.yaml", "rules.yaml"
+    )
+    (tmp_path / "t.yaml").write_text(tests)
+    cp = promtool("test", "rules", "t.yaml", cwd=tmp_path)
+    assert cp.returncode != 0 and alert in cp.stdout + cp.stderr
 
 
 def test_every_rule_is_complete() -> None:
@@ -156,6 +184,6 @@ def test_dashboard_is_a_grafana_dashboard() -> None:
             assert t["expr"].strip() and t["datasource"] == p["datasource"], p["title"]
 
 
-@pytest.mark.parametrize("path", [RULES, RULE_TESTS])
+@pytest.mark.parametrize("path", [RULES, RULE_TESTS, DEPREFER_TESTS])
 def test_yaml_files_parse(path: Path) -> None:
     assert yaml.safe_load(path.read_text())

@@ -423,3 +423,53 @@ def test_bfd_session_state_and_changes_by_diag() -> None:
     assert value(m, changes, peer=peer, state="admindown", diag="administratively_down") == 1
     m.bfd_state(peer, "bogus", "none")
     assert value(m, "vipgate_bfd_session_state", peer=peer) == 0
+
+
+def test_route_state_per_prefix_is_one_hot() -> None:
+    from vipgate.metrics import ROUTE_STATES
+
+    m = Metrics()
+    p4, p6 = "203.0.113.100/32", "2001:db8:100::100/128"
+    for state in ROUTE_STATES:
+        m.route_state(p4, state)
+        for s in ROUTE_STATES:
+            want = 1 if s == state else 0
+            assert value(m, "vipgate_prefix_route_state", prefix=p4, state=s) == want
+    m.route_state(ipaddress.ip_network(p6), "depreferred")
+    assert value(m, "vipgate_prefix_route_state", prefix=p6, state="depreferred") == 1
+    assert value(m, "vipgate_prefix_route_state", prefix=p4, state="withdrawn") == 1
+    with pytest.raises(ValueError, match="unknown route state"):
+        m.route_state(p4, "up")
+
+
+def test_route_state_follows_the_gate() -> None:
+    from vipgate.health.gate import Gate, UnhealthyAction
+    from vipgate.metrics import ROUTE_STATES
+
+    fail = ProbeResult(False, 500, ErrorKind.HTTP_STATUS, "HTTP 500", 0.01)
+    ok = ProbeResult(True, 200, ErrorKind.NONE, "", 0.01)
+    gate = Gate(
+        "https://localhost:6443/livez",
+        1,
+        5.0,
+        graceful_shutdown=3.0,
+        unhealthy_action=UnhealthyAction.DEPREFER,
+    )
+    gate.start(0.0)
+    seen = [gate.route_state]
+    for i, r in enumerate((ok, fail, ok)):
+        gate.feed(r, 1.0 + i)
+        seen.append(gate.route_state)
+    gate.stop(5.0)
+    seen.append(gate.route_state)  # the drain's path is de-preferred too
+    gate.tick(8.0)
+    seen.append(gate.route_state)
+    assert seen == [
+        "withdrawn",
+        "announced",
+        "depreferred",
+        "announced",
+        "depreferred",
+        "withdrawn",
+    ]
+    assert set(seen) == set(ROUTE_STATES)

@@ -570,6 +570,14 @@ class Gate:
         return self.state in _ANNOUNCED
 
     @property
+    def route_state(self) -> str:
+        """The route as the routers see it: "announced" (a plain path), "depreferred" (rule 12,
+        and the drain's GRACEFUL_SHUTDOWN path of rule 11) or "withdrawn"."""
+        if self.state in (GateState.DEPREFERRED, GateState.DRAINING):
+            return "depreferred"
+        return "announced" if self.announced else "withdrawn"
+
+    @property
     def depreferred(self) -> bool:
         """The route is announced de-preferred (rule 12)."""
         return self.state is GateState.DEPREFERRED
