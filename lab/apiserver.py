@@ -349,6 +349,12 @@ class FakeApiserver:
             await asyncio.sleep(self.delay_ms / 1000.0)
             if self.mode == "refuse":
                 return False
+        return await self._respond(writer, mode, path, query, keep)
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, mode: str, path: str, query: str, keep: bool
+    ) -> bool:
+        """Answer a request for `path` in `mode`; True if the connection stays open."""
         endpoint, _, check = path.strip("/").partition("/")
         text = "text/plain; charset=utf-8"
         if (
@@ -385,22 +391,26 @@ class FakeApiserver:
                 writer, 403, _status_json(403, "Forbidden", msg), "application/json", keep
             )
             return keep
-        failed: tuple[str, ...] = ()
-        if mode == "fail":
-            failed = ("etcd",)
-        elif mode == "etcd":
-            await asyncio.sleep(self.delay_ms / 1000.0)
-            failed = ("etcd", "etcd-readiness") if endpoint == "readyz" else ("etcd",)
-        elif mode == "unready" and endpoint == "readyz":
-            failed = ("informer-sync",)
-        elif mode == "shutdown" and endpoint == "readyz":
-            failed = ("shutdown",)
+        failed = await self._failed_checks(mode, endpoint)
         if failed:
             await self._send(writer, 500, check_list(endpoint, failed), text, keep)
         else:
             body = check_list(endpoint) if "verbose" in query else b"ok"
             await self._send(writer, 200, body, text, keep)
         return keep
+
+    async def _failed_checks(self, mode: str, endpoint: str) -> tuple[str, ...]:
+        """The checks `endpoint` lists as failed in `mode` (none: it answers 200)."""
+        if mode == "fail":
+            return ("etcd",)
+        if mode == "etcd":
+            await asyncio.sleep(self.delay_ms / 1000.0)
+            return ("etcd", "etcd-readiness") if endpoint == "readyz" else ("etcd",)
+        if mode == "unready" and endpoint == "readyz":
+            return ("informer-sync",)
+        if mode == "shutdown" and endpoint == "readyz":
+            return ("shutdown",)
+        return ()
 
     async def _send(
         self,

@@ -465,6 +465,20 @@ class BirdRouter(Router):
                     "  merge paths on;",
                     "}",
                 ]
+        lines += self._static_lines()
+        lines += self._bfd_lines()
+        self._proto = {}
+        for i, nb in enumerate(self.neighbors, 1):
+            pname = f"peer{i}"
+            self._proto[pname] = str(ipaddress.ip_address(nb.address))
+            lines += self._protocol_lines(pname, nb, imp)
+        self.conf.write_text("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o600)
+        return self.conf
+
+    def _static_lines(self) -> list[str]:
+        """Static protocols: the originated prefixes and the routes to multihop neighbors."""
+        lines: list[str] = []
         v4 = [p for p in self.originate if ":" not in p]
         v6 = [p for p in self.originate if ":" in p]
         s4 = [(n, via) for n, via in self.static_routes if ":" not in n]
@@ -480,6 +494,11 @@ class BirdRouter(Router):
                     f"route {n} via {via} {{ igp_metric = 0; }};" for n, via in static
                 )
                 lines.append(f"protocol static igp{v} {{ ipv{v}; {routes} }}")
+        return lines
+
+    def _bfd_lines(self) -> list[str]:
+        """The BFD protocol, when a neighbor has BFD (one setting for all)."""
+        lines: list[str] = []
         bfd = [nb.bfd for nb in self.neighbors if nb.bfd is not None]
         if bfd:
             if len(set(bfd)) != 1:
@@ -490,58 +509,55 @@ class BirdRouter(Router):
                 f"idle tx interval 1000 ms; multiplier {mult};"
             )
             lines.append(f'protocol bfd {{ interface "*" {{ {opts} }}; multihop {{ {opts} }}; }}')
-        self._proto = {}
-        for i, nb in enumerate(self.neighbors, 1):
-            pname = f"peer{i}"
-            self._proto[pname] = str(ipaddress.ip_address(nb.address))
-            ebgp = nb.asn != self.asn
-            local = f"{nb.local_address} " if nb.local_address else ""
-            if nb.local_port:
-                local += f"port {nb.local_port} "
-            # BIRD refuses a 4-octet neighbor AS with as4 off, and would still read the peer's
-            # AS from its AS4 capability: accept any external AS there instead.
-            peer_as = f"as {nb.asn}" if nb.as4 or nb.asn <= 0xFFFF else "external"
-            body = [
-                f"  local {local}as {self.asn};",
-                f"  neighbor {nb.address} port {nb.port} {peer_as};",
-                "  connect delay time 1;",
-                "  connect retry time 1;",
-                "  error wait time 1, 10;",
-                "  error forget time 10;",
-            ]
+        return lines
 
-            hold = nb.hold_time or self.hold_time
-            if hold:
-                body.append(f"  hold time {hold};")
-            if nb.keepalive:
-                body.append(f"  keepalive time {nb.keepalive};")
-            if nb.multihop:
-                body.append(f"  multihop {nb.multihop};")
-            if nb.password:
-                body.append(f"  password {_bird_str(nb.password)};")
-            if nb.passive:
-                body.append("  passive on;")
-            if nb.bfd is not None:
-                body.append("  bfd on;")
-            if not nb.as4:
-                body.append("  enable as4 off;")
-            if not ebgp:
-                body.append("  direct;" if not nb.multihop else "")
-            # Originated prefixes go to neighbors of their own address family only (an IPv6
-            # route over an IPv4 session would need an IPv6 next hop BIRD cannot pick here).
-            exp = [*self.originate, *nb.export]
-            exp4 = [p for p in exp if ":" not in p] if not nb.is_ipv6 else []
-            exp6 = [p for p in exp if ":" in p] if nb.is_ipv6 else []
-            for v, exp in ((4, exp4), (6, exp6)):
-                ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
-                extra = " next hop self;" if not ebgp else ""
+    def _protocol_lines(self, pname: str, nb: Neighbor, imp: str) -> list[str]:
+        """One `protocol bgp` for neighbor `nb`, importing with `imp`."""
+        ebgp = nb.asn != self.asn
+        local = f"{nb.local_address} " if nb.local_address else ""
+        if nb.local_port:
+            local += f"port {nb.local_port} "
+        # BIRD refuses a 4-octet neighbor AS with as4 off, and would still read the peer's
+        # AS from its AS4 capability: accept any external AS there instead.
+        peer_as = f"as {nb.asn}" if nb.as4 or nb.asn <= 0xFFFF else "external"
+        body = [
+            f"  local {local}as {self.asn};",
+            f"  neighbor {nb.address} port {nb.port} {peer_as};",
+            "  connect delay time 1;",
+            "  connect retry time 1;",
+            "  error wait time 1, 10;",
+            "  error forget time 10;",
+        ]
 
-                # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.
-                body.append(f"  ipv{v} {{ {imp}; {ef};{extra} }};")
-            lines += [f"protocol bgp {pname} {{", *[b for b in body if b], "}"]
-        self.conf.write_text("\n".join(lines) + "\n")
-        os.chmod(self.conf, 0o600)
-        return self.conf
+        hold = nb.hold_time or self.hold_time
+        if hold:
+            body.append(f"  hold time {hold};")
+        if nb.keepalive:
+            body.append(f"  keepalive time {nb.keepalive};")
+        if nb.multihop:
+            body.append(f"  multihop {nb.multihop};")
+        if nb.password:
+            body.append(f"  password {_bird_str(nb.password)};")
+        if nb.passive:
+            body.append("  passive on;")
+        if nb.bfd is not None:
+            body.append("  bfd on;")
+        if not nb.as4:
+            body.append("  enable as4 off;")
+        if not ebgp:
+            body.append("  direct;" if not nb.multihop else "")
+        # Originated prefixes go to neighbors of their own address family only (an IPv6
+        # route over an IPv4 session would need an IPv6 next hop BIRD cannot pick here).
+        exp = [*self.originate, *nb.export]
+        exp4 = [p for p in exp if ":" not in p] if not nb.is_ipv6 else []
+        exp6 = [p for p in exp if ":" in p] if nb.is_ipv6 else []
+        for v, exp in ((4, exp4), (6, exp6)):
+            ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
+            extra = " next hop self;" if not ebgp else ""
+
+            # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.
+            body.append(f"  ipv{v} {{ {imp}; {ef};{extra} }};")
+        return [f"protocol bgp {pname} {{", *[b for b in body if b], "}"]
 
     def _command(self) -> list[str]:
         return [
@@ -658,23 +674,27 @@ class BirdRouter(Router):
                     continue
             if cur is None:
                 continue
-            line = raw.strip()
-            if line.startswith("via "):
-                cur.setdefault("via", line.split()[1])
-            elif line.startswith("Type: BGP"):
-                cur["bgp"] = True
-            elif line.startswith("BGP.as_path:"):
-                cur["as_path"] = [int(x) for x in line.split(":", 1)[1].split() if x.isdigit()]
-            elif line.startswith("BGP.next_hop:"):
-                nhs = line.split(":", 1)[1].split()
-                if nhs:
-                    cur["nh"] = nhs[0]
-            elif line.startswith("BGP.local_pref:"):
-                cur["lp"] = int(line.split(":", 1)[1])
-            elif line.startswith("BGP.med:"):
-                cur["med"] = int(line.split(":", 1)[1])
+            _bird_path_line(cur, raw.strip())
         flush()
         return paths
+
+
+def _bird_path_line(cur: dict[str, Any], line: str) -> None:
+    """One attribute line of a path in `birdc show route ... all` into `cur`."""
+    if line.startswith("via "):
+        cur.setdefault("via", line.split()[1])
+    elif line.startswith("Type: BGP"):
+        cur["bgp"] = True
+    elif line.startswith("BGP.as_path:"):
+        cur["as_path"] = [int(x) for x in line.split(":", 1)[1].split() if x.isdigit()]
+    elif line.startswith("BGP.next_hop:"):
+        nhs = line.split(":", 1)[1].split()
+        if nhs:
+            cur["nh"] = nhs[0]
+    elif line.startswith("BGP.local_pref:"):
+        cur["lp"] = int(line.split(":", 1)[1])
+    elif line.startswith("BGP.med:"):
+        cur["med"] = int(line.split(":", 1)[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,48 +795,60 @@ class FrrRouter(Router):
         if self.hold_time:
             lines.append(f" timers bgp {max(self.hold_time // 3, 1)} {self.hold_time}")
         for nb in self.neighbors:
-            a = nb.address
-            lines.append(f" neighbor {a} remote-as {nb.asn}")
-            if nb.port != 179:
-                lines.append(f" neighbor {a} port {nb.port}")
-            lines.append(f" neighbor {a} timers connect 1")
-            if nb.hold_time:
-                ka = nb.keepalive or max(nb.hold_time // 3, 1)
-                lines.append(f" neighbor {a} timers {ka} {nb.hold_time}")
-            if nb.password:
-                lines.append(f" neighbor {a} password {nb.password}")
-            if nb.multihop:
-                lines.append(f" neighbor {a} ebgp-multihop {nb.multihop}")
-            if nb.passive:
-                lines.append(f" neighbor {a} passive")
-            if nb.local_address:
-                lines.append(f" neighbor {a} update-source {nb.local_address}")
-            if nb.strict_capabilities:
-                lines.append(f" neighbor {a} strict-capability-match")
-            if nb.extended_open:
-                lines.append(f" neighbor {a} extended-optional-parameters")
-            if nb.bfd is not None:
-                lines.append(f" neighbor {a} bfd profile lab")
+            lines += self._neighbor_lines(nb)
         for v in (4, 6):
-            lines.append(f" address-family ipv{v} unicast")
-            lines.append("  maximum-paths 16")
-            lines.append("  maximum-paths ibgp 16")
-            for p in self.originate:
-                if (":" in p) == (v == 6):
-                    lines.append(f"  network {p}")
-            for nb in self.neighbors:
-                if v not in nb.families:
-                    continue
-                lines.append(f"  neighbor {nb.address} activate")
-                if nb.asn == self.asn:
-                    lines.append(f"  neighbor {nb.address} next-hop-self")
-                    if self.graceful_shutdown:
-                        lines.append(f"  neighbor {nb.address} route-map GSHUT-IN in")
-            lines.append(" exit-address-family")
+            lines += self._family_lines(v)
         lines += ["!", "line vty", "!"]
         self.conf.write_text("\n".join(lines) + "\n")
         os.chmod(self.conf, 0o600)
         return self.conf
+
+    def _neighbor_lines(self, nb: Neighbor) -> list[str]:
+        """The `router bgp` lines of neighbor `nb`."""
+        lines: list[str] = []
+        a = nb.address
+        lines.append(f" neighbor {a} remote-as {nb.asn}")
+        if nb.port != 179:
+            lines.append(f" neighbor {a} port {nb.port}")
+        lines.append(f" neighbor {a} timers connect 1")
+        if nb.hold_time:
+            ka = nb.keepalive or max(nb.hold_time // 3, 1)
+            lines.append(f" neighbor {a} timers {ka} {nb.hold_time}")
+        if nb.password:
+            lines.append(f" neighbor {a} password {nb.password}")
+        if nb.multihop:
+            lines.append(f" neighbor {a} ebgp-multihop {nb.multihop}")
+        if nb.passive:
+            lines.append(f" neighbor {a} passive")
+        if nb.local_address:
+            lines.append(f" neighbor {a} update-source {nb.local_address}")
+        if nb.strict_capabilities:
+            lines.append(f" neighbor {a} strict-capability-match")
+        if nb.extended_open:
+            lines.append(f" neighbor {a} extended-optional-parameters")
+        if nb.bfd is not None:
+            lines.append(f" neighbor {a} bfd profile lab")
+        return lines
+
+    def _family_lines(self, v: int) -> list[str]:
+        """The `address-family ipv{v} unicast` block: multipath, networks, activated neighbors."""
+        lines: list[str] = []
+        lines.append(f" address-family ipv{v} unicast")
+        lines.append("  maximum-paths 16")
+        lines.append("  maximum-paths ibgp 16")
+        for p in self.originate:
+            if (":" in p) == (v == 6):
+                lines.append(f"  network {p}")
+        for nb in self.neighbors:
+            if v not in nb.families:
+                continue
+            lines.append(f"  neighbor {nb.address} activate")
+            if nb.asn == self.asn:
+                lines.append(f"  neighbor {nb.address} next-hop-self")
+                if self.graceful_shutdown:
+                    lines.append(f"  neighbor {nb.address} route-map GSHUT-IN in")
+        lines.append(" exit-address-family")
+        return lines
 
     def _command(self) -> list[str]:
         return [

@@ -149,44 +149,13 @@ def build_topology(
         nodes.append(Node(name=name, ns=ns, ip4=node_ip4(i), ip6=node_ip6(i)))
     mid: str | None = None
     if n_multihop:
-        mid = lab.add_netns("mid")
-        lab.sysctl(mid, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
-        lab.veth(r, "m0", mid, "eth0")
-        lab.set_master(r, "m0", "br0")
-        lab.addr(mid, "eth0", f"{MID_IP4}/24")
-        lab.addr(mid, "eth0", f"{MID_IP6}/64")
-        lab.route(mid, "default", "via", ROUTER_IP4)
-        lab.route(mid, "default", "via", ROUTER_IP6)
-        lab.bridge(mid, "br1")
-        lab.addr(mid, "br1", f"{FAR_GW4}/26")
-        lab.addr(mid, "br1", f"{FAR_GW6}/64")
-        lab.route(r, FAR_NET4, "via", MID_IP4)
-        lab.route(r, FAR_NET6, "via", MID_IP6)
-        links += [(r, "m0"), (mid, "eth0")]
-        for k in range(n_multihop):
-            name = f"far{k}"
-            ns = lab.add_netns(name)
-            lab.veth(mid, f"f{k}", ns, "eth0")
-            lab.set_master(mid, f"f{k}", "br1")
-            ip4 = str(ipaddress.ip_address(FAR_GW4) + 1 + k)
-            ip6 = str(ipaddress.ip_address(FAR_GW6) + 1 + k)
-            lab.addr(ns, "eth0", f"{ip4}/26")
-            lab.addr(ns, "eth0", f"{ip6}/64")
-            lab.route(ns, "default", "via", FAR_GW4)
-            lab.route(ns, "default", "via", FAR_GW6)
-            links += [(mid, f"f{k}"), (ns, "eth0")]
-            nodes.append(Node(name=name, ns=ns, ip4=ip4, ip6=ip6, multihop=True))
+        mid, mid_links, far_nodes = _add_multihop(lab, r, n_multihop)
+        links += mid_links
+        nodes += far_nodes
     c = ""
     if client:
         c = lab.add_netns("client")
-        lab.veth(r, "c0", c, "eth0")
-        lab.addr(r, "c0", f"{ROUTER_CLIENT_IP4}/24")
-        lab.addr(r, "c0", f"{ROUTER_CLIENT_IP6}/64")
-        lab.addr(c, "eth0", f"{CLIENT_IP4}/24")
-        lab.addr(c, "eth0", f"{CLIENT_IP6}/64")
-        lab.route(c, "default", "via", ROUTER_CLIENT_IP4)
-        lab.route(c, "default", "via", ROUTER_CLIENT_IP6)
-        links += [(r, "c0"), (c, "eth0")]
+        links += _link_client(lab, r, c)
     lab.wait_carrier(links)
     topo = Topology(lab=lab, router_ns=r, client_ns=c, nodes=nodes, mid_ns=mid)
     if router_kind is not None:
@@ -201,6 +170,54 @@ def build_topology(
         if start_router:
             topo.router.start()
     return topo
+
+
+def _add_multihop(
+    lab: Lab, r: str, n_multihop: int
+) -> tuple[str, list[tuple[str, str]], list[Node]]:
+    """The intermediate router namespace and nodes far0..farK behind it (2 hops from `r`)."""
+    links: list[tuple[str, str]] = []
+    nodes: list[Node] = []
+    mid = lab.add_netns("mid")
+    lab.sysctl(mid, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
+    lab.veth(r, "m0", mid, "eth0")
+    lab.set_master(r, "m0", "br0")
+    lab.addr(mid, "eth0", f"{MID_IP4}/24")
+    lab.addr(mid, "eth0", f"{MID_IP6}/64")
+    lab.route(mid, "default", "via", ROUTER_IP4)
+    lab.route(mid, "default", "via", ROUTER_IP6)
+    lab.bridge(mid, "br1")
+    lab.addr(mid, "br1", f"{FAR_GW4}/26")
+    lab.addr(mid, "br1", f"{FAR_GW6}/64")
+    lab.route(r, FAR_NET4, "via", MID_IP4)
+    lab.route(r, FAR_NET6, "via", MID_IP6)
+    links += [(r, "m0"), (mid, "eth0")]
+    for k in range(n_multihop):
+        name = f"far{k}"
+        ns = lab.add_netns(name)
+        lab.veth(mid, f"f{k}", ns, "eth0")
+        lab.set_master(mid, f"f{k}", "br1")
+        ip4 = str(ipaddress.ip_address(FAR_GW4) + 1 + k)
+        ip6 = str(ipaddress.ip_address(FAR_GW6) + 1 + k)
+        lab.addr(ns, "eth0", f"{ip4}/26")
+        lab.addr(ns, "eth0", f"{ip6}/64")
+        lab.route(ns, "default", "via", FAR_GW4)
+        lab.route(ns, "default", "via", FAR_GW6)
+        links += [(mid, f"f{k}"), (ns, "eth0")]
+        nodes.append(Node(name=name, ns=ns, ip4=ip4, ip6=ip6, multihop=True))
+    return mid, links, nodes
+
+
+def _link_client(lab: Lab, r: str, c: str) -> list[tuple[str, str]]:
+    """The client namespace `c` on its own segment behind the router `r`."""
+    lab.veth(r, "c0", c, "eth0")
+    lab.addr(r, "c0", f"{ROUTER_CLIENT_IP4}/24")
+    lab.addr(r, "c0", f"{ROUTER_CLIENT_IP6}/64")
+    lab.addr(c, "eth0", f"{CLIENT_IP4}/24")
+    lab.addr(c, "eth0", f"{CLIENT_IP6}/64")
+    lab.route(c, "default", "via", ROUTER_CLIENT_IP4)
+    lab.route(c, "default", "via", ROUTER_CLIENT_IP6)
+    return [(r, "c0"), (c, "eth0")]
 
 
 def node_neighbors(

@@ -66,50 +66,9 @@ def check_png(path: Path) -> None:
     assert dark > len(px) * 0.05, "picture has almost no drawn area"
 
 
-# ---------------------------------------------------------------------------------------------
-# The demo, for real
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.lab
-def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    t = time.monotonic()
-    cp = subprocess.run(
-        demo_cmd("--short", "--out-dir", str(tmp_path)),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    runtime = time.monotonic() - t
-    out = cp.stdout
-    assert cp.returncode == 0, f"demo exit {cp.returncode}\n{out[-6000:]}\n{cp.stderr[-3000:]}"
-    assert "Traceback" not in cp.stderr, cp.stderr[-3000:]
-
-    # The narration shows each phase and the router's next hops.
-    for n in (1, 2, 3, 4):
-        assert f"== Phase {n}/4" in out
-    assert "nexthop via 192.0.2.11" in out and "nexthop via 192.0.2.13" in out
-    # (the fast re-checks come 0.2 s apart: the metrics read may see 1/3 and 2/3 or not)
-    assert re.search(r"node1 vipgate: failed health checks 3/3 .*-> withdraw", out)
-    assert "[FAIL]" not in out
-
-    # The summary table: header and one row per phase, agreeing with the JSON.
-    assert "| phase " in out and "| measured " in out and "| requests ok |" in out
-    rows = table_rows(out)
-    assert sorted(rows) == [1, 2, 3, 4], out[-3000:]
-    summary: dict[str, Any] = json.loads((tmp_path / "demo-summary.json").read_text())
-    assert summary["ok"] is True
-    assert all(e["ok"] for e in summary["expectations"]), summary["expectations"]
+def check_phases(summary: dict[str, Any], rows: dict[int, list[str]], out: str) -> None:
+    """What each phase of the demo promises, from its summary, table rows and narration."""
     p1, p2, p3, p4 = summary["phases"]
-    for p in (p1, p2, p3, p4):
-        row = rows[p["number"]]
-        assert row[2] == str(p["requests"]["ok"]) and row[3] == str(p["requests"]["failed"])
-        assert row[4] == " ".join(p["nexthops_end"])
-
     period, threshold = summary["settings"]["period"], summary["settings"]["threshold"]
     fast = summary["settings"]["fast_period"]
     assert (period, summary["settings"]["timeout"], threshold) == (5.0, 3.0, 3)  # kube-vip's
@@ -151,6 +110,52 @@ def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
     assert p4["requests"]["failed"] - p4["requests"]["rehashed"] == 0, p4["requests"]
     assert p4["requests"]["rehashed"] <= 1, p4["requests"]
     assert p4["nexthops_end"] == ["node1", "node3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo, for real
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.lab
+def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    t = time.monotonic()
+    cp = subprocess.run(
+        demo_cmd("--short", "--out-dir", str(tmp_path)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    runtime = time.monotonic() - t
+    out = cp.stdout
+    assert cp.returncode == 0, f"demo exit {cp.returncode}\n{out[-6000:]}\n{cp.stderr[-3000:]}"
+    assert "Traceback" not in cp.stderr, cp.stderr[-3000:]
+
+    # The narration shows each phase and the router's next hops.
+    for n in (1, 2, 3, 4):
+        assert f"== Phase {n}/4" in out
+    assert "nexthop via 192.0.2.11" in out and "nexthop via 192.0.2.13" in out
+    # (the fast re-checks come 0.2 s apart: the metrics read may see 1/3 and 2/3 or not)
+    assert re.search(r"node1 vipgate: failed health checks 3/3 .*-> withdraw", out)
+    assert "[FAIL]" not in out
+
+    # The summary table: header and one row per phase, agreeing with the JSON.
+    assert "| phase " in out and "| measured " in out and "| requests ok |" in out
+    rows = table_rows(out)
+    assert sorted(rows) == [1, 2, 3, 4], out[-3000:]
+    summary: dict[str, Any] = json.loads((tmp_path / "demo-summary.json").read_text())
+    assert summary["ok"] is True
+    assert all(e["ok"] for e in summary["expectations"]), summary["expectations"]
+    for p in summary["phases"]:
+        row = rows[p["number"]]
+        assert row[2] == str(p["requests"]["ok"]) and row[3] == str(p["requests"]["failed"])
+        assert row[4] == " ".join(p["nexthops_end"])
+
+    check_phases(summary, rows, out)
 
     # The picture.
     png = tmp_path / "demo-timeline.png"
