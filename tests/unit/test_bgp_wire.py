@@ -943,3 +943,106 @@ def test_attribute_table_rfc7606_handling() -> None:
         wire.A_MP_UNREACH,
     }
     assert sorted(table) == [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 17]
+
+
+# A de-preferred path (OutboundPolicy.depreferred): eBGP our AS 3 more times + 65535:0; iBGP
+# LOCAL_PREF 0 + 65535:0 (RFC 4271 9.1.2.2 a-b: LOCAL_PREF, then AS_PATH length, decide first).
+UPDATE_EBGP_DEPREFERRED = h(
+    M
+    + """
+    0043 02 0000 0027          # length 67, attributes 39
+    40 01 01 00                # ORIGIN IGP
+    40 02 12 02 04             # AS_PATH, length 18: AS_SEQUENCE of 4
+      0000fde8 0000fde8 0000fde8 0000fde8   # 65000 65000 65000 65000
+    40 03 04 c000020b          # NEXT_HOP 192.0.2.11
+    c0 08 04 ffff0000          # COMMUNITIES 65535:0
+    20 cb007164                # 203.0.113.100/32
+    """
+)
+UPDATE_IBGP_DEPREFERRED = h(
+    M
+    + """
+    0038 02 0000 001c          # length 56, attributes 28
+    40 01 01 00
+    40 02 00                   # empty AS_PATH: no prepending inside the AS
+    40 03 04 c000020b
+    40 05 04 00000000          # LOCAL_PREF 0
+    c0 08 04 ffff0000          # COMMUNITIES 65535:0
+    20 cb007164
+    """
+)
+UPDATE_AS_TRANS_DEPREFERRED = h(
+    M
+    + """
+    0050 02 0000 0034          # length 80, attributes 52
+    40 01 01 00
+    40 02 0a 02 04 5ba0 5ba0 5ba0 5ba0     # AS_PATH: AS_TRANS x 4 (2-octet peer)
+    40 03 04 c000020b
+    c0 08 04 ffff0000
+    c0 11 12 02 04 fa56ea01 fa56ea01 fa56ea01 fa56ea01   # AS4_PATH: 4200000001 x 4
+    20 cb007164
+    """
+)
+UPDATE_V6_DEPREFERRED = h(
+    M
+    + """
+    0061 02 0000 004a          # length 97, attributes 74
+    40 01 01 00
+    40 02 12 02 04 0000fde8 0000fde8 0000fde8 0000fde8
+    c0 08 04 ffff0000
+    90 0e 0026
+      0002 01 10
+      20010db8000000010000000000000011
+      00
+      80 20010db8010000000000000000000100
+    """
+)
+
+
+def test_depreferred_builders_match_golden() -> None:
+    ebgp = EBGP_AS4.depreferred()
+    assert wire.DEPREFER_PREPEND == 3 and ebgp.prepend == 3
+    assert wire.announce_ipv4([VIP], NH, ebgp) == [UPDATE_EBGP_DEPREFERRED]
+    assert wire.announce_ipv6([VIP6], NH6, ebgp) == [UPDATE_V6_DEPREFERRED]
+    ibgp = OutboundPolicy(65000, False, True).depreferred()
+    assert ibgp.prepend == 0
+    assert wire.announce_ipv4([VIP], NH, ibgp) == [UPDATE_IBGP_DEPREFERRED]
+    as_trans = OutboundPolicy(4200000001, True, False).depreferred()
+    assert wire.announce_ipv4([VIP], NH, as_trans) == [UPDATE_AS_TRANS_DEPREFERRED]
+    upd = decode_one(UPDATE_EBGP_DEPREFERRED)
+    assert isinstance(upd, Update)
+    assert upd.get(AsPath) == AsPath((AsPathSegment(2, (65000,) * 4),))
+    assert upd.get(Communities) == Communities((0xFFFF0000,))
+    assert upd.get(LocalPref) is None  # eBGP: never on the wire (RFC 4271 5.1.5)
+    two = decode_one(UPDATE_AS_TRANS_DEPREFERRED, AS2)
+    assert isinstance(two, Update)
+    assert two.get(As4Path) == As4Path((AsPathSegment(2, (4200000001,) * 4),))
+    ib = decode_one(UPDATE_IBGP_DEPREFERRED)
+    assert isinstance(ib, Update) and ib.get(LocalPref) == LocalPref(0)
+    assert ib.get(AsPath) == AsPath(())
+
+
+@pytest.mark.parametrize("prepend", [0, 1, 3, 10])
+def test_depreferred_prepend_count(prepend: int) -> None:
+    p = EBGP_AS4.depreferred(prepend)
+    (seg,) = next(a for a in p.attributes() if isinstance(a, AsPath)).segments
+    assert seg.asns == (65000,) * (1 + prepend)
+    assert GRACEFUL_SHUTDOWN_COMMUNITY in p.communities
+    # idempotent and independent of the graceful-shutdown marking it builds on
+    assert p.depreferred(prepend) == p
+    assert p.graceful_shutdown() == p
+
+
+@pytest.mark.parametrize("prepend", [-1, 11])
+def test_depreferred_prepend_out_of_range(prepend: int) -> None:
+    with pytest.raises(ValueError, match="prepend must be 0-10"):
+        EBGP_AS4.depreferred(prepend)
+
+
+def test_plain_and_graceful_shutdown_policies_are_unchanged_by_prepend() -> None:
+    assert EBGP_AS4.prepend == 0
+    assert wire.announce_ipv4([VIP], NH, EBGP_AS4) == [UPDATE_EBGP_AS4]
+    assert wire.announce_ipv4([VIP], NH, EBGP_AS4.graceful_shutdown()) == [UPDATE_EBGP_GSHUT]
+
+
+GRACEFUL_SHUTDOWN_COMMUNITY = 0xFFFF0000

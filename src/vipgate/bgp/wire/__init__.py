@@ -133,6 +133,7 @@ from vipgate.bgp.wire.notification import (
     error_name,
 )
 from vipgate.bgp.wire.updates import (
+    DEPREFER_PREPEND,
     OutboundPolicy,
     announce_ipv4,
     announce_ipv6,
@@ -168,6 +169,7 @@ __all__ = [
     "C_FOUR_OCTET_AS",
     "C_MULTIPROTOCOL",
     "C_ROUTE_REFRESH",
+    "DEPREFER_PREPEND",
     "ERROR_NAMES",
     "F_EXTENDED",
     "F_OPTIONAL",

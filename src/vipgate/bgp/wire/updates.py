@@ -36,6 +36,7 @@ from vipgate.bgp.wire.capabilities import AFI_IPV6, SAFI_UNICAST
 from vipgate.bgp.wire.messages import HEADER_LEN, MARKER, MAX_MESSAGE_LEN, T_UPDATE
 
 __all__ = [
+    "DEPREFER_PREPEND",
     "OutboundPolicy",
     "announce_ipv4",
     "announce_ipv6",
@@ -46,11 +47,17 @@ __all__ = [
 ]
 
 
+DEPREFER_PREPEND = 3
+"""How many more times a de-preferred eBGP path carries our AS (``OutboundPolicy.depreferred``)."""
+MAX_PREPEND = 10
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundPolicy:
     """How we describe our routes to one peer.
 
-    eBGP: AS_PATH = [local_as] (AS_TRANS + AS4_PATH towards a 2-octet peer if local_as > 65535).
+    eBGP: AS_PATH = [local_as] (AS_TRANS + AS4_PATH towards a 2-octet peer if local_as > 65535),
+    with local_as ``prepend`` more times on a de-preferred path.
     iBGP: empty AS_PATH and LOCAL_PREF 100.  ORIGIN IGP always.
     """
 
@@ -60,6 +67,7 @@ class OutboundPolicy:
     local_pref: int = 100
     med: int | None = None
     communities: tuple[int, ...] = field(default=())
+    prepend: int = 0  # eBGP: extra copies of local_as in AS_PATH (a longer path loses)
 
     @property
     def ctx(self) -> SessionContext:
@@ -74,16 +82,32 @@ class OutboundPolicy:
             comms = (*comms, GRACEFUL_SHUTDOWN)
         return replace(self, communities=comms, local_pref=0 if not self.ebgp else self.local_pref)
 
+    def depreferred(self, prepend: int = DEPREFER_PREPEND) -> OutboundPolicy:
+        """This policy for a path every router should use only when no better one exists: the
+        GRACEFUL_SHUTDOWN marking (:meth:`graceful_shutdown`: 65535:0, LOCAL_PREF 0 on iBGP)
+        and, towards eBGP peers, our AS prepended ``prepend`` more times. Routers compare
+        LOCAL_PREF and then AS_PATH length before they consider paths equal for multipath
+        (RFC 4271 9.1.2.2 a-b), so such a path leaves the multipath set while a plain one
+        exists, on a router with no policy of its own, and is used when none does."""
+        if not 0 <= prepend <= MAX_PREPEND:
+            raise ValueError(f"prepend must be 0-{MAX_PREPEND}")
+        return replace(self.graceful_shutdown(), prepend=prepend if self.ebgp else 0)
+
     def attributes(self) -> list[PathAttribute]:
         """Path attributes common to every route (no NEXT_HOP / MP_REACH), by type code."""
         out: list[PathAttribute] = [Origin(Origin.IGP)]
         as4_path: As4Path | None = None
         if self.ebgp:
+            n = 1 + self.prepend
             if self.as4 or self.local_as <= 0xFFFF:
-                out.append(AsPath((AsPathSegment(AsPathSegment.AS_SEQUENCE, (self.local_as,)),)))
+                out.append(
+                    AsPath((AsPathSegment(AsPathSegment.AS_SEQUENCE, (self.local_as,) * n),))
+                )
             else:
-                out.append(AsPath((AsPathSegment(AsPathSegment.AS_SEQUENCE, (AS_TRANS,)),)))
-                as4_path = As4Path((AsPathSegment(AsPathSegment.AS_SEQUENCE, (self.local_as,)),))
+                out.append(AsPath((AsPathSegment(AsPathSegment.AS_SEQUENCE, (AS_TRANS,) * n),)))
+                as4_path = As4Path(
+                    (AsPathSegment(AsPathSegment.AS_SEQUENCE, (self.local_as,) * n),)
+                )
         else:
             out.append(AsPath(()))
         if self.med is not None:
