@@ -8,11 +8,10 @@ Sockets (RFC 5881 single hop, RFC 5883 multihop):
 
 * Receive: one UDP socket per address family and port, 3784 for single-hop peers and 4784 for
   multihop ones, bound to the BGP source address if one is set (else the wildcard) and to the
-  source interface (SO_BINDTODEVICE) if one is set.  Every datagram is read with its TTL / hop
-  limit (IP_RECVTTL, IPV6_RECVHOPLIMIT); on the single-hop port anything below 255 is dropped
-  (RFC 5881 section 5).  Linux's IP_MINTTL / IPV6_MINHOPCOUNT would do it in the kernel, but
-  they only act on TCP, not on UDP sockets.  Multihop packets are accepted with any TTL (RFC
-  5883 section 5 leaves the check to configuration; vipgate has none).
+  source interface (SO_BINDTODEVICE) if one is set (so every datagram came in on it).  Every
+  datagram is read with its TTL / hop limit (IP_RECVTTL, IPV6_RECVHOPLIMIT) and its arrival
+  time and handed to the pure :class:`~vipgate.bfd.demux.Demux`, which decides (the RFC 5881
+  section 5 TTL 255 rule, RFC 5880 6.8.6 demultiplexing); this module carries out its verdict.
 * Send: one UDP socket per session, bound to a source port chosen at random in 49152-65535
   (RFC 5881 section 4; the same port for the session's lifetime), to the BGP source address /
   interface as above, with TTL / hop limit 255 (both single hop and multihop), connected to the
@@ -38,10 +37,8 @@ sessions share them.
 * The detection timer is moved per packet (a heap push, no wake-up) and fires only when the
   peer goes silent.
 
-Demultiplexing (RFC 5880 6.8.6): a packet whose Your Discriminator is non-zero goes to the session
-with that local discriminator, and only if it comes from that session's peer address; one with
-Your Discriminator 0 goes to the session for its source address and port kind.  Anything else is
-dropped and counted (:attr:`Endpoint.dropped`), never raised.
+Demultiplexing and the TTL rule: :mod:`vipgate.bfd.demux` states them.  A packet it drops is
+counted under its rule (:attr:`Endpoint.dropped`), never raised.
 """
 
 from __future__ import annotations
@@ -56,10 +53,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Final, TypeAlias
 
 from vipgate.bfd import fsm, wire
+from vipgate.bfd.demux import Deliver, Demux
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 
@@ -312,16 +310,6 @@ class BfdSession:
                 log.warning("BFD peer %s: send failed: %s", self.name, e.strerror or e)
 
 
-def _parse_source(text: str) -> IPAddress | None:
-    try:
-        src = ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(src, IPv6Address) and src.ipv4_mapped is not None:
-        return src.ipv4_mapped
-    return src
-
-
 class Endpoint:
     """The BFD sessions of one speaker and their receive sockets (see the module docstring)."""
 
@@ -336,11 +324,9 @@ class Endpoint:
         self.source_if = source_if
         self.rng = rng
         self.sessions: list[BfdSession] = []
-        self._by_discr: dict[int, BfdSession] = {}
-        self._by_peer: dict[tuple[IPAddress, bool], BfdSession] = {}
+        self.demux: Demux[BfdSession] = Demux()
         self._rx: list[tuple[socket.socket, bool]] = []
         self.dropped: Counter[str] = Counter()
-        self._sources: dict[str, IPAddress | None] = {}  # recvmsg's address text -> address
         self._loop: asyncio.AbstractEventLoop | None = None
         self.watching = False  # the receive sockets wake the loop (not quiet)
         self._drained_at = 0.0
@@ -357,20 +343,17 @@ class Endpoint:
         """A new session (started by :meth:`start`), one per peer address and hop kind: a second
         BGP peer at the same address (another port) shares it and adds its callback.  Raises
         ValueError if the shared session's settings differ (``config.load`` refuses that)."""
-        existing = self._by_peer.get((peer, multihop))
+        existing = self.demux.session_for(peer, multihop)
         if existing is not None:
             if existing.settings != settings:
                 raise ValueError(f"two BFD settings for {peer}: {existing.settings}, {settings}")
             if on_state is not None:
                 existing.callbacks.append(on_state)
             return existing
-        discr = 0
-        while discr == 0 or discr in self._by_discr:
-            discr = int(self.rng() * 0xFFFFFFFF) & 0xFFFFFFFF
+        discr = self.demux.new_discriminator(self.rng)
         s = BfdSession(self, name, peer, multihop, settings, discr, on_state)
         self.sessions.append(s)
-        self._by_discr[discr] = s
-        self._by_peer[(peer, multihop)] = s
+        self.demux.add(s, discr, peer, multihop)
         return s
 
     async def start(self) -> None:
@@ -478,38 +461,10 @@ class Endpoint:
                     sec = int.from_bytes(value[:half], sys.byteorder, signed=True)
                     nsec = int.from_bytes(value[half:], sys.byteorder, signed=True)
                     at = min(now, max(self._drained_at, sec + nsec * 1e-9 + offset))
-            if not multihop and ttl != TTL:
-                self.dropped["ttl"] += 1
-                log.debug("BFD packet from %s discarded: TTL %d, not 255", addr[0], ttl)
-                continue
-            self._received(data, str(addr[0]), multihop, at)
-
-    def _received(self, data: bytes, source: str, multihop: bool, at: float | None = None) -> None:
-        try:
-            packet = wire.decode(data)
-        except wire.Discard as d:
-            self.dropped[d.rule] += 1
-            log.debug("BFD packet from %s discarded: %s", source, d)
-            return
-        if source in self._sources:
-            src = self._sources[source]
-        else:
-            src = _parse_source(source)
-            if len(self._sources) > 1024:  # bounded: peers are few, strangers may be many
-                self._sources.clear()
-            self._sources[source] = src
-        if src is None:
-            self.dropped["source"] += 1
-            return
-        if packet.your_discr:
-            session = self._by_discr.get(packet.your_discr)
-            if session is None or session.peer != src or session.multihop != multihop:
-                self.dropped["your_discriminator"] += 1
-                return
-        else:
-            found = self._by_peer.get((src, multihop))
-            if found is None:
-                self.dropped["no_session"] += 1
-                return
-            session = found
-        session.packet(packet, at)
+            verdict = self.demux.classify(data, str(addr[0]), multihop, ttl, at)
+            if isinstance(verdict, Deliver):
+                verdict.session.packet(verdict.packet, verdict.at)
+            else:
+                self.dropped[verdict.rule] += 1
+                if verdict.reason:
+                    log.debug("%s", verdict.reason)

@@ -16,8 +16,8 @@ the packet are made here, in the RFC's order:
    it optional, and kube-vip/GoBGP offer none), so a packet with the A bit is dropped.
 
 The checks that need a session (Your Discriminator selects none; the A bit *clear* when the
-session uses authentication, which never happens here) are in :mod:`vipgate.bfd.fsm` and the
-adapter's demultiplexer.  Intervals are in microseconds, as on the wire.
+session uses authentication, which never happens here) are in :mod:`vipgate.bfd.fsm` and
+:mod:`vipgate.bfd.demux`.  Intervals are in microseconds, as on the wire.
 """
 
 from __future__ import annotations
