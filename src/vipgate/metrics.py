@@ -3,7 +3,8 @@
 Every metric lives in a registry of our own (:class:`Metrics` makes one; the global default
 registry is not used), so tests can run several managers in one process. The manager and the
 speaker call small methods; :class:`Metrics` also satisfies the speaker's observer protocol
-(``session_state(peer, state)`` and ``message(peer, direction, msg_type)``).
+(:class:`vipgate.bgp.peer.SpeakerObserver`: ``session_state(peer, state)``,
+``message(peer, direction, msg_type)`` and ``bfd_state(peer, state, diag)``).
 
 The endpoint (:meth:`Metrics.serve`) is an asyncio server with HTTP/1.1 parsed by h11: it costs
 nothing while idle (no thread, no poll loop; the daemon's budget is <= 0.3 s CPU per 60 s), keeps
@@ -90,7 +91,6 @@ GATE_STATES = tuple(s.value for s in GateState)
 """The gate's states (:class:`GateState` values)."""
 ROUTE_STATES = ("announced", "depreferred", "withdrawn")
 """States of an announced prefix (``vipgate_prefix_route_state``; :attr:`Gate.route_state`)."""
-_GATE_ALIASES = {"unknown": "starting", "healthy": "up", "unhealthy": "down"}
 
 BFD_STATES = {"admindown": 1, "down": 2, "init": 3, "up": 4}
 """BFD-STD-MIB (RFC 7331) bfdSessState numbers by folded state name."""
@@ -167,7 +167,15 @@ class Metrics:
         # (A process-wide switch of prometheus_client; vipgate is the only user in its process.)
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._register_health(self.registry)
+        self._register_gate(self.registry)
+        self._register_sessions(self.registry)
+        self._peers: set[str] = set()
+        self._gate_states: list[str] = list(GATE_STATES)
+        self.gate(GateState.STARTING, 0)
+
+    def _register_health(self, r: CollectorRegistry) -> None:
+        """The build and the health checks' metrics (registered in exposition order)."""
         self.build_info = Info("vipgate_build", "vipgate version", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self.probe_results = Counter(
@@ -218,6 +226,9 @@ class Metrics:
         )
         for outcome in READINESS_OUTCOMES:
             self.readiness_reads.labels(outcome)
+
+    def _register_gate(self, r: CollectorRegistry) -> None:
+        """The gate's state and decisions, and the announced prefix."""
         self.gate_state = Gauge(
             "vipgate_gate_state",
             "1 for the gate's current state (starting, up, depreferred, down, disabled, "
@@ -243,6 +254,9 @@ class Metrics:
             ["prefix", "state"],
             registry=r,
         )
+
+    def _register_sessions(self, r: CollectorRegistry) -> None:
+        """The BGP and BFD sessions, and the event loop."""
         self.bgp_session_state = Gauge(
             "vipgate_bgp_session_state",
             "BGP FSM state (BGP4-MIB bgpPeerState): 1 Idle, 2 Connect, 3 Active, 4 OpenSent, "
@@ -281,9 +295,6 @@ class Metrics:
             registry=r,
         )
         self.asyncio_tasks.set_function(_count_tasks)
-        self._peers: set[str] = set()
-        self._gate_states: list[str] = list(GATE_STATES)
-        self.gate(GateState.STARTING, 0)
 
     # ------------------------------------------------------------------ health
     def probe(self, outcome: object, latency: float | None = None) -> None:
@@ -314,7 +325,6 @@ class Metrics:
     ) -> None:
         """Set the gate's state (a GateState or its value), its counters and its pace."""
         current = _word(state)
-        current = _GATE_ALIASES.get(current, current)
         if current not in self._gate_states:
             self._gate_states.append(current)
         for s in self._gate_states:

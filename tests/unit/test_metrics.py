@@ -139,7 +139,7 @@ def test_gate_state_is_one_hot_and_follows_the_gate() -> None:
     assert value(m, "vipgate_gate_state", state="up") == 1
     assert value(m, "vipgate_gate_state", state="down") == 0
     assert value(m, "vipgate_probe_consecutive_failures") == 0
-    m.gate("unhealthy", 1)  # the brief's names are aliases of the gate's
+    m.gate("down", 1)  # a state's value works as well as the state
     assert value(m, "vipgate_gate_state", state="down") == 1
     m.gate(GateState.DISABLED)
     on = [k[1] for k, v in samples(m).items() if k[0] == "vipgate_gate_state" and v == 1]
@@ -228,15 +228,15 @@ def test_bgp_messages_by_peer_direction_type() -> None:
 
 
 def test_satisfies_speaker_observer_protocol() -> None:
-    from typing import Protocol
+    from vipgate.bgp.peer import SpeakerObserver
 
-    class Observer(Protocol):
-        def session_state(self, peer: str, state: str) -> None: ...
-        def message(self, peer: str, direction: str, msg_type: str) -> None: ...
-
-    obs: Observer = Metrics()  # mypy checks the protocol here
+    m = Metrics()
+    obs: SpeakerObserver = m  # mypy checks the speaker's own protocol here
     obs.session_state("192.0.2.1", "Established")
     obs.message("192.0.2.1", "sent", "UPDATE")
+    obs.bfd_state("192.0.2.1", "Up", "none")
+    assert value(m, "vipgate_bgp_session_established", peer="192.0.2.1") == 1
+    assert value(m, "vipgate_bfd_session_state", peer="192.0.2.1") == 4
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,8 +109,8 @@ class ProbeResult:
     ``verified_name`` is the name the certificate is checked against (``server_name`` or the
     URL's host; "" for http://); ``ca_path`` is the CA file ("" = system trust store).
     ``shutdown`` is True when the answer was a 500 whose body carries the kube-apiserver's
-    ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; README, "Planned
-    restarts and stops").
+    ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; docs/deployment.md,
+    "Planned restarts and stops").
     """
 
     ok: bool
@@ -361,10 +361,11 @@ class ResponseClassifier:
     Rules: the headers decide (200 is the only success; 1xx are skipped, 3xx is a failure, not
     followed). The body is read only to reuse the connection: at most ``body_limit`` bytes, its
     first 240 bytes quoted in a failure's text, the first 16 KiB of a 500 searched for
-    :data:`SHUTDOWN_LINE` (README, "Planned restarts and stops"). A close or an invalid response
-    before the headers' end is a failure (RESET, PROTOCOL); after them it only costs the reuse,
-    as a body over the bound does. Reuse needs a complete answer HTTP/1.1 lets be reused
-    (RFC 9112 9.3: framed body read to its end, no ``Connection: close``), whatever its status.
+    :data:`SHUTDOWN_LINE` (docs/deployment.md, "Planned restarts and stops"). A close or an
+    invalid response before the headers' end is a failure (RESET, PROTOCOL); after them it only
+    costs the reuse, as a body over the bound does. Reuse needs a complete answer HTTP/1.1 lets
+    be reused (RFC 9112 9.3: framed body read to its end, no ``Connection: close``), whatever
+    its status.
     """
 
     def __init__(self, body_limit: int = BODY_LIMIT) -> None:
