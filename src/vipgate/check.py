@@ -29,12 +29,19 @@ import os
 import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from vipgate.config import Config
-from vipgate.health.probe import ErrorKind, PeerCertificate, Probe, ProbeResult
+from vipgate.health.probe import (
+    ErrorKind,
+    PeerCertificate,
+    Probe,
+    ProbeResult,
+    suggest_server_name,
+)
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -135,16 +142,6 @@ def _trust(config: Config) -> str:
     return f"CA file {config.health_ca_path}" if config.health_ca_path else "the system trust store"
 
 
-def _suggest_name(names: tuple[str, ...]) -> str:
-    """The name to recommend as server name: kubeadm's `kubernetes`, else the first DNS name."""
-    if "kubernetes" in names:
-        return "kubernetes"
-    for n in names:
-        if not n.replace(".", "").replace(":", "").isdigit() and "*" not in n and ":" not in n:
-            return n
-    return names[0] if names else "kubernetes"
-
-
 def _body_lines(text: str) -> list[str]:
     """The body quoted in the probe's one-line text, split back into lines for /livez output."""
     _, sep, body = text.partition(": ")
@@ -220,116 +217,163 @@ def _cert_text(subject: str, issuer: str, names: tuple[str, ...], not_after: str
     return text
 
 
-def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[str, str]:
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# The failures whose cause and fix need nothing but the result and the settings: templates over
+# ``text`` (the probe's one line), ``where`` (host:port), ``port``, ``timeout`` and the settings.
+_SIMPLE: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.REFUSED: (
+        "connection refused by {where}: nothing listens there ({text})",
+        "start kube-apiserver on this node, or correct the host/port in {address}; see "
+        "`crictl ps --name kube-apiserver` and `ss -ltn 'sport = :{port}'`",
+    ),
+    ErrorKind.TIMEOUT: (
+        "no answer within {timeout:g} s: {text}",
+        "the server hangs or packets are dropped (firewall); check the apiserver's health "
+        "and log. The limit is {timeout_setting}",
+    ),
+    ErrorKind.RESET: (
+        "the server closed the connection: {text}",
+        "the apiserver may be restarting or overloaded; if it persists, check that "
+        "{where} is the apiserver (https) and look at its log",
+    ),
+    ErrorKind.DNS: (
+        "{text}",
+        "use an IP address in {address}, or a name this node resolves (/etc/hosts)",
+    ),
+    ErrorKind.PROTOCOL: (
+        "the answer is not HTTP/1.1: {text}",
+        "check the scheme in {address} (https:// for kube-apiserver)",
+    ),
+}
+_ANY_OTHER = ("{text}", "check the network path to {where}")
+
+Explanation = tuple[str, str]
+_Explainer = Callable[[Config, Observation, str, int], Explanation | None]
+
+
+def _explain(config: Config, obs: Observation, host: str, port: int) -> Explanation:
+    """The cause and the fix of a failed check: a kind's own rules first (None: they have
+    nothing specific to say), else its entry in the template table."""
     r = obs.result
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    kind = r.error
-    if kind is ErrorKind.TLS_HOSTNAME:
-        names = r.cert_names or (obs.certificate.names if obs.certificate else ())
-        listed = ", ".join(names) if names else "(could not be read)"
-        name = r.verified_name or host
-        cause = (
-            f"the certificate does not name {name!r}, the name it was verified against "
-            f"({_name_source(config)}).\nThe certificate names: {listed}"
+    special = _EXPLAINERS.get(r.error)
+    found = special(config, obs, host, port) if special is not None else None
+    if found is not None:
+        return found
+    cause, fix = _SIMPLE.get(r.error, _ANY_OTHER)
+    fields = {
+        "text": r.text,
+        "where": _where(host, port),
+        "port": port,
+        "timeout": config.health_timeout,
+        "address": _ADDRESS,
+        "timeout_setting": _TIMEOUT,
+    }
+    return cause.format(**fields), fix.format(**fields)
+
+
+def _explain_hostname(config: Config, obs: Observation, host: str, port: int) -> Explanation:
+    r = obs.result
+    names = r.cert_names or (obs.certificate.names if obs.certificate else ())
+    listed = ", ".join(names) if names else "(could not be read)"
+    name = r.verified_name or host
+    cause = (
+        f"the certificate does not name {name!r}, the name it was verified against "
+        f"({_name_source(config)}).\nThe certificate names: {listed}"
+    )
+    suggestion = suggest_server_name(names)
+    if config.health_server_name:
+        return cause, f"set {_SERVER_NAME} to a name the certificate lists, e.g. {suggestion}"
+    fix = (
+        f"set {_set(_SERVER_NAME, suggestion)}: the TCP connection still goes to "
+        f"{_where(host, port)}, only the certificate is checked against {suggestion!r}"
+    )
+    if host in ("localhost", "127.0.0.1", "::1"):
+        fix += (
+            ".\nkubeadm's apiserver certificate names kubernetes, the node name and "
+            "IPs, but never localhost or 127.0.0.1"
         )
-        suggestion = _suggest_name(names)
-        if config.health_server_name:
-            fix = f"set {_SERVER_NAME} to a name the certificate lists, e.g. {suggestion}"
-        else:
-            fix = (
-                f"set {_set(_SERVER_NAME, suggestion)}: the TCP connection still goes to {where}, "
-                f"only the certificate is checked against {suggestion!r}"
-            )
-            if host in ("localhost", "127.0.0.1", "::1"):
-                fix += (
-                    ".\nkubeadm's apiserver certificate names kubernetes, the node name and "
-                    "IPs, but never localhost or 127.0.0.1"
-                )
-        return cause, fix
-    if kind is ErrorKind.TLS_VERIFY:
-        cause = f"the server's certificate is not trusted: {r.text}"
-        if config.health_ca_path:
-            held = ", ".join(obs.ca_subjects) if obs.ca_subjects else "(unreadable)"
-            cause += f"\nCA file {config.health_ca_path} holds: {held}"
-        if "expired" in r.text or "not yet valid" in r.text:
-            fix = (
-                "renew the apiserver certificate (kubeadm: `kubeadm certs renew apiserver`, then "
-                "restart kube-apiserver) or fix this machine's clock"
-            )
-        elif (
-            config.health_ca_path
-            and obs.unverified is not None
-            and obs.unverified.issuer in obs.ca_subjects
-        ):
-            cause += (
-                f"\nthe CA file holds a CA named {obs.unverified.issuer}, like the certificate's "
-                "issuer, but with another key: it did not sign this certificate"
-            )
-            fix = (
-                f"{config.health_ca_path} is another cluster's CA or an outdated copy (the CA was "
-                f"regenerated): point {_CA} at this cluster's CA; on kubeadm clusters that is "
-                f"{KUBEADM_CA} on a control-plane node"
-            )
-        elif config.health_ca_path:
-            fix = (
-                f"point {_CA} at the CA that signed the apiserver's certificate"
-                + (f" (issued by {obs.unverified.issuer})" if obs.unverified else "")
-                + f"; on kubeadm clusters that is {KUBEADM_CA}"
-            )
-        else:
-            fix = (
-                f"no CA file is set, so the system trust store was used, which does not hold the "
-                f"cluster's CA: set {_set(_CA, KUBEADM_CA)}, kubeadm's cluster CA"
-            )
-        return cause, fix
-    if kind is ErrorKind.TLS_OTHER:
-        if config.health_ca_path and "CA file" in r.text:
-            return r.text, f"make {config.health_ca_path} a readable PEM file of the cluster's CA"
-        return (
-            f"TLS failed: {r.text}",
-            f"check that {where} speaks TLS (for a plain HTTP server use an http:// URL in "
-            f"{_ADDRESS})",
+    return cause, fix
+
+
+def _explain_untrusted(config: Config, obs: Observation, host: str, port: int) -> Explanation:
+    r = obs.result
+    ca = config.health_ca_path
+    cause = f"the server's certificate is not trusted: {r.text}"
+    if ca:
+        held = ", ".join(obs.ca_subjects) if obs.ca_subjects else "(unreadable)"
+        cause += f"\nCA file {ca} holds: {held}"
+    if "expired" in r.text or "not yet valid" in r.text:
+        return cause, (
+            "renew the apiserver certificate (kubeadm: `kubeadm certs renew apiserver`, then "
+            "restart kube-apiserver) or fix this machine's clock"
         )
-    if kind is ErrorKind.HTTP_STATUS and r.status in (401, 403):
+    if ca and obs.unverified is not None and obs.unverified.issuer in obs.ca_subjects:
+        cause += (
+            f"\nthe CA file holds a CA named {obs.unverified.issuer}, like the certificate's "
+            "issuer, but with another key: it did not sign this certificate"
+        )
+        return cause, (
+            f"{ca} is another cluster's CA or an outdated copy (the CA was "
+            f"regenerated): point {_CA} at this cluster's CA; on kubeadm clusters that is "
+            f"{KUBEADM_CA} on a control-plane node"
+        )
+    if ca:
+        return cause, (
+            f"point {_CA} at the CA that signed the apiserver's certificate"
+            + (f" (issued by {obs.unverified.issuer})" if obs.unverified else "")
+            + f"; on kubeadm clusters that is {KUBEADM_CA}"
+        )
+    return cause, (
+        f"no CA file is set, so the system trust store was used, which does not hold the "
+        f"cluster's CA: set {_set(_CA, KUBEADM_CA)}, kubeadm's cluster CA"
+    )
+
+
+def _explain_tls_other(config: Config, obs: Observation, host: str, port: int) -> Explanation:
+    r = obs.result
+    if config.health_ca_path and "CA file" in r.text:
+        return r.text, f"make {config.health_ca_path} a readable PEM file of the cluster's CA"
+    return (
+        f"TLS failed: {r.text}",
+        f"check that {_where(host, port)} speaks TLS (for a plain HTTP server use an http:// "
+        f"URL in {_ADDRESS})",
+    )
+
+
+def _explain_status(config: Config, obs: Observation, host: str, port: int) -> Explanation:
+    r = obs.result
+    if r.status in (401, 403):
         return _access(config, obs, r.status)
-    if kind is ErrorKind.HTTP_STATUS and r.status is not None and 300 <= r.status < 400:
+    if r.status is not None and 300 <= r.status < 400:
         return (
             f"the server answered with a redirect: {r.text}",
             f"redirects are not followed: set {_ADDRESS} to the final URL",
         )
-    if kind is ErrorKind.HTTP_STATUS and r.status == 404:
+    if r.status == 404:
         return (
             f"no such path: {r.text}",
-            f"set {_ADDRESS} to the apiserver's liveness endpoint, e.g. https://{where}/livez",
+            f"set {_ADDRESS} to the apiserver's liveness endpoint, e.g. "
+            f"https://{_where(host, port)}/livez",
         )
-    if kind is ErrorKind.HTTP_STATUS:
-        lines = _body_lines(r.text)
-        failing = [line for line in lines if line.startswith("[-]")]
-        cause = f"the server answered HTTP {r.status}, not 200: it reports itself unhealthy"
-        if lines:
-            cause += "\nfirst lines of the body:\n" + "\n".join(f"  {line}" for line in lines)
-        fix = (
-            "look at the failing checks above"
-            if failing
-            else "look at the server's log; only HTTP 200 counts as healthy"
+    lines = _body_lines(r.text)
+    failing = [line for line in lines if line.startswith("[-]")]
+    cause = f"the server answered HTTP {r.status}, not 200: it reports itself unhealthy"
+    if lines:
+        cause += "\nfirst lines of the body:\n" + "\n".join(f"  {line}" for line in lines)
+    if failing:
+        return cause, (
+            "look at the failing checks above (details: kubectl get --raw='/livez?verbose')"
         )
-        fix += " (details: kubectl get --raw='/livez?verbose')" if failing else ""
-        return cause, fix
-    if kind is ErrorKind.REFUSED:
-        return (
-            f"connection refused by {where}: nothing listens there ({r.text})",
-            "start kube-apiserver on this node, or correct the host/port in "
-            f"{_ADDRESS}; see `crictl ps --name kube-apiserver` and "
-            f"`ss -ltn 'sport = :{port}'`",
-        )
-    if kind is ErrorKind.TIMEOUT:
-        return (
-            f"no answer within {config.health_timeout:g} s: {r.text}",
-            "the server hangs or packets are dropped (firewall); check the apiserver's health "
-            f"and log. The limit is {_TIMEOUT}",
-        )
-    if kind is ErrorKind.RESET and config.health_client_cert_path:
-        cert = config.health_client_cert_path
+    return cause, "look at the server's log; only HTTP 200 counts as healthy"
+
+
+def _explain_reset(config: Config, obs: Observation, host: str, port: int) -> Explanation | None:
+    r = obs.result
+    cert = config.health_client_cert_path
+    if cert:
         return (
             f"the server closed the connection: {r.text}. A server that refuses the client "
             f"certificate {obs.client_subject or cert} closes it this way (with TLS 1.3 its alert "
@@ -337,29 +381,22 @@ def _explain(config: Config, obs: Observation, host: str, port: int) -> tuple[st
             f"check that {cert} is signed by a CA in the apiserver's --client-ca-file and valid "
             "now; if it is, the apiserver may be restarting or overloaded: look at its log",
         )
-    if kind is ErrorKind.RESET and "TLS handshake" in r.text:
+    if "TLS handshake" in r.text:
         return (
             f"the server closed the connection during the TLS handshake: {r.text}",
-            f"check that {where} speaks TLS (kube-apiserver does); for a plain HTTP server use "
-            f"an http:// URL in {_ADDRESS}",
+            f"check that {_where(host, port)} speaks TLS (kube-apiserver does); for a plain "
+            f"HTTP server use an http:// URL in {_ADDRESS}",
         )
-    if kind is ErrorKind.RESET:
-        return (
-            f"the server closed the connection: {r.text}",
-            "the apiserver may be restarting or overloaded; if it persists, check that "
-            f"{where} is the apiserver (https) and look at its log",
-        )
-    if kind is ErrorKind.DNS:
-        return (
-            r.text,
-            f"use an IP address in {_ADDRESS}, or a name this node resolves (/etc/hosts)",
-        )
-    if kind is ErrorKind.PROTOCOL:
-        return (
-            f"the answer is not HTTP/1.1: {r.text}",
-            f"check the scheme in {_ADDRESS} (https:// for kube-apiserver)",
-        )
-    return r.text, f"check the network path to {where}"
+    return None  # the template
+
+
+_EXPLAINERS: dict[ErrorKind, _Explainer] = {
+    ErrorKind.TLS_HOSTNAME: _explain_hostname,
+    ErrorKind.TLS_VERIFY: _explain_untrusted,
+    ErrorKind.TLS_OTHER: _explain_tls_other,
+    ErrorKind.HTTP_STATUS: _explain_status,
+    ErrorKind.RESET: _explain_reset,
+}
 
 
 def _access(config: Config, obs: Observation, status: int) -> tuple[str, str]:

@@ -2,7 +2,8 @@
 
 The serving certificate (tests/unit/conftest.py, made by lab.pki) names node1, kubernetes,
 kubernetes.default... and 192.0.2.11 -- not localhost or 127.0.0.1 -- like kubeadm's, so
-https://127.0.0.1:PORT/livez without a server name is the hostname trap of DESIGN.md section 3.
+https://127.0.0.1:PORT/livez without a server name is the hostname trap that `vipgate check`
+teaches (docs/operations.md, "Why a route is not announced: `vipgate check`").
 """
 
 from __future__ import annotations

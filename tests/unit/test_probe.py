@@ -623,7 +623,7 @@ def test_readiness_read_on_the_same_keep_alive_connection(
     pki: ApiserverPki, status: int, body: bytes, shutdown: bool
 ) -> None:
     """check(url) reads /readyz between /livez checks on one connection; the shutdown line is
-    found anywhere in a 500 body (issue 12)."""
+    found anywhere in a 500 body (docs/deployment.md, "Planned restarts and stops")."""
 
     async def main() -> None:
         async with FakeApiserver(pki.server_context()) as srv:

@@ -11,8 +11,8 @@ address (:class:`Address`, rule 13), a :class:`Transition` record, at most one
 drain are due. The gate decides the cadence and the stop sequence's timing; the manager only
 carries them out.
 
-The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
--------------------------------------------------------------------
+The rules it keeps (docs/design.md, "Where each rule lives")
+------------------------------------------------------------
 1. Disabled when the health-check URL is empty: :meth:`Gate.start` announces at once,
    unconditionally, and the gate takes no results.
 2. Startup: the first check is due immediately (at the start time); nothing is announced until
@@ -21,8 +21,8 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
    the gate trusts ``ProbeResult.ok`` and nothing else.
 4. Each success resets the consecutive-failure counter. While not announced (or announced
    de-preferred, rule 12), ``R =
-   success_threshold`` consecutive successes announce (default 1: the first success, as the
-   seed says); a failure resets the success counter.
+   success_threshold`` consecutive successes announce (default 1: the first success); a
+   failure resets the success counter.
 5. Each failure increments the counter; when it reaches ``threshold`` the route is withdrawn.
 6. Cadence. Normally checks run on a fixed grid measured from the start (tick ``k`` at
    ``start + k * period``, computed from the start, so no drift accumulates); a check never
@@ -33,7 +33,7 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
    period: a hung apiserver is withdrawn when the threshold-th timed-out check ends, at most
    ``period + (threshold - 1) * max(period, timeout) + timeout`` after the hang began
    (18 s at kube-vip's defaults 5/3/3; bench_detect), with or without readiness reads.
-7. Fast period (issue 9). With ``fast_period > 0`` the next check is due ``fast_period`` after
+7. Fast period. With ``fast_period > 0`` the next check is due ``fast_period`` after
    the end of a check, instead of on the grid, when
    a. the check failed with REFUSED or RESET (nothing serves the port, or the server closed or
       reset the connection): until a check succeeds -- the failure threshold still decides the
@@ -47,10 +47,10 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
    c. vipgate is draining (rule 11).
    ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence for failing checks; the check
    on a server close, rule 8, stays; rule 11 then uses the grid).
-8. Event-driven check (issue 9). When the server closes the probe's idle keep-alive connection
+8. Event-driven check. When the server closes the probe's idle keep-alive connection
    (:meth:`Gate.connection_closed`) a check is due at once, and a readiness read too when they
    are on. The close itself is not a failure (an idle timeout is harmless); the check decides.
-9. Apiserver shutdown (issue 12). With ``shutdown_period > 0`` the apiserver's readiness is read
+9. Apiserver shutdown. With ``shutdown_period > 0`` the apiserver's readiness is read
    on its own grid (``start + k * shutdown_period``; after a read, the first tick at or after its
    end: reads never catch up). A read
    is SHUTDOWN when ``ProbeResult.shutdown`` (status 500 with ``[-]shutdown failed`` in the
@@ -68,7 +68,7 @@ The rules it keeps (DESIGN.md section 3 rules 1-6, issues 9 and 12)
 10. Stop without drain. :meth:`Gate.stop` with ``graceful_shutdown == 0``, or when the route is
     not announced, enters STOPPED: withdraw if announced. A second :meth:`Gate.stop` while
     draining is a stop without drain.
-11. Drain (issue 12, RFC 8326). :meth:`Gate.stop` while announced with ``graceful_shutdown > 0``
+11. Drain (RFC 8326). :meth:`Gate.stop` while announced with ``graceful_shutdown > 0``
     enters DRAINING: ANNOUNCE_GRACEFUL_SHUTDOWN (the route again, with the GRACEFUL_SHUTDOWN
     community, so the routers move traffic away while this path still works), checks at the
     fast period, and the drain ends at ``now + graceful_shutdown`` (:attr:`Step.drain_until`;
@@ -133,14 +133,13 @@ anonymous clients) is taught once per gate.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from vipgate.health.probe import ErrorKind, ProbeResult
+from vipgate.health.probe import ErrorKind, ProbeResult, suggest_server_name
 
 __all__ = [
     "Action",
@@ -431,24 +430,6 @@ class Step:
 _NOTHING_ADVISED: frozenset[AdviceKind] = frozenset()
 
 
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _suggest_name(names: tuple[str, ...]) -> str:
-    """The server name to recommend: kubeadm's "kubernetes", else the first plain DNS name."""
-    if "kubernetes" in names:
-        return "kubernetes"
-    for n in names:
-        if not n.startswith("*") and not _is_ip(n):
-            return n
-    return names[0] if names else "kubernetes"
-
-
 def advice_for(result: ProbeResult, url: str = "") -> Advice | None:
     """The teaching message a failed result calls for, if any (pure; exposed for tests)."""
     where = url or "the health-check URL"
@@ -459,7 +440,7 @@ def advice_for(result: ProbeResult, url: str = "") -> Advice | None:
             listed = ", ".join(result.cert_names)
             msg = (
                 f"the apiserver certificate names {listed} but not {host}: set "
-                f"control_plane_health_check_server_name={_suggest_name(result.cert_names)}, "
+                f"control_plane_health_check_server_name={suggest_server_name(result.cert_names)}, "
                 f"or use an address the certificate names in {where}"
             )
         else:
@@ -551,8 +532,6 @@ class Gate:
         self.state = GateState.STARTING
         self.consecutive_failures = 0
         self.consecutive_successes = 0
-        self.checks = 0
-        self.reads = 0
         self.cease_message = "vipgate shutting down"
         self._started_at: float | None = None
         self._tick = 0  # index of the last grid tick scheduled (rule 6)
@@ -656,7 +635,6 @@ class Gate:
         self._check_fed()
         if self.state is GateState.STOPPED:
             return self._step(None, None, None)
-        self.checks += 1
         failures_before = self.consecutive_failures
         advice: Advice | None = None
         if result.ok:
@@ -694,7 +672,6 @@ class Gate:
             raise GateError("readiness reads are off (shutdown_period 0)")
         if self.state is GateState.STOPPED:
             return self._step(None, None, None)
-        self.reads += 1
         assert self._started_at is not None
         elapsed = (now - self._started_at) / self.shutdown_period
         self._read_tick = max(self._read_tick + 1, math.ceil(elapsed))

@@ -69,6 +69,7 @@ __all__ = [
     "ProbeResult",
     "ResponseClassifier",
     "ResponseVerdict",
+    "suggest_server_name",
 ]
 
 BODY_LIMIT = 64 * 1024
@@ -303,6 +304,18 @@ def _name_in(names: tuple[str, ...], name: str) -> bool:
         if c.startswith("*.") and "." in n and n.split(".", 1)[1] == c[2:]:
             return True
     return False
+
+
+def suggest_server_name(names: tuple[str, ...]) -> str:
+    """The server name to recommend from a certificate's names (for `vipgate check` and the
+    gate's advice): kubeadm's ``kubernetes``, else the first plain DNS name (no wildcard, not an
+    IP address), else the first name."""
+    if "kubernetes" in names:
+        return "kubernetes"
+    for n in names:
+        if "*" not in n and not _is_ip(n):
+            return n
+    return names[0] if names else "kubernetes"
 
 
 def _one_line(raw: bytes) -> str:
