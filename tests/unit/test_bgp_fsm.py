@@ -254,33 +254,42 @@ def test_received_message_restarts_hold_timer_once_per_read() -> None:
     assert hold is not None and hold.delay == 30.0
 
 
+def vip_update(*nets: IPv4Network, as4: bool = True) -> wire.Update:
+    attrs = wire.OutboundPolicy(65000, True, as4).attributes()
+    return wire.Update(attributes=(*attrs[:2], wire.NextHop(LOCAL), *attrs[2:]), nlri=nets)
+
+
 def test_send_updates_only_when_established() -> None:
     d = Driver(Session(cfg()))
     d(Start())
     d(TcpConnected(LOCAL, REMOTE))
-    assert d(SendUpdates(b"x")) == []
+    assert d(SendUpdates((vip_update(VIP),))) == []
     d(BytesReceived(peer_open() + KA))
-    upd = b"".join(wire.announce_ipv4([VIP], LOCAL, wire.OutboundPolicy(65000, True, True)))
-    actions = d(SendUpdates(upd))
-    assert actions[0] == SendBytes(upd)
+    actions = d(SendUpdates((vip_update(VIP),)))
+    pol = wire.OutboundPolicy(65000, True, True)
+    assert actions[0] == SendBytes(b"".join(wire.announce_ipv4([VIP], LOCAL, pol)))
     assert timer_armed(actions, Timer.KEEPALIVE) is not None
     assert of_type(actions, fsm.MessageSent) == [fsm.MessageSent("UPDATE")]
+    assert d(SendUpdates(())) == []
 
 
-def test_send_updates_counts_each_update_sent() -> None:
+@pytest.mark.parametrize("as4", [True, False])
+def test_send_updates_encodes_in_the_session_context_one_message_sent_each(as4: bool) -> None:
     d = Driver(Session(cfg()))
     d(Start())
     d(TcpConnected(LOCAL, REMOTE))
-    d(BytesReceived(peer_open() + KA))
-    pol = wire.OutboundPolicy(65000, True, True)
-    msgs = [
-        *wire.announce_ipv4([IPv4Network("198.51.100.1/32")], LOCAL, pol),
-        *wire.announce_ipv4([IPv4Network("198.51.100.2/32")], LOCAL, pol),
-        *wire.announce_ipv4([IPv4Network(f"203.0.113.{i}/32") for i in range(256)], LOCAL, pol),
-    ]
-    assert len(msgs) == 3
-    actions = d(SendUpdates(b"".join(msgs)))
-    assert of_type(actions, fsm.MessageSent) == [fsm.MessageSent("UPDATE")] * len(msgs)
+    d(BytesReceived(peer_open(as4=as4) + KA))
+    updates = (
+        vip_update(IPv4Network("198.51.100.1/32"), as4=as4),
+        vip_update(IPv4Network("198.51.100.2/32"), as4=as4),
+        wire.Update(withdrawn=(VIP,)),
+    )
+    actions = d(SendUpdates(updates))
+    (sent,) = of_type(actions, SendBytes)
+    assert isinstance(sent, SendBytes)
+    assert sent.data == b"".join(encode(u, SessionContext(as4)) for u in updates)
+    assert sent_messages(actions, as4) == list(updates)
+    assert of_type(actions, fsm.MessageSent) == [fsm.MessageSent("UPDATE")] * len(updates)
 
 
 def test_stale_timer_is_ignored() -> None:

@@ -49,7 +49,9 @@ identifier), the hold time negotiated (the smaller of both, 0 = no keepalives)
 and the keepalive derived (configured keepalive scaled by negotiated/configured hold, else
 hold/3); we answer KEEPALIVE and move to OpenConfirm.  The peer's KEEPALIVE moves us to
 Established and yields ``SessionUp`` with a :class:`SessionInfo`: the owner then sends its whole
-Adj-RIB-Out through ``SendUpdates``.  In Established, UPDATEs yield ``RoutesReceived``,
+Adj-RIB-Out through ``SendUpdates`` (wire UPDATE objects from :mod:`vipgate.bgp.outbound`,
+encoded here in the session's context, one ``MessageSent`` each).  In Established, UPDATEs
+yield ``RoutesReceived``,
 ROUTE-REFRESH yields ``ResendAdjRibOut``; every message received restarts the hold timer, every
 KEEPALIVE/UPDATE sent restarts the keepalive timer.  Hold-timer expiry sends NOTIFICATION 4/0.
 
@@ -176,9 +178,9 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class SendUpdates:
-    """Encoded UPDATE messages the owner wants sent (dropped unless Established)."""
+    """UPDATE messages the owner wants sent, in order (dropped unless Established)."""
 
-    data: bytes
+    updates: tuple[wire.Update, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +235,7 @@ class StateChanged:
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """What the owner needs to build UPDATEs for this session."""
+    """What the session negotiated: what :mod:`vipgate.bgp.outbound` builds UPDATEs from."""
 
     local: IPAddress
     remote: IPAddress
@@ -580,13 +582,11 @@ class Session:
 
     def _on_send_updates(self, ev: object) -> None:
         assert isinstance(ev, SendUpdates)
-        if ev.data:
-            self._emit(SendBytes(ev.data))
-            # One MessageSent per UPDATE in the buffer (each header holds its length at 16..18).
-            offset = 0
-            while offset + wire.HEADER_LEN <= len(ev.data):
-                self._emit(MessageSent("UPDATE"))
-                offset += int.from_bytes(ev.data[offset + 16 : offset + 18], "big") or len(ev.data)
+        if ev.updates:
+            ctx = self.ctx
+            self._emit(SendBytes(b"".join(wire.encode(u, ctx) for u in ev.updates)))
+            for u in ev.updates:
+                self._emit(MessageSent(u.type_name))
             self._restart_keepalive()
 
     def _on_stop(self, ev: object) -> None:

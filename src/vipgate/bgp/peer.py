@@ -1,24 +1,24 @@
-"""asyncio adapter for one BGP peer: sockets and timers around the sans-I/O session.
+"""asyncio adapter for one BGP peer: sockets, timers and logging around the sans-I/O cores.
 
-The :class:`~vipgate.bgp.fsm.Session` decides everything; this module only carries out its
-actions (connect, write, arm/cancel timers, close) and feeds it events (connected, bytes,
-closed, timer fired).  Events are processed synchronously and never re-entrantly: an event
-raised while actions are being carried out is queued and handled right after, so
-``announce()`` writes its UPDATE to the socket before it returns.
+Nothing is decided here.  :class:`~vipgate.bgp.fsm.Session` runs the session (OPEN, timers,
+NOTIFICATIONs, encoding), :class:`~vipgate.bgp.outbound.OutboundSession` decides what the peer
+is sent from the shared Adj-RIB-Out (families, next hops, path attributes, UPDATE packing),
+:class:`~vipgate.bgp.coupling.BfdCoupling` when BFD lets the session run (RFC 5882 section
+4.3).  This module carries out their actions (connect, write, arm/cancel timers, close, log)
+and feeds them events (connected, bytes, closed, timer fired, session up/down, ROUTE-REFRESH,
+BFD Up/Down).  Events are processed synchronously and never re-entrantly: an event raised
+while actions are being carried out is queued and handled right after, so
+``routes_changed()`` writes its UPDATEs to the socket before it returns.
 
 Socket options, all set before ``connect()``: SO_BINDTODEVICE (source interface), bind to the
 source address, TCP_MD5SIG (RFC 2385), TTL 1 for single-hop eBGP and 50 for eBGP multihop
 (kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY.  Passwords are never logged.
 
-Families and next hops (kube-vip with GoBGP does the same): a session offers the peer address's
-own family, and both IPv4 and IPv6 unicast when it has MP-BGP settings
-(:attr:`PeerSettings.families`).  A route is announced only with a next hop of its own family
-that the router can use: the session's local address for the session's family, else the MP-BGP
-next hop of that family (:attr:`PeerSettings.next_hop_v4` / ``next_hop_v6``, resolved at start
-from kube-vip's ``mpbgp_nexthop`` modes).  IPv4 routes go in the NLRI field with NEXT_HOP, IPv6
-routes in MP_REACH_NLRI with a 16-octet global next hop -- never an IPv4-mapped one, which
-routers discard ("mismatched address family", BIRD).  A route without such a next hop, or of a
-family the session did not negotiate, is not sent on that session, and an error says why.
+A session offers the peer address's own family, and both IPv4 and IPv6 unicast when it has
+MP-BGP settings (:attr:`PeerSettings.families`), as kube-vip with GoBGP does;
+:attr:`PeerSettings.next_hop_v4` / ``next_hop_v6`` (resolved at start from kube-vip's
+``mpbgp_nexthop`` modes) are the next hops :mod:`vipgate.bgp.outbound` uses for routes of the
+other family than the session's.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ import struct
 import termios
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Final, Protocol, TypeAlias
 
 from vipgate.bfd.session import BfdSettings
-from vipgate.bgp import fsm, wire
-from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST, CeaseSubcode
+from vipgate.bgp import fsm, outbound, wire
+from vipgate.bgp.coupling import BfdCoupling
+from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 Prefix: TypeAlias = IPv4Network | IPv6Network
@@ -180,21 +181,19 @@ class _Proto(asyncio.Protocol):
 
 
 class Peer:
-    """One BGP session to one peer, driven by the sans-I/O FSM.
+    """One BGP session to one peer, driven by the sans-I/O cores (see the module docstring).
 
-    ``rib`` returns the current Adj-RIB-Out (shared by all peers); it is sent whole when the
-    session comes up and on ROUTE-REFRESH. While ``graceful_shutdown()`` is true, announcements
-    carry RFC 8326's GRACEFUL_SHUTDOWN community (and LOCAL_PREF 0 on iBGP).
+    ``rib`` is the speaker's Adj-RIB-Out (:attr:`vipgate.bgp.outbound.AdjRibOut.routes`, shared
+    by all peers, read only here); :meth:`routes_changed` passes on each change of it.
     """
 
     def __init__(
         self,
         speaker: SpeakerSettings,
         peer: PeerSettings,
-        rib: Callable[[], Collection[Prefix]],
+        rib: Mapping[Prefix, outbound.RouteState],
         observer: SpeakerObserver | None = None,
         *,
-        graceful_shutdown: Callable[[], bool] = lambda: False,
         rng: Callable[[], float] = random.random,
         connect_timeout: float = 5.0,
         md5_hint_after: int = MD5_HINT_AFTER,
@@ -202,8 +201,10 @@ class Peer:
         self.speaker = speaker
         self.settings = peer
         self.name = peer.name
-        self._rib = rib
-        self._graceful_shutdown = graceful_shutdown
+        self.outbound = outbound.OutboundSession(
+            outbound.OutboundSettings(peer.offered, peer.next_hop_v4, peer.next_hop_v6), rib
+        )
+        self.coupling = BfdCoupling()
         self._observer = observer
         self.session = fsm.Session(
             fsm.SessionConfig(
@@ -229,12 +230,7 @@ class Peer:
         self._busy = False
         self._lost = asyncio.Event()
         self._lost.set()
-        self._warned_family: set[int] = set()
         self.routes_received = 0
-        self._wanted = False  # start() called, stop() not
-        # Held down only after a BFD Down, until BFD is Up again. The first start does not wait
-        # for BFD: FRR 8.4 starts a multihop BFD session only once BGP is Established.
-        self._bfd_up = True
 
     # ------------------------------------------------------------------------ public API
 
@@ -248,37 +244,22 @@ class Peer:
 
     def start(self) -> None:
         """Start the session now (or, after a BFD Down, as soon as BFD is Up again)."""
-        self._wanted = True
-        if self._bfd_up:
-            self._dispatch(fsm.Start())
+        for ev in self.coupling.start():
+            self._dispatch(ev)
 
     def bfd_changed(self, up: bool, reason: str) -> None:
-        """RFC 5882 coupling: BFD Down tears the session down at once (Cease/BFD Down, RFC
-        9384) and holds it down until BFD is Up again, which starts it."""
-        if up == self._bfd_up:
-            return
-        self._bfd_up = up
-        if not self._wanted:
-            return
-        if up:
-            log.info("BGP peer %s: BFD Up: starting the session", self.name)
-            self._dispatch(fsm.Start())
-        else:
-            log.warning("BGP peer %s: BFD Down (%s): session torn down", self.name, reason)
-            self._dispatch(fsm.Stop(reason, subcode=CeaseSubcode.BFD_DOWN))
+        """BFD went Up or Down: :class:`~vipgate.bgp.coupling.BfdCoupling` decides."""
+        for ev in self.coupling.bfd_changed(up, reason):
+            if isinstance(ev, fsm.Start):
+                log.info("BGP peer %s: BFD Up: starting the session", self.name)
+            else:
+                log.warning("BGP peer %s: BFD Down (%s): session torn down", self.name, reason)
+            self._dispatch(ev)
 
-    def announce(self, prefixes: Iterable[Prefix]) -> None:
-        """Write UPDATEs announcing `prefixes` now (no-op unless Established)."""
-        if self.established:
-            data = self._encode_announce(list(prefixes))
-            if data:
-                self._dispatch(fsm.SendUpdates(data))
-
-    def withdraw(self, prefixes: Iterable[Prefix]) -> None:
-        if self.established:
-            data = self._encode_withdraw(list(prefixes))
-            if data:
-                self._dispatch(fsm.SendUpdates(data))
+    def routes_changed(self, changes: outbound.Changes) -> None:
+        """Send what `changes` of the Adj-RIB-Out mean for this peer now (if Established)."""
+        if changes:
+            self._outbound(outbound.RoutesChanged(changes))
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything written has been acknowledged by the peer (or timeout)."""
@@ -297,81 +278,11 @@ class Peer:
 
     async def stop(self, message: str, timeout: float) -> None:
         """Cease/Administrative Shutdown with `message`, close, wait for the close (bounded)."""
-        self._wanted = False
+        self.coupling.stop()
         self._dispatch(fsm.Stop(message))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._lost.wait(), max(0.0, timeout))
         self._abort()
-
-    # ------------------------------------------------------------------------- encoding
-
-    def _encode_announce(self, prefixes: list[Prefix]) -> bytes:
-        info = self.session.info
-        if info is None or not prefixes:
-            return b""
-        out: list[bytes] = []
-        v4 = [p for p in prefixes if isinstance(p, IPv4Network)]
-        v6 = [p for p in prefixes if isinstance(p, IPv6Network)]
-        pol = info.policy
-        if self._graceful_shutdown():
-            pol = pol.graceful_shutdown()
-        if v4:
-            nh4 = self._next_hop_v4(info)
-            if (AFI_IPV4, SAFI_UNICAST) not in info.families:
-                self._warn_family(4, self._not_negotiated(AFI_IPV4))
-            elif nh4 is None:
-                self._warn_family(4, "no IPv4 next hop (set mpbgp_nexthop for this IPv6 peer)")
-            else:
-                out += wire.announce_ipv4(v4, nh4, pol)
-        if v6:
-            nh6 = self._next_hop_v6(info)
-            if (AFI_IPV6, SAFI_UNICAST) not in info.families:
-                self._warn_family(6, self._not_negotiated(AFI_IPV6))
-            elif nh6 is None:
-                self._warn_family(6, "no global IPv6 next hop (set mpbgp_nexthop for this peer)")
-            else:
-                out += wire.announce_ipv6(v6, nh6, pol)
-        return b"".join(out)
-
-    def _not_negotiated(self, afi: int) -> str:
-        name = wire.family_name(afi, SAFI_UNICAST)
-        if (afi, SAFI_UNICAST) not in self.settings.offered:
-            return f"{name} is not offered on this session (set mpbgp_nexthop for this peer)"
-        if wire.MultiprotocolCapability(afi, SAFI_UNICAST) in self.session.refused:
-            return f"the router refused {name} (NOTIFICATION Unsupported Capability)"
-        return f"the router did not offer {name} (activate it for this neighbor)"
-
-    def _encode_withdraw(self, prefixes: list[Prefix]) -> bytes:
-        info = self.session.info
-        if info is None or not prefixes:
-            return b""
-        out: list[bytes] = []
-        v4 = [p for p in prefixes if isinstance(p, IPv4Network)]
-        v6 = [p for p in prefixes if isinstance(p, IPv6Network)]
-        if v4 and (AFI_IPV4, SAFI_UNICAST) in info.families:
-            out += wire.withdraw_ipv4(v4)
-        if v6 and (AFI_IPV6, SAFI_UNICAST) in info.families:
-            out += wire.withdraw_ipv6(v6)
-        return b"".join(out)
-
-    def _next_hop_v4(self, info: fsm.SessionInfo) -> IPv4Address | None:
-        """The session's local address on an IPv4 session, else the MP-BGP one (or None)."""
-        if isinstance(info.local, IPv4Address):
-            return info.local
-        return self.settings.next_hop_v4
-
-    def _next_hop_v6(self, info: fsm.SessionInfo) -> IPv6Address | None:
-        """The session's local address on an IPv6 session if global, else the MP-BGP one."""
-        local = info.local
-        if isinstance(local, IPv6Address) and not local.is_link_local and not local.ipv4_mapped:
-            return local
-        return self.settings.next_hop_v6
-
-    def _warn_family(self, version: int, why: str) -> None:
-        """Once per family and session: an error, as the route is missing on this router."""
-        if version not in self._warned_family:
-            self._warned_family.add(version)
-            log.error("BGP peer %s: IPv%d prefixes NOT announced: %s", self.name, version, why)
 
     # ------------------------------------------------------------------ event dispatching
 
@@ -391,6 +302,15 @@ class Peer:
                     self._do(action)
         finally:
             self._busy = False
+
+    def _outbound(self, event: outbound.OutboundEvent) -> None:
+        for a in self.outbound.handle(event):
+            if isinstance(a, fsm.SendUpdates):
+                self._dispatch(a)
+            else:
+                log.error(
+                    "BGP peer %s: IPv%d prefixes NOT announced: %s", self.name, a.version, a.why
+                )
 
     def _fire(self, timer: fsm.Timer, generation: int) -> None:
         self._timers.pop(timer, None)
@@ -428,6 +348,7 @@ class Peer:
                     "BGP peer %s: NOTIFICATION received: %s", self.name, a.received.describe()
                 )
             log.warning("BGP peer %s: session down: %s", self.name, a.reason)
+            self._outbound(outbound.SessionDown())
         elif isinstance(a, fsm.MessageReceived):
             if self._observer is not None:
                 self._observer.message(self.name, "in", a.type_name)
@@ -445,8 +366,7 @@ class Peer:
             )
         elif isinstance(a, fsm.ResendAdjRibOut):
             log.info("BGP peer %s: ROUTE-REFRESH: re-sending the Adj-RIB-Out", self.name)
-            fam = 4 if a.afi == AFI_IPV4 else 6
-            self.announce([p for p in self._rib() if p.version == fam])
+            self._outbound(outbound.RouteRefresh(a.afi, a.safi))
         elif isinstance(a, fsm.CapabilitiesRefused):
             self._capabilities_refused(a)
         elif isinstance(a, fsm.ProtocolWarning):
@@ -475,6 +395,7 @@ class Peer:
             self._observer.session_state(self.name, a.new.value)
 
     def _capabilities_refused(self, a: fsm.CapabilitiesRefused) -> None:
+        self._outbound(outbound.CapabilitiesRefused(a.dropped))
         named = ", ".join(map(wire.capability_name, a.named)) or "none named"
         if a.dropped:
             log.warning(
@@ -503,7 +424,6 @@ class Peer:
 
     def _session_up(self, info: fsm.SessionInfo) -> None:
         self._md5_hint_logged = False
-        self._warned_family.clear()
         log.info(
             "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s, %s)",
             self.name,
@@ -516,7 +436,7 @@ class Peer:
             ", 4-octet AS" if info.as4 else ", 2-octet AS peer",
             ", ".join(wire.family_name(*f) for f in sorted(info.families)) or "no family",
         )
-        self.announce(self._rib())
+        self._outbound(outbound.SessionUp(info))
 
     # ------------------------------------------------------------------------ connection
 

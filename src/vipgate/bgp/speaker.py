@@ -1,4 +1,8 @@
-"""The embedded BGP speaker: one Adj-RIB-Out shared by all peers.
+"""The embedded BGP speaker: one Adj-RIB-Out shared by all peers (asyncio adapter).
+
+The Adj-RIB-Out and what each peer is sent are decided by :mod:`vipgate.bgp.outbound` (pure);
+this module passes its changes on to every :class:`~vipgate.bgp.peer.Peer`, couples BFD
+sessions to BGP sessions, and bounds ``close()`` in time.
 
 ``announce(prefix)`` / ``withdraw(prefix)`` change the Adj-RIB-Out and write the UPDATE to every
 Established session before they return.  A session that comes up, or sends ROUTE-REFRESH, gets
@@ -25,6 +29,8 @@ from typing import TYPE_CHECKING, TypeAlias
 from vipgate.bfd.fsm import StateChanged
 from vipgate.bfd.session import BfdSession, BfdSettings, Endpoint
 from vipgate.bfd.wire import State as BfdState
+from vipgate.bgp import outbound
+from vipgate.bgp.outbound import RouteState
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
 
@@ -50,15 +56,14 @@ class Speaker:
         md5_hint_after: int = 3,
     ) -> None:
         self.settings = settings
-        self._rib: set[Prefix] = set()
+        self._rib = outbound.AdjRibOut()
         self._observer = observer
         self._peers = [
             Peer(
                 settings,
                 p,
-                self._rib_view,
+                self._rib.routes,
                 observer,
-                graceful_shutdown=self._graceful_view,
                 rng=rng,
                 connect_timeout=connect_timeout,
                 md5_hint_after=md5_hint_after,
@@ -67,7 +72,6 @@ class Speaker:
         ]
         self._started = False
         self._closed = False
-        self._graceful = False
         self.bfd: Endpoint | None = None
         if any(p.bfd is not None for p in peers):
             self.bfd = Endpoint(settings.source_ip, settings.source_if, rng=rng)
@@ -81,12 +85,6 @@ class Speaker:
                         b,
                         functools.partial(self._bfd_changed, peer),
                     )
-
-    def _rib_view(self) -> frozenset[Prefix]:
-        return frozenset(self._rib)
-
-    def _graceful_view(self) -> bool:
-        return self._graceful
 
     def _bfd_changed(self, peer: Peer, session: BfdSession, change: StateChanged) -> None:
         if change.new is BfdState.UP or change.old is BfdState.UP:
@@ -112,35 +110,28 @@ class Speaker:
             p.start()
 
     def announce(self, prefix: Prefix) -> None:
-        if self._closed or prefix in self._rib:
-            return
-        self._rib.add(prefix)
-        for p in self._peers:
-            p.announce([prefix])
+        if not self._closed:
+            self._routes_changed(self._rib.announce(prefix))
 
     def withdraw(self, prefix: Prefix) -> None:
-        if prefix not in self._rib:
-            return
-        self._rib.discard(prefix)
+        self._routes_changed(self._rib.withdraw(prefix))
+
+    def _routes_changed(self, changes: outbound.Changes) -> None:
         for p in self._peers:
-            p.withdraw([prefix])
+            p.routes_changed(changes)
 
     def graceful_shutdown(self, on: bool = True) -> None:
         """Mark (on) or unmark (off) every announced route with GRACEFUL_SHUTDOWN 65535:0
         (RFC 8326 section 4; plus LOCAL_PREF 0 on iBGP sessions) by announcing it again now.
         No-op if already in that state. ``close()`` still withdraws everything afterwards."""
-        if self._closed or on == self._graceful:
-            return
-        self._graceful = on
-        rib = list(self._rib)
-        if rib:
-            for p in self._peers:
-                p.announce(rib)
+        if not self._closed:
+            mode = RouteState.GRACEFUL_SHUTDOWN if on else RouteState.ANNOUNCED
+            self._routes_changed(self._rib.set_mode(mode))
 
     @property
     def graceful(self) -> bool:
         """True while the routes are announced with GRACEFUL_SHUTDOWN."""
-        return self._graceful
+        return self._rib.mode is RouteState.GRACEFUL_SHUTDOWN
 
     async def close(self, message: str, timeout: float = 2.0) -> None:
         """Withdraw all, drain, Cease/Administrative Shutdown (6/2) with `message`, close."""
@@ -148,10 +139,7 @@ class Speaker:
             return
         self._closed = True
         deadline = time.monotonic() + timeout
-        rib = list(self._rib)
-        self._rib.clear()
-        for p in self._peers:
-            p.withdraw(rib)
+        self._routes_changed(self._rib.withdraw_all())
         # Always: a withdrawal made just before close() (the manager's stop) must leave the
         # socket too. Returns at once when nothing is queued.
         drained = await asyncio.gather(*(p.drain(timeout * 0.6) for p in self._peers))
@@ -164,7 +152,7 @@ class Speaker:
             self.bfd.close()
 
     def announced(self) -> frozenset[Prefix]:
-        return frozenset(self._rib)
+        return frozenset(self._rib.routes)
 
     def session_states(self) -> dict[str, str]:
         return {p.name: p.state for p in self._peers}
