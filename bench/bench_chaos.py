@@ -122,6 +122,59 @@ class ChaosResult:
         return not self.violations and not self.problems and self.checks > 0
 
 
+class History:
+    """What the chaos run did, by time: the state of each node's apiserver, vipgate, link and of
+    BIRD at any instant, from the recorded events."""
+
+    def __init__(self, events: list[Event], t0: float) -> None:
+        self.ev = sorted(events, key=lambda e: e.t)
+        self.t0 = t0
+
+    def last(self, pred: Callable[[Event], bool], t: float) -> Event | None:
+        found = None
+        for e in self.ev:
+            if e.t > t:
+                break
+            if pred(e):
+                found = e
+        return found
+
+    def health(self, n: str, t: float) -> tuple[str, float]:
+        """('up'|'down'|'unknown', since)."""
+        e = self.last(lambda e: e.node == n and e.what.startswith("apiserver"), t)
+        if e is None:
+            return "up", self.t0 - 60
+        if e.what == "apiserver:off" or e.detail == "slow":
+            return "up", e.t
+        if e.detail.startswith("shutdown:"):
+            delay = float(e.detail.split(":")[1])
+            return ("unknown", e.t) if t < e.t + delay else ("down", e.t + delay)
+        return "down", e.t
+
+    def running_since(self, n: str, t: float) -> float | None:
+        e = self.last(lambda e: e.node == n and e.what.startswith("vipgate_stop"), t)
+        if e is None:
+            return self.t0 - 60
+        return e.t if e.what == "vipgate_stop:off" else None
+
+    def frozen_near(self, t: float) -> bool:
+        e = self.last(lambda e: e.what.startswith("bird_freeze"), t)
+        return e is not None and (e.what == "bird_freeze:on" or t - e.t < 2.0)
+
+    def link_trouble(self, n: str, t0: float, t1: float) -> bool:
+        for kind in ("loss", "link_down"):
+
+            def same(e: Event, k: str = kind) -> bool:
+                return e.node == n and e.what.startswith(k)
+
+            e = self.last(same, t0)
+            if e is not None and e.what.endswith(":on"):
+                return True
+            if any(x.node == n and x.what.startswith(kind) and t0 < x.t <= t1 for x in self.ev):
+                return True
+        return False
+
+
 class Chaos:
     def __init__(self, s: Settings, lab: Lab, seed: int) -> None:
         self.s = s
@@ -318,56 +371,8 @@ class Chaos:
 
     # ------------------------------------------------------------------ the invariant
     def check(self, watch: RouteWatch) -> None:
-        s, res = self.s, self.res
-        ev = sorted(res.events, key=lambda e: e.t)
-
-        def hops_at(t: float) -> frozenset[str]:
-            return watch.at(t) or frozenset()
-
-        def last(pred: Callable[[Event], bool], t: float) -> Event | None:
-            found = None
-            for e in ev:
-                if e.t > t:
-                    break
-                if pred(e):
-                    found = e
-            return found
-
-        def health(n: str, t: float) -> tuple[str, float]:
-            """('up'|'down'|'unknown', since)."""
-            e = last(lambda e: e.node == n and e.what.startswith("apiserver"), t)
-            if e is None:
-                return "up", self.t0 - 60
-            if e.what == "apiserver:off" or e.detail == "slow":
-                return "up", e.t
-            if e.detail.startswith("shutdown:"):
-                delay = float(e.detail.split(":")[1])
-                return ("unknown", e.t) if t < e.t + delay else ("down", e.t + delay)
-            return "down", e.t
-
-        def running_since(n: str, t: float) -> float | None:
-            e = last(lambda e: e.node == n and e.what.startswith("vipgate_stop"), t)
-            if e is None:
-                return self.t0 - 60
-            return e.t if e.what == "vipgate_stop:off" else None
-
-        def frozen_near(t: float) -> bool:
-            e = last(lambda e: e.what.startswith("bird_freeze"), t)
-            return e is not None and (e.what == "bird_freeze:on" or t - e.t < 2.0)
-
-        def link_trouble(n: str, t0: float, t1: float) -> bool:
-            for kind in ("loss", "link_down"):
-
-                def same(e: Event, k: str = kind) -> bool:
-                    return e.node == n and e.what.startswith(k)
-
-                e = last(same, t0)
-                if e is not None and e.what.endswith(":on"):
-                    return True
-                if any(x.node == n and x.what.startswith(kind) and t0 < x.t <= t1 for x in ev):
-                    return True
-            return False
-
+        res = self.res
+        hist = History(res.events, self.t0)
         sess_since: dict[str, tuple[str, float]] = {}
         for t, states in self.session_samples:
             res.samples += 1
@@ -376,43 +381,48 @@ class Chaos:
                 prev = sess_since.get(n)
                 if prev is None or prev[0] != st:
                     sess_since[n] = (st, t)
-            if states is None or frozen_near(t) or t < self.t0:
+            if states is None or hist.frozen_near(t) or t < self.t0:
                 continue
-            hops = hops_at(t)
+            hops = watch.at(t) or frozenset()
             for n in NODES:
-                h, h_since = health(n, t)
-                sst, s_since = sess_since[n]
-                run = running_since(n, t)
-                present = self.ip[n] in hops
-                want: bool | None = None
-                b_down = s.b_down + (s.hold if link_trouble(n, t - s.b_down - s.hold, t) else 0)
-                if (h == "down" and t - h_since >= b_down) or (
-                    sst == "down" and t - s_since >= 1.0
-                ):
-                    want = False
-                elif (
-                    h == "up"
-                    and not link_trouble(n, t - s.b_up - s.hold, t)  # the UPDATE can get through
-                    and t - h_since >= s.b_up
-                    and run is not None
-                    and t - run >= s.b_up
-                    and sst == "up"
-                    and t - s_since >= 1.0
-                ):
-                    want = True
-                if want is None:
-                    continue
-                res.checks += 1
-                if want:
-                    res.checks_present += 1
-                else:
-                    res.checks_absent += 1
-                if present != want:
-                    res.violations.append(
-                        f"t={t - self.t0:.2f}s {n}: next hop {'absent' if want else 'present'}, "
-                        f"expected {'present' if want else 'absent'} (apiserver {h} for "
-                        f"{t - h_since:.2f}s, session {sst} for {t - s_since:.2f}s)"
-                    )
+                self.check_node(hist, n, t, self.ip[n] in hops, sess_since[n])
+
+    def check_node(
+        self, hist: History, n: str, t: float, present: bool, sess: tuple[str, float]
+    ) -> None:
+        """The invariant for node `n` at `t`: its next hop is present when it must be, absent
+        when it must not be, either while the bounds leave it open."""
+        s, res = self.s, self.res
+        h, h_since = hist.health(n, t)
+        sst, s_since = sess
+        run = hist.running_since(n, t)
+        want: bool | None = None
+        b_down = s.b_down + (s.hold if hist.link_trouble(n, t - s.b_down - s.hold, t) else 0)
+        if (h == "down" and t - h_since >= b_down) or (sst == "down" and t - s_since >= 1.0):
+            want = False
+        elif (
+            h == "up"
+            and not hist.link_trouble(n, t - s.b_up - s.hold, t)  # the UPDATE can get through
+            and t - h_since >= s.b_up
+            and run is not None
+            and t - run >= s.b_up
+            and sst == "up"
+            and t - s_since >= 1.0
+        ):
+            want = True
+        if want is None:
+            return
+        res.checks += 1
+        if want:
+            res.checks_present += 1
+        else:
+            res.checks_absent += 1
+        if present != want:
+            res.violations.append(
+                f"t={t - self.t0:.2f}s {n}: next hop {'absent' if want else 'present'}, "
+                f"expected {'present' if want else 'absent'} (apiserver {h} for "
+                f"{t - h_since:.2f}s, session {sst} for {t - s_since:.2f}s)"
+            )
 
     def timeline(self, around: float | None = None, width: float = 8.0) -> str:
         lines = []

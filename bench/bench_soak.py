@@ -158,6 +158,55 @@ def fd_count(pid: int) -> int:
         return -1
 
 
+def schedule(s: Settings, duration: float) -> list[tuple[float, int, str]]:
+    """The soak's events in time order: (seconds from the start, order, "mode"|"bird"|"sample")."""
+    # One absolute schedule: (time, order, action); ties: mode switch, BIRD, sample.
+    events: list[tuple[float, int, str]] = []
+    n_phases = int(duration // s.phase)
+    events += [(k * s.phase, 0, "mode") for k in range(1, n_phases + 1)]
+    t = s.bird_every + s.phase * 0.35  # mid-phase, away from the samples
+    while t < duration - s.phase:
+        events.append((t, 1, "bird"))
+        t += s.bird_every
+    k = 1
+    while k * s.sample <= duration:
+        events.append((k * s.sample - s.sample * 0.5, 2, "sample"))
+        k += 1
+    events.sort()
+    return events
+
+
+def finish(res: SoakResult, c: Cluster, ip: str) -> None:
+    """End: healthy, wait for the session and the route, read the totals, stop with SIGTERM."""
+    s = res.settings
+    router = c.topo.router
+    assert router is not None
+    api = c.apiservers[NODE]
+    api.set_mode("healthy")
+    try:
+        router.wait_session(ip, timeout=max(30.0, 3.0 * s.hold))
+        c.wait_nexthops({ip}, timeout=30)
+        res.end_announced = True
+    except (LabTimeout, AssertionError) as e:
+        log(f"not back at the end: {e}")
+    res.end_session = router.sessions().get(ip, "Unknown")
+    m = _metrics(c.scrape(NODE))
+    res.outcomes = _by(m, "vipgate_probe_results_total", "outcome")
+    res.transitions = _by(m, "vipgate_gate_transitions_total", "reason")
+    res.bgp_opens_sent = sum(
+        v
+        for (n, lab_), v in m.items()
+        if n == "vipgate_bgp_messages_total"
+        and dict(lab_).get("type") == "open"
+        and dict(lab_).get("direction") == "sent"
+    )
+    c.signal(NODE, signal.SIGTERM)
+    try:
+        res.exit_code = c.wait_exit(NODE, 5.0)
+    except AssertionError as e:
+        res.died = str(e)
+
+
 def soak(s: Settings, lab: Lab) -> SoakResult:
     res = SoakResult(s)
     c = Cluster.create(
@@ -182,19 +231,7 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
 
     duration = s.minutes * 60
     t0 = time.monotonic()
-    # One absolute schedule: (time, order, action); ties: mode switch, BIRD, sample.
-    events: list[tuple[float, int, str]] = []
-    n_phases = int(duration // s.phase)
-    events += [(k * s.phase, 0, "mode") for k in range(1, n_phases + 1)]
-    t = s.bird_every + s.phase * 0.35  # mid-phase, away from the samples
-    while t < duration - s.phase:
-        events.append((t, 1, "bird"))
-        t += s.bird_every
-    k = 1
-    while k * s.sample <= duration:
-        events.append((k * s.sample - s.sample * 0.5, 2, "sample"))
-        k += 1
-    events.sort()
+    events = schedule(s, duration)
     mode_index = 0
     mode = s.modes[0]
 
@@ -248,31 +285,8 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
             take_sample(time.monotonic() - t0)
     res.duration = time.monotonic() - t0
 
-    # End: healthy, wait for the session and the route, read the totals, stop with SIGTERM.
     if not res.died:
-        api.set_mode("healthy")
-        try:
-            router.wait_session(ip, timeout=max(30.0, 3.0 * s.hold))
-            c.wait_nexthops({ip}, timeout=30)
-            res.end_announced = True
-        except (LabTimeout, AssertionError) as e:
-            log(f"not back at the end: {e}")
-        res.end_session = router.sessions().get(ip, "Unknown")
-        m = _metrics(c.scrape(NODE))
-        res.outcomes = _by(m, "vipgate_probe_results_total", "outcome")
-        res.transitions = _by(m, "vipgate_gate_transitions_total", "reason")
-        res.bgp_opens_sent = sum(
-            v
-            for (n, lab_), v in m.items()
-            if n == "vipgate_bgp_messages_total"
-            and dict(lab_).get("type") == "open"
-            and dict(lab_).get("direction") == "sent"
-        )
-        c.signal(NODE, signal.SIGTERM)
-        try:
-            res.exit_code = c.wait_exit(NODE, 5.0)
-        except AssertionError as e:
-            res.died = str(e)
+        finish(res, c, ip)
     text = c.log(NODE)
     res.traceback = "Traceback" in text
     logfile = Path(s.out + "-vipgate.log")
