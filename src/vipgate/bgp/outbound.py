@@ -261,10 +261,6 @@ class OutboundSettings:
         return self.next_hop_v4 if version == 4 else self.next_hop_v6
 
 
-def _prefix_len(net: Prefix) -> int:
-    return 1 + (net.prefixlen + 7) // 8
-
-
 class OutboundSession:
     """What one peer is sent, from the shared Adj-RIB-Out.  See the module docstring."""
 
@@ -319,12 +315,19 @@ class OutboundSession:
     def _send(self, changes: Iterable[tuple[Prefix, RouteState]]) -> None:
         if self.info is None:
             return
-        groups: dict[tuple[int, RouteState], list[Prefix]] = {}
+        groups: dict[RouteState, tuple[list[Prefix], list[Prefix]]] = {}
+        last: RouteState | None = None
+        v4: list[Prefix] = []
+        v6: list[Prefix] = []
         for prefix, state in changes:
-            groups.setdefault((prefix.version, state), []).append(prefix)
-        for version in FAMILIES:
-            for state in RouteState:
-                nets = groups.get((version, state))
+            if state is not last:  # runs of one state are the rule: look the group up once
+                v4, v6 = groups.setdefault(state, ([], []))
+                last = state
+            (v4 if isinstance(prefix, IPv4Network) else v6).append(prefix)
+        states = list(groups) if len(groups) == 1 else [s for s in RouteState if s in groups]
+        for index, version in enumerate(FAMILIES):  # IPv4, then IPv6; states in enum order
+            for state in states:
+                nets = groups[state][index]
                 if nets:
                     self._send_group(version, state, nets)
 
@@ -370,11 +373,12 @@ class OutboundSession:
 
 
 def _pack(nets: Sequence[Prefix], budget: int) -> list[tuple[Prefix, ...]]:
-    """Consecutive groups of `nets` whose encoded prefixes fit in `budget` octets each."""
+    """Consecutive groups of `nets` whose encoded prefixes (a length octet and the prefix's
+    significant octets) fit in `budget` octets each."""
     groups: list[tuple[Prefix, ...]] = []
     start = size = 0
-    for i, net in enumerate(nets):
-        n = _prefix_len(net)
+    for i, plen in enumerate([n.prefixlen for n in nets]):
+        n = 1 + (plen + 7) // 8
         if size + n > budget and i > start:
             groups.append(tuple(nets[start:i]))
             start, size = i, 0
