@@ -9,7 +9,9 @@ Crash: an exception other than :class:`ConfigError`; a :class:`ConfigError` that
 (a ``secret`` setting's value or a password field of ``bgp_peers``: found by loading again with
 the secret replaced, so text that is in the message anyway does not count); a configuration
 that loads but that the daemon's own constructors (probe, gate, speaker, manager) reject --
-"nothing that passes ``vipgate config`` may fail later because of its value".
+"nothing that passes ``vipgate config`` may fail later because of its value"; environment-name
+warnings (:func:`vipgate.config.names.name_warnings`) that change with a value other than
+between empty and set (a value would be in them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ipaddress import IPv4Address
 
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.config import SETTINGS, Config, ConfigError, load
+from vipgate.config.names import name_warnings
 from vipgate.manager import Manager
 
 FLAG_KEYS = {f: s.key for s in SETTINGS for f in s.flags}
@@ -123,8 +126,15 @@ def _construct(cfg: Config) -> None:
     Manager(cfg, speaker, prefix, None)
 
 
+def _check_name_warnings(env: dict[str, str]) -> None:
+    got = name_warnings(env)
+    if got != name_warnings({k: "x" if v else "" for k, v in env.items()}):
+        raise Crash(f"a value changes the environment-name warnings: {got!r}")
+
+
 def check(data: bytes) -> None:
     env, flags = parse(data)
+    _check_name_warnings(env)
     got = _load(env, flags)
     if isinstance(got, ConfigError):
         _check_secrets(got, env, flags)

@@ -18,6 +18,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 
 from vipgate.config.table import NOT_IMPLEMENTED, SETTINGS
@@ -57,11 +58,17 @@ _LOWER = {name.lower(): name for name in KNOWN}
 
 
 def closest(name: str) -> str | None:
-    """The known name closest to ``name`` (compared in lowercase), or None."""
-    match = difflib.get_close_matches(name.lower(), list(_LOWER), n=1, cutoff=0.6)
+    """The known name closest to ``name`` (compared in lowercase), or None. Only names with the
+    same prefix are compared when ``name`` has one of :data:`PREFIXES` (a name is looked at
+    only then, or when it is a known name in other case)."""
+    low = name.lower()
+    prefix = next((p for p in PREFIXES if low.startswith(p)), "")
+    candidates = [k for k in _LOWER if k.startswith(prefix)]
+    match = difflib.get_close_matches(low, candidates, n=1, cutoff=0.6)
     return _LOWER[match[0]] if match else None
 
 
+@functools.lru_cache(maxsize=1024)
 def name_warning(name: str) -> str | None:
     """The warning for one environment name (never its value), or None."""
     if name in READ or not any(c.islower() for c in name):
