@@ -24,7 +24,7 @@ libFuzzer entry point::
     .venv/bin/python -m fuzz.bgp -max_total_time=600 /tmp/corpus-bgp fuzz/corpus/bgp
     .venv/bin/python -m fuzz.run --seconds 600 --out bench/out/fuzz   # every target, figures
 
-``fuzz/corpus/<target>/`` holds the seed corpus (made by ``python -m fuzz.seeds``) and
+``fuzz/corpus/<target>/`` holds the starting corpus (made by ``python -m fuzz.seeds``) and
 ``fuzz/regressions/<target>/`` every input that once crashed (tests/unit/test_fuzz.py replays
 both on every run, then fuzzes each target for a few seconds).
 """

@@ -1,5 +1,6 @@
-"""Write the seed corpora (``python -m fuzz.seeds``): valid inputs of every shape, from our own
-encoders, the lab apiserver's answers and the README's settings. Deterministic file names."""
+"""Write the starting corpora (``python -m fuzz.seeds``): valid inputs of every shape, from our
+own encoders, the lab apiserver's answers and the settings of docs/configuration.md.
+Deterministic file names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shipped alerting rules and Grafana dashboard (deploy/, issue 11).
+"""The shipped alerting rules and Grafana dashboard (deploy/; docs/operations.md, "Alerting").
 
 ``promtool`` (Debian's prometheus package, installed by scripts/setup.sh) checks the rules and
 runs their unit tests (tests/unit/alerts/vipgate-alerts.test.yaml: every alert fires when it

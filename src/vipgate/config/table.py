@@ -3,8 +3,8 @@
 Each :class:`Setting` carries its environment names (the first is canonical), its flags, its
 default, its kind (the CLI's metavar), its help, whether it is a secret, its parser and the
 :class:`~vipgate.config.model.Config` attribute it fills. ``vipgate --help``, ``vipgate config``,
-the README's settings table, the manifest generator and :func:`vipgate.config.load` all read
-this one table; its order is the order of ``vipgate config`` and of parsing.
+docs/configuration.md's settings table, the manifest generator and :func:`vipgate.config.load`
+all read this one table; its order is the order of ``vipgate config`` and of parsing.
 
 A parser takes the setting's raw value and the values parsed before it (by setting key: a
 setting may depend only on settings above it) and returns the typed value or raises
