@@ -71,8 +71,14 @@ class Cluster:
         graceful_shutdown: float = 0.0,
         extra_env: Mapping[str, str] | None = None,
         apiserver_kwargs: Mapping[str, Any] | None = None,
+        router_kwargs: Mapping[str, Any] | None = None,
     ) -> Cluster:
-        topo = build_topology(lab, n_nodes=n_nodes, router_kind=router_kind)
+        topo = build_topology(
+            lab,
+            n_nodes=n_nodes,
+            router_kind=router_kind,
+            router_kwargs=dict(router_kwargs) if router_kwargs is not None else None,
+        )
         pki, servers = start_apiservers(topo, **dict(apiserver_kwargs or {}))
         env = {
             "vip_interface": "lo",

@@ -109,6 +109,12 @@ class SpeakerProc:
         self.send(f"graceful {'on' if on else 'off'}")
         return float(self.wait_event("graceful", timeout)["t0"])
 
+    def deprefer(self, prefix: str, on: bool = True, timeout: float = 5.0) -> float:
+        """Announce `prefix` de-preferred (on) or plainly again (off); returns the monotonic
+        time just before the speaker wrote the UPDATEs."""
+        self.send(f"deprefer {prefix} {'on' if on else 'off'}")
+        return float(self.wait_event("deprefer", timeout)["t0"])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -1,7 +1,8 @@
 """The vipgate BGP speaker as a process driven over stdin, for the lab (interop tests, bench).
 
 ``python -m lab.speaker_driver`` runs a :class:`vipgate.bgp.speaker.Speaker` driven by stdin
-lines (``announce P``, ``withdraw P``, ``graceful on|off``, ``close MSG``, ``states``, ``rss``)
+lines (``announce P``, ``withdraw P``, ``deprefer P on|off``, ``graceful on|off``, ``close MSG``,
+``states``, ``rss``)
 and reports JSON lines on stdout; :class:`lab.speaker.SpeakerProc` runs it inside a lab
 namespace.  Peers are given in kube-vip's ``bgp_peers`` format (``--peer``, repeatable).
 """
@@ -97,6 +98,14 @@ async def _drive(args: argparse.Namespace) -> int:
             t0 = time.monotonic()
             speaker.withdraw(ip_network(arg))
             out({"ev": "withdrawn", "prefix": arg, "t0": t0})
+        elif cmd == "deprefer":
+            prefix, _, on = arg.partition(" ")
+            t0 = time.monotonic()
+            if on == "off":
+                speaker.announce(ip_network(prefix))
+            else:
+                speaker.deprefer(ip_network(prefix))
+            out({"ev": "deprefer", "prefix": prefix, "on": on != "off", "t0": t0})
         elif cmd == "graceful":
             t0 = time.monotonic()
             speaker.graceful_shutdown(arg != "off")

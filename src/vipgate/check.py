@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from vipgate.config import Config
+from vipgate.health.gate import UnhealthyAction
 from vipgate.health.probe import (
     ErrorKind,
     PeerCertificate,
@@ -71,6 +72,7 @@ _CLIENT_CERT = (
     "control_plane_health_check_client_cert_path (--controlPlaneHealthCheckClientCertPath)"
 )
 _CLIENT_KEY = "control_plane_health_check_client_key_path (--controlPlaneHealthCheckClientKeyPath)"
+_UNHEALTHY = "control_plane_health_check_unhealthy_action"
 KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 
@@ -201,12 +203,32 @@ def verdict(config: Config, obs: Observation) -> Verdict:
         v.add("certificate", _cert_text(u.subject, u.issuer, u.names, u.not_after))
         v.add("verified", f"chain NOT trusted by {_trust(config)}")
 
+    v.add("if failing", unhealthy_text(config))
     if r.ok:
         return v
     cause, fix = _explain(config, obs, host, port)
     v.add("cause", cause)
     v.add("fix", fix)
     return v
+
+
+def unhealthy_text(config: Config) -> str:
+    """What the manager does with the route when the checks fail, and the trade-off."""
+    n = config.health_threshold
+    if config.health_unhealthy_action is UnhealthyAction.DEPREFER:
+        return (
+            f"after {n} failed checks in a row the VIP stays announced, de-preferred\n"
+            f"({_UNHEALTHY}=deprefer): routers use this node\n"
+            "only while no node announces a plain path, so the VIP fails open when every node\n"
+            "fails at once; a router that ignores AS_PATH length (bgp bestpath as-path ignore)\n"
+            "keeps a failing eBGP node in its ECMP set"
+        )
+    return (
+        f"after {n} failed checks in a row the VIP is withdrawn\n"
+        f"({_UNHEALTHY}=withdraw): if every node fails at once\n"
+        "(etcd down, anonymous access removed), no route to the VIP is left;\n"
+        f"{_UNHEALTHY}=deprefer keeps it reachable then"
+    )
 
 
 def _cert_text(subject: str, issuer: str, names: tuple[str, ...], not_after: str) -> str:

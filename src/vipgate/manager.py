@@ -61,6 +61,7 @@ class Manager:
             shutdown_period=config.health_shutdown_period if self.readiness_url else 0.0,
             graceful_shutdown=config.bgp_graceful_shutdown,
             readiness_url=self.readiness_url,
+            unhealthy_action=config.health_unhealthy_action,
         )
         self.stopping = asyncio.Event()  # a stop signal came
         self.stopped = asyncio.Event()  # the gate reached STOPPED: close the sessions
@@ -83,6 +84,8 @@ class Manager:
         """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it."""
         if step.action is Action.ANNOUNCE:
             self.speaker.announce(self.prefix)
+        elif step.action is Action.ANNOUNCE_DEPREFERRED:
+            self.speaker.deprefer(self.prefix)
         elif step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN:
             self.speaker.graceful_shutdown(True)
         elif step.action is Action.WITHDRAW:
@@ -96,7 +99,8 @@ class Manager:
                 self.metrics.announced(self.prefix, g.announced)
                 self.metrics.route_state(self.prefix, g.route_state)
         if step.transition is not None:
-            level = logging.WARNING if step.action is Action.WITHDRAW else logging.INFO
+            warn = step.action in (Action.WITHDRAW, Action.ANNOUNCE_DEPREFERRED)
+            level = logging.WARNING if warn else logging.INFO
             log.log(level, "%s", step.transition.message)
             if self.metrics:
                 self.metrics.transition(step.transition.reason)

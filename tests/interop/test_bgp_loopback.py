@@ -438,3 +438,44 @@ def test_unsupported_capability_retry_without_it(caplog: pytest.LogCaptureFixtur
     assert "refuses capabilities (NOTIFICATION Unsupported Capability): Multiprotocol IPv6 " in text
     assert "retrying without them (RFC 5492); families offered now: IPv4 unicast" in text
     assert "Established" in text and "010400020001" not in text  # decoded, not hex
+
+
+@pytest.mark.parametrize("local_as", [65000, PEER_AS], ids=["ebgp", "ibgp"])
+def test_deprefer_reannounces_prepended_then_plain(local_as: int) -> None:
+    """deprefer: eBGP our AS 3 more times, iBGP LOCAL_PREF 0, 65535:0 on both; announce makes
+    it plain again; the drain's re-announcement carries the same de-preference."""
+    gshut = wire.Communities((wire.GRACEFUL_SHUTDOWN,))
+    ibgp = local_as == PEER_AS
+
+    def path_of(upd: wire.Update) -> list[tuple[int, ...]]:
+        ap = upd.get(wire.AsPath)
+        assert ap is not None
+        return [s.asns for s in ap.segments]
+
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer, local_as=local_as) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            await peer.wait(lambda: len(peer.announced()) == 1)
+            assert path_of(peer.updates()[-1]) == ([] if ibgp else [(local_as,)])
+            sp.deprefer(VIP)
+            sp.deprefer(VIP)  # no-op: already de-preferred
+            await peer.wait(lambda: len(peer.announced()) == 2)
+            dep = peer.updates()[-1]
+            assert dep.announced() == [VIP] and dep.get(wire.Communities) == gshut
+            assert path_of(dep) == ([] if ibgp else [(local_as,) * 4])
+            assert dep.get(wire.LocalPref) == (wire.LocalPref(0) if ibgp else None)
+            sp.announce(VIP)
+            await peer.wait(lambda: len(peer.announced()) == 3)
+            plain = peer.updates()[-1]
+            assert plain.get(wire.Communities) is None
+            assert path_of(plain) == ([] if ibgp else [(local_as,)])
+            sp.graceful_shutdown()
+            await peer.wait(lambda: len(peer.announced()) == 4)
+            drain = peer.updates()[-1]
+            assert drain.get(wire.Communities) == gshut
+            assert path_of(drain) == ([] if ibgp else [(local_as,) * 4])
+            assert not peer.withdrawn()
+
+    asyncio.run(main())

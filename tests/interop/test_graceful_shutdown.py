@@ -6,7 +6,10 @@ set while the path is still there (no withdrawal sent yet), come back with ``gra
 go with the withdrawal. BIRD: the kernel ECMP route (import filter + ``merge paths``); FRR: the
 paths it flags best/multipath (eBGP: FRR's own handling; iBGP: the route-map, and vipgate's
 LOCAL_PREF 0); GoBGP: its best path and the paths tied with it (global import policy, local
-preference 1). The control: BIRD without the filter keeps the marked path in the ECMP route.
+preference 1). The control: BIRD without the filter keeps the marked path's local preference
+(no built-in RFC 8326 handling), and the path still leaves the ECMP route, by its AS_PATH length:
+the drain's re-announcement carries our AS prepended (tests/interop/test_deprefer_routers.py
+has every router without a policy).
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ def test_graceful_shutdown_leaves_multipath_before_withdrawal(kind: str, ibgp: b
         sp2.close()
 
 
-def test_bird_without_the_filter_keeps_the_marked_path() -> None:
-    """The control: BIRD has no built-in RFC 8326 handling, the filter is what moves traffic."""
+def test_bird_without_the_filter_moves_traffic_by_as_path_length() -> None:
+    """The control: BIRD has no built-in RFC 8326 handling (the marked path keeps local
+    preference 100); the prepended AS_PATH is what moves traffic without the filter."""
     with Lab() as lab, ExitStack() as stack:
         topo = build_topology(lab, 2, "bird", client=False,
                               router_kwargs={"graceful_shutdown": False})  # fmt: skip
@@ -85,5 +89,11 @@ def test_bird_without_the_filter_keeps_the_marked_path() -> None:
         both = {n.ip4 for n in topo.nodes}
         router.wait_multipath(VIP4, both, timeout=20)
         sps[0].graceful(True)
-        router.wait_rib(VIP4, lambda ps: len(ps) == 2 and all(p.local_pref == 100 for p in ps))
-        assert router.multipath_next_hops(VIP4) == both
+        n1, n2 = (n.ip4 for n in topo.nodes)
+        router.wait_rib(
+            VIP4, lambda ps: len(ps) == 2 and any(len(p.as_path) == 4 for p in ps), timeout=5
+        )
+        paths = {p.next_hop: p for p in router.rib(VIP4)}
+        assert all(p.local_pref == 100 for p in paths.values()), paths
+        assert paths[n1].as_path == (NODE_AS,) * 4 and paths[n2].as_path == (NODE_AS,), paths
+        router.wait_multipath(VIP4, {n2})

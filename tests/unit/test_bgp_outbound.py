@@ -9,7 +9,12 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
 
-from tests.unit.test_bgp_wire import UPDATE_EBGP_GSHUT, UPDATE_IBGP_GSHUT, UPDATE_V6_GSHUT
+from tests.unit.test_bgp_wire import (
+    UPDATE_EBGP_DEPREFERRED,
+    UPDATE_IBGP_DEPREFERRED,
+    UPDATE_IBGP_GSHUT,
+    UPDATE_V6_DEPREFERRED,
+)
 from vipgate.bgp import fsm, wire
 from vipgate.bgp.coupling import BfdCoupling
 from vipgate.bgp.outbound import (
@@ -102,6 +107,32 @@ def test_adj_rib_out_changes() -> None:
     assert rib.set_mode(S.GRACEFUL_SHUTDOWN) == ()  # nothing to re-announce
     with pytest.raises(ValueError):
         rib.set_mode(S.WITHDRAWN)
+    with pytest.raises(ValueError):
+        rib.set_mode(S.DEPREFERRED)  # a route's own state, not a mode
+
+
+def test_adj_rib_out_depreferred_routes() -> None:
+    rib = AdjRibOut()
+    assert rib.announce(VIP4, S.DEPREFERRED) == ((VIP4, S.DEPREFERRED),)
+    assert rib.announce(VIP4, S.DEPREFERRED) == ()
+    assert rib.announce(VIP6) == ((VIP6, S.ANNOUNCED),)
+    assert rib.announce(VIP4) == ((VIP4, S.ANNOUNCED),)  # healthy again: plain
+    assert rib.announce(VIP4, S.DEPREFERRED) == ((VIP4, S.DEPREFERRED),)
+    # the drain marks every route; after it each returns to its own state
+    assert rib.set_mode(S.GRACEFUL_SHUTDOWN) == (
+        (VIP4, S.GRACEFUL_SHUTDOWN),
+        (VIP6, S.GRACEFUL_SHUTDOWN),
+    )
+    assert rib.announce(VIP4) == ()  # draining: still GRACEFUL_SHUTDOWN on the wire
+    assert rib.announce(VIP4, S.DEPREFERRED) == ()
+    assert rib.set_mode(S.ANNOUNCED) == ((VIP4, S.DEPREFERRED), (VIP6, S.ANNOUNCED))
+    assert rib.routes == {VIP4: S.DEPREFERRED, VIP6: S.ANNOUNCED}
+    assert rib.withdraw(VIP4) == ((VIP4, S.WITHDRAWN),)
+    assert rib.announce(VIP4) == ((VIP4, S.ANNOUNCED),)  # a withdrawal forgets the state
+    assert rib.withdraw_all() == ((VIP6, S.WITHDRAWN), (VIP4, S.WITHDRAWN))
+    for state in (S.WITHDRAWN, S.GRACEFUL_SHUTDOWN):
+        with pytest.raises(ValueError):
+            rib.announce(VIP4, state)
 
 
 def test_every_state_has_a_policy_entry() -> None:
@@ -194,9 +225,11 @@ def test_outbound_decision_table(case: Case) -> None:
         assert mp is not None and mp.next_hops == (next_hop,) and upd.get(wire.NextHop) is None
     path = upd.get(wire.AsPath)
     assert path is not None
-    assert [s.asns for s in path.segments] == ([(LOCAL_AS,)] if case.ebgp else [])
+    # DEPREFERRED and the drain's GRACEFUL_SHUTDOWN: our AS 3 more times on eBGP (rule 3)
+    gshut = case.state in (S.GRACEFUL_SHUTDOWN, S.DEPREFERRED)
+    length = 4 if gshut else 1
+    assert [s.asns for s in path.segments] == ([(LOCAL_AS,) * length] if case.ebgp else [])
     comms = upd.get(wire.Communities)
-    gshut = case.state is S.GRACEFUL_SHUTDOWN
     assert (comms is not None and GRACEFUL_SHUTDOWN in comms.values) == gshut
     local_pref = upd.get(wire.LocalPref)
     if case.ebgp:
@@ -208,19 +241,27 @@ def test_outbound_decision_table(case: Case) -> None:
 # ------------------------------------------------------------------------------ golden bytes
 
 
+@pytest.mark.parametrize("state", [S.GRACEFUL_SHUTDOWN, S.DEPREFERRED])
 @pytest.mark.parametrize(
     ("local", "ebgp", "prefix", "golden"),
     [
-        (LOCAL4, True, VIP4, UPDATE_EBGP_GSHUT),
-        (LOCAL4, False, VIP4, UPDATE_IBGP_GSHUT),
-        (LOCAL6, True, VIP6, UPDATE_V6_GSHUT),
+        (LOCAL4, True, VIP4, UPDATE_EBGP_DEPREFERRED),
+        (LOCAL4, False, VIP4, UPDATE_IBGP_DEPREFERRED),
+        (LOCAL6, True, VIP6, UPDATE_V6_DEPREFERRED),
     ],
 )
-def test_graceful_shutdown_golden_bytes(
-    local: IPv4Address | IPv6Address, ebgp: bool, prefix: IPv4Network | IPv6Network, golden: bytes
+def test_graceful_shutdown_and_depreferred_golden_bytes(
+    local: IPv4Address | IPv6Address,
+    ebgp: bool,
+    prefix: IPv4Network | IPv6Network,
+    golden: bytes,
+    state: RouteState,
 ) -> None:
-    _, actions = up_session({prefix: S.GRACEFUL_SHUTDOWN}, local=local, ebgp=ebgp)
+    # The drain's re-announcement carries the de-preference too, so it leaves the multipath
+    # set on routers without an RFC 8326 policy (iBGP: the bytes RFC 8326 alone gives).
+    _, actions = up_session({prefix: state}, local=local, ebgp=ebgp)
     assert encoded(actions) == [golden]
+    assert UPDATE_IBGP_DEPREFERRED == UPDATE_IBGP_GSHUT
 
 
 @pytest.mark.parametrize("as4", [True, False])
@@ -241,8 +282,8 @@ def test_same_bytes_as_the_wire_builders_packed_full(
     if state is S.WITHDRAWN:
         want = wire.withdraw_ipv4(v4) + wire.withdraw_ipv6(v6)
     else:
-        if state is S.GRACEFUL_SHUTDOWN:
-            policy = policy.graceful_shutdown()
+        if state in (S.GRACEFUL_SHUTDOWN, S.DEPREFERRED):
+            policy = policy.depreferred()
         want = wire.announce_ipv4(v4, LOCAL4, policy) + wire.announce_ipv6(v6, MP6, policy)
     got = encoded(actions, as4)
     assert got == want

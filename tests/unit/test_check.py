@@ -475,3 +475,36 @@ def test_client_certificate_of_another_ca_is_explained(
         _line(out, "fix")
     ), out
     assert client_auth_server.requests == 0  # refused before any request
+
+
+@pytest.mark.parametrize(
+    ("action", "ok", "says"),
+    [
+        ("", True, ["the VIP is withdrawn", "unhealthy_action=withdraw", "no route to the VIP"]),
+        ("withdraw", False, ["the VIP is withdrawn", "=deprefer keeps it reachable"]),
+        ("deprefer", False, ["stays announced, de-preferred", "fails open", "as-path ignore"]),
+        ("deprefer", True, ["stays announced, de-preferred", "unhealthy_action=deprefer"]),
+    ],
+)
+def test_verdict_explains_the_unhealthy_action(action: str, ok: bool, says: list[str]) -> None:
+    from vipgate.check import Observation, verdict
+    from vipgate.health.probe import ErrorKind, ProbeResult
+
+    env = {
+        "control_plane_health_check_address": "http://127.0.0.1:6443/livez",
+        "control_plane_health_check_failure_threshold": "4",
+    }
+    if action:
+        env["control_plane_health_check_unhealthy_action"] = action
+    result = (
+        ProbeResult(True, 200, ErrorKind.NONE, "", 0.01)
+        if ok
+        else ProbeResult(False, 500, ErrorKind.HTTP_STATUS, "HTTP 500: [-]etcd failed", 0.01)
+    )
+    v = verdict(load(env), Observation(result))
+    text = v.text
+    assert "if failing:  after 4 failed checks in a row" in text
+    for s in says:
+        assert s in text.replace("\n" + " " * 13, " "), s
+    assert v.code == (EXIT_HEALTHY if ok else EXIT_UNHEALTHY)
+    assert all(len(line) <= 100 for line in text.splitlines() if line.startswith(("if", " ")))

@@ -518,3 +518,44 @@ def test_client_certificate_refused(
 def test_client_certificate_pair_named_by_flag(client_files: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="without --controlPlaneHealthCheckClientKeyPath: "):
         load({}, {_CERT: str(client_files["cert"])})
+
+
+# ------------------------------------------------------------------ unhealthy action
+@pytest.mark.parametrize(
+    ("env", "flags", "want"),
+    [
+        ({}, {}, "withdraw"),
+        ({"control_plane_health_check_unhealthy_action": "deprefer"}, {}, "deprefer"),
+        ({}, {"control_plane_health_check_unhealthy_action": "deprefer"}, "deprefer"),  # flag
+        ({"control_plane_health_check_unhealthy_action": " withdraw "}, {}, "withdraw"),
+        ({"control_plane_health_check_unhealthy_action": ""}, {}, "withdraw"),  # empty: unset
+        (
+            {"control_plane_health_check_unhealthy_action": "withdraw"},
+            {"control_plane_health_check_unhealthy_action": "deprefer"},
+            "withdraw",  # env wins
+        ),
+    ],
+)
+def test_unhealthy_action(env: dict[str, str], flags: dict[str, str], want: str) -> None:
+    from vipgate.health.gate import UnhealthyAction
+
+    c = load(env, flags)
+    assert c.health_unhealthy_action is UnhealthyAction(want)
+
+
+@pytest.mark.parametrize("bad", ["drop", "Deprefer", "WITHDRAW", "deprefer,withdraw", "0"])
+def test_unhealthy_action_bad_value_names_it_and_the_accepted_values(bad: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load({"control_plane_health_check_unhealthy_action": bad})
+    msg = str(exc.value)
+    assert f"control_plane_health_check_unhealthy_action={bad!r}" in msg
+    assert msg.endswith("accepted: withdraw, deprefer")
+
+
+def test_cli_unhealthy_action_bad_value_exits_2() -> None:
+    r = _run_cli(["config"], {"control_plane_health_check_unhealthy_action": "drop"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().endswith(
+        "control_plane_health_check_unhealthy_action='drop' is not an unhealthy action; "
+        "accepted: withdraw, deprefer"
+    )

@@ -10,14 +10,21 @@ Rules this module keeps
    :class:`~vipgate.bgp.wire.Update` objects for the session's fsm to encode and send) and
    :class:`NotAnnounced` (an error the owner logs).
 2. Every prefix of the Adj-RIB-Out has one wanted :class:`RouteState`; a WITHDRAWN prefix leaves
-   the table.  Announced routes take the table's *mode* (:attr:`AdjRibOut.mode`): ANNOUNCED, or
-   GRACEFUL_SHUTDOWN while the speaker drains before a planned stop (RFC 8326 section 4) --
-   routes announced meanwhile are marked too.  Closing withdraws everything.
+   the table.  A prefix is announced ANNOUNCED or DEPREFERRED (its node fails its health check
+   and the gate keeps the route as a fallback: :meth:`AdjRibOut.announce` with ``state``).
+   The table's *mode* (:attr:`AdjRibOut.mode`) overrides that: GRACEFUL_SHUTDOWN while the
+   speaker drains before a planned stop (RFC 8326 section 4) -- routes announced meanwhile are
+   marked too; back in mode ANNOUNCED each route returns to its own state.  Closing withdraws
+   everything.
 3. Path attributes per state come from one table, :data:`STATE_POLICY` (state -> transformation
    of the session's base :class:`~vipgate.bgp.wire.OutboundPolicy`, None: withdrawn).  The base
    policy is the session's: eBGP AS_PATH [local AS], iBGP empty AS_PATH and LOCAL_PREF 100,
-   ORIGIN IGP.  GRACEFUL_SHUTDOWN adds 65535:0 and, on iBGP, LOCAL_PREF 0.  A new state is one
-   entry of that table.
+   ORIGIN IGP.  DEPREFERRED and GRACEFUL_SHUTDOWN both take
+   :meth:`~vipgate.bgp.wire.OutboundPolicy.depreferred`: 65535:0 and, on eBGP, our AS
+   prepended 3 more times, on iBGP LOCAL_PREF 0.  Routers compare LOCAL_PREF and then AS_PATH
+   length before they consider paths equal for multipath (RFC 4271 9.1.2.2), so such a path
+   leaves the router's multipath set while a plain one exists -- with no router policy -- and
+   stays usable when none does.  A new state is one entry of that table.
 4. A route is sent only on an Established session that negotiated its family (RFC 4760) and
    has a next hop of the route's family (:data:`FAMILIES`): the session's local address when it
    is of that family (for IPv6: a global one, never link-local or IPv4-mapped, which routers
@@ -70,7 +77,8 @@ class RouteState(enum.Enum):
     """The wanted state of one prefix on every session (order: the order UPDATEs are sent)."""
 
     ANNOUNCED = "announced"
-    GRACEFUL_SHUTDOWN = "graceful_shutdown"  # RFC 8326: 65535:0, LOCAL_PREF 0 on iBGP
+    DEPREFERRED = "depreferred"  # a fallback path: 65535:0 and prepended (eBGP) / LOCAL_PREF 0
+    GRACEFUL_SHUTDOWN = "graceful_shutdown"  # RFC 8326 drain: the same path attributes
     WITHDRAWN = "withdrawn"
 
 
@@ -79,7 +87,8 @@ PolicyOf: TypeAlias = Callable[[wire.OutboundPolicy], wire.OutboundPolicy]
 # state -> the path attributes of its routes (from the session's base policy); None: withdrawn.
 STATE_POLICY: Final[dict[RouteState, PolicyOf | None]] = {
     RouteState.ANNOUNCED: lambda policy: policy,
-    RouteState.GRACEFUL_SHUTDOWN: wire.OutboundPolicy.graceful_shutdown,
+    RouteState.DEPREFERRED: lambda policy: policy.depreferred(),
+    RouteState.GRACEFUL_SHUTDOWN: lambda policy: policy.depreferred(),
     RouteState.WITHDRAWN: None,
 }
 
@@ -91,35 +100,48 @@ class AdjRibOut:
     """The speaker's routes and their wanted state (rule 2); each call returns the changes."""
 
     def __init__(self) -> None:
-        self.routes: dict[Prefix, RouteState] = {}
+        self.routes: dict[Prefix, RouteState] = {}  # what the sessions are sent
         self.mode = RouteState.ANNOUNCED
+        self._own: dict[Prefix, RouteState] = {}  # each route's own state (mode aside)
 
-    def announce(self, prefix: Prefix) -> Changes:
-        if prefix in self.routes:
+    def announce(self, prefix: Prefix, state: RouteState = RouteState.ANNOUNCED) -> Changes:
+        """Announce `prefix` in `state` (ANNOUNCED or DEPREFERRED), or move it there."""
+        if state not in _OWN_STATES:
+            raise ValueError(f"{state.name} is not a state of an announced route")
+        self._own[prefix] = state
+        sent = self.mode if self.mode is RouteState.GRACEFUL_SHUTDOWN else state
+        if self.routes.get(prefix) is sent:
             return ()
-        self.routes[prefix] = self.mode
-        return ((prefix, self.mode),)
+        self.routes[prefix] = sent
+        return ((prefix, sent),)
 
     def withdraw(self, prefix: Prefix) -> Changes:
+        self._own.pop(prefix, None)
         if self.routes.pop(prefix, None) is None:
             return ()
         return ((prefix, RouteState.WITHDRAWN),)
 
     def set_mode(self, mode: RouteState) -> Changes:
         """Every announced route, and every route announced from now on, in `mode`."""
-        if STATE_POLICY[mode] is None:
+        if mode not in (RouteState.ANNOUNCED, RouteState.GRACEFUL_SHUTDOWN):
             raise ValueError(f"{mode.name} is not a mode of announced routes")
         if mode is self.mode:
             return ()
         self.mode = mode
         for prefix in self.routes:
-            self.routes[prefix] = mode
+            self.routes[prefix] = (
+                mode if mode is RouteState.GRACEFUL_SHUTDOWN else self._own[prefix]
+            )
         return tuple(self.routes.items())
 
     def withdraw_all(self) -> Changes:
         out = tuple((prefix, RouteState.WITHDRAWN) for prefix in self.routes)
         self.routes.clear()
+        self._own.clear()
         return out
+
+
+_OWN_STATES: Final = frozenset({RouteState.ANNOUNCED, RouteState.DEPREFERRED})
 
 
 # ----------------------------------------------------------------------------------- events

@@ -9,10 +9,13 @@ Established session before they return.  A session that comes up, or sends ROUTE
 the whole set.  ``close(message)`` withdraws everything, waits until the peers acknowledged it
 (asyncio drain, then the kernel send queue via SIOCOUTQ), sends Cease / Administrative
 Shutdown with the RFC 8203 message and closes -- bounded by ``timeout``.
-``graceful_shutdown(True)`` re-announces the Adj-RIB-Out with the GRACEFUL_SHUTDOWN community
-65535:0 (RFC 8326; LOCAL_PREF 0 towards iBGP peers) so the routers move traffic to other paths
-before the withdrawal; ``graceful_shutdown(False)`` re-announces it plain again. Sessions that
-come up meanwhile get the marked routes.
+``deprefer(prefix)`` announces it de-preferred (a fallback path: GRACEFUL_SHUTDOWN 65535:0 and,
+towards eBGP peers, our AS prepended 3 more times, towards iBGP peers LOCAL_PREF 0);
+``announce(prefix)`` announces it plainly again.
+``graceful_shutdown(True)`` re-announces the Adj-RIB-Out with the same path attributes (RFC 8326
+plus the de-preference) so the routers move traffic to other paths before the withdrawal, with
+or without a policy of their own; ``graceful_shutdown(False)`` re-announces each route in its
+own state again. Sessions that come up meanwhile get the marked routes.
 """
 
 from __future__ import annotations
@@ -110,8 +113,14 @@ class Speaker:
             p.start()
 
     def announce(self, prefix: Prefix) -> None:
+        """Announce `prefix` with a plain path (or make a de-preferred one plain again)."""
         if not self._closed:
             self._routes_changed(self._rib.announce(prefix))
+
+    def deprefer(self, prefix: Prefix) -> None:
+        """Announce `prefix` de-preferred: routers use it only while no plain path exists."""
+        if not self._closed:
+            self._routes_changed(self._rib.announce(prefix, RouteState.DEPREFERRED))
 
     def withdraw(self, prefix: Prefix) -> None:
         self._routes_changed(self._rib.withdraw(prefix))
@@ -122,7 +131,8 @@ class Speaker:
 
     def graceful_shutdown(self, on: bool = True) -> None:
         """Mark (on) or unmark (off) every announced route with GRACEFUL_SHUTDOWN 65535:0
-        (RFC 8326 section 4; plus LOCAL_PREF 0 on iBGP sessions) by announcing it again now.
+        (RFC 8326 section 4) and the de-preference (our AS prepended on eBGP sessions,
+        LOCAL_PREF 0 on iBGP sessions) by announcing it again now.
         No-op if already in that state. ``close()`` still withdraws everything afterwards."""
         if not self._closed:
             mode = RouteState.GRACEFUL_SHUTDOWN if on else RouteState.ANNOUNCED

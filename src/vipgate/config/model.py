@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from vipgate.config.peers import NextHopMode, Peer
 from vipgate.config.values import IPAddress, IPNetwork, Source, parse_listen, readiness_url
+from vipgate.health.gate import UnhealthyAction
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Config:
     mpbgp_ipv6: ipaddress.IPv6Address | None = None
     health_fast_period: float = 0.2
     health_success_threshold: int = 1
+    health_unhealthy_action: UnhealthyAction = UnhealthyAction.WITHDRAW
     health_shutdown_address: str = ""
     health_shutdown_period: float = 1.0
     bgp_graceful_shutdown: float = 3.0

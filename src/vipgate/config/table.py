@@ -30,6 +30,7 @@ from vipgate.config.peers import (
     parse_peers_numbered,
 )
 from vipgate.config.values import ConfigError, IPAddress, Raw, Source, show
+from vipgate.health.gate import UnhealthyAction
 
 Parser = Callable[[Raw, Mapping[str, Any]], Any]
 
@@ -259,6 +260,14 @@ def _prometheus(raw: Raw, got: Mapping[str, Any]) -> str:
     return v.listen(raw) if raw.value.strip() != "" else raw.value.strip()
 
 
+def _unhealthy_action(raw: Raw, got: Mapping[str, Any]) -> UnhealthyAction:
+    try:
+        return UnhealthyAction(raw.value.strip())
+    except ValueError:
+        accepted = ", ".join(a.value for a in UnhealthyAction)
+        raise ConfigError(f"{show(raw)} is not an unhealthy action; accepted: {accepted}") from None
+
+
 def _log_level(raw: Raw, got: Mapping[str, Any]) -> str:
     return v.log_level(raw)
 
@@ -441,6 +450,16 @@ SETTINGS: tuple[Setting, ...] = (
         "int",
         parse=_count,
         attr="health_success_threshold",
+    ),
+    _s(
+        "control_plane_health_check_unhealthy_action",
+        "--controlPlaneHealthCheckUnhealthyAction",
+        "withdraw",
+        "vipgate extension: what the failure threshold does to the route: withdraw (kube-vip) "
+        "or deprefer (announce it with a worse path, so the VIP fails open when every node "
+        "fails)",
+        parse=_unhealthy_action,
+        attr="health_unhealthy_action",
     ),
     _s(
         "control_plane_health_check_shutdown_address",
