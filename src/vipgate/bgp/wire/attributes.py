@@ -216,28 +216,30 @@ def encode_prefixes(nets: Iterable[IPv4Network | IPv6Network]) -> bytes:
     return b"".join(prefix_bytes(n) for n in nets)
 
 
-def decode_prefixes_v4(data: bytes, err: BgpError) -> tuple[IPv4Network, ...]:
+def decode_prefixes_v4(data: bytes) -> tuple[IPv4Network, ...] | None:
+    """The IPv4 prefixes of an NLRI-encoded field (RFC 4271 4.3); None if malformed."""
     out: list[IPv4Network] = []
     pos, end = 0, len(data)
     while pos < end:
         plen = data[pos]
         nbytes = (plen + 7) >> 3
         if plen > 32 or pos + 1 + nbytes > end:
-            raise err
+            return None
         raw = data[pos + 1 : pos + 1 + nbytes] + b"\x00" * (4 - nbytes)
         out.append(IPv4Network((raw, plen), strict=False))
         pos += 1 + nbytes
     return tuple(out)
 
 
-def decode_prefixes_v6(data: bytes, err: BgpError) -> tuple[IPv6Network, ...]:
+def decode_prefixes_v6(data: bytes) -> tuple[IPv6Network, ...] | None:
+    """The IPv6 prefixes of an NLRI-encoded field (RFC 4760 section 5); None if malformed."""
     out: list[IPv6Network] = []
     pos, end = 0, len(data)
     while pos < end:
         plen = data[pos]
         nbytes = (plen + 7) >> 3
         if plen > 128 or pos + 1 + nbytes > end:
-            raise err
+            return None
         raw = data[pos + 1 : pos + 1 + nbytes] + b"\x00" * (16 - nbytes)
         out.append(IPv6Network((raw, plen), strict=False))
         pos += 1 + nbytes
@@ -292,13 +294,22 @@ def _bad_nexthop_v4(addr: IPv4Address) -> bool:
     )
 
 
+def _mp_error(raw: bytes, reason: str) -> BgpError:
+    """A malformed MP_(UN)REACH_NLRI: its NLRI cannot be located, so the session is reset (RFC
+    7606 section 7.11 allows AFI/SAFI disable instead; vipgate has no per-family disable)."""
+    return update_error(UpdateError.OPTIONAL_ATTRIBUTE_ERROR, raw, reason)
+
+
+def _decode_prefixes(afi: int, data: bytes) -> tuple[IPv4Network | IPv6Network, ...] | None:
+    return decode_prefixes_v4(data) if afi == AFI_IPV4 else decode_prefixes_v6(data)
+
+
 def _decode_mp_reach(value: bytes, raw: bytes, flags: int, _ctx: SessionContext) -> PathAttribute:
-    err = update_error(UpdateError.OPTIONAL_ATTRIBUTE_ERROR, raw, "malformed MP_REACH_NLRI")
     if len(value) < 5:
-        raise err
+        raise _mp_error(raw, "malformed MP_REACH_NLRI")
     afi, safi, nhlen = struct.unpack_from("!HBB", value, 0)
     if 4 + nhlen + 1 > len(value):
-        raise err
+        raise _mp_error(raw, "malformed MP_REACH_NLRI")
     if (afi, safi) not in _MP_FAMILIES:
         return UnknownAttribute(flags & ~F_EXTENDED, A_MP_REACH, value)
     nh = value[4 : 4 + nhlen]
@@ -310,25 +321,22 @@ def _decode_mp_reach(value: bytes, raw: bytes, flags: int, _ctx: SessionContext)
     elif nhlen == 32:
         hops = (IPv6Address(nh[:16]), IPv6Address(nh[16:]))
     else:
-        raise update_error(
-            UpdateError.OPTIONAL_ATTRIBUTE_ERROR, raw, f"MP_REACH_NLRI next hop of length {nhlen}"
-        )
-    rest = value[4 + nhlen + 1 :]
-    nlri: tuple[IPv4Network | IPv6Network, ...]
-    nlri = decode_prefixes_v4(rest, err) if afi == AFI_IPV4 else decode_prefixes_v6(rest, err)
+        raise _mp_error(raw, f"MP_REACH_NLRI next hop of length {nhlen}")
+    nlri = _decode_prefixes(afi, value[4 + nhlen + 1 :])
+    if nlri is None:
+        raise _mp_error(raw, "malformed MP_REACH_NLRI")
     return MpReachNlri(afi, safi, hops, nlri)
 
 
 def _decode_mp_unreach(value: bytes, raw: bytes, flags: int, _ctx: SessionContext) -> PathAttribute:
-    err = update_error(UpdateError.OPTIONAL_ATTRIBUTE_ERROR, raw, "malformed MP_UNREACH_NLRI")
     if len(value) < 3:
-        raise err
+        raise _mp_error(raw, "malformed MP_UNREACH_NLRI")
     afi, safi = struct.unpack_from("!HB", value, 0)
     if (afi, safi) not in _MP_FAMILIES:
         return UnknownAttribute(flags & ~F_EXTENDED, A_MP_UNREACH, value)
-    rest = value[3:]
-    wd: tuple[IPv4Network | IPv6Network, ...]
-    wd = decode_prefixes_v4(rest, err) if afi == AFI_IPV4 else decode_prefixes_v6(rest, err)
+    wd = _decode_prefixes(afi, value[3:])
+    if wd is None:
+        raise _mp_error(raw, "malformed MP_UNREACH_NLRI")
     return MpUnreachNlri(afi, safi, wd)
 
 
@@ -369,11 +377,8 @@ class AttributeType:
     parse_despite_flags: bool = False
     duplicate_resets: bool = False
 
-    def flags_ok(self, flags: int) -> bool:
-        """The Optional and Transitive bits match; a well-known one has Partial clear."""
-        if flags & (F_OPTIONAL | F_TRANSITIVE) != self.flags:
-            return False
-        return bool(self.flags & F_OPTIONAL) or not flags & F_PARTIAL
+
+_OT: Final = F_OPTIONAL | F_TRANSITIVE
 
 
 def _origin(value: bytes, raw: bytes, _flags: int, _ctx: SessionContext) -> PathAttribute:
@@ -523,36 +528,12 @@ def worse(worst: BgpError | None, err: BgpError) -> BgpError:
     return worst
 
 
-def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int, int] | BgpError:
-    """(flags, type code, header length, value length), or the treat-as-withdraw error of an
-    attribute that overruns the list (RFC 7606 section 4)."""
-    if end - pos < 3 or (data[pos] & F_EXTENDED and end - pos < 4):
-        return update_error(
-            UpdateError.MALFORMED_ATTRIBUTE_LIST,
-            b"",
-            "truncated attribute header",
-            Handling.TREAT_AS_WITHDRAW,
-        )
-    flags, tcode = data[pos], data[pos + 1]
-    if flags & F_EXTENDED:
-        hlen, vlen = 4, (data[pos + 2] << 8) | data[pos + 3]
-    else:
-        hlen, vlen = 3, data[pos + 2]
-    if pos + hlen + vlen > end:
-        return update_error(
-            UpdateError.MALFORMED_ATTRIBUTE_LIST,
-            b"",
-            f"attribute {tcode} overruns the list",
-            Handling.TREAT_AS_WITHDRAW,
-        )
-    return flags, tcode, hlen, vlen
-
-
 def _decode_known(
     row: AttributeType, flags: int, value: bytes, raw: bytes, ctx: SessionContext
 ) -> tuple[PathAttribute | None, BgpError | None]:
     """Rules 2 and 3 for a type in the table: the attribute (or None) and its error (or None)."""
-    if not row.flags_ok(flags):
+    # The Optional and Transitive bits as the row says; Partial only on optional ones.
+    if flags & _OT != row.flags or (flags & F_PARTIAL and not row.flags & F_OPTIONAL):
         err = update_error(
             UpdateError.ATTRIBUTE_FLAGS_ERROR,
             raw,
@@ -573,52 +554,59 @@ def _decode_known(
     return attr, None
 
 
-def _decode_one(
-    flags: int, tcode: int, value: bytes, raw: bytes, ctx: SessionContext
-) -> tuple[PathAttribute | None, BgpError | None]:
-    row = ATTRIBUTES.get(tcode)
-    if row is not None:
-        return _decode_known(row, flags, value, raw, ctx)
-    if not flags & F_OPTIONAL:
-        raise update_error(
-            UpdateError.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
-            raw,
-            f"unrecognized well-known attribute {tcode}",
-        )
-    return UnknownAttribute(flags & ~F_EXTENDED, tcode, value), None
+_LIST: Final = UpdateError.MALFORMED_ATTRIBUTE_LIST
 
 
 def decode_attributes(
     data: bytes, ctx: SessionContext
 ) -> tuple[list[PathAttribute], set[int], BgpError | None]:
     """The path attribute list of an UPDATE: the attributes that stand, the type codes seen and
-    the worst error that leaves the session up (one that does not is raised)."""
+    the worst error that leaves the session up (one that does not is raised).  Rule 2."""
     attrs: list[PathAttribute] = []
     seen: set[int] = set()
     worst: BgpError | None = None
     pos, end = 0, len(data)
     while pos < end:
-        header = _header(data, pos, end)
-        if isinstance(header, BgpError):
-            worst = worse(worst, header)
+        flags = data[pos]
+        hlen = 4 if flags & F_EXTENDED else 3
+        if end - pos < hlen:  # RFC 7606 section 4: overruns are treat-as-withdraw
+            reason = "truncated attribute header"
+            worst = worse(worst, update_error(_LIST, b"", reason, Handling.TREAT_AS_WITHDRAW))
             break
-        flags, tcode, hlen, vlen = header
-        raw = data[pos : pos + hlen + vlen]
-        pos += hlen + vlen
-        if tcode in seen:
-            row = ATTRIBUTES.get(tcode)
+        tcode = data[pos + 1]
+        vlen = (data[pos + 2] << 8) | data[pos + 3] if hlen == 4 else data[pos + 2]
+        nxt = pos + hlen + vlen
+        if nxt > end:
+            reason = f"attribute {tcode} overruns the list"
+            worst = worse(worst, update_error(_LIST, b"", reason, Handling.TREAT_AS_WITHDRAW))
+            break
+        raw, value = data[pos:nxt], data[pos + hlen : nxt]
+        pos = nxt
+        row = ATTRIBUTES.get(tcode)
+        if tcode in seen:  # RFC 7606 section 3(g)
             if row is not None and row.duplicate_resets:
-                raise update_error(
-                    UpdateError.MALFORMED_ATTRIBUTE_LIST, b"", f"attribute {tcode} appears twice"
-                )
+                raise update_error(_LIST, b"", f"attribute {tcode} appears twice")
             dup = f"duplicate attribute {tcode}"
-            sub = UpdateError.MALFORMED_ATTRIBUTE_LIST
-            worst = worse(worst, update_error(sub, b"", dup, Handling.ATTRIBUTE_DISCARD))
+            worst = worse(worst, update_error(_LIST, b"", dup, Handling.ATTRIBUTE_DISCARD))
             continue
         seen.add(tcode)
-        attr, err = _decode_one(flags, tcode, raw[hlen:], raw, ctx)
+        if row is None:
+            attrs.append(_unknown(flags, tcode, value, raw))
+            continue
+        attr, err = _decode_known(row, flags, value, raw, ctx)
         if attr is not None:
             attrs.append(attr)
         if err is not None:
             worst = worse(worst, err)
     return attrs, seen, worst
+
+
+def _unknown(flags: int, tcode: int, value: bytes, raw: bytes) -> UnknownAttribute:
+    """A type not in the table: kept if optional, a session reset if well-known."""
+    if not flags & F_OPTIONAL:
+        raise update_error(
+            UpdateError.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+            raw,
+            f"unrecognized well-known attribute {tcode}",
+        )
+    return UnknownAttribute(flags & ~F_EXTENDED, tcode, value)

@@ -356,14 +356,12 @@ def _decode_update(body: bytes, ctx: SessionContext) -> Update:
             b"",
             "total path attribute length overruns the UPDATE",
         )
-    withdrawn = decode_prefixes_v4(
-        body[2 : 2 + wlen],
-        update_error(UpdateError.INVALID_NETWORK_FIELD, b"", "malformed withdrawn routes"),
-    )
-    nlri = decode_prefixes_v4(
-        body[4 + wlen + alen :],
-        update_error(UpdateError.INVALID_NETWORK_FIELD, b"", "malformed NLRI field"),
-    )
+    withdrawn = decode_prefixes_v4(body[2 : 2 + wlen])
+    if withdrawn is None:
+        raise update_error(UpdateError.INVALID_NETWORK_FIELD, b"", "malformed withdrawn routes")
+    nlri = decode_prefixes_v4(body[4 + wlen + alen :])
+    if nlri is None:
+        raise update_error(UpdateError.INVALID_NETWORK_FIELD, b"", "malformed NLRI field")
     attrs, seen, worst = decode_attributes(body[4 + wlen : 4 + wlen + alen], ctx)
     update = Update(withdrawn, tuple(attrs), nlri)
     missing = _missing_well_known(seen, bool(nlri))
