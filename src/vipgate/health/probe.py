@@ -49,11 +49,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import http
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -358,6 +359,16 @@ class ResponseVerdict:
         return self.error is ErrorKind.NONE
 
 
+@functools.lru_cache(maxsize=8)
+def _get_request(target: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> h11.Request:
+    """The request event, built and validated by h11 once: a probe sends the same one or two
+    requests all its life (h11's events are immutable)."""
+    return h11.Request(method=b"GET", target=target, headers=list(headers))
+
+
+_END_OF_MESSAGE = h11.EndOfMessage()
+
+
 class ResponseClassifier:
     """Sans-I/O: the HTTP/1.1 exchanges on one connection, classified. No asyncio, no sockets.
 
@@ -398,13 +409,13 @@ class ResponseClassifier:
         self._scan = bytearray()  # a 500's first bytes, searched for the shutdown line
         self._body = 0
 
-    def request(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    def request(self, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
         """Begin an exchange: the bytes of ``GET target`` (b"" and a PROTOCOL verdict when
         HTTP/1.1 does not allow a request now)."""
         self._begin()
         try:
-            data = self._http.send(h11.Request(method=b"GET", target=target, headers=headers))
-            data += self._http.send(h11.EndOfMessage())
+            data = self._http.send(_get_request(target, tuple(headers)))
+            data += self._http.send(_END_OF_MESSAGE)
         except h11.LocalProtocolError as e:
             self._fail(ErrorKind.PROTOCOL, f"cannot send the request: {e}")
             return b""
