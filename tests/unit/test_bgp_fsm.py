@@ -715,3 +715,406 @@ def test_a_peer_that_sends_an_extended_open_gets_extended_opens() -> None:
     d(BytesReceived(encode(Notification(2, 0))))
     msg = our_open(reconnect(d))
     assert msg.extended and msg.capabilities == d.s.capabilities()
+
+
+# ------------------------------------------- the peer's connections and collisions (RFC 4271 6.8)
+
+ACTIVE, PASSIVE = fsm.Conn.ACTIVE, fsm.Conn.PASSIVE
+COLLISION = Notification(6, 7)
+
+
+def sent_on(actions: Sequence[fsm.Action], conn: fsm.Conn) -> list[wire.Message]:
+    data = b"".join(a.data for a in actions if isinstance(a, SendBytes) and a.conn is conn)
+    return wire.Decoder(SessionContext(True)).feed_all(data)
+
+
+def refused_with(actions: Sequence[fsm.Action]) -> list[wire.Message]:
+    (refuse,) = of_type(actions, fsm.RefuseConnection)
+    assert isinstance(refuse, fsm.RefuseConnection)
+    return wire.Decoder(SessionContext(True)).feed_all(refuse.data)
+
+
+def accepted() -> fsm.TcpAccepted:
+    return fsm.TcpAccepted(LOCAL, REMOTE)
+
+
+def test_the_peers_connection_is_taken_in_idle() -> None:
+    d = Driver(Session(cfg(), rng=lambda: 0.0))
+    d(Start())
+    d(TcpClosed("connection refused"))  # Idle, retry armed
+    actions = d(accepted())
+    assert actions[:2] == [CancelTimer(Timer.CONNECT_RETRY), fsm.AcceptConnection()]
+    assert isinstance(our_open(actions), Open) and sent_on(actions, ACTIVE) == []
+    assert d.state() is State.OPEN_SENT and d.s.conn is PASSIVE
+    assert Timer.CONNECT_RETRY not in d.timers and Timer.HOLD in d.timers
+    actions = d(BytesReceived(peer_open() + KA, PASSIVE))
+    assert d.state() is State.ESTABLISHED
+    (up,) = of_type(actions, SessionUp)
+    assert isinstance(up, SessionUp) and (up.info.local, up.info.remote) == (LOCAL, REMOTE)
+    assert sent_on(actions, PASSIVE) == [Keepalive()]
+    # Updates and the way down use the peer's connection; bytes for the old role are stale.
+    upd = vip_update(VIP)
+    assert d(SendUpdates((upd,)))[0] == SendBytes(encode(upd, SessionContext(True)), PASSIVE)
+    assert d(BytesReceived(b"\xff" * 19, ACTIVE)) == []
+    assert d(TcpClosed("late", ACTIVE)) == []
+    actions = d(Stop("bye"))
+    assert [type(m) for m in sent_on(actions, PASSIVE)] == [Notification]
+    assert CloseConnection(PASSIVE) in actions
+
+
+def test_a_dial_in_progress_is_dropped_for_the_peers_connection() -> None:
+    d = Driver(Session(cfg()))
+    d(Start())
+    actions = d(accepted())
+    assert actions[:3] == [
+        CloseConnection(ACTIVE),
+        CancelTimer(Timer.CONNECT_RETRY),
+        fsm.AcceptConnection(),
+    ]
+    assert d.state() is State.OPEN_SENT and d.s.conn is PASSIVE
+    assert d(TcpClosed("connection refused", ACTIVE)) == []  # the dropped dial's late failure
+    with pytest.raises(LocalProtocolError):
+        d(TcpConnected(LOCAL, REMOTE))  # the owner must drop a dial it was told to close
+
+
+def test_refused_while_stopped() -> None:
+    d = Driver(Session(cfg()))
+    assert d(accepted()) == [fsm.RefuseConnection(b"", "the session is stopped")]
+    d(Start())
+    d(Stop("maintenance"))
+    (refuse,) = d(accepted())
+    assert isinstance(refuse, fsm.RefuseConnection) and refuse.data == b""
+    assert d.state() is State.IDLE
+
+
+def test_established_session_wins_over_a_new_connection() -> None:
+    for our_id in ("192.0.2.11", "10.0.0.1"):  # whoever has the higher identifier
+        d, _ = established(cfg(router_id=IPv4Address(our_id)))
+        actions = d(accepted())
+        assert refused_with(actions) == [COLLISION]
+        assert d.state() is State.ESTABLISHED and d.s.conn is ACTIVE
+        assert not of_type(actions, SendBytes) and not of_type(actions, CloseConnection)
+        assert not of_type(actions, StateChanged) and not of_type(actions, SessionDown)
+        (res,) = of_type(actions, fsm.CollisionResolved)
+        assert isinstance(res, fsm.CollisionResolved) and res.kept is ACTIVE
+
+
+# (our identifier, peer's identifier, our AS, peer AS, we keep our own connection)
+DOMINANCE = [
+    # Unsigned 32-bit: 192.0.2.11 is 0xc000020b, "negative" as a signed number.
+    ("192.0.2.11", "10.0.0.1", 65000, 65001, True),
+    ("10.0.0.1", "192.0.2.11", 65000, 65001, False),
+    ("255.255.255.254", "255.255.255.253", 65000, 65001, True),
+    ("0.0.0.1", "128.0.0.0", 65000, 65001, False),
+    # Equal identifiers (eBGP, RFC 6286 2.3): the higher AS number.
+    ("192.0.2.1", "192.0.2.1", 65002, 65001, True),
+    ("192.0.2.1", "192.0.2.1", 65000, 4200000000, False),
+]
+
+
+def collision_driver(our_id: str, our_as: int, peer_as: int) -> Driver:
+    """Our connection in OpenSent, then the peer's connection arrives: the candidate."""
+    d = Driver(Session(cfg(router_id=IPv4Address(our_id), local_as=our_as, peer_as=peer_as)))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    actions = d(accepted())
+    assert actions[0] == fsm.AcceptConnection()
+    assert [type(m) for m in sent_on(actions, PASSIVE)] == [Open]
+    assert d.s.candidate is not None and d.s.conn is ACTIVE and d.state() is State.OPEN_SENT
+    return d
+
+
+def check_resolution(d: Driver, actions: Sequence[fsm.Action], keep_ours: bool) -> None:
+    loser, winner = (PASSIVE, ACTIVE) if keep_ours else (ACTIVE, PASSIVE)
+    assert COLLISION in sent_on(actions, loser) and CloseConnection(loser) in actions
+    assert CloseConnection(winner) not in actions
+    assert COLLISION not in sent_on(actions, winner)
+    assert d.s.candidate is None and d.s.conn is winner
+    (res,) = of_type(actions, fsm.CollisionResolved)
+    assert isinstance(res, fsm.CollisionResolved) and res.kept is winner
+    assert Timer.CONNECT_RETRY not in d.timers  # not a way down: no backoff
+
+
+@pytest.mark.parametrize(("our_id", "peer_id", "our_as", "peer_as", "keep_ours"), DOMINANCE)
+@pytest.mark.parametrize("first", [ACTIVE, PASSIVE])
+def test_collision_the_dominant_speakers_connection_survives(
+    our_id: str, peer_id: str, our_as: int, peer_as: int, keep_ours: bool, first: fsm.Conn
+) -> None:
+    d = collision_driver(our_id, our_as, peer_as)
+    popen = peer_open(asn=peer_as, bgp_id=IPv4Address(peer_id))
+    actions = d(BytesReceived(popen, first))  # the first OPEN, on either connection, decides
+    check_resolution(d, actions, keep_ours)
+    winner = d.s.conn
+    if winner is not first:  # the winner's OPEN is still to come
+        assert d.state() is State.OPEN_SENT
+        d(BytesReceived(popen, winner))
+    assert d.state() is State.OPEN_CONFIRM
+    actions = d(BytesReceived(KA, winner))
+    assert d.state() is State.ESTABLISHED and of_type(actions, SessionUp)
+    assert d(BytesReceived(popen, (PASSIVE if winner is ACTIVE else ACTIVE))) == []
+
+
+def test_candidate_open_and_keepalive_in_one_read() -> None:
+    d = collision_driver("10.0.0.1", 65000, 65001)
+    actions = d(BytesReceived(peer_open() + KA, PASSIVE))  # the peer (192.0.2.1) dominates
+    check_resolution(d, actions, keep_ours=False)
+    assert d.state() is State.ESTABLISHED and of_type(actions, SessionUp)
+
+
+@pytest.mark.parametrize(("our_id", "peer_id", "our_as", "peer_as", "keep_ours"), DOMINANCE)
+def test_collision_in_open_confirm_is_decided_when_the_connection_arrives(
+    our_id: str, peer_id: str, our_as: int, peer_as: int, keep_ours: bool
+) -> None:
+    d = Driver(Session(cfg(router_id=IPv4Address(our_id), local_as=our_as, peer_as=peer_as)))
+    d(Start())
+    d(TcpConnected(LOCAL, REMOTE))
+    d(BytesReceived(peer_open(asn=peer_as, bgp_id=IPv4Address(peer_id))))
+    assert d.state() is State.OPEN_CONFIRM and Timer.KEEPALIVE in d.timers
+    actions = d(accepted())
+    if keep_ours:
+        assert refused_with(actions) == [COLLISION] and d.state() is State.OPEN_CONFIRM
+        assert not of_type(actions, fsm.AcceptConnection)
+        return
+    assert COLLISION in sent_on(actions, ACTIVE) and CloseConnection(ACTIVE) in actions
+    assert fsm.AcceptConnection() in actions and [type(m) for m in sent_on(actions, PASSIVE)] == [
+        Open
+    ]
+    assert d.state() is State.OPEN_SENT and d.s.conn is PASSIVE
+    assert Timer.KEEPALIVE not in d.timers and Timer.CONNECT_RETRY not in d.timers
+
+
+def test_our_connection_failing_leaves_the_candidate() -> None:
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    # The peer resolved the collision before us (or just closed our connection).
+    actions = d(BytesReceived(encode(COLLISION), ACTIVE))
+    assert sent_on(actions, ACTIVE) == [] and CloseConnection(ACTIVE) in actions
+    assert d.s.conn is PASSIVE and d.s.candidate is None and d.state() is State.OPEN_SENT
+    assert Timer.CONNECT_RETRY not in d.timers and Timer.HOLD in d.timers
+    assert not of_type(actions, OpenConnection) and not of_type(actions, SendBytes)
+    d(BytesReceived(peer_open() + KA, PASSIVE))
+    assert d.state() is State.ESTABLISHED
+
+
+def test_candidate_failures_leave_our_connection() -> None:
+    cases: list[tuple[fsm.Event, Notification | None]] = [
+        (TcpClosed("reset", PASSIVE), None),
+        (BytesReceived(encode(Notification(6, 7)), PASSIVE), None),
+        (BytesReceived(KA, PASSIVE), Notification(5, 1)),
+        (BytesReceived(b"\x00" * 19, PASSIVE), Notification(1, 1)),
+    ]
+    for event, answer in cases:
+        d = collision_driver("192.0.2.11", 65000, 65001)
+        actions = d(event)
+        assert d.s.candidate is None and d.s.conn is ACTIVE and d.state() is State.OPEN_SENT
+        assert CloseConnection(PASSIVE) in actions and CloseConnection(ACTIVE) not in actions
+        assert sent_on(actions, PASSIVE) == ([answer] if answer else []), event
+        d(BytesReceived(peer_open() + KA))
+        assert d.state() is State.ESTABLISHED
+
+
+def test_a_newer_connection_of_the_peers_replaces_an_earlier_one() -> None:
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    actions = d(accepted())  # a second connection while the candidate waits
+    assert actions[:3] == [
+        SendBytes(encode(COLLISION), PASSIVE),
+        fsm.MessageSent("NOTIFICATION"),
+        CloseConnection(PASSIVE),
+    ]
+    assert fsm.AcceptConnection() in actions and d.s.candidate is not None
+    # The session on the peer's connection, not Established: replaced by a newer one.
+    d2 = Driver(Session(cfg()))
+    d2(Start())
+    d2(accepted())
+    d2(BytesReceived(peer_open(), PASSIVE))
+    assert d2.state() is State.OPEN_CONFIRM
+    actions = d2(accepted())
+    assert COLLISION in sent_on(actions, PASSIVE)
+    assert actions.index(CloseConnection(PASSIVE)) < actions.index(fsm.AcceptConnection())
+    assert d2.state() is State.OPEN_SENT and d2.s.conn is PASSIVE and d2.s.peer_open is None
+
+
+def test_stop_closes_both_connections_with_the_cease() -> None:
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    actions = d(Stop("node drain"))
+    for conn in (ACTIVE, PASSIVE):
+        (n,) = sent_on(actions, conn)
+        assert isinstance(n, Notification) and n.shutdown_message == "node drain"
+        assert CloseConnection(conn) in actions
+    assert d.s.candidate is None and d.state() is State.IDLE
+    assert Timer.CONNECT_RETRY not in d.timers
+
+
+def test_hold_expiry_of_ours_goes_on_with_the_candidate() -> None:
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    actions = d.fire(Timer.HOLD)
+    assert sent_on(actions, ACTIVE) == [Notification(4, 0)]
+    assert d.s.conn is PASSIVE and d.state() is State.OPEN_SENT and Timer.HOLD in d.timers
+
+
+@st.composite
+def two_connection_events(draw: st.DrawFn) -> list[fsm.Event | Timer]:
+    ids = [IPv4Address("10.0.0.1"), IPv4Address("192.0.2.1"), ROUTER_ID]
+    payloads = [
+        *(peer_open(bgp_id=i) for i in ids),
+        KA,
+        encode(COLLISION),
+        b"\x00" * 19,
+        peer_open()[:7],
+    ]
+    one = st.one_of(
+        st.just(accepted()),
+        st.builds(TcpClosed, st.just("x"), st.sampled_from([ACTIVE, PASSIVE])),
+        st.builds(BytesReceived, st.sampled_from(payloads), st.sampled_from([ACTIVE, PASSIVE])),
+        st.sampled_from(list(Timer)),
+        st.just(fsm.PeerReachable()),
+        st.just(TcpConnected(LOCAL, REMOTE)),
+        st.just(Stop("x")),
+        st.just(Start()),
+    )
+    return draw(st.lists(one, max_size=30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(two_connection_events())
+def test_two_connections_invariants(events: list[fsm.Event | Timer]) -> None:
+    d = Driver(Session(cfg(), rng=lambda: 0.5))
+    d(Start())
+    open_conns = {ACTIVE}  # what the owner holds (dialing counts)
+    for ev in events:
+        if isinstance(ev, Timer):
+            if ev not in d.timers:
+                continue
+            actions = d.fire(ev)
+        elif isinstance(ev, TcpConnected):
+            if d.state() is not State.CONNECT:
+                continue  # the owner never reports a dial it was told to drop
+            actions = d(ev)
+        elif isinstance(ev, Start) and d.state() is not State.IDLE:
+            continue
+        else:
+            actions = d(ev)
+        for a in actions:
+            if isinstance(a, CloseConnection):
+                open_conns.discard(a.conn)
+            elif isinstance(a, fsm.AcceptConnection):
+                open_conns.add(PASSIVE)
+            elif isinstance(a, OpenConnection):
+                open_conns.add(ACTIVE)
+            elif isinstance(a, SendBytes):
+                assert a.conn in open_conns, (a, open_conns)
+        s = d.s
+        if s.candidate is not None:
+            assert s.state is State.OPEN_SENT and s.conn is ACTIVE
+            assert open_conns == {ACTIVE, PASSIVE}
+        if s.state is not State.IDLE:
+            assert s.conn in open_conns
+        else:
+            assert not open_conns and s.candidate is None
+        sent = [
+            m
+            for a in actions
+            if isinstance(a, SendBytes)
+            for m in wire.Decoder(SessionContext(True)).feed_all(a.data)
+            if isinstance(m, Notification)
+        ]
+        # Nothing in these events is a protocol error of ours to punish (rule 8), except
+        # what the peer got wrong (the garbage header, the unexpected KEEPALIVE) and the
+        # hold timer.
+        assert all(n.code in (1, 4, 5, 6) for n in sent), sent
+
+
+# ------------------------------------------------------------------------- retries (rule 9)
+
+
+def loss_delays(d: Driver, n: int) -> list[float]:
+    """Failed attempts after a loss: the delay before each next attempt."""
+    delays = []
+    for _ in range(n):
+        actions = d(TcpClosed("connection refused"))
+        retry = timer_armed(actions, Timer.CONNECT_RETRY)
+        assert retry is not None
+        delays.append(retry.delay)
+        d.fire(Timer.CONNECT_RETRY)
+    return delays
+
+
+@pytest.mark.parametrize("rng", [0.0, 0.5, 0.999999])
+def test_fast_retries_after_a_session_loss_then_the_backoff(rng: float) -> None:
+    d, _ = established(rng=rng)
+    actions = d(BytesReceived(encode(Notification.shutdown("restart"))))
+    window = timer_armed(actions, Timer.FAST_RETRY)
+    assert window is not None and window.delay == 30.0
+    first = timer_armed(actions, Timer.CONNECT_RETRY)
+    assert first is not None and first.delay == pytest.approx(0.5 + 0.5 * rng)
+    d.fire(Timer.CONNECT_RETRY)
+    fast = loss_delays(d, 40)  # far more than the exponential backoff would allow in 30 s
+    assert fast == [pytest.approx(0.5 + 0.5 * rng)] * 40
+    d.fire(Timer.FAST_RETRY)  # the window is over: the backoff from its first step
+    slow = loss_delays(d, 7)
+    assert [round(x / (0.5 + 0.5 * rng), 6) for x in slow] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_fast_retry_window_ends_on_established_and_stop() -> None:
+    d, _ = established(rng=0.0)
+    d(TcpClosed())
+    assert Timer.FAST_RETRY in d.timers
+    d.fire(Timer.CONNECT_RETRY)
+    d(TcpConnected(LOCAL, REMOTE))
+    actions = d(BytesReceived(peer_open() + KA))
+    assert CancelTimer(Timer.FAST_RETRY) in actions and Timer.FAST_RETRY not in d.timers
+    d(TcpClosed())
+    assert Timer.FAST_RETRY in d.timers  # a new loss, a new window
+    assert CancelTimer(Timer.FAST_RETRY) in d(Stop("x"))
+    # A first start that fails: the backoff as before, no window.
+    d2 = Driver(Session(cfg(), rng=lambda: 0.0))
+    d2(Start())
+    assert loss_delays(d2, 3) == [0.5, 1.0, 2.0] and Timer.FAST_RETRY not in d2.timers
+    # The window can be turned off.
+    d3, _ = established(cfg(fast_retry_window=0), rng=0.0)
+    d3(TcpClosed())
+    assert Timer.FAST_RETRY not in d3.timers
+
+
+def test_peer_reachable_retries_at_once() -> None:
+    d = Driver(Session(cfg(), rng=lambda: 0.0))
+    d(Start())
+    d(TcpClosed("no route to host"))
+    assert d.state() is State.IDLE and Timer.CONNECT_RETRY in d.timers
+    actions = d(fsm.PeerReachable("route to 192.0.2.1 back"))
+    assert actions[0] == CancelTimer(Timer.CONNECT_RETRY)
+    assert OpenConnection() in actions and d.state() is State.CONNECT
+    # In Connect: the dial may be stuck in SYN retransmissions: a new one.
+    actions = d(fsm.PeerReachable("link up"))
+    assert actions.index(CloseConnection(ACTIVE)) < actions.index(OpenConnection())
+    assert d.state() is State.CONNECT
+    # Stopped, or already in a session: nothing.
+    d(Stop("x"))
+    assert d(fsm.PeerReachable()) == []
+    e, _ = established()
+    assert e(fsm.PeerReachable()) == []
+
+
+# --------------------------------------------------------------- NOTIFICATIONs sent (rule 8)
+
+
+def test_our_own_reasons_end_sessions_with_a_cease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop, BFD Down, a collision, a bug in our decoder: Cease only (rule 8)."""
+    sent: list[Notification] = []
+    d, _ = established()
+    sent += sent_on(d(Stop("maintenance")), ACTIVE)  # type: ignore[arg-type]
+    d, _ = established()
+    sent += sent_on(d(Stop("BFD Down", subcode=10)), ACTIVE)  # type: ignore[arg-type]
+    d, _ = established()
+    sent += refused_with(d(accepted()))  # type: ignore[arg-type]
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    sent += sent_on(d(BytesReceived(peer_open(), ACTIVE)), PASSIVE)  # type: ignore[arg-type]
+    d, _ = established()
+
+    def broken(self: wire.Decoder) -> None:
+        raise RuntimeError("decoder bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(wire.Decoder, "next_message", broken)
+        actions = d(BytesReceived(KA))
+    sent += sent_on(actions, ACTIVE)  # type: ignore[arg-type]
+    assert [(n.code, n.subcode) for n in sent] == [(6, 2), (6, 10), (6, 7), (6, 7), (6, 0)]

@@ -1,19 +1,33 @@
-"""BGP session state machine, sans-I/O (active side of RFC 4271 section 8).
+"""BGP session state machine, sans-I/O (RFC 4271 section 8, with collision detection, 6.8).
 
 Rules this module keeps
 -----------------------
 1. It never does I/O and has no clock.  The owner feeds it *events* (:class:`Start`,
-   :class:`TcpConnected`, :class:`TcpClosed`, :class:`BytesReceived`, :class:`TimerFired`,
-   :class:`SendUpdates`, :class:`Stop`) through :meth:`Session.handle`, which returns a list of
-   *actions* to carry out in order (:class:`OpenConnection`, :class:`SendBytes`,
-   :class:`ArmTimer`, :class:`CancelTimer`, :class:`CloseConnection`, :class:`StateChanged`,
-   :class:`SessionUp`, :class:`SessionDown`, :class:`MessageReceived`, :class:`MessageSent`,
-   :class:`RoutesReceived`, :class:`ResendAdjRibOut`, :class:`CapabilitiesRefused`,
-   :class:`ProtocolWarning`).  Events and actions are small frozen dataclasses.
-2. Active only: we always open the TCP connection and never listen, so connection collisions
-   (RFC 4271 6.8) cannot happen and the Active state is never used.  At most one connection
-   exists at a time; :class:`TcpConnected` outside Connect is a bug in the owner and raises
-   :class:`LocalProtocolError`.
+   :class:`TcpConnected`, :class:`TcpAccepted`, :class:`TcpClosed`, :class:`BytesReceived`,
+   :class:`TimerFired`, :class:`SendUpdates`, :class:`Stop`, :class:`PeerReachable`) through
+   :meth:`Session.handle`, which returns a list of *actions* to carry out in order
+   (:class:`OpenConnection`, :class:`AcceptConnection`, :class:`RefuseConnection`,
+   :class:`SendBytes`, :class:`ArmTimer`, :class:`CancelTimer`, :class:`CloseConnection`,
+   :class:`StateChanged`, :class:`SessionUp`, :class:`SessionDown`, :class:`MessageReceived`,
+   :class:`MessageSent`, :class:`RoutesReceived`, :class:`ResendAdjRibOut`,
+   :class:`CapabilitiesRefused`, :class:`CollisionResolved`, :class:`ProtocolWarning`).
+   Events and actions are small frozen dataclasses.
+2. Two connections at most, named by role (:class:`Conn`): ACTIVE, the one we dial
+   (:class:`OpenConnection`, then :class:`TcpConnected`; outside Connect that event is a bug in
+   the owner and raises :class:`LocalProtocolError`), and PASSIVE, the one the peer opened
+   (:class:`TcpAccepted`, answered by :class:`AcceptConnection` or :class:`RefuseConnection`).
+   Bytes, closes, sends and closes carry the role; events of a connection no longer in use are
+   ignored.  The Active state is never used: in Idle (not stopped) or Connect the peer's
+   connection is taken at once and a dial in progress dropped.  Collisions (RFC 4271 6.8): the
+   connection opened by the speaker with the higher BGP identifier, compared as unsigned 32-bit
+   numbers, survives (equal identifiers, eBGP: the higher AS, RFC 6286 2.3); the other gets
+   Cease/Connection Collision Resolution (6/7).  The identifier is known from the first OPEN on
+   either connection: while ours is in OpenSent without it, the peer's waits beside it as the
+   *candidate* (:attr:`Session.candidate`, our OPEN sent on it) and the first OPEN decides; in
+   OpenConfirm the decision is made when the connection arrives; an Established session always
+   wins over a new connection.  A new connection of the peer's replaces an earlier one of its
+   own that is not Established (the peer gave that one up).  If ours fails while a candidate
+   waits, the session goes on with the candidate, without backoff.
 3. Anything the peer sends that is wrong ends in the NOTIFICATION the RFCs name for it (via
    :class:`~vipgate.bgp.wire.BgpError`), a close and a reconnect with backoff -- never an
    exception out of :meth:`Session.handle`.  UPDATE errors for which RFC 7606 asks for
@@ -37,6 +51,23 @@ Rules this module keeps
    ``neighbor X extended-optional-parameters`` misreads a standard OPEN (it takes the first
    parameter type for the Non-Ext OP Type) and answers NOTIFICATION 2/0, so a session with it
    comes up on the second attempt.
+8. NOTIFICATIONs we send: for our own reasons only a Cease (code 6) -- Administrative Shutdown
+   (6/2, with the RFC 9003 message) on a stop, BFD Down (6/10, RFC 9384) from the BFD coupling,
+   Connection Collision Resolution (6/7) for the connection a collision closes, Unspecific
+   (6/0) when our own decoder fails.  We end a session for no other reason of ours: a 2/7
+   answer from the peer is followed by a plain close and a new OPEN, a family or next hop we
+   cannot use only means routes not sent.  Routers do not punish a Cease, while any other
+   NOTIFICATION, sent or received, costs the next session BIRD's ``error wait time`` (60 s
+   doubling to 300 s by default; docs/routers.md).  Other codes are only the answers RFC 4271
+   6 and its updates prescribe to the peer's errors: Message Header (1), OPEN (2), UPDATE (3;
+   RFC 7606 keeps most of them from ending the session), Hold Timer Expired (4/0: the peer fell
+   silent), Finite State Machine (5).
+9. Retries (:meth:`Session.backoff_delay`): after an Established session is lost the peer is
+   probably coming back, so for ``fast_retry_window`` seconds (:attr:`Timer.FAST_RETRY`) each
+   retry follows ``fast_retry_min..fast_retry_max`` seconds later (jittered: nodes that lost the
+   same router do not dial in step); then the bounded exponential backoff, from its first step.
+   Established resets both; :class:`PeerReachable` (the kernel reports the route or link back)
+   retries at once from Idle, and dials anew from Connect.
 
 Theory of operation
 -------------------
@@ -56,8 +87,9 @@ ROUTE-REFRESH yields ``ResendAdjRibOut``; every message received restarts the ho
 KEEPALIVE/UPDATE sent restarts the keepalive timer.  Hold-timer expiry sends NOTIFICATION 4/0.
 
 Every way down (error, NOTIFICATION received, TCP closed, hold timer) goes to Idle and arms the
-connect-retry timer with bounded exponential backoff and jitter (``delay = min(cap, first *
-2**n) * (0.5 + rng()/2)``, n = failures since the last Established); its expiry reconnects.
+connect-retry timer (rule 9: in the fast-retry window ``min + (max - min) * rng()``, else
+bounded exponential backoff with jitter, ``delay = min(cap, first * 2**n) * (0.5 + rng()/2)``,
+n = failures since the last Established or the window's end); its expiry reconnects.
 ``Stop(message)`` sends Cease/Administrative Shutdown with the RFC 8203 message if a connection
 is open, closes, and stays in Idle until the next ``Start``.
 """
@@ -83,7 +115,6 @@ from vipgate.bgp.wire import (
     ErrorCode,
     FsmError,
     Handling,
-    HeaderError,
     Notification,
     OpenError,
     SessionContext,
@@ -91,16 +122,21 @@ from vipgate.bgp.wire import (
 )
 
 __all__ = [
+    "AcceptConnection",
     "ArmTimer",
     "BytesReceived",
     "CancelTimer",
     "CapabilitiesRefused",
     "CloseConnection",
+    "CollisionResolved",
+    "Conn",
     "LocalProtocolError",
     "MessageReceived",
     "MessageSent",
     "OpenConnection",
+    "PeerReachable",
     "ProtocolWarning",
+    "RefuseConnection",
     "ResendAdjRibOut",
     "RoutesReceived",
     "SendBytes",
@@ -114,6 +150,7 @@ __all__ = [
     "State",
     "StateChanged",
     "Stop",
+    "TcpAccepted",
     "TcpClosed",
     "TcpConnected",
     "Timer",
@@ -142,6 +179,14 @@ class Timer(enum.Enum):
     CONNECT_RETRY = "connect-retry"
     HOLD = "hold"
     KEEPALIVE = "keepalive"
+    FAST_RETRY = "fast-retry"  # the window of quick retries after a session loss (rule 9)
+
+
+class Conn(enum.Enum):
+    """A connection's role: ACTIVE is the one we dial, PASSIVE the one the peer opened."""
+
+    ACTIVE = "active"
+    PASSIVE = "passive"
 
 
 # ------------------------------------------------------------------------------------ events
@@ -159,15 +204,32 @@ class TcpConnected:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpAccepted:
+    """The peer opened a connection to us (the listener checked its source address)."""
+
+    local: IPAddress
+    remote: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
 class TcpClosed:
     """The connection attempt failed, or the open connection was closed or reset."""
 
     reason: str = "connection closed"
+    conn: Conn = Conn.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
 class BytesReceived:
     data: bytes
+    conn: Conn = Conn.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReachable:
+    """The kernel reports the route or link towards the peer back: retry at once."""
+
+    reason: str = "route to the peer back"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +254,15 @@ class Stop:
 
 
 Event: TypeAlias = (
-    Start | TcpConnected | TcpClosed | BytesReceived | TimerFired | SendUpdates | Stop
+    Start
+    | TcpConnected
+    | TcpAccepted
+    | TcpClosed
+    | BytesReceived
+    | TimerFired
+    | SendUpdates
+    | Stop
+    | PeerReachable
 )
 
 
@@ -207,6 +277,7 @@ class OpenConnection:
 @dataclass(frozen=True, slots=True)
 class SendBytes:
     data: bytes
+    conn: Conn = Conn.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +294,29 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class CloseConnection:
-    pass
+    conn: Conn = Conn.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptConnection:
+    """Take the connection of the last :class:`TcpAccepted` as the PASSIVE one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseConnection:
+    """Write ``data`` (a NOTIFICATION, or nothing) on the connection of the last
+    :class:`TcpAccepted` and close it: it never becomes one of the session's."""
+
+    data: bytes = b""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CollisionResolved:
+    """Two connections to the peer (RFC 4271 6.8): ``kept`` goes on, the other was closed."""
+
+    kept: Conn
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +408,9 @@ class ProtocolWarning:
 
 Action: TypeAlias = (
     OpenConnection
+    | AcceptConnection
+    | RefuseConnection
+    | CollisionResolved
     | SendBytes
     | ArmTimer
     | CancelTimer
@@ -349,6 +445,11 @@ class SessionConfig:
     connect_timeout: float = 5.0
     backoff_first: float = 1.0
     backoff_cap: float = 30.0
+    # Rule 9: after an Established session is lost, retry every fast_retry_min..max seconds
+    # (jittered) for fast_retry_window seconds, then back off as above; 0: no such window.
+    fast_retry_window: float = 30.0
+    fast_retry_min: float = 0.5
+    fast_retry_max: float = 1.0
 
     def __post_init__(self) -> None:
         if self.hold_time != 0 and self.hold_time < 3:
@@ -361,6 +462,8 @@ class SessionConfig:
             raise ValueError("keepalive must not be negative")
         if not 0 < self.backoff_first <= self.backoff_cap:
             raise ValueError("backoff: 0 < first <= cap")
+        if self.fast_retry_window < 0 or not 0 < self.fast_retry_min <= self.fast_retry_max:
+            raise ValueError("fast retry: window >= 0, 0 < min <= max")
 
 
 def negotiate_timers(ours: int, keepalive: int, theirs: int) -> tuple[int, int]:
@@ -379,6 +482,19 @@ _UNEXPECTED_SUBCODE: Final = {
     State.OPEN_CONFIRM: FsmError.UNEXPECTED_IN_OPEN_CONFIRM,
     State.ESTABLISHED: FsmError.UNEXPECTED_IN_ESTABLISHED,
 }
+_COLLISION: Final = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """The peer's connection, our OPEN sent on it, while ours waits for the peer's OPEN."""
+
+    local: IPAddress
+    remote: IPAddress
+    decoder: wire.Decoder
+    offered: tuple[wire.Capability, ...]
+
+
 _Handler: TypeAlias = Callable[["Session", object], None]
 
 
@@ -394,6 +510,10 @@ class Session:
         self._armed: set[Timer] = set()
         self._actions: list[Action] = []
         self.failures = 0  # consecutive failed attempts since the last Established
+        self._backoff_from = 0  # `failures` when the fast-retry window ended (rule 9)
+        self.conn = Conn.ACTIVE  # the connection the state machine runs on
+        # The peer's connection while ours is in OpenSent without its OPEN yet (rule 2).
+        self.candidate: _Candidate | None = None
         self.stopped = True
         self.local: IPAddress | None = None
         self.remote: IPAddress | None = None
@@ -429,6 +549,10 @@ class Session:
             return []  # stale
         if isinstance(event, TimerFired):
             self._armed.discard(event.timer)
+        if isinstance(event, BytesReceived | TcpClosed) and event.conn is not self.conn:
+            if self.candidate is not None:  # else: late, from a connection already closed
+                CANDIDATE_TRANSITIONS[type(event)](self, event)
+            return self._actions
         handler = TRANSITIONS.get((self.state, key))
         if handler is None:
             if isinstance(event, TcpConnected):
@@ -452,9 +576,14 @@ class Session:
         return wire.Open(0, 0, IPv4Address(1), self.capabilities()).families
 
     def backoff_delay(self) -> float:
-        """Delay before the next attempt: bounded exponential with jitter in [50%, 100%]."""
-        n = max(0, self.failures - 1)
-        base = min(self.config.backoff_cap, self.config.backoff_first * (2.0 ** min(n, 30)))
+        """Delay before the next attempt: in the fast-retry window after a session loss
+        uniform in [fast_retry_min, fast_retry_max] (rule 9); else bounded exponential, counted
+        from the window's end, with jitter in [50%, 100%]."""
+        cfg = self.config
+        if Timer.FAST_RETRY in self._armed:
+            return cfg.fast_retry_min + (cfg.fast_retry_max - cfg.fast_retry_min) * self._rng()
+        n = max(0, self.failures - self._backoff_from - 1)
+        base = min(cfg.backoff_cap, cfg.backoff_first * (2.0 ** min(n, 30)))
         return base * (0.5 + 0.5 * self._rng())
 
     # -------------------------------------------------------------------------- helpers
@@ -478,8 +607,8 @@ class Session:
             self._generation[timer] += 1
             self._emit(CancelTimer(timer))
 
-    def _send(self, msg: wire.Message) -> None:
-        self._emit(SendBytes(wire.encode(msg, self.ctx)))
+    def _send(self, msg: wire.Message, conn: Conn | None = None) -> None:
+        self._emit(SendBytes(wire.encode(msg, self.ctx), conn or self.conn))
         self._emit(MessageSent(msg.type_name))
 
     def _restart_hold(self) -> None:
@@ -490,13 +619,17 @@ class Session:
         if self.keepalive:
             self._arm(Timer.KEEPALIVE, float(self.keepalive))
 
-    def _connect(self, reason: str) -> None:
+    def _fresh_connection(self, conn: Conn) -> None:
+        self.conn = conn
         self.decoder = wire.Decoder()
         self.local = self.remote = None
         self.peer_open = None
         self.info = None
         self.hold_time = self.keepalive = 0
         self.adj_rib_in.clear()
+
+    def _connect(self, reason: str) -> None:
+        self._fresh_connection(Conn.ACTIVE)
         self._set_state(State.CONNECT, reason)
         self._emit(OpenConnection())
         self._arm(Timer.CONNECT_RETRY, self.config.connect_timeout)
@@ -509,7 +642,8 @@ class Session:
         received: Notification | None = None,
         reconnect: bool = True,
     ) -> None:
-        """Leave the session: optional NOTIFICATION, close, Idle, backoff unless stopping."""
+        """Leave the session: optional NOTIFICATION, close, Idle, backoff unless stopping --
+        or, if the peer's connection is pending (rule 2), go on with that one."""
         was_up = self.state is State.ESTABLISHED
         if sent is not None:
             self._send(sent)
@@ -518,7 +652,12 @@ class Session:
         self._cancel(Timer.HOLD)
         self._cancel(Timer.KEEPALIVE)
         self._cancel(Timer.CONNECT_RETRY)
-        self._emit(CloseConnection())
+        self._emit(CloseConnection(self.conn))
+        if self.candidate is not None:
+            if reconnect and not self.stopped:
+                self._promote_candidate(f"{reason}; going on with the peer's connection")
+                return
+            self._drop_candidate(sent)
         self._set_state(State.IDLE, reason)
         if was_up:
             self._emit(SessionDown(reason, sent, received))
@@ -526,6 +665,8 @@ class Session:
         self.adj_rib_in.clear()
         if reconnect and not self.stopped:
             self.failures += 1
+            if was_up and self.config.fast_retry_window > 0:
+                self._arm(Timer.FAST_RETRY, self.config.fast_retry_window)
             self._arm(Timer.CONNECT_RETRY, self.backoff_delay())
 
     def _error(self, err: BgpError) -> None:
@@ -537,7 +678,8 @@ class Session:
 
     def _on_start(self, _ev: object) -> None:
         self.stopped = False
-        self.failures = 0
+        self.failures = self._backoff_from = 0
+        self._cancel(Timer.FAST_RETRY)
         self._connect("start")
 
     def _on_retry(self, _ev: object) -> None:
@@ -558,17 +700,22 @@ class Session:
         assert isinstance(ev, TcpConnected)
         self._cancel(Timer.CONNECT_RETRY)
         self.local, self.remote = ev.local, ev.remote
-        cfg = self.config
-        self.offered = self.capabilities()
-        my_as = cfg.local_as if cfg.local_as <= 0xFFFF else AS_TRANS
-        msg = wire.Open(my_as, cfg.hold_time, cfg.router_id, self.offered)
-        if self.extended_open:
-            self._emit(SendBytes(wire.encode_open_extended(msg)))
-            self._emit(MessageSent(msg.type_name))
-        else:
-            self._send(msg)
+        self.offered = self._send_open(self.conn)
         self._set_state(State.OPEN_SENT, f"TCP connected {ev.local} -> {ev.remote}")
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
+
+    def _send_open(self, conn: Conn) -> tuple[wire.Capability, ...]:
+        """Send our OPEN on `conn`; return the capabilities it offers."""
+        cfg = self.config
+        offered = self.capabilities()
+        my_as = cfg.local_as if cfg.local_as <= 0xFFFF else AS_TRANS
+        msg = wire.Open(my_as, cfg.hold_time, cfg.router_id, offered)
+        if self.extended_open:
+            self._emit(SendBytes(wire.encode_open_extended(msg), conn))
+            self._emit(MessageSent(msg.type_name))
+        else:
+            self._send(msg, conn)
+        return offered
 
     def _on_hold_expired(self, _ev: object) -> None:
         self._down(
@@ -584,7 +731,7 @@ class Session:
         assert isinstance(ev, SendUpdates)
         if ev.updates:
             ctx = self.ctx
-            self._emit(SendBytes(b"".join(wire.encode(u, ctx) for u in ev.updates)))
+            self._emit(SendBytes(b"".join(wire.encode(u, ctx) for u in ev.updates), self.conn))
             for u in ev.updates:
                 self._emit(MessageSent(u.type_name))
             self._restart_keepalive()
@@ -593,6 +740,7 @@ class Session:
         assert isinstance(ev, Stop)
         self.stopped = True
         self._cancel(Timer.CONNECT_RETRY)
+        self._cancel(Timer.FAST_RETRY)
         if self.state is State.IDLE:
             return
         sent = None
@@ -620,11 +768,12 @@ class Session:
                 self._emit(MessageReceived("UPDATE"))
                 self._update_error(err)
                 continue
-            except Exception as exc:  # a bug in the codec must not take the process down
+            except Exception as exc:  # a bug in the codec must not take the process down;
+                # our reason, so a Cease (rule 8)
                 self._error(
                     BgpError(
-                        ErrorCode.MESSAGE_HEADER_ERROR,
-                        HeaderError.UNSPECIFIC,
+                        ErrorCode.CEASE,
+                        CeaseSubcode.UNSPECIFIC,
                         b"",
                         f"undecodable message ({exc!r})",
                     )
@@ -642,6 +791,185 @@ class Session:
             handler(self, msg)
         if received and self.state in _UNEXPECTED_SUBCODE:
             self._restart_hold()
+
+    # ---------------------------------------------- the peer's connections (rules 2 and 9)
+
+    def _on_accepted(self, ev: object) -> None:
+        """Idle or Connect: go on with the peer's connection (a dial in progress is dropped);
+        refused while stopped."""
+        assert isinstance(ev, TcpAccepted)
+        if self.stopped:
+            self._emit(RefuseConnection(b"", "the session is stopped"))
+            return
+        if self.state is State.CONNECT:
+            self._emit(CloseConnection(Conn.ACTIVE))
+        self._cancel(Timer.CONNECT_RETRY)
+        self._adopt(ev, f"TCP connection from the peer {ev.remote} -> {ev.local}")
+
+    def _on_accepted_open_sent(self, ev: object) -> None:
+        """OpenSent, no OPEN from the peer yet: the peer's connection waits beside ours (the
+        candidate; a newer one replaces it) until the first OPEN on either decides.  A session
+        on an earlier connection of the peer's: the peer gave that one up, the new one replaces
+        it."""
+        assert isinstance(ev, TcpAccepted)
+        if self.conn is Conn.PASSIVE:
+            self._replace_main(ev, "the peer opened a new connection")
+            return
+        self._drop_candidate(_COLLISION, "the peer opened a newer connection")
+        self._emit(AcceptConnection())
+        self.candidate = _Candidate(
+            ev.local, ev.remote, wire.Decoder(), self._send_open(Conn.PASSIVE)
+        )
+
+    def _on_accepted_open_confirm(self, ev: object) -> None:
+        """OpenConfirm: the peer's identifier is known, RFC 4271 6.8 decides at once."""
+        assert isinstance(ev, TcpAccepted) and self.peer_open is not None
+        peer_id = self.peer_open.bgp_id
+        if self.conn is Conn.ACTIVE and self._dominant(peer_id):
+            why = f"our BGP identifier {self.config.router_id} is above the peer's {peer_id}"
+            self._refuse(why)
+        else:
+            self._replace_main(ev, self._collision_reason(peer_id))
+
+    def _on_accepted_established(self, _ev: object) -> None:
+        """RFC 4271 6.8: an Established session wins over a new connection."""
+        self._refuse("the session is Established")
+
+    def _refuse(self, why: str) -> None:
+        self._emit(RefuseConnection(wire.encode(_COLLISION, self.ctx), why))
+        self._emit(MessageSent(_COLLISION.type_name))
+        self._emit(CollisionResolved(self.conn, f"the peer's new connection closed: {why}"))
+
+    def _adopt(self, ev: TcpAccepted, reason: str) -> None:
+        """The connection of `ev` becomes the session's: our OPEN on it, OpenSent."""
+        self._emit(AcceptConnection())
+        self._fresh_connection(Conn.PASSIVE)
+        self.local, self.remote = ev.local, ev.remote
+        self.offered = self._send_open(Conn.PASSIVE)
+        self._set_state(State.OPEN_SENT, reason)
+        self._arm(Timer.HOLD, OPEN_SENT_HOLD)
+
+    def _close_main(self) -> None:
+        """Close the session's connection with Cease/7 (not a way down: no backoff)."""
+        self._send(_COLLISION)
+        self._cancel(Timer.HOLD)
+        self._cancel(Timer.KEEPALIVE)
+        self._emit(CloseConnection(self.conn))
+
+    def _replace_main(self, ev: TcpAccepted, reason: str) -> None:
+        self._close_main()
+        self._emit(CollisionResolved(Conn.PASSIVE, reason))
+        self._adopt(ev, reason)
+
+    def _dominant(self, peer_id: IPv4Address) -> bool:
+        """RFC 4271 6.8: the connection opened by the speaker with the higher BGP identifier
+        (unsigned 32-bit) survives; equal identifiers (eBGP): the higher AS (RFC 6286 2.3)."""
+        ours, theirs = int(self.config.router_id), int(peer_id)
+        if ours != theirs:
+            return ours > theirs
+        return self.config.local_as > self.config.peer_as
+
+    def _collision_reason(self, peer_id: IPv4Address) -> str:
+        if self._dominant(peer_id):
+            return f"our BGP identifier {self.config.router_id} is above the peer's {peer_id}"
+        return f"the peer's BGP identifier {peer_id} is above ours {self.config.router_id}"
+
+    def _promote_candidate(self, reason: str) -> None:
+        """The candidate becomes the session's connection (our OPEN was sent on it)."""
+        cand, self.candidate = self.candidate, None
+        assert cand is not None
+        self._fresh_connection(Conn.PASSIVE)
+        self.decoder = cand.decoder
+        self.local, self.remote, self.offered = cand.local, cand.remote, cand.offered
+        self._set_state(State.OPEN_SENT, reason)
+        self._arm(Timer.HOLD, OPEN_SENT_HOLD)
+        self._emit(CollisionResolved(Conn.PASSIVE, reason))
+
+    def _drop_candidate(self, sent: Notification | None, reason: str | None = None) -> None:
+        if self.candidate is None:
+            return
+        self.candidate = None
+        if sent is not None:
+            self._send(sent, Conn.PASSIVE)
+        self._emit(CloseConnection(Conn.PASSIVE))
+        if reason is not None:
+            self._emit(CollisionResolved(self.conn, f"the peer's connection closed: {reason}"))
+
+    def _cand_closed(self, ev: object) -> None:
+        assert isinstance(ev, TcpClosed)
+        self._drop_candidate(None, f"TCP: {ev.reason}")
+
+    def _cand_bytes(self, ev: object) -> None:
+        """The candidate's first message: an OPEN decides the collision; else it is closed."""
+        assert isinstance(ev, BytesReceived) and self.candidate is not None
+        decoder = self.candidate.decoder
+        decoder.feed(ev.data)
+        try:
+            msg = decoder.next_message()
+        except BgpError as err:
+            sent = (
+                err.notification()
+                if err.fatal
+                else Notification(ErrorCode.FSM_ERROR, FsmError.UNEXPECTED_IN_OPEN_SENT)
+            )
+            self._drop_candidate(sent, f"sent NOTIFICATION {sent.name}: {err.reason}")
+            return
+        except Exception as exc:  # a bug in the codec: our reason, so a Cease (rule 8)
+            self._drop_candidate(
+                Notification(ErrorCode.CEASE, CeaseSubcode.UNSPECIFIC),
+                f"undecodable message ({exc!r})",
+            )
+            return
+        if msg is None:
+            return
+        self._emit(MessageReceived(msg.type_name))
+        if isinstance(msg, wire.Open):
+            self._candidate_open(msg)
+        elif isinstance(msg, Notification):
+            self._drop_candidate(None, f"received NOTIFICATION {msg.describe()}")
+        else:
+            sent = Notification(ErrorCode.FSM_ERROR, FsmError.UNEXPECTED_IN_OPEN_SENT)
+            self._drop_candidate(sent, f"unexpected {msg.type_name} in OpenSent")
+
+    def _candidate_open(self, msg: wire.Open) -> None:
+        reason = self._collision_reason(msg.bgp_id)
+        if self._dominant(msg.bgp_id):
+            self._drop_candidate(_COLLISION, reason)
+            return
+        self._close_main()
+        self._promote_candidate(reason)
+        self._msg_open(msg)
+        if self.state is State.OPEN_CONFIRM:
+            self._restart_hold()
+            self._on_bytes(BytesReceived(b"", self.conn))  # what followed the OPEN
+
+    def _msg_open_sent(self, msg: object) -> None:
+        """The peer's OPEN on our connection; with a candidate, RFC 4271 6.8 decides first."""
+        assert isinstance(msg, wire.Open)
+        if self.candidate is not None:
+            reason = self._collision_reason(msg.bgp_id)
+            if not self._dominant(msg.bgp_id):
+                self._close_main()
+                self._promote_candidate(reason)  # its OPEN is still to come
+                return
+            self._drop_candidate(_COLLISION, reason)
+        self._msg_open(msg)
+
+    def _on_reachable_idle(self, ev: object) -> None:
+        assert isinstance(ev, PeerReachable)
+        if not self.stopped and Timer.CONNECT_RETRY in self._armed:
+            self._cancel(Timer.CONNECT_RETRY)
+            self._connect(ev.reason)
+
+    def _on_reachable_connect(self, ev: object) -> None:
+        """The dial may wait for SYN retransmissions sent while the path was down: dial anew."""
+        assert isinstance(ev, PeerReachable)
+        self._emit(CloseConnection(Conn.ACTIVE))
+        self._cancel(Timer.CONNECT_RETRY)
+        self._connect(ev.reason)
+
+    def _on_fast_retry_over(self, _ev: object) -> None:
+        self._backoff_from = self.failures  # the backoff starts at backoff_first again
 
     # -------------------------------------------------------------------- message handlers
 
@@ -709,7 +1037,8 @@ class Session:
     def _msg_keepalive_confirm(self, _msg: object) -> None:
         assert self.peer_open is not None and self.local is not None and self.remote is not None
         peer = self.peer_open
-        self.failures = 0
+        self.failures = self._backoff_from = 0
+        self._cancel(Timer.FAST_RETRY)
         self.info = SessionInfo(
             local=self.local,
             remote=self.remote,
@@ -797,6 +1126,14 @@ def _same_capability(ours: wire.Capability, named: wire.Capability) -> bool:
 S = State
 TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
     (S.IDLE, Start): Session._on_start,
+    (S.IDLE, TcpAccepted): Session._on_accepted,
+    (S.CONNECT, TcpAccepted): Session._on_accepted,
+    (S.OPEN_SENT, TcpAccepted): Session._on_accepted_open_sent,
+    (S.OPEN_CONFIRM, TcpAccepted): Session._on_accepted_open_confirm,
+    (S.ESTABLISHED, TcpAccepted): Session._on_accepted_established,
+    (S.IDLE, PeerReachable): Session._on_reachable_idle,
+    (S.CONNECT, PeerReachable): Session._on_reachable_connect,
+    **{(s, Timer.FAST_RETRY): Session._on_fast_retry_over for s in S},
     (S.IDLE, Timer.CONNECT_RETRY): Session._on_retry,
     (S.CONNECT, Timer.CONNECT_RETRY): Session._on_connect_timeout,
     (S.CONNECT, TcpConnected): Session._on_connected,
@@ -819,7 +1156,7 @@ TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
 }
 
 MESSAGE_TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
-    (S.OPEN_SENT, wire.Open): Session._msg_open,
+    (S.OPEN_SENT, wire.Open): Session._msg_open_sent,
     (S.OPEN_SENT, Notification): Session._msg_notification_open,
     (S.OPEN_CONFIRM, wire.Keepalive): Session._msg_keepalive_confirm,
     (S.OPEN_CONFIRM, Notification): Session._msg_notification_open,
@@ -835,5 +1172,11 @@ NOTIFICATION_TRANSITIONS: Final[dict[tuple[int, int], _Handler]] = {
     (ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSUPPORTED_CAPABILITY): (
         Session._msg_unsupported_capability
     ),  # RFC 5492 section 3
+}
+
+# Events on the candidate connection (Session.candidate, rule 2).
+CANDIDATE_TRANSITIONS: Final[dict[type, _Handler]] = {
+    BytesReceived: Session._cand_bytes,
+    TcpClosed: Session._cand_closed,
 }
 del S
