@@ -30,10 +30,21 @@ import time
 from vipgate import __version__
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.config import Config, IPNetwork
-from vipgate.health.gate import Action, Due, Gate, GateState, Step, readiness_signal
+from vipgate.health.gate import Action, Address, Due, Gate, GateState, Step, readiness_signal
 from vipgate.health.probe import Probe
 from vipgate.metrics import Metrics, MetricsServer
-from vipgate.vip import HostError, HostFacts, defer_stop_signals, host_setup, isolated, remove_vip
+from vipgate.vip import (
+    VIP_PROTO,
+    HostError,
+    HostFacts,
+    VipHandle,
+    defer_stop_signals,
+    host_setup,
+    isolated,
+    remove_vip,
+    vip_label,
+)
+from vipgate.vipaddr import AddressOp, change
 
 log = logging.getLogger("vipgate.manager")
 
@@ -45,9 +56,16 @@ class Manager:
     """Wires probe, gate, speaker and metrics; carries out the gate's steps and timing."""
 
     def __init__(
-        self, config: Config, speaker: Speaker, prefix: IPNetwork, metrics: Metrics | None
+        self,
+        config: Config,
+        speaker: Speaker,
+        prefix: IPNetwork,
+        metrics: Metrics | None,
+        vip: VipHandle | None = None,
     ):
         self.config = config
+        self.vip = vip  # the VIP address vipgate put on the interface (gate rule 13)
+        self.vip_off = False
         self.speaker = speaker
         self.prefix = prefix
         self.metrics = metrics
@@ -81,7 +99,11 @@ class Manager:
                 self.reader = self.probe if same else Probe(self.readiness_url, *tls, *cert)
 
     def apply(self, step: Step) -> None:
-        """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it."""
+        """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it.
+        The VIP address goes back on before an announcement and off after a withdrawal when
+        the gate says so (rule 13)."""
+        if step.address is Address.ADD:
+            self.vip_address(add=True)
         if step.action is Action.ANNOUNCE:
             self.speaker.announce(self.prefix)
         elif step.action is Action.ANNOUNCE_DEPREFERRED:
@@ -90,6 +112,8 @@ class Manager:
             self.speaker.graceful_shutdown(True)
         elif step.action is Action.WITHDRAW:
             self.speaker.withdraw(self.prefix)
+        if step.address is Address.REMOVE:
+            self.vip_address(add=False)
         g = self.gate
         if self.metrics:
             self.metrics.gate(
@@ -108,6 +132,39 @@ class Manager:
             log.error("%s", step.advice.message)
         if g.state is GateState.STOPPED:
             self.stopped.set()
+
+    def vip_address(self, add: bool) -> None:
+        """Put the VIP back on its interface (`add`) or take it off -- only an address vipgate
+        added itself. A failure is logged; the route decision stands."""
+        vip = self.vip
+        if vip is None or not vip.added or add != self.vip_off:
+            return
+        v4 = vip.address.version == 4
+        op = AddressOp(
+            add,
+            vip.address,
+            vip.prefixlen,
+            vip.interface,
+            vip.index,
+            label=vip_label(vip.interface) if v4 else "",
+            proto=0 if v4 else VIP_PROTO,
+        )
+        try:
+            change(op)
+        except OSError as e:
+            log.warning("VIP %s on %s: %s", vip.address, vip.interface, e)
+            return
+        self.vip_off = not add
+        if add:
+            log.info("VIP %s/%d back on %s", vip.address, vip.prefixlen, vip.interface)
+        else:
+            log.info(
+                "VIP %s/%d removed from %s while the route is withdrawn: the node's own "
+                "clients of the VIP go through the router to a healthy node",
+                vip.address,
+                vip.prefixlen,
+                vip.interface,
+            )
 
     def request_stop(self, cause: str) -> None:
         """SIGTERM/SIGINT: the gate decides between drain and withdrawal (rules 10, 11)."""
@@ -208,7 +265,7 @@ async def _serve(
         [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
         observer=metrics,
     )
-    manager = Manager(config, speaker, prefix, metrics)
+    manager = Manager(config, speaker, prefix, metrics, host.vip)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, manager, sig)
     if early:  # arrived after host setup, before the handlers above

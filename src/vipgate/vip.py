@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -216,6 +217,9 @@ def remove_vip(handle: VipHandle) -> None:
             )
         log.info("VIP %s/%d removed from %s", handle.address, handle.prefixlen, handle.interface)
     except Exception as e:  # already gone, interface gone: nothing left to undo
+        if getattr(e, "code", None) == errno.EADDRNOTAVAIL:  # taken off while running
+            log.info("VIP %s was not on %s any more", handle.address, handle.interface)
+            return
         log.warning("VIP %s on %s not removed: %s", handle.address, handle.interface, e)
 
 

@@ -15,8 +15,11 @@ import time
 
 import pytest
 
-from lab.cluster import Cluster
+from lab.client import LoadClient, Request
+from lab.cluster import Cluster, vip_on_lo
 from lab.routemon import RouteWatch
+from lab.topology import VIP4_ADDR
+from lab.wait import wait_for
 from tests.e2e.conftest import PERIOD, THRESHOLD, MakeCluster
 
 pytestmark = pytest.mark.lab
@@ -79,3 +82,61 @@ def test_withdraw_goes_dark_when_every_node_fails(make_cluster: MakeCluster) -> 
         c.apiservers[name].set_mode("unauthorized")
     w.wait(lambda h: h == set(), DETECT, "every node withdrawn", t0)
     assert [route_state(c, n) for n in ("node1", "node2", "node3")] == ["withdrawn"] * 3
+
+
+def local_requests(c: Cluster, n: int = 20) -> list[Request]:
+    """`n` requests from node1 itself to the VIP (a kubelet pointed at the control-plane
+    endpoint), GET /version; returns when all have ended."""
+    lc = LoadClient(
+        c.lab, c.topo.node("node1").ns, c.pki.ca_cert, path="/version", rate=20, duration=3.0,
+        max_requests=n, name=f"local-{time.monotonic_ns()}",
+    )  # fmt: skip
+    lc.start()
+    assert lc.proc is not None
+    lc.proc.wait(10.0)
+    return lc.records()
+
+
+def test_withdraw_takes_the_vip_off_the_node_and_puts_it_back(make_cluster: MakeCluster) -> None:
+    c, w = make_cluster(router_kwargs={"graceful_shutdown": False})
+    start(c, w)
+    node1 = c.topo.node("node1")
+    assert vip_on_lo(c.lab, node1)
+    t0 = c.apiservers["node1"].set_mode("refuse")  # as after a SIGKILL
+    w.wait(lambda h: h == {N2, N3}, DETECT, "node1 withdrawn", t0)
+    wait_for(lambda: not vip_on_lo(c.lab, node1), 2.0, 0.01, what="VIP off node1's lo")
+    reqs = local_requests(c)
+    assert len(reqs) == 20 and all(r.ok for r in reqs), [(r.outcome, r.detail) for r in reqs]
+    assert {r.node for r in reqs} <= {"node2", "node3"}, {r.node for r in reqs}
+    log1 = c.log("node1")
+    assert "removed from lo while the route is withdrawn" in log1
+    # back: the address first, then the announcement
+    t1 = c.apiservers["node1"].set_mode("healthy")
+    w.wait(lambda h: h == ALL, DETECT, "node1 back", t1)
+    assert vip_on_lo(c.lab, node1)
+    log1 = c.log("node1")
+    assert log1.index("back on lo") < log1.rindex("announcing the VIP"), log1[-2000:]
+    assert all(r.ok and r.node == "node1" for r in local_requests(c, 5))
+    # the stop: the address goes with the exit, as before
+    assert c.stop("node1") == 0
+    assert not vip_on_lo(c.lab, node1)
+
+
+def test_deprefer_and_a_foreign_address_keep_the_vip_on_the_node(
+    make_cluster: MakeCluster,
+) -> None:
+    c, w = make_cluster(extra_env={ACTION: "deprefer"}, router_kwargs={"graceful_shutdown": False})
+    node2 = c.topo.node("node2")
+    c.lab.run(node2.ns, ["ip", "addr", "add", f"{VIP4_ADDR}/32", "dev", "lo"])  # not vipgate's
+    c.start_all()
+    w.wait(lambda h: h == ALL, STARTUP, "all three announced")
+    t0 = c.apiservers["node1"].set_mode("refuse")
+    w.wait(lambda h: h == {N2, N3}, DETECT, "node1 de-preferred", t0)
+    time.sleep(PERIOD)
+    assert vip_on_lo(c.lab, c.topo.node("node1"))  # announced (de-preferred): the address stays
+    # node2's address was there before vipgate: a withdrawal (the apiserver's shutdown) leaves it
+    t1 = c.apiservers["node2"].shutdown(60.0)
+    w.wait(lambda h: h == {N3}, DETECT, "node2 withdrawn on its announced shutdown", t1)
+    time.sleep(0.5)
+    assert vip_on_lo(c.lab, node2)
+    assert "removed from lo" not in c.log("node2")

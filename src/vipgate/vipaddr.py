@@ -1,0 +1,111 @@
+"""Take the VIP off its interface and put it back while vipgate runs (gate rule 13).
+
+The health gate says when (``Address.REMOVE`` after a withdrawal, ``Address.ADD`` before the
+next announcement); the manager calls :func:`change` on the event loop. Start-up and exit keep
+``vip.ensure_vip`` / ``vip.remove_vip`` (pyroute2, in a forked child): importing pyroute2 costs
+hundreds of milliseconds, which the event loop cannot wait for between a check and the
+announcement. So this module speaks rtnetlink itself (``linux/if_addr.h``, ``linux/rtnetlink.h``):
+one RTM_NEWADDR or RTM_DELADDR with an acknowledgement, a millisecond, blocking.
+
+The address is made exactly as ``ensure_vip`` makes it: host scope on ``lo`` (else universe), the
+IPv4 label ``<ifname>:vipgate``, IPv6 with IFA_F_NODAD and IFA_PROTO ``VIP_PROTO``. Only an
+address vipgate added (``VipHandle.added``) is ever touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+__all__ = ["AddressOp", "change", "encode_request"]
+
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
+NLM_F_CREATE = 0x400
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_LABEL = 3
+IFA_PROTO = 11
+IFA_F_NODAD = 0x02
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_HOST = 254
+NETLINK_ROUTE = 0
+_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+
+
+@dataclass(frozen=True)
+class AddressOp:
+    """One address change: ``add`` (True) or delete, of `address`/`prefixlen` on `index`."""
+
+    add: bool
+    address: IPv4Address | IPv6Address
+    prefixlen: int
+    interface: str
+    index: int
+    label: str = ""  # IPv4 only
+    proto: int = 0  # IPv6 only (IFA_PROTO)
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(data), kind) + data
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def encode_request(op: AddressOp, seq: int = 1) -> bytes:
+    """The rtnetlink request for `op` (pure; exposed for tests)."""
+    v4 = op.address.version == 4
+    family = socket.AF_INET if v4 else socket.AF_INET6
+    scope = RT_SCOPE_HOST if op.interface == "lo" else RT_SCOPE_UNIVERSE
+    flags = IFA_F_NODAD if not v4 and op.add else 0
+    body = _IFADDR.pack(family, op.prefixlen, flags, scope, op.index)
+    packed = op.address.packed
+    body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+    if op.add and v4 and op.label:
+        body += _attr(IFA_LABEL, op.label.encode() + b"\0")
+    if op.add and not v4 and op.proto:
+        body += _attr(IFA_PROTO, bytes([op.proto]))
+    kind = RTM_NEWADDR if op.add else RTM_DELADDR
+    nl_flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE | NLM_F_REPLACE if op.add else 0)
+    return _HDR.pack(_HDR.size + len(body), kind, nl_flags, seq, 0) + body
+
+
+def _ack_error(reply: bytes, seq: int) -> int | None:
+    """The error of the acknowledgement of `seq` in `reply` (0: done), None if not there."""
+    offset = 0
+    while offset + _HDR.size <= len(reply):
+        length, kind, _, rseq, _ = _HDR.unpack_from(reply, offset)
+        if length < _HDR.size:
+            break
+        if kind == NLMSG_ERROR and rseq == seq:
+            (err,) = struct.unpack_from("=i", reply, offset + _HDR.size)
+            return -int(err)
+        offset += (length + 3) & ~3
+    return None
+
+
+def change(op: AddressOp, timeout: float = 1.0) -> None:
+    """Carry out `op`; OSError on failure. Adding an address that is there already, or
+    deleting one that is gone, is not a failure (the state wanted is reached)."""
+    seq = int.from_bytes(os.urandom(4), "little") or 1
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as s:
+        s.settimeout(timeout)
+        s.bind((0, 0))
+        s.sendto(encode_request(op, seq), (0, 0))
+        while True:
+            err = _ack_error(s.recv(65536), seq)
+            if err is None:
+                continue
+            ok = {0, errno.EEXIST} if op.add else {0, errno.EADDRNOTAVAIL, errno.ENOENT}
+            if err not in ok:
+                raise OSError(err, f"{os.strerror(err)} ({'adding' if op.add else 'removing'} "
+                              f"{op.address}/{op.prefixlen} on {op.interface})")  # fmt: skip
+            return
