@@ -320,6 +320,9 @@ def run(config: Config) -> int:
         return EXIT_CONFIG
     for w in config.warnings:
         log.warning("%s", w)
+    if config.vip_routingtable:  # the table announcer lands next; refuse rather than do nothing
+        log.error("vip_routingtable=true: routing-table mode is not available in this build")
+        return EXIT_CONFIG
     prefix = config.prefix
     assert prefix is not None
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries

@@ -180,12 +180,12 @@ def test_an_empty_variable_is_unset() -> None:
 
 
 def test_one_warning_per_name_in_name_order() -> None:
-    env = {"vip_routingtable": "1", "vip_arp": "true", "bgp_peers": "x", "PATH": "/bin"}
+    env = {"vip_wireguard": "1", "vip_arp": "true", "bgp_peers": "x", "PATH": "/bin"}
     got = name_warnings(env)
     assert len(got) == 2
     assert got[0].startswith("environment variable vip_arp ")
-    assert got[1].startswith("environment variable vip_routingtable ")
-    assert "routing-table mode is not implemented" in got[1]
+    assert got[1].startswith("environment variable vip_wireguard ")
+    assert "no WireGuard mode" in got[1]
 
 
 def test_known_names_are_the_table_and_the_not_implemented_table() -> None:

@@ -67,6 +67,12 @@ class Config:
     # Client certificate and key the health check presents ("" = none; both or neither).
     health_client_cert_path: str = ""
     health_client_key_path: str = ""
+    # Routing-table mode (kube-vip's names): the route's table, type (RTN_*), protocol (RTPROT_*).
+    vip_routingtable: bool = False
+    vip_routingtableid: int = 198
+    vip_routingtabletype: int = 1
+    vip_routingprotocol: int = 248
+    vip_cleanroutingtable: bool = False
     # Where each setting came from, and the warnings found while loading (for `vipgate config`
     # and the manager's start-up log). Not part of equality.
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
@@ -100,10 +106,17 @@ class Config:
         """Why ``vipgate manager`` would refuse to run (exit 2), or None. Not a load error:
         ``vipgate check`` and the manifest generator work without a VIP; ``vipgate config``
         reports it with exit 2 as the manager would."""
-        if not self.bgp_enable:
+        if self.bgp_enable and self.vip_routingtable:
+            # kube-vip's manager refuses more than one mode ("multiple kube-vip modes detected").
             return (
-                "bgp_enable is not true: vipgate implements BGP mode only (set bgp_enable=true "
-                "and bgp_peers)"
+                "bgp_enable=true and vip_routingtable=true: one mode only, as in kube-vip; "
+                "BGP mode (vipgate's own BGP sessions) or routing-table mode (the node's own "
+                "BGP daemon exports the route vipgate writes into table vip_routingtableid)"
+            )
+        if not self.bgp_enable and not self.vip_routingtable:
+            return (
+                "bgp_enable is not true and vip_routingtable is not true: set bgp_enable=true "
+                "and bgp_peers (BGP mode), or vip_routingtable=true (routing-table mode)"
             )
         if self.address is None:
             return "no VIP: set address (or vip_address)"

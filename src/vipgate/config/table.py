@@ -106,6 +106,46 @@ def _count(raw: Raw, got: Mapping[str, Any]) -> int:
     return v.as_int(raw, 1, 1000, "an integer 1-1000")
 
 
+# Routing-table mode (kube-vip's pkg/kubevip/config_envvar.go, cmd/kube-vip.go). Kernel values
+# from include/uapi/linux/rtnetlink.h: tables 0 (unspec) and 253-255 (default, main, local) are
+# the kernel's own; route protocols 0-3 (unspec, redirect, kernel, boot) are the kernel's and
+# iproute2's own ("values of protocol >= RTPROT_STATIC are not interpreted by kernel").
+RESERVED_TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
+RESERVED_PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot"}
+TABLE_TYPES = {"unicast": 1, "local": 2}  # RTN_UNICAST, RTN_LOCAL
+TABLE_ID_HELP = "a routing table id 1-252 (253-255 are the kernel's default, main and local)"
+PROTOCOL_HELP = "a route protocol 4-255 (0-3 are the kernel's: unspec, redirect, kernel, boot)"
+TABLE_TYPE_HELP = "unicast or local (or kube-vip's numbers: 1 = unicast, 2 = local)"
+
+
+def _table_id(raw: Raw, got: Mapping[str, Any]) -> int:
+    n = v.as_int(raw, 0, 2**32 - 1, TABLE_ID_HELP)
+    if n in RESERVED_TABLES or n > 252:
+        name = RESERVED_TABLES.get(n)
+        why = f"table {n} is the kernel's {name} table" if name else "out of range"
+        raise ConfigError(f"{show(raw)}: {why}; accepted: {TABLE_ID_HELP}")
+    return n
+
+
+def _table_type(raw: Raw, got: Mapping[str, Any]) -> int:
+    value = raw.value.strip().lower()
+    if value in TABLE_TYPES:
+        return TABLE_TYPES[value]
+    if value in ("1", "2"):
+        return int(value)
+    raise ConfigError(f"{show(raw)}: not a route type vipgate writes; accepted: {TABLE_TYPE_HELP}")
+
+
+def _protocol(raw: Raw, got: Mapping[str, Any]) -> int:
+    n = v.as_int(raw, 0, 255, PROTOCOL_HELP)
+    if n in RESERVED_PROTOCOLS:
+        raise ConfigError(
+            f"{show(raw)}: protocol {n} is the kernel's ({RESERVED_PROTOCOLS[n]}); "
+            f"accepted: {PROTOCOL_HELP}"
+        )
+    return n
+
+
 def vip_problem(a: IPAddress) -> str | None:
     """Why ``a`` cannot be announced as a VIP, else None."""
     problem = v.usable_unicast(a)
@@ -301,7 +341,48 @@ SETTINGS: tuple[Setting, ...] = (
         "bgp_enable",
         "--bgp",
         "false",
-        "BGP mode (the only mode vipgate implements)",
+        "BGP mode: vipgate's own BGP sessions announce the VIP (or vip_routingtable)",
+        "bool",
+        parse=_bool,
+    ),
+    _s(
+        "vip_routingtable",
+        "--table",
+        "false",
+        "routing-table mode: the VIP route goes into a kernel table (vip_routingtableid) while "
+        "healthy, for the node's own BGP daemon to export; no BGP session of vipgate's",
+        "bool",
+        parse=_bool,
+    ),
+    _s(
+        "vip_routingtableid",
+        "--tableID",
+        "198",
+        "routing-table mode: the kernel table of the VIP route (1-252)",
+        "int",
+        parse=_table_id,
+    ),
+    _s(
+        "vip_routingtabletype",
+        "--tableType",
+        "unicast",
+        "routing-table mode: the route type, unicast or local (kube-vip's numbers 1, 2)",
+        parse=_table_type,
+    ),
+    _s(
+        "vip_routingprotocol",
+        "--routingProtocol",
+        "248",
+        "routing-table mode: the route protocol that marks vipgate's routes (4-255)",
+        "int",
+        parse=_protocol,
+    ),
+    _s(
+        "vip_cleanroutingtable",
+        "--cleanRoutingTable",
+        "false",
+        "routing-table mode: at start, delete routes of that table and protocol that match no "
+        "configured VIP",
         "bool",
         parse=_bool,
     ),
@@ -602,10 +683,6 @@ _NO_SERVICES = (
     "vipgate implements the control-plane VIP only (no Service type LoadBalancer mode, svc_enable)"
 )
 _NO_K8S_API = "vipgate never talks to the Kubernetes API (no kubeconfig, no node labels)"
-_NO_TABLE_MODE = (
-    "routing-table mode is not implemented: vipgate puts the VIP on vip_interface and "
-    "announces it over BGP"
-)
 _NO_ZEBRA = "vipgate has no Zebra integration: it speaks BGP to the peers itself"
 _NO_DNS = "vipgate takes the VIP as an IP address only (address), no DNS name or DHCP lease"
 
@@ -639,12 +716,7 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "dns_mode": _NO_DNS,
     "dhcp_mode": _NO_DNS,
     "dhcp_backoff_attempts": _NO_DNS,
-    # Routing-table mode and other announcers
-    "vip_routingtable": _NO_TABLE_MODE,
-    "vip_routingtableid": _NO_TABLE_MODE,
-    "vip_routingtabletype": _NO_TABLE_MODE,
-    "vip_routingprotocol": _NO_TABLE_MODE,
-    "vip_cleanroutingtable": _NO_TABLE_MODE,
+    # Other announcers
     "vip_wireguard": "vipgate has no WireGuard mode: it announces the VIP over BGP",
     "zebra_enable": _NO_ZEBRA,
     "zebra_url": _NO_ZEBRA,
