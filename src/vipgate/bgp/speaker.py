@@ -125,6 +125,9 @@ class Speaker:
     def withdraw(self, prefix: Prefix) -> None:
         self._routes_changed(self._rib.withdraw(prefix))
 
+    def refresh(self) -> None:
+        """After a health check: nothing to do (the sessions keep the Adj-RIB-Out in place)."""
+
     def _routes_changed(self, changes: outbound.Changes) -> None:
         for p in self._peers:
             p.routes_changed(changes)
