@@ -16,12 +16,10 @@ between empty and set (a value would be in them).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
-from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.config import SETTINGS, Config, ConfigError, load
 from vipgate.config.names import name_warnings
-from vipgate.manager import Manager
+from vipgate.manager import Manager, build_parts
+from vipgate.vip import stated_facts
 
 FLAG_KEYS = {f: s.key for s in SETTINGS for f in s.flags}
 SECRET_ENVS = {name for s in SETTINGS if s.secret for name in s.env}
@@ -108,22 +106,11 @@ def _check_secrets(e: ConfigError, env: dict[str, str], flags: dict[str, str | N
 
 
 def _construct(cfg: Config) -> None:
-    """What the daemon builds from a loaded config before it touches a socket."""
-    prefix = cfg.prefix
-    if prefix is None or not cfg.bgp_enable:
+    """What the daemon builds from a loaded config before it touches a socket (the manager's
+    own builder, with the host facts the configuration states)."""
+    if cfg.prefix is None or not cfg.bgp_enable:
         return  # the manager exits 2 with a message (config.py's own rule)
-    speaker = Speaker(
-        SpeakerSettings(
-            local_as=cfg.bgp_as,
-            router_id=cfg.router_id_source.explicit or IPv4Address("192.0.2.11"),
-            hold_time=cfg.bgp_hold_time,
-            keepalive=cfg.keepalive,
-            source_ip=cfg.bgp_sourceip,
-            source_if=cfg.bgp_sourceif or None,
-        ),
-        [peer_settings(p) for p in cfg.peers],
-    )
-    Manager(cfg, speaker, prefix, None)
+    Manager(build_parts(cfg, stated_facts(cfg)))
 
 
 def _check_name_warnings(env: dict[str, str]) -> None:

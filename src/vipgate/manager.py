@@ -1,22 +1,28 @@
 """The daemon: config -> VIP -> BGP sessions -> probe loop -> gate -> speaker; signals; shutdown.
 
-Order of start (DESIGN.md sections 1 and 3):
+Order of start (README "Commands"):
 
-1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved.
-2. The BGP sessions start at once, so the first healthy check announces without waiting for a
+1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved
+   (``vip.host_setup``, in a forked child).
+2. :func:`build_parts` makes the probe(s), the gate, the speaker and the metrics from the
+   configuration and the host facts: the one place where they are wired.
+3. The BGP sessions start at once, so the first healthy check announces without waiting for a
    session to come up (a session that comes up later gets the Adj-RIB-Out).
-3. The probe loop runs what the gate says is due -- a readiness read, a /livez check, the end
-   of the drain -- and sleeps until the gate's next time (``health/gate.py`` keeps the cadence:
-   grid, fast period, event-driven checks). A close of the probe's idle connection by the
-   apiserver and a stop signal reach the gate at once and wake the loop. Each decision reaches
-   the speaker in the same event-loop turn.
+4. :meth:`Manager.run` keeps no clock of its own: it sleeps until the wake-up the gate's last
+   step named (``Step.wake_at``) or an event -- a check or read ended, the apiserver closed the
+   probe's idle connection, a stop signal -- feeds the gate what happened and does what
+   :meth:`Gate.due` says: start a readiness read or a /livez check (as a task, told to the gate
+   with :meth:`Gate.begin`), or end the drain. The gate decides every "when" (``health/gate.py``
+   rules 6-8, 11, 12): the grid, the fast period, event-driven checks and the drain's end, also
+   when a check outlives the drain. Each decision reaches the speaker in the event-loop turn of
+   its event.
 
 Order of stop (SIGTERM/SIGINT), as the gate decides (rules 10, 11): with the route announced and
 ``bgp_graceful_shutdown_seconds`` > 0, re-announce it with GRACEFUL_SHUTDOWN and keep checking
 until the drain ends (earlier on a failed check); withdraw; make sure the UPDATE left the socket;
 Cease / Administrative Shutdown with the gate's message (why we go); remove the VIP if we added
-it; exit 0 -- within ``bgp_graceful_shutdown_seconds +`` :data:`STOP_AFTER_DRAIN` seconds even
-with a silent peer.
+it; exit 0 -- within ``bgp_graceful_shutdown_seconds`` + ``STOP_BUDGET.after_drain`` seconds
+even with a silent peer (``budget.py``).
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from vipgate import __version__
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
+from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork
 from vipgate.health.gate import Action, Address, Due, Gate, GateState, Step, readiness_signal
-from vipgate.health.probe import Probe
+from vipgate.health.probe import Probe, ProbeResult
 from vipgate.metrics import Metrics, MetricsServer
 from vipgate.vip import (
     VIP_PROTO,
@@ -48,55 +58,114 @@ from vipgate.vipaddr import AddressOp, change
 
 log = logging.getLogger("vipgate.manager")
 
-SHUTDOWN_BUDGET = 2.0  # seconds for withdraw + NOTIFICATION + close
 EXIT_CONFIG = 2
 
 
-class Manager:
-    """Wires probe, gate, speaker and metrics; carries out the gate's steps and timing."""
+class SpeakerPart(Protocol):
+    """What the manager asks of the BGP speaker (``bgp.speaker.Speaker``)."""
 
-    def __init__(
-        self,
-        config: Config,
-        speaker: Speaker,
-        prefix: IPNetwork,
-        metrics: Metrics | None,
-        vip: VipHandle | None = None,
-    ):
-        self.config = config
-        self.vip = vip  # the VIP address vipgate put on the interface (gate rule 13)
+    async def start(self) -> None: ...
+    def announce(self, prefix: IPNetwork) -> None: ...
+    def deprefer(self, prefix: IPNetwork) -> None: ...
+    def withdraw(self, prefix: IPNetwork) -> None: ...
+    def graceful_shutdown(self, on: bool = True) -> None: ...
+    async def close(self, message: str, timeout: float = ...) -> None: ...
+
+
+class ProbePart(Protocol):
+    """What the manager asks of a probe (``health.probe.Probe``)."""
+
+    on_close: Callable[[], None] | None
+
+    async def check(self, url: str | None = None) -> ProbeResult: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The manager's parts: made from the configuration by :func:`build_parts` (the tests give
+    fakes). ``reader`` reads the readiness (the probe itself when it shares the origin);
+    ``readiness_url`` is "" when reads are off; ``vip`` is the VIP address on the interface
+    (gate rule 13 moves it only when vipgate added it)."""
+
+    config: Config
+    prefix: IPNetwork
+    gate: Gate
+    speaker: SpeakerPart
+    probe: ProbePart | None
+    reader: ProbePart | None
+    metrics: Metrics | None
+    readiness_url: str
+    vip: VipHandle | None = None
+
+
+def build_parts(config: Config, host: HostFacts) -> Parts:
+    """Everything the manager runs, from the configuration and the host facts ``vip.host_setup``
+    resolved (``vip.stated_facts`` stands in where the host is not asked). No socket opens
+    here. The configuration must be runnable (``Config.not_runnable`` is None)."""
+    prefix = config.prefix
+    assert prefix is not None
+    readiness_url = config.readiness_url if config.health_enabled else ""
+    gate = Gate(
+        config.health_url,
+        config.health_threshold,
+        config.health_period,
+        fast_period=config.health_fast_period,
+        success_threshold=config.health_success_threshold,
+        shutdown_period=config.health_shutdown_period if readiness_url else 0.0,
+        graceful_shutdown=config.bgp_graceful_shutdown,
+        readiness_url=readiness_url,
+        unhealthy_action=config.health_unhealthy_action,
+    )
+    metrics = Metrics() if config.prometheus_listen else None
+    speaker = Speaker(
+        SpeakerSettings(
+            local_as=config.bgp_as,
+            router_id=host.router_id,
+            hold_time=config.bgp_hold_time,
+            keepalive=config.keepalive,
+            source_ip=config.bgp_sourceip,
+            source_if=config.bgp_sourceif or None,
+        ),
+        [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
+        observer=metrics,
+    )
+    probe: Probe | None = None
+    reader: Probe | None = None
+    if config.health_enabled:
+        tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
+        cert = (config.health_client_cert_path, config.health_client_key_path)
+        probe = Probe(config.health_url, *tls, *cert)
+        if readiness_url:
+            same = probe.same_origin(readiness_url)
+            reader = probe if same else Probe(readiness_url, *tls, *cert)
+    return Parts(config, prefix, gate, speaker, probe, reader, metrics, readiness_url, host.vip)
+
+
+class Manager:
+    """Carries out the gate's steps on the speaker and the metrics, on the gate's clock."""
+
+    def __init__(self, parts: Parts):
+        self.config = parts.config
+        self.vip = parts.vip  # the VIP address vipgate put on the interface (gate rule 13)
         self.vip_off = False
-        self.speaker = speaker
-        self.prefix = prefix
-        self.metrics = metrics
-        self.readiness_url = config.readiness_url if config.health_enabled else ""
-        self.gate = Gate(
-            config.health_url,
-            config.health_threshold,
-            config.health_period,
-            fast_period=config.health_fast_period,
-            success_threshold=config.health_success_threshold,
-            shutdown_period=config.health_shutdown_period if self.readiness_url else 0.0,
-            graceful_shutdown=config.bgp_graceful_shutdown,
-            readiness_url=self.readiness_url,
-            unhealthy_action=config.health_unhealthy_action,
-        )
-        self.stopping = asyncio.Event()  # a stop signal came
+        self.speaker = parts.speaker
+        self.prefix = parts.prefix
+        self.metrics = parts.metrics
+        self.gate = parts.gate
+        self.probe = parts.probe
+        self.reader = parts.reader
+        self.readiness_url = parts.readiness_url
         self.stopped = asyncio.Event()  # the gate reached STOPPED: close the sessions
-        self.wake = asyncio.Event()  # the gate's schedule changed outside the loop
-        self.probe: Probe | None = None
-        self.reader: Probe | None = None  # reads the readiness (the same probe when it can)
-        if metrics is not None:  # every series exists from the start, so alerts see a 0
-            metrics.announced(prefix, False)
-            metrics.route_state(prefix, self.gate.route_state)
-            metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
-        if config.health_enabled:
-            tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
-            cert = (config.health_client_cert_path, config.health_client_key_path)
-            self.probe = Probe(config.health_url, *tls, *cert, on_close=self._server_closed)
-            if self.readiness_url:
-                same = self.probe.same_origin(self.readiness_url)
-                self.reader = self.probe if same else Probe(self.readiness_url, *tls, *cert)
+        self.wake = asyncio.Event()  # an event came: a look ended, a close, a stop signal
+        self.wake_at: float | None = None  # the last step's wake-up (rule 12)
+        self._look: asyncio.Task[None] | None = None  # the check or read in flight
+        if self.probe is not None:
+            self.probe.on_close = self._server_closed
+        if self.metrics is not None:  # every series exists from the start, so alerts see a 0
+            self.metrics.announced(self.prefix, False)
+            self.metrics.route_state(self.prefix, self.gate.route_state)
+            self.metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
 
     def apply(self, step: Step) -> None:
         """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it.
@@ -114,6 +183,7 @@ class Manager:
             self.speaker.withdraw(self.prefix)
         if step.address is Address.REMOVE:
             self.vip_address(add=False)
+        self.wake_at = step.wake_at
         g = self.gate
         if self.metrics:
             self.metrics.gate(
@@ -169,7 +239,6 @@ class Manager:
     def request_stop(self, cause: str) -> None:
         """SIGTERM/SIGINT: the gate decides between drain and withdrawal (rules 10, 11)."""
         self.apply(self.gate.stop(asyncio.get_running_loop().time(), cause))
-        self.stopping.set()
         self.wake.set()
 
     def _server_closed(self) -> None:
@@ -179,93 +248,105 @@ class Manager:
         self.apply(self.gate.connection_closed(asyncio.get_running_loop().time()))
         self.wake.set()
 
-    async def probe_loop(self) -> None:
-        """Run what the gate says is due (read, check, end of drain); sleep until the next."""
+    async def _run_look(self, due: Due) -> None:
+        """One readiness read or /livez check; its result goes to the gate when it ends."""
         loop = asyncio.get_running_loop()
-        while not self.stopped.is_set():
-            self.wake.clear()
-            due = self.gate.due(loop.time())
-            if due is Due.READ:
-                assert self.reader is not None
-                result = await self.reader.check(self.readiness_url)
-                if self.metrics:
-                    self.metrics.readiness(readiness_signal(result))
-                self.apply(self.gate.feed_readiness(result, loop.time()))
-            elif due is Due.CHECK:
-                assert self.probe is not None
-                result = await self.probe.check()
-                if self.metrics:
-                    self.metrics.probe_result(result)
-                self.apply(self.gate.feed(result, loop.time()))
-            elif due is Due.TICK:
-                self.apply(self.gate.tick(loop.time()))
-            else:
-                wake_at = self.gate.wake_at
+        if due is Due.READ:
+            assert self.reader is not None
+            result = await self.reader.check(self.readiness_url)
+            if self.metrics:
+                self.metrics.readiness(readiness_signal(result))
+            self.apply(self.gate.feed_readiness(result, loop.time()))
+        else:
+            assert self.probe is not None
+            result = await self.probe.check()
+            if self.metrics:
+                self.metrics.probe_result(result)
+            self.apply(self.gate.feed(result, loop.time()))
+
+    def _act(self, now: float) -> bool:
+        """Do what is due at ``now``; False when nothing is (sleep until the next wake-up)."""
+        look = self._look
+        if look is not None and look.done():
+            self._look = None
+            look.result()  # its result is in the gate; a bug in it surfaces here
+            return True
+        due = self.gate.due(now)
+        if due is Due.TICK:
+            self.apply(self.gate.tick(now))
+        elif due is not None:
+            self._look = asyncio.create_task(self._run_look(due), name=f"gate-{due.value}")
+            self._look.add_done_callback(lambda _: self.wake.set())
+            self.apply(self.gate.begin(due, now))
+        return due is not None
+
+    def _log_settings(self) -> None:
+        c = self.config
+        log.info(
+            "health check %s every %gs (timeout %gs, withdraw after %d failures, announce "
+            "after %d healthy in a row, fast period %gs); readiness read %s; %s is "
+            "announced after a healthy check",
+            c.health_url,
+            c.health_period,
+            c.health_timeout,
+            c.health_threshold,
+            c.health_success_threshold,
+            c.health_fast_period,
+            f"{self.readiness_url} every {c.health_shutdown_period:g}s"
+            if self.readiness_url
+            else "off",
+            self.prefix,
+        )
+
+    async def run(self) -> None:
+        """Until the gate is STOPPED: sleep until the gate's wake-up or an event, then do what
+        is due. A check still in flight when the gate stops is cancelled."""
+        loop = asyncio.get_running_loop()
+        if self.probe is not None:
+            self._log_settings()
+        self.apply(self.gate.start(loop.time()))
+        try:
+            while not self.stopped.is_set():
+                self.wake.clear()
+                if self._act(loop.time()):
+                    continue
+                wake_at = self.wake_at
                 timeout = None if wake_at is None else max(0.0, wake_at - loop.time())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
-
-    async def run(self) -> None:
-        """Until the gate is STOPPED: probe; after a stop signal, end the drain on time even
-        while a check is still running (the gate's ``drain_until``)."""
-        loop = asyncio.get_running_loop()
-        c = self.config
-        if self.probe is not None:
-            log.info(
-                "health check %s every %gs (timeout %gs, withdraw after %d failures, announce "
-                "after %d healthy in a row, fast period %gs); readiness read %s; %s is "
-                "announced after a healthy check",
-                c.health_url,
-                c.health_period,
-                c.health_timeout,
-                c.health_threshold,
-                c.health_success_threshold,
-                c.health_fast_period,
-                f"{self.readiness_url} every {c.health_shutdown_period:g}s"
-                if self.readiness_url
-                else "off",
-                self.prefix,
-            )
-        self.apply(self.gate.start(loop.time()))
-        loop_task = asyncio.create_task(self.probe_loop(), name="probe-loop")
-        try:
-            for event in (self.stopping, self.stopped):
-                waiter = asyncio.create_task(event.wait())
-                until = self.gate.drain_until
-                timeout = None if until is None else max(0.0, until - loop.time())
-                done, _ = await asyncio.wait(
-                    {loop_task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                waiter.cancel()
-                if loop_task in done:
-                    loop_task.result()  # a bug in the loop: let it surface
-            if until is not None and not self.stopped.is_set():  # a check outlived the drain
-                self.apply(self.gate.tick(max(loop.time(), until)))
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            look, self._look = self._look, None
+            if look is not None:
+                look.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await look
 
 
-async def _serve(
-    config: Config, prefix: IPNetwork, host: HostFacts, early: list[signal.Signals]
-) -> int:
+async def _close_parts(manager: Manager, metrics_server: MetricsServer | None) -> None:
+    """The route first (every other part of the stop can wait for it), then the probes and the
+    metrics server, each within its share of :data:`~vipgate.budget.STOP_BUDGET`."""
+    t0 = time.monotonic()
+    bgp = STOP_BUDGET.bgp
+    try:
+        await asyncio.wait_for(manager.speaker.close(manager.gate.cease_message, bgp), bgp)
+    except TimeoutError:
+        log.warning("BGP sessions not closed within %.1fs: exiting anyway", bgp)
+    for probe in (manager.probe, manager.reader):
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(probe.close(), STOP_BUDGET.part)
+    if metrics_server is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(metrics_server.close(), STOP_BUDGET.part)
+    log.info("BGP sessions closed in %.0f ms", (time.monotonic() - t0) * 1000)
+
+
+async def _serve(config: Config, host: HostFacts, early: list[signal.Signals]) -> int:
     loop = asyncio.get_running_loop()
-    metrics = Metrics() if config.prometheus_listen else None
+    parts = build_parts(config, host)
+    metrics = parts.metrics
     metrics_server: MetricsServer | None = None
-    speaker = Speaker(
-        SpeakerSettings(
-            local_as=config.bgp_as,
-            router_id=host.router_id,
-            hold_time=config.bgp_hold_time,
-            keepalive=config.keepalive,
-            source_ip=config.bgp_sourceip,
-            source_if=config.bgp_sourceif or None,
-        ),
-        [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
-        observer=metrics,
-    )
-    manager = Manager(config, speaker, prefix, metrics, host.vip)
+    manager = Manager(parts)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, manager, sig)
     if early:  # arrived after host setup, before the handlers above
@@ -280,32 +361,17 @@ async def _serve(
         log.info(
             "vipgate %s: VIP %s on %s, AS %d, router id %s, %d peer(s): %s",
             __version__,
-            prefix,
+            parts.prefix,
             host.interface,
             config.bgp_as,
             host.router_id,
             len(config.peers),
             ", ".join(str(p) for p in config.peers),
         )
-        await speaker.start()
+        await manager.speaker.start()
         await manager.run()
     finally:
-        t0 = time.monotonic()
-        # The route first: every other part of the shutdown can wait for it.
-        try:
-            await asyncio.wait_for(
-                speaker.close(manager.gate.cease_message, SHUTDOWN_BUDGET), SHUTDOWN_BUDGET
-            )
-        except TimeoutError:
-            log.warning("BGP sessions not closed within %.1fs: exiting anyway", SHUTDOWN_BUDGET)
-        for probe in (manager.probe, manager.reader):
-            if probe is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(probe.close(), 0.2)
-        if metrics_server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(metrics_server.close(), 0.2)
-        log.info("BGP sessions closed in %.0f ms", (time.monotonic() - t0) * 1000)
+        await _close_parts(manager, metrics_server)
     return 0
 
 
@@ -323,8 +389,6 @@ def run(config: Config) -> int:
     if config.vip_routingtable:  # the table announcer lands next; refuse rather than do nothing
         log.error("vip_routingtable=true: routing-table mode is not available in this build")
         return EXIT_CONFIG
-    prefix = config.prefix
-    assert prefix is not None
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
     # the netlink library's memory. Both happen outside the event loop, where a stop signal is
     # only remembered (in the child too): setup completes, then is undone, and we exit 0.
@@ -346,7 +410,7 @@ def run(config: Config) -> int:
         isolated(remove_vip, host.vip)
         return 0
     try:
-        return asyncio.run(_serve(config, prefix, host, early))
+        return asyncio.run(_serve(config, host, early))
     finally:
         defer_stop_signals(early)  # asyncio.run restored the default actions
         isolated(remove_vip, host.vip)

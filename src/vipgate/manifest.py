@@ -46,10 +46,10 @@ from typing import Any
 import yaml
 
 from vipgate import __version__
+from vipgate.budget import STOP_BUDGET
 from vipgate.config import (
     SETTINGS,
     SETTINGS_BY_KEY,
-    STOP_AFTER_DRAIN,
     Config,
     ConfigError,
     check_client_pair,
@@ -77,8 +77,9 @@ SECURITY_CONTEXT: dict[str, Any] = {
 RESOURCES: dict[str, Any] = {"requests": {"cpu": "20m", "memory": "64Mi"}}
 PRIORITY_CLASS = "system-node-critical"
 # vipgate's stop after SIGTERM: the drain (bgp_graceful_shutdown_seconds, default 3 s), then at
-# most config.STOP_AFTER_DRAIN (3 s: withdraw + Cease within manager.SHUTDOWN_BUDGET, clean-up).
-# The least terminationGracePeriodSeconds we write; a longer drain gets more (termination_grace).
+# most budget.STOP_BUDGET.after_drain (3 s: withdraw + Cease, the probes, the metrics server, the
+# VIP; budget.py's table). The least terminationGracePeriodSeconds we write; a longer drain gets
+# more (termination_grace).
 TERMINATION_GRACE_SECONDS = 10
 
 _CA_KEY = "control_plane_health_check_ca_path"
@@ -278,11 +279,11 @@ def _volumes(flags: Mapping[str, str | None]) -> list[dict[str, Any]]:
 
 def termination_grace(flags: Mapping[str, str | None]) -> int:
     """``terminationGracePeriodSeconds`` that fits vipgate's stop: the drain
-    (``bgp_graceful_shutdown_seconds``) plus :data:`STOP_AFTER_DRAIN`, rounded up, plus 2 s for a
-    busy node; at least :data:`TERMINATION_GRACE_SECONDS`."""
+    (``bgp_graceful_shutdown_seconds``) plus ``STOP_BUDGET.after_drain`` (``budget.py``), rounded
+    up, plus 2 s for a busy node; at least :data:`TERMINATION_GRACE_SECONDS`."""
     key = "bgp_graceful_shutdown_seconds"
     drain = float(flags.get(key) or SETTINGS_BY_KEY[key].default)
-    return max(TERMINATION_GRACE_SECONDS, math.ceil(drain + STOP_AFTER_DRAIN) + 2)
+    return max(TERMINATION_GRACE_SECONDS, math.ceil(drain + STOP_BUDGET.after_drain) + 2)
 
 
 def pod_spec(flags: Mapping[str, str | None], image: str | None = None) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Property: whatever config.load() accepts, the manager can build every object it needs from it
-("nothing that passes `vipgate config` may fail later because of its value").
+("nothing that passes `vipgate config` may fail later because of its value", README "Commands").
 
 Settings are drawn from pools of edge values found in the audit (lengths, families, scope ids,
-encodings, prefixes) and random text; when load() accepts them, the gate, the probes, the peers'
-speaker settings, the TCP MD5 socket option, the source interface's SO_BINDTODEVICE bytes and
-the VIP's address label are built exactly as the manager builds them, without touching the host.
+encodings, prefixes) and random text; when load() accepts them, the manager's own builder
+(``manager.build_parts``: gate, probes, speaker and its peers, metrics) and the Manager are made
+from them with the host facts the configuration states, and the TCP MD5 socket option, the
+source interface's SO_BINDTODEVICE bytes and the VIP's address label are made as the daemon
+makes them, without touching the host.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vipgate import config
-from vipgate.bgp.peer import SpeakerSettings, md5sig
+from vipgate.bgp.peer import md5sig
 from vipgate.bgp.speaker import peer_settings
 from vipgate.config import ConfigError, load
-from vipgate.health.gate import Gate
-from vipgate.health.probe import Probe
-from vipgate.vip import vip_label
+from vipgate.manager import Manager, build_parts
+from vipgate.vip import stated_facts, vip_label
 
 POOLS: dict[str, list[str]] = {
     "address": [
@@ -101,30 +102,14 @@ def environments(draw: st.DrawFn) -> dict[str, str]:
 
 
 def build_everything(c: config.Config) -> None:
-    """What manager.run/_serve/Manager build from the configuration (no host, no sockets)."""
+    """What manager.run/_serve build from the configuration (no host, no sockets): the
+    manager's own builder and the Manager, then what the kernel is given later."""
     assert c.prefix is None or c.prefix.prefixlen <= c.prefix.max_prefixlen
-    Gate(
-        c.health_url,
-        c.health_threshold,
-        c.health_period,
-        fast_period=c.health_fast_period,
-        success_threshold=c.health_success_threshold,
-        shutdown_period=c.health_shutdown_period if c.readiness_url else 0.0,
-        graceful_shutdown=c.bgp_graceful_shutdown,
-    )
-    if c.health_enabled:
-        tls = (c.health_timeout, c.health_ca_path, c.health_server_name)
-        Probe(c.health_url, *tls)
-        if c.readiness_url:
-            Probe(c.readiness_url, *tls)
-    SpeakerSettings(
-        c.bgp_as,
-        c.bgp_routerid or ipaddress.IPv4Address("192.0.2.11"),
-        c.bgp_hold_time,
-        c.keepalive,
-        c.bgp_sourceip,
-        c.bgp_sourceif or None,
-    )
+    if c.not_runnable is None:  # else the manager exits 2 before it builds anything
+        parts = build_parts(c, stated_facts(c))
+        Manager(parts)
+        assert (parts.probe is not None) == c.health_enabled
+        assert (parts.reader is not None) == bool(c.health_enabled and c.readiness_url)
     # Addresses go to the kernel as text (netlink for the VIP, bind, connect): inet_pton.
     for a in (c.address, c.bgp_sourceip, *(p.address for p in c.peers)):
         if a is not None:

@@ -1,5 +1,5 @@
-"""The health gate: every rule of DESIGN section 3 (1-6) by table, then long mixed sequences
-against a ten-line reference model (hypothesis)."""
+"""The health gate: every rule stated at the top of health/gate.py by table, then long mixed
+sequences against a ten-line reference model (hypothesis)."""
 
 from __future__ import annotations
 
@@ -1307,3 +1307,118 @@ def test_rule13_disabled_gate_never_moves_the_address() -> None:
     assert gate.start(0.0).address is None
     assert gate.stop(1.0).address is None
     assert gate.tick(3.0).address is None
+
+
+# ---------------------------------------------------------------------------- rule 14: one clock
+def test_rule14_every_step_carries_the_next_wake_up() -> None:
+    """The caller's only "when": each step's wake_at is the earliest of the next check, the
+    next read and the drain's end (the gate's own view, after the event)."""
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, shutdown_period=1.0, graceful_shutdown=3.0)
+    steps = [gate.start(0.0)]
+    assert steps[-1].wake_at == 0.0  # the first read and check: at once
+    steps.append(gate.feed_readiness(OK, 0.002))
+    assert steps[-1].wake_at == 0.0  # the check is still due
+    steps.append(gate.feed(OK, 0.004))
+    assert steps[-1].action is A and steps[-1].wake_at == 1.0  # the next read, before 5.0
+    steps.append(gate.stop(4.5))
+    assert steps[-1].wake_at == 1.0  # the overdue read
+    steps.append(gate.feed_readiness(OK, 4.6))
+    assert steps[-1].wake_at == pytest.approx(4.7)  # the fast period while draining
+    steps.append(gate.feed(OK, 4.8))
+    assert steps[-1].wake_at == 5.0  # the read's grid tick, then the drain's end at 7.5
+    steps.append(gate.feed_readiness(OK, 5.01))
+    steps.append(gate.feed(OK, 5.02))
+    assert steps[-1].wake_at == pytest.approx(5.22)
+    steps.append(gate.tick(7.5))
+    assert steps[-1].action is W and steps[-1].wake_at is None  # STOPPED: nothing more
+    for s in steps:
+        times = [t for t in (s.next_check_at, s.next_read_at, s.drain_until) if t is not None]
+        assert s.wake_at == (min(times) if times else None)
+
+
+@pytest.mark.parametrize(
+    ("at", "due"),
+    [
+        (2.21, None),  # the next check is due (fast period) but one is in flight
+        (4.999, None),  # just before the drain's end
+        (5.0, Due.TICK),  # at it: the drain ends on time, the check still running
+        (5.001, Due.TICK),
+    ],
+)
+def test_rule14_a_check_in_flight_holds_everything_but_the_drains_end(
+    at: float, due: Due | None
+) -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, graceful_shutdown=3.0)  # no reads
+    gate.start(0.0)
+    gate.feed(OK, 0.01)
+    gate.stop(2.0)  # the drain ends at 5.0; the next check at 2.2
+    assert gate.due(2.2) is Due.CHECK
+    step = gate.begin(Due.CHECK, 2.2)
+    assert step.action is None and step.transition is None and step.advice is None
+    assert step.wake_at == 5.0 and gate.wake_at == 5.0  # the only wake-up left
+    assert gate.due(at) is due
+    if due is Due.TICK:
+        end = gate.tick(at)
+        assert end.action is W and gate.state is GateState.STOPPED and end.wake_at is None
+        assert "after a 3 s GRACEFUL_SHUTDOWN drain" in gate.cease_message
+        late = gate.feed(OK, at + 5.0)  # the check that outlived the drain ends: dropped
+        assert late.action is None and late.transition is None and late.wake_at is None
+    else:
+        assert gate.tick(at).action is None
+        step = gate.feed(OK, at)  # the result ends the check: the cadence is back
+        assert step.wake_at == min(at + FAST, 5.0) == gate.wake_at
+        assert gate.due(step.wake_at) is not None and gate.due(step.wake_at - 1e-6) is None
+
+
+@pytest.mark.parametrize("at", [0.001, 4.999, 5.0, 50.0])
+def test_rule14_nothing_is_due_while_a_check_is_in_flight_and_no_drain(at: float) -> None:
+    gate = fast_gate()  # period 5: grid ticks at 0, 5, 10...
+    assert gate.due(0.0) is Due.CHECK
+    assert gate.begin(Due.CHECK, 0.0).wake_at is None  # sleep until the result comes
+    assert gate.wake_at is None and gate.due(at) is None
+    step = gate.feed(OK, at)
+    nxt = step.next_check_at
+    assert nxt is not None and step.wake_at == nxt == gate.wake_at
+    assert nxt == (5.0 if at < 5.0 else math.floor(at / 5.0) * 5.0)  # rule 6 unchanged
+    assert gate.due(nxt) is Due.CHECK
+    if nxt > at:
+        assert gate.due(nxt - 1e-6) is None
+
+
+def test_rule14_a_read_in_flight_holds_the_check_due_meanwhile() -> None:
+    gate = shutdown_gate()  # a read and a check due at 0.0: the read first (not announced)
+    assert gate.due(0.0) is Due.READ
+    assert gate.begin(Due.READ, 0.0).wake_at is None
+    assert gate.due(0.0) is None and gate.due(0.999) is None
+    step = gate.feed_readiness(OK, 0.5)
+    assert step.wake_at == 0.0 and gate.due(0.5) is Due.CHECK  # the check waited for the read
+
+
+@pytest.mark.parametrize(("drain", "wake"), [(0.0, None), (3.0, 5.0)])
+def test_rule14_stop_during_a_check(drain: float, wake: float | None) -> None:
+    gate = up_gate(drain)
+    gate.begin(Due.CHECK, 1.9)
+    step = gate.stop(2.0)
+    assert step.wake_at == wake and gate.due(2.0) is None
+    if wake is None:  # no drain: withdrawn at once, the check's result is dropped
+        assert step.action is W and gate.feed(OK, 2.1).action is None
+    else:
+        assert step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN
+        assert gate.due(wake - 1e-6) is None and gate.due(wake) is Due.TICK
+
+
+def test_rule14_begin_misuse() -> None:
+    with pytest.raises(GateError):
+        Gate(URL, 3, 5.0).begin(Due.CHECK, 0.0)  # before start
+    disabled = Gate("", 3, 5.0)
+    disabled.start(0.0)
+    with pytest.raises(GateError):
+        disabled.begin(Due.CHECK, 0.0)  # a disabled gate takes no looks
+    with pytest.raises(GateError):
+        fast_gate().begin(Due.TICK, 0.0)  # the drain's end is not a look: tick()
+    gate = fast_gate()
+    gate.begin(Due.CHECK, 0.0)
+    with pytest.raises(GateError):
+        gate.begin(Due.READ, 0.0)  # one look at a time
+    gate.feed(OK, 0.1)
+    gate.begin(Due.CHECK, 5.0)  # free again after the result

@@ -12,9 +12,9 @@ import yaml
 
 from lab.pki import Pki, make_client_cert
 from vipgate import __version__
+from vipgate.budget import STOP_BUDGET
 from vipgate.cli import build_parser, flags_of, main
-from vipgate.config import STOP_AFTER_DRAIN, Config, ConfigError, load
-from vipgate.manager import SHUTDOWN_BUDGET
+from vipgate.config import Config, ConfigError, load
 from vipgate.manifest import (
     DEFAULT_IMAGE,
     TERMINATION_GRACE_SECONDS,
@@ -196,8 +196,9 @@ def test_hardening_in_both_kinds(kind: str) -> None:
 
 def test_termination_grace_covers_vipgates_stop() -> None:
     # The kubelet's SIGKILL must not cut the stop short: graceful-shutdown phase (3 s by
-    # default) + withdraw and Cease (the manager's budget) + a margin of 2 s at least.
-    assert TERMINATION_GRACE_SECONDS >= 3 + SHUTDOWN_BUDGET + 2
+    # default) + withdraw and Cease (the stop budget's BGP part) + a margin of 2 s at least.
+    bgp = STOP_BUDGET.bgp
+    assert 3 + bgp + 2 <= TERMINATION_GRACE_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -212,11 +213,12 @@ def test_termination_grace_covers_vipgates_stop() -> None:
 )
 @pytest.mark.parametrize("kind", ["pod", "daemonset"])
 def test_termination_grace_fits_the_stop(kind: str, extra: list[str], grace: int) -> None:
-    """vipgate's worst-case stop (drain + STOP_AFTER_DRAIN) fits before the kubelet's SIGKILL."""
+    """vipgate's worst-case stop (drain + the stop budget after it) fits before the kubelet's
+    SIGKILL."""
     _, obj = make(kind, minimal() + extra)
     assert pod_spec_of(obj)["terminationGracePeriodSeconds"] == grace
     drain = float(extra[1]) if extra else 3.0
-    assert grace >= drain + STOP_AFTER_DRAIN
+    assert grace >= drain + STOP_BUDGET.after_drain
 
 
 def test_image_flag() -> None:

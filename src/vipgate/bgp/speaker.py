@@ -36,6 +36,7 @@ from vipgate.bgp import outbound
 from vipgate.bgp.outbound import RouteState
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
+from vipgate.budget import STOP_BUDGET
 
 if TYPE_CHECKING:
     from vipgate import config
@@ -146,8 +147,10 @@ class Speaker:
         """True while the routes are announced with GRACEFUL_SHUTDOWN."""
         return self._rib.mode is RouteState.GRACEFUL_SHUTDOWN
 
-    async def close(self, message: str, timeout: float = 2.0) -> None:
-        """Withdraw all, drain, Cease/Administrative Shutdown (6/2) with `message`, close."""
+    async def close(self, message: str, timeout: float = STOP_BUDGET.bgp) -> None:
+        """Withdraw all, drain, Cease/Administrative Shutdown (6/2) with `message`, close; within
+        ``timeout``, ``STOP_BUDGET.bgp_ack_share`` of it for the withdrawal to leave the socket
+        (``budget.py``)."""
         if self._closed:
             return
         self._closed = True
@@ -155,7 +158,8 @@ class Speaker:
         self._routes_changed(self._rib.withdraw_all())
         # Always: a withdrawal made just before close() (the manager's stop) must leave the
         # socket too. Returns at once when nothing is queued.
-        drained = await asyncio.gather(*(p.drain(timeout * 0.6) for p in self._peers))
+        ack = timeout * STOP_BUDGET.bgp_ack_share
+        drained = await asyncio.gather(*(p.drain(ack) for p in self._peers))
         if not all(drained):
             log.warning("BGP: withdrawals not acknowledged by every peer before closing")
         remaining = max(0.05, deadline - time.monotonic())

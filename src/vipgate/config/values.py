@@ -19,11 +19,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REDACTED = "***"
 
-STOP_AFTER_DRAIN = 3.0
-"""Seconds a stop takes at most after the drain (``bgp_graceful_shutdown_seconds``): BGP
-withdraw + Cease + close (2 s even with a silent peer), the probes and the metrics server (0.2 s
-each), the VIP's removal. The manifests' ``terminationGracePeriodSeconds`` leaves room for it."""
-
 
 class ConfigError(ValueError):
     """An invalid setting: the message names the variable, the value and what is accepted."""

@@ -3,13 +3,14 @@
 A pure state machine, in the style of h11: no I/O, no clock of its own (every call takes
 ``now``), no logging. Events go in -- a /livez check ended (:meth:`Gate.feed`), a readiness
 read ended (:meth:`Gate.feed_readiness`), the server closed the idle keep-alive connection
-(:meth:`Gate.connection_closed`), vipgate was told to stop (:meth:`Gate.stop`), time passed
-(:meth:`Gate.tick`) -- and a :class:`Step` comes out: an :class:`Action` (ANNOUNCE,
-ANNOUNCE_DEPREFERRED, ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), what to do with the VIP
-address (:class:`Address`, rule 13), a :class:`Transition` record, at most one
-:class:`Advice`, and when the next /livez check, the next readiness read and the end of the
-drain are due. The gate decides the cadence and the stop sequence's timing; the manager only
-carries them out.
+(:meth:`Gate.connection_closed`), vipgate was told to stop (:meth:`Gate.stop`), the caller
+started a check or read (:meth:`Gate.begin`), time passed (:meth:`Gate.tick`) -- and a
+:class:`Step` comes out: an :class:`Action` (ANNOUNCE, ANNOUNCE_DEPREFERRED,
+ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), what to do with the VIP address
+(:class:`Address`, rule 13), a :class:`Transition` record, at most one :class:`Advice`, when
+the next /livez check, the next readiness read and the end of the drain are due, and when the
+caller must wake up next (rule 14). The gate decides the cadence and the stop sequence's
+timing; the manager only carries them out.
 
 The rules it keeps (docs/design.md, "Where each rule lives")
 ------------------------------------------------------------
@@ -20,9 +21,8 @@ The rules it keeps (docs/design.md, "Where each rule lives")
 3. A check succeeds only on HTTP status exactly 200 within the timeout. The probe classifies;
    the gate trusts ``ProbeResult.ok`` and nothing else.
 4. Each success resets the consecutive-failure counter. While not announced (or announced
-   de-preferred, rule 12), ``R =
-   success_threshold`` consecutive successes announce (default 1: the first success); a
-   failure resets the success counter.
+   de-preferred, rule 12), ``R = success_threshold`` consecutive successes announce (default 1:
+   the first success); a failure resets the success counter.
 5. Each failure increments the counter; when it reaches ``threshold`` the route is withdrawn.
 6. Cadence. Normally checks run on a fixed grid measured from the start (tick ``k`` at
    ``start + k * period``, computed from the start, so no drift accumulates); a check never
@@ -96,6 +96,16 @@ The rules it keeps (docs/design.md, "Where each rule lives")
     before the gate starts); at the stop the manager removes it after the sessions close. The
     caller acts only on an address it added itself. Under rule 12 a failing node keeps its
     route, and so its address.
+14. One clock. The gate is the caller's only source of "when": every :class:`Step` carries
+    ``wake_at`` (also :attr:`Gate.wake_at`), the earliest of the next check, the next read and
+    the drain's end; the caller sleeps until then or until an event, feeds the event, and asks
+    :meth:`Gate.due` what to do. When it starts the check or read :meth:`Gate.due` named, it
+    says so (:meth:`Gate.begin`): until that result is fed nothing else is due -- one look at a
+    time, on one connection; a check or read due meanwhile waits for it -- and the only wake-up
+    left is the drain's end. So a check that outlives the drain does not hold it: at the
+    drain's end :meth:`Gate.due` says TICK, :meth:`Gate.tick` withdraws on time, and the late
+    result finds STOPPED. Without a drain under way a check in flight leaves no wake-up at all
+    (``wake_at`` None): its result, or another event, wakes the caller.
 
 Theory of operation
 -------------------
@@ -300,7 +310,8 @@ REASON_DRAINED = "drained"  # the drain time ran out
 
 
 class Due(enum.Enum):
-    """What the caller must do now (:meth:`Gate.due`)."""
+    """What the caller must do now (:meth:`Gate.due`); a READ or CHECK it starts it tells the
+    gate of with :meth:`Gate.begin` (rule 14)."""
 
     READ = "read"  # a readiness read (before a check due at the same time: rule 9)
     CHECK = "check"  # a /livez check
@@ -416,6 +427,8 @@ class Step:
     ``next_check_at`` / ``next_read_at``: when the next /livez check / readiness read is due
     (None: none will be); ``drain_until``: when the drain ends (None unless DRAINING);
     ``address``: what to do with the VIP address (rule 13: ADD before the action, REMOVE after).
+    ``wake_at``: when the caller must look again at the latest, if no event comes first (None:
+    only an event; rule 14).
     """
 
     action: Action | None
@@ -425,6 +438,7 @@ class Step:
     next_read_at: float | None = None
     drain_until: float | None = None
     address: Address | None = None
+    wake_at: float | None = None
 
 
 _NOTHING_ADVISED: frozenset[AdviceKind] = frozenset()
@@ -487,7 +501,8 @@ class Gate:
     iff ``url`` is not empty (rule 1); ``fast_period`` 0 turns rule 7 off, ``shutdown_period`` 0
     turns readiness reads off (rule 9), ``graceful_shutdown`` 0 stops without drain (rule 10),
     ``unhealthy_action`` DEPREFER turns rule 12 on. Call :meth:`start` once, then feed it
-    events; ask :meth:`due` / :attr:`wake_at` what to do and when. All
+    events; ask :meth:`due` / :attr:`wake_at` (or the step's ``wake_at``) what to do and when,
+    and say when a check or read starts (:meth:`begin`). All
     times are the caller's monotonic clock (e.g. ``loop.time()``). Raises ValueError on bad
     parameters (``config.py`` validates the settings first).
     """
@@ -540,6 +555,7 @@ class Gate:
         self._read_tick = 0
         self._read_due: float | None = None
         self._drain_until: float | None = None
+        self._looking: Due | None = None  # the check or read in flight (rule 14)
         self._advised: frozenset[AdviceKind] = _NOTHING_ADVISED
         self._counts: dict[str, int] = {}
 
@@ -581,7 +597,10 @@ class Gate:
 
     @property
     def wake_at(self) -> float | None:
-        """The earliest of the next check, the next read and the end of the drain."""
+        """The earliest of the next check, the next read and the end of the drain; while a
+        check or read is in flight only the end of the drain (rule 14)."""
+        if self._looking is not None:
+            return self.drain_until
         times = [
             t for t in (self.next_check_at, self.next_read_at, self.drain_until) if t is not None
         ]
@@ -601,10 +620,13 @@ class Gate:
         """What is due at ``now``: the drain's end first; then, when both are due, a read first
         while the route is not announced (a check must not announce a route the apiserver is
         withdrawing) and a check first while it is (a read that hangs must not delay the
-        failure count: rule 9)."""
+        failure count: rule 9). While a check or read is in flight, only the drain's end
+        (rule 14)."""
         until = self.drain_until
         if until is not None and now >= until:
             return Due.TICK
+        if self._looking is not None:
+            return None
         read = self.next_read_at
         check = self.next_check_at
         read_due = read is not None and now >= read
@@ -624,7 +646,7 @@ class Gate:
         if not self.enabled:
             t = self._transition(now, GateState.DISABLED, Action.ANNOUNCE, REASON_DISABLED)
             self._enter(t)
-            return Step(Action.ANNOUNCE, t, None, None)
+            return self._step(Action.ANNOUNCE, t, None)
         self._due = now
         if self.shutdown_period > 0:
             self._read_due = now
@@ -633,6 +655,7 @@ class Gate:
     def feed(self, result: ProbeResult, now: float) -> Step:
         """Take the result of a /livez check that ended at ``now`` (rules 2-8, 11)."""
         self._check_fed()
+        self._looking = None
         if self.state is GateState.STOPPED:
             return self._step(None, None, None)
         failures_before = self.consecutive_failures
@@ -670,6 +693,7 @@ class Gate:
         self._check_fed()
         if self.shutdown_period <= 0:
             raise GateError("readiness reads are off (shutdown_period 0)")
+        self._looking = None
         if self.state is GateState.STOPPED:
             return self._step(None, None, None)
         assert self._started_at is not None
@@ -711,6 +735,17 @@ class Gate:
             if self.enabled and self.fast_period > 0 and self._due is not None:
                 self._due, self._on_grid = min(self._due, now + self.fast_period), False
         return self._step(action, transition, None)
+
+    def begin(self, due: Due, now: float) -> Step:
+        """The caller started the check or read :meth:`due` named (rule 14): until its result
+        is fed, nothing else is due and the only wake-up is the drain's end."""
+        self._check_fed()
+        if due is Due.TICK:
+            raise GateError("the drain's end is not a check or read: call tick()")
+        if self._looking is not None:
+            raise GateError(f"a {self._looking.value} is already in flight")
+        self._looking = due
+        return self._step(None, None, None)
 
     def tick(self, now: float) -> Step:
         """Time passed: ends the drain when it is over (rule 11); else nothing."""
@@ -812,7 +847,14 @@ class Gate:
     def _step(self, action: Action | None, t: Transition | None, advice: Advice | None) -> Step:
         address, self._address = self._address, None
         return Step(
-            action, t, advice, self.next_check_at, self.next_read_at, self.drain_until, address
+            action,
+            t,
+            advice,
+            self.next_check_at,
+            self.next_read_at,
+            self.drain_until,
+            address,
+            self.wake_at,
         )
 
     def _schedule_check(self, now: float, result: ProbeResult) -> None:
