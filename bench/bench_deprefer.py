@@ -18,7 +18,10 @@ in its default configuration (``merge paths on``, no RFC 8326 import filter).
    ``withdraw`` and ``deprefer``.
 2. One apiserver dies (the fake's ``refuse``: listener closed, connections aborted, as after a
    SIGKILL): time from the kill to node1's next hop leaving the kernel ECMP route, and failed
-   requests until it is back, under ``withdraw`` and ``deprefer``.
+   requests until it is back, under ``withdraw`` and ``deprefer``. At each kill node1 itself
+   sends 20 requests to the VIP (20/s, a kubelet pointed at the control-plane endpoint): under
+   ``withdraw`` the VIP leaves node1's interface with the withdrawal and the requests go through
+   the router to node2 and node3.
 3. vipgate SIGTERM on node1 (drain 3 s, no router policy): time until node1 leaves the
    multipath set -- BIRD's kernel route, and GoBGP's best path and the paths tied with it
    (polled through the gobgp CLI: ~10-30 ms resolution; GoBGP forwards nothing in the lab, so no
@@ -39,7 +42,7 @@ from pathlib import Path
 
 from bench.bench_drain import client, in_flight_at_change
 from bench.bench_health import HOLD, NODE, Bench, VipgateImpl, log, mmm
-from lab.client import Request
+from lab.client import LoadClient, Request
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.routemon import RouteWatch
@@ -68,6 +71,7 @@ class Row:
     dark: list[float] = field(default_factory=list)  # seconds without any next hop
     out: list[float] = field(default_factory=list)  # event -> node1 out of the set (s)
     exit_codes: list[int | None] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)  # node-local requests after each kill
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -146,6 +150,17 @@ def fleet(b: Bench, impl: VipgateImpl, action: str, fault: tuple[str, str], secs
     return row
 
 
+def local_summary(reqs: list[Request], t0: float, detection: float) -> str:
+    """20 requests from node1 itself to the VIP, started at the kill: how many were answered,
+    by which nodes, and when the last one failed (against the detection time)."""
+    ok = [r for r in reqs if r.ok]
+    bad = [r for r in reqs if not r.ok]
+    by = Counter(r.node for r in ok)
+    last = f", last failure at {max(r.t for r in bad) - t0:.2f} s" if bad else ""
+    who = " ".join(f"{k}:{v}" for k, v in sorted(by.items(), key=lambda kv: str(kv[0])))
+    return f"{len(ok)}/{len(reqs)} answered ({who}){last}; detection {detection:.2f} s"
+
+
 def kill(b: Bench, impl: VipgateImpl, action: str, trials: int) -> Row:
     row = Row("kill", "node1's apiserver dies", action)
     c = b.c
@@ -158,8 +173,17 @@ def kill(b: Bench, impl: VipgateImpl, action: str, trials: int) -> Row:
             try:
                 b.wait_all(impl, 60.0)
                 time.sleep(b.rng.uniform(0.0, PERIOD))
+                local = LoadClient(
+                    c.lab, c.topo.node(NODE).ns, c.pki.ca_cert, path="/version", rate=20,
+                    duration=3.0, max_requests=20, name=f"local-{action}-{i}",
+                )  # fmt: skip
                 t0 = b.api.set_mode("refuse")
+                local.start()
                 row.out.append(b.gone(t0, f"{action}: kill -> {NODE} out of the ECMP route"))
+                assert local.proc is not None
+                local.proc.wait(10.0)
+                row.local.append(local_summary(local.records(), t0, row.out[-1]))
+                log(f"kill {action} {i + 1}/{trials}: node-local requests {row.local[-1]}")
                 time.sleep(2.0)
                 b.api.set_mode("healthy")
                 b.wait_all(impl, 30.0)
@@ -339,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r.errors or r.failed:
             print(f"\n{r.part} {r.case} {r.action}: outcomes {r.outcomes} {r.errors}")
+        for i, text in enumerate(r.local, 1):
+            print(f"\n{r.action}, kill {i}: 20 requests from {NODE} to the VIP: {text}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps([asdict(r) for r in rows], indent=1, default=str))
