@@ -51,6 +51,9 @@ class _JsonObserver:
     def bfd_state(self, peer: str, state: str, diag: str) -> None:
         self.out({"ev": "bfd", "peer": peer, "state": state, "diag": diag})
 
+    def connection_refused(self, source: str) -> None:
+        self.out({"ev": "refused", "source": source})
+
 
 async def _drive(args: argparse.Namespace) -> int:
     def out(obj: dict[str, object]) -> None:
@@ -71,6 +74,7 @@ async def _drive(args: argparse.Namespace) -> int:
         parse_peers(args.peer, settings.source_ip, settings.source_if or ""),
         _JsonObserver(out),
         connect_timeout=args.connect_timeout,
+        listen=args.listen,
     )
     for p in args.announce:
         speaker.announce(ip_network(p))
@@ -139,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--source-if")
     ap.add_argument("--connect-timeout", type=float, default=5.0)
     ap.add_argument("--close-timeout", type=float, default=2.0)
+    ap.add_argument(
+        "--no-listen",
+        dest="listen",
+        action="store_false",
+        help="do not accept the routers' connections (dial only)",
+    )
     ap.add_argument("--peer", action="append", default=[], help="address:AS:password:multihop")
     ap.add_argument("--announce", action="append", default=[])
     ap.add_argument("--announce-range", help="FIRST+COUNT: announce COUNT host routes from FIRST")

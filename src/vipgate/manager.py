@@ -129,6 +129,7 @@ def build_parts(config: Config, host: HostFacts) -> Parts:
         ),
         [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
         observer=metrics,
+        listen=config.bgp_listen,
     )
     probe: Probe | None = None
     reader: Probe | None = None

@@ -32,6 +32,7 @@ Metrics
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
 | `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
+| `vipgate_bgp_connections_refused_total` | counter | - | TCP connections to vipgate's BGP port from an address that is not a configured peer: reset before a byte is read (docs/routers.md) |
 | `vipgate_bfd_session_state` | gauge | `peer` | BFD session state (BFD-STD-MIB `bfdSessState`): 1 AdminDown, 2 Down, 3 Init, 4 Up (peers with BFD only) |
 | `vipgate_bfd_state_changes_total` | counter | `peer`, `state`, `diag` | BFD state changes by the new state (`admindown`, `down`, `init`, `up`) and our diagnostic (`none`, `control_detection_time_expired`, `neighbor_signaled_session_down`, `administratively_down`, ...) |
 | `vipgate_asyncio_tasks` | gauge | - | asyncio tasks alive in the daemon's event loop, counted when scraped (no cost between scrapes); flat over time in a healthy daemon (a growing count is a leak) |
@@ -276,6 +277,12 @@ class Metrics:
             ["peer", "direction", "type"],
             registry=r,
         )
+        self.bgp_connections_refused = Counter(
+            "vipgate_bgp_connections_refused",
+            "TCP connections to the BGP port from addresses that are not configured peers "
+            "(reset before a byte is read).",
+            registry=r,
+        )
         self.bfd_session_state = Gauge(
             "vipgate_bfd_session_state",
             "BFD session state (BFD-STD-MIB bfdSessState): 1 AdminDown, 2 Down, 3 Init, 4 Up, "
@@ -372,6 +379,10 @@ class Metrics:
         self._known_peer(peer)
         d = _DIRECTION_ALIASES.get(_word(direction), "other")
         self.bgp_messages.labels(peer, d, _message_type(msg_type)).inc()
+
+    def connection_refused(self, source: str) -> None:
+        """The speaker's observer: a connection from `source`, not a configured peer, reset."""
+        self.bgp_connections_refused.inc()
 
     def bfd_state(self, peer: str, state: str, diag: str) -> None:
         """The speaker's observer: the BFD session with ``peer`` entered ``state`` (AdminDown,

@@ -113,6 +113,8 @@ class SpeakerObserver(Protocol):
 
     def bfd_state(self, peer: str, state: str, diag: str) -> None: ...
 
+    def connection_refused(self, source: str) -> None: ...
+
 
 def md5sig(address: IPAddress, password: str) -> bytes:
     """struct tcp_md5sig for setsockopt(IPPROTO_TCP, TCP_MD5SIG) (linux/tcp.h)."""
@@ -142,12 +144,7 @@ def make_socket(speaker: SpeakerSettings, peer: PeerSettings, ebgp: bool) -> soc
             sock.bind((str(speaker.source_ip), 0))
         if peer.password:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(peer.address, peer.password))
-        if ebgp:
-            ttl = TTL_MULTIHOP if peer.multihop else TTL_SINGLE_HOP
-            if fam == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        set_ttl(sock, peer, ebgp)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except BaseException:
         sock.close()
@@ -161,23 +158,37 @@ def unsent_bytes(sock: socket.socket) -> int:
     return int(struct.unpack("i", buf)[0])
 
 
+def set_ttl(sock: socket.socket, peer: PeerSettings, ebgp: bool) -> None:
+    """TTL 1 for single-hop eBGP and 50 for eBGP multihop (kube-vip's GoBGP); iBGP: default."""
+    if ebgp:
+        ttl = TTL_MULTIHOP if peer.multihop else TTL_SINGLE_HOP
+        if peer.address.version == 4:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+
+
 class _Proto(asyncio.Protocol):
-    def __init__(self, peer: Peer, conn_id: int) -> None:
+    def __init__(self, peer: Peer, conn_id: int, role: fsm.Conn = fsm.Conn.ACTIVE) -> None:
         self.peer = peer
         self.conn_id = conn_id
+        self.role = role
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.peer._connection_made(self.conn_id, transport)
+        if self.role is fsm.Conn.ACTIVE:
+            self.peer._connection_made(self.conn_id, transport)
+        else:
+            self.peer._accepted_made(self.conn_id, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.peer._event(self.conn_id, fsm.BytesReceived(data))
+        self.peer._event(self.conn_id, fsm.BytesReceived(data, self.role), self.role)
 
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.peer._connection_lost(self.conn_id, exc)
+        self.peer._connection_lost(self.conn_id, exc, self.role)
 
 
 class Peer:
@@ -225,6 +236,13 @@ class Peer:
         self._transport: asyncio.Transport | None = None
         self._sock: socket.socket | None = None
         self._connect_task: asyncio.Task[None] | None = None
+        # The peer's connection (fsm.Conn.PASSIVE), and one the session has not decided on.
+        self._p_id = 0
+        self._p_seq = 0
+        self._p_transport: asyncio.Transport | None = None
+        self._p_sock: socket.socket | None = None
+        self._offered: tuple[int, asyncio.Transport] | None = None
+        self._accepting: set[asyncio.Task[object]] = set()
         self._timers: dict[fsm.Timer, asyncio.TimerHandle] = {}
         self._pending: deque[fsm.Event] = deque()
         self._busy = False
@@ -266,6 +284,8 @@ class Peer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             t, s = self._transport, self._sock
+            if self.session.conn is fsm.Conn.PASSIVE:
+                t, s = self._p_transport, self._p_sock
             if t is None or s is None or s.fileno() < 0:
                 return True
             try:
@@ -286,8 +306,8 @@ class Peer:
 
     # ------------------------------------------------------------------ event dispatching
 
-    def _event(self, conn_id: int, event: fsm.Event) -> None:
-        if conn_id == self._conn_id:
+    def _event(self, conn_id: int, event: fsm.Event, role: fsm.Conn = fsm.Conn.ACTIVE) -> None:
+        if conn_id == (self._conn_id if role is fsm.Conn.ACTIVE else self._p_id):
             self._dispatch(event)
 
     def _dispatch(self, event: fsm.Event) -> None:
@@ -318,8 +338,9 @@ class Peer:
 
     def _do(self, a: fsm.Action) -> None:
         if isinstance(a, fsm.SendBytes):
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(a.data)
+            t = self._transport if a.conn is fsm.Conn.ACTIVE else self._p_transport
+            if t is not None and not t.is_closing():
+                t.write(a.data)
         elif isinstance(a, fsm.ArmTimer):
             old = self._timers.pop(a.timer, None)
             if old is not None:
@@ -337,7 +358,12 @@ class Peer:
                 self._connect(self._conn_id), name=f"bgp-connect-{self.name}"
             )
         elif isinstance(a, fsm.CloseConnection):
-            self._close()
+            if a.conn is fsm.Conn.ACTIVE:
+                self._close()
+            else:
+                self._close_passive()
+        elif isinstance(a, fsm.AcceptConnection | fsm.RefuseConnection | fsm.CollisionResolved):
+            self._passive_action(a)
         elif isinstance(a, fsm.StateChanged):
             self._state_changed(a)
         elif isinstance(a, fsm.SessionUp):
@@ -461,7 +487,7 @@ class Peer:
                 sock.close()
             if self._sock is sock:
                 self._sock = None
-            self._lost.set()
+            self._maybe_lost()
             self._event(conn_id, fsm.TcpClosed(exc.strerror or str(exc)))
 
     def _connection_made(self, conn_id: int, transport: asyncio.Transport) -> None:
@@ -474,15 +500,22 @@ class Peer:
         remote = ip_address(sock.getpeername()[0])
         self._dispatch(fsm.TcpConnected(local, remote))
 
-    def _connection_lost(self, conn_id: int, exc: Exception | None) -> None:
+    def _connection_lost(
+        self, conn_id: int, exc: Exception | None, role: fsm.Conn = fsm.Conn.ACTIVE
+    ) -> None:
+        reason = "closed by peer" if exc is None else (getattr(exc, "strerror", None) or str(exc))
+        if role is fsm.Conn.PASSIVE:
+            if conn_id == self._p_id:
+                self._p_transport = self._p_sock = None
+                self._dispatch(fsm.TcpClosed(reason, role))
+            self._maybe_lost()
+            return
         if conn_id != self._conn_id:
-            if self._transport is None:
-                self._lost.set()  # the connection we closed ourselves is gone now
+            self._maybe_lost()  # the connection we closed ourselves is gone now
             return
         self._transport = None
         self._sock = None
-        self._lost.set()
-        reason = "closed by peer" if exc is None else (getattr(exc, "strerror", None) or str(exc))
+        self._maybe_lost()
         self._dispatch(fsm.TcpClosed(reason))
 
     def _close(self) -> None:
@@ -496,7 +529,78 @@ class Peer:
         if t is not None:
             t.close()  # flushes the write buffer, then closes; connection_lost follows
         else:
+            self._maybe_lost()
+
+    def _maybe_lost(self) -> None:
+        if self._transport is None and self._p_transport is None:
             self._lost.set()
+
+    # ------------------------------------------------------------- the peer's connections
+
+    def accept(self, sock: socket.socket) -> None:
+        """A connection from this peer's address (:mod:`vipgate.bgp.listener`): once it is a
+        transport, the session takes it, refuses it or resolves a collision (RFC 4271 6.8)."""
+        self._p_seq += 1
+        cid = self._p_seq
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_ttl(sock, self.settings, self.ebgp)
+        except OSError as exc:
+            log.warning("BGP peer %s: accepted connection unusable: %s", self.name, exc)
+            sock.close()
+            return
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[object] = loop.create_task(
+            loop.connect_accepted_socket(lambda: _Proto(self, cid, fsm.Conn.PASSIVE), sock),
+            name=f"bgp-accept-{self.name}",
+        )
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
+
+    def _accepted_made(self, conn_id: int, transport: asyncio.Transport) -> None:
+        sock = transport.get_extra_info("socket")
+        try:
+            local, remote = ip_address(sock.getsockname()[0]), ip_address(sock.getpeername()[0])
+        except OSError:
+            transport.abort()
+            return
+        self._offered = (conn_id, transport)
+        self._dispatch(fsm.TcpAccepted(local, remote))
+        if self._offered is not None:  # the session neither took nor refused it
+            self._offered = None
+            transport.abort()
+
+    def _passive_action(
+        self, a: fsm.AcceptConnection | fsm.RefuseConnection | fsm.CollisionResolved
+    ) -> None:
+        if isinstance(a, fsm.CollisionResolved):
+            log.info(
+                "BGP peer %s: two connections (RFC 4271 6.8): keeping the %s one: %s",
+                self.name,
+                "peer's" if a.kept is fsm.Conn.PASSIVE else "our",
+                a.reason,
+            )
+            return
+        assert self._offered is not None
+        (cid, t), self._offered = self._offered, None
+        if isinstance(a, fsm.AcceptConnection):
+            self._p_id, self._p_transport = cid, t
+            self._p_sock = t.get_extra_info("socket")
+            self._lost.clear()
+            return
+        log.info("BGP peer %s: the peer's connection refused: %s", self.name, a.reason)
+        if a.data:
+            t.write(a.data)
+        t.close()
+
+    def _close_passive(self) -> None:
+        t, self._p_transport = self._p_transport, None
+        self._p_sock = None
+        self._p_id = 0  # later callbacks from this connection are ignored
+        if t is not None:
+            t.close()
+        else:
+            self._maybe_lost()
 
     def _abort(self) -> None:
         for h in self._timers.values():

@@ -33,6 +33,7 @@ from vipgate.bfd.fsm import StateChanged
 from vipgate.bfd.session import BfdSession, BfdSettings, Endpoint
 from vipgate.bfd.wire import State as BfdState
 from vipgate.bgp import outbound
+from vipgate.bgp.listener import BGP_PORT, Listener
 from vipgate.bgp.outbound import RouteState
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
@@ -58,6 +59,8 @@ class Speaker:
         rng: Callable[[], float] = random.random,
         connect_timeout: float = 5.0,
         md5_hint_after: int = 3,
+        listen: bool = True,
+        listen_port: int = BGP_PORT,
     ) -> None:
         self.settings = settings
         self._rib = outbound.AdjRibOut()
@@ -76,6 +79,17 @@ class Speaker:
         ]
         self._started = False
         self._closed = False
+        # The routers' connections (vipgate.bgp.listener): on each session's local address.
+        self.listener: Listener | None = None
+        if listen and self._peers:
+            self.listener = Listener(
+                listen_port, source_if=settings.source_if, on_refused=self._refused
+            )
+            src = settings.source_ip
+            for peer in self._peers:
+                addr = peer.settings.address
+                local = src if src is not None and src.version == addr.version else None
+                self.listener.add(addr, peer.accept, peer.settings.password, local)
         self.bfd: Endpoint | None = None
         if any(p.bfd is not None for p in peers):
             self.bfd = Endpoint(settings.source_ip, settings.source_if, rng=rng)
@@ -96,6 +110,10 @@ class Speaker:
         if self._observer is not None:
             self._observer.bfd_state(peer.name, change.new.label, change.diag.label)
 
+    def _refused(self, source: IPAddress) -> None:
+        if self._observer is not None:
+            self._observer.connection_refused(str(source))
+
     @property
     def peers(self) -> Sequence[Peer]:
         return tuple(self._peers)
@@ -110,6 +128,8 @@ class Speaker:
                 await self.bfd.start()
             except OSError as e:
                 log.error("BFD sockets not opened (%s): the BGP sessions with BFD stay down", e)
+        if self.listener is not None:
+            self.listener.start()
         for p in self._peers:
             p.start()
 
@@ -154,6 +174,8 @@ class Speaker:
         if self._closed:
             return
         self._closed = True
+        if self.listener is not None:
+            self.listener.close()
         deadline = time.monotonic() + timeout
         self._routes_changed(self._rib.withdraw_all())
         # Always: a withdrawal made just before close() (the manager's stop) must leave the

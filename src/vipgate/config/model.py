@@ -64,6 +64,7 @@ class Config:
     health_shutdown_address: str = ""
     health_shutdown_period: float = 1.0
     bgp_graceful_shutdown: float = 3.0
+    bgp_listen: bool = True
     # Client certificate and key the health check presents ("" = none; both or neither).
     health_client_cert_path: str = ""
     health_client_key_path: str = ""

@@ -479,6 +479,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_keepalive,
     ),
     _s(
+        "bgp_listen",
+        "--bgpListen",
+        "true",
+        "vipgate extension: accept the routers' BGP connections on TCP 179 of each session's "
+        "local address, from configured peers only (false: only dial, as kube-vip)",
+        "bool",
+        parse=_bool,
+    ),
+    _s(
         "control_plane_health_check_address",
         "--controlPlaneHealthCheckAddress",
         "",

@@ -1,0 +1,411 @@
+"""The routers' connections to vipgate: the listener over loopback, then real routers in the lab.
+
+Loopback part: vipgate.bgp.listener alone (which sources it accepts, MD5 on the listening
+socket, a port already taken, a flood of connections from other addresses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from ipaddress import IPv4Address, IPv4Network, ip_address
+
+import pytest
+
+from vipgate.bgp import fsm, wire
+from vipgate.bgp.listener import Listener, source_towards
+from vipgate.bgp.peer import TCP_MD5SIG, md5sig
+from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
+from vipgate.bgp.wire import (
+    FourOctetAsCapability,
+    Keepalive,
+    MultiprotocolCapability,
+    Notification,
+    Open,
+    SessionContext,
+)
+
+pytestmark = pytest.mark.lab
+
+LOCAL = IPv4Address("127.0.0.1")
+PEER = IPv4Address("127.0.0.3")
+STRANGER = IPv4Address("127.0.0.2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((str(LOCAL), 0))
+        return int(s.getsockname()[1])
+
+
+async def dial(
+    port: int,
+    source: IPv4Address,
+    dest: IPv4Address = LOCAL,
+    password: str = "",
+    timeout: float = 2.0,
+) -> socket.socket:
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.bind((str(source), 0))
+    if password:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(dest, password))
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (str(dest), port)), timeout
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def reads(sock: socket.socket, timeout: float = 1.0) -> bytes | OSError:
+    """What the other side sends before it closes: bytes, or the error (a reset)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.sock_recv(sock, 4096), timeout)
+    except OSError as exc:
+        return exc
+
+
+class Accepted:
+    def __init__(self) -> None:
+        self.socks: list[socket.socket] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, sock: socket.socket) -> None:
+        self.socks.append(sock)
+        self.event.set()
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    port: int, password: str = "", **kw: object
+) -> AsyncIterator[tuple[Listener, Accepted, list[object]]]:
+    refused: list[object] = []
+    lst = Listener(port, on_refused=refused.append, **kw)  # type: ignore[arg-type]
+    acc = Accepted()
+    lst.add(PEER, acc, password, LOCAL)
+    lst.start()
+    try:
+        yield lst, acc, refused
+    finally:
+        lst.close()
+        acc.close()
+
+
+def run(coro: Callable[[], object]) -> None:
+    asyncio.run(coro())  # type: ignore[arg-type]
+
+
+def test_source_towards_is_the_kernels_choice() -> None:
+    assert source_towards(LOCAL) == LOCAL
+    assert source_towards(ip_address("::1")) == ip_address("::1")
+    assert source_towards(ip_address("192.0.2.200"), "vipgate-no-such-if") is None
+
+
+def test_a_peers_connection_is_handed_over() -> None:
+    async def main() -> None:
+        port = free_port()
+        async with listening(port) as (lst, acc, refused):
+            assert lst.listening == {LOCAL}
+            client = await dial(port, PEER)
+            await asyncio.wait_for(acc.event.wait(), 2.0)
+            (sock,) = acc.socks
+            assert ip_address(sock.getpeername()[0]) == PEER
+            assert not sock.getblocking()
+            client.sendall(b"x")
+            await asyncio.sleep(0.05)
+            assert sock.recv(10) == b"x"  # the socket is the peer's, untouched
+            client.close()
+            assert lst.accepted == 1 and lst.refused == 0 and refused == []
+
+    run(main)
+
+
+def test_only_on_the_local_address() -> None:
+    async def main() -> None:
+        port = free_port()
+        async with listening(port):
+            with pytest.raises(ConnectionRefusedError):
+                await dial(port, PEER, dest=IPv4Address("127.0.0.5"))
+
+    run(main)
+
+
+def test_a_stranger_gets_no_byte_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "vipgate.bgp")
+
+    async def main() -> None:
+        port = free_port()
+        async with listening(port) as (lst, acc, refused):
+            for _ in range(3):
+                try:
+                    client = await dial(port, STRANGER)
+                except ConnectionResetError:
+                    continue  # reset before the connect completed here: no byte either
+                with contextlib.suppress(OSError):
+                    client.sendall(b"\xff" * 19)  # never read
+                got = await reads(client)
+                client.close()
+                assert isinstance(got, ConnectionResetError), got  # a reset, not a byte
+            assert lst.refused == 3 and refused == [STRANGER] * 3 and acc.socks == []
+        logged = [r for r in caplog.records if "not a configured peer" in r.getMessage()]
+        assert len(logged) == 1 and "127.0.0.2" in logged[0].getMessage()
+
+    run(main)
+
+
+def test_md5_key_on_the_listening_socket() -> None:
+    async def main() -> None:
+        port = free_port()
+        async with listening(port, password="lab-md5-Secret") as (lst, acc, _):
+            with pytest.raises(TimeoutError):  # the kernel drops the unsigned SYN
+                await dial(port, PEER, timeout=1.0)
+            with pytest.raises(TimeoutError):
+                await dial(port, PEER, password="wrong", timeout=1.0)
+            assert acc.socks == [] and lst.refused == 0
+            client = await dial(port, PEER, password="lab-md5-Secret")
+            await asyncio.wait_for(acc.event.wait(), 2.0)
+            client.close()
+
+    run(main)
+
+
+def test_port_taken_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "vipgate.bgp")
+
+    async def main() -> None:
+        port = free_port()
+        blocker = socket.socket()
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind((str(LOCAL), port))
+        blocker.listen()
+        async with listening(port, retry_interval=0.1) as (lst, acc, _):
+            assert lst.listening == frozenset()  # started all the same
+            await asyncio.sleep(0.5)  # several retries
+            taken = [r for r in caplog.records if "cannot listen" in r.getMessage()]
+            assert len(taken) == 1, taken
+            assert "another BGP daemon" in taken[0].getMessage()
+            assert taken[0].levelno == logging.WARNING
+            blocker.close()
+            await asyncio.sleep(0.3)
+            assert lst.listening == {LOCAL}
+            client = await dial(port, PEER)
+            await asyncio.wait_for(acc.event.wait(), 2.0)
+            client.close()
+
+    run(main)
+
+
+def test_a_flood_of_strangers_leaves_the_loop_on_time() -> None:
+    """1,000 connections from another address in about a second: all reset, never read; the
+    loop's timers stay on time and the peer's connection still gets through."""
+
+    async def main() -> None:
+        port = free_port()
+        loop = asyncio.get_running_loop()
+        lateness: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0.01)
+                lateness.append(loop.time() - t - 0.01)
+
+        async with listening(port) as (lst, acc, _):
+            tick = asyncio.create_task(ticker())
+            t0 = time.monotonic()
+            socks: list[socket.socket] = []
+            for i in range(1000):
+                s = socket.socket()
+                s.setblocking(False)
+                s.bind((str(STRANGER), 0))
+                with contextlib.suppress(BlockingIOError):
+                    s.connect_ex((str(LOCAL), port))
+                socks.append(s)
+                if i % 50 == 49:
+                    await asyncio.sleep(0.04)
+            client = await dial(port, PEER)
+            await asyncio.wait_for(acc.event.wait(), 2.0)
+            for _ in range(100):
+                if lst.refused >= 1000:
+                    break
+                await asyncio.sleep(0.02)
+            elapsed = time.monotonic() - t0
+            tick.cancel()
+            for s in socks:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                assert err in (0, errno.ECONNRESET), err
+                s.close()
+            client.close()
+            assert lst.refused == 1000 and len(acc.socks) == 1
+            assert elapsed < 3.0, elapsed
+            assert max(lateness) < 0.1, max(lateness)
+
+    run(main)
+
+
+# ------------------------------------------------------- the speaker takes the router's connection
+
+ROUTER_AS = 65001
+VIP = IPv4Network("203.0.113.100/32")
+
+
+class FakeRouter:
+    """One BGP connection of a router: sends its OPEN, answers ours, records what it gets."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.messages: list[wire.Message] = []
+        self.decoder = wire.Decoder(SessionContext(True))
+        self.opened = False  # our OPEN sent (a KEEPALIVE may follow only after it)
+        self.open_received = False
+        self.hold_keepalive = False  # True: the answer waits for send_keepalive()
+
+    @classmethod
+    async def dial(cls, port: int, router_id: str = "192.0.2.1") -> FakeRouter:
+        r, w = await asyncio.open_connection(str(LOCAL), port, local_addr=(str(PEER), 0))
+        router = cls(r, w)
+        router.send_open(router_id)
+        return router
+
+    def send_open(self, router_id: str) -> None:
+        caps = (MultiprotocolCapability(1, 1), FourOctetAsCapability(ROUTER_AS))
+        self.writer.write(wire.encode(Open(ROUTER_AS, 90, IPv4Address(router_id), caps)))
+        self.opened = True
+        if self.open_received and not self.hold_keepalive:
+            self.writer.write(wire.encode(Keepalive()))
+
+    def send_keepalive(self) -> None:
+        self.hold_keepalive = False
+        self.writer.write(wire.encode(Keepalive()))
+
+    async def run(self) -> None:
+        """Read until the connection ends; answer the OPEN with a KEEPALIVE."""
+        while data := await self.reader.read(65536):
+            self.decoder.feed(data)
+            while True:
+                try:
+                    m = self.decoder.next_message()
+                except wire.BgpError as err:  # NEXT_HOP 127.0.0.1: an UPDATE all the same
+                    assert err.update is not None, err
+                    m = err.update
+                if m is None:
+                    break
+                self.messages.append(m)
+                if isinstance(m, Open):
+                    self.open_received = True
+                    if self.opened and not self.hold_keepalive:
+                        self.writer.write(wire.encode(Keepalive()))
+
+    def got_update(self) -> bool:
+        return any(isinstance(m, wire.Update) for m in self.messages)
+
+    def notifications(self) -> list[Notification]:
+        return [m for m in self.messages if isinstance(m, Notification)]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+def speaker_for(port: int, peer_port: int, router_id: str = "192.0.2.11") -> Speaker:
+    return Speaker(
+        SpeakerSettings(65000, IPv4Address(router_id), source_ip=LOCAL),
+        [PeerSettings(PEER, ROUTER_AS, port=peer_port)],
+        listen_port=port,
+        connect_timeout=1.0,
+    )
+
+
+def test_speaker_session_on_the_routers_connection() -> None:
+    async def main() -> None:
+        port, closed = free_port(), free_port()  # nothing listens on `closed`: dials fail
+        sp = speaker_for(port, closed)
+        sp.announce(VIP)
+        await sp.start()
+        t0 = time.monotonic()
+        router = await FakeRouter.dial(port)
+        reading = asyncio.create_task(router.run())
+        while not router.got_update() and time.monotonic() - t0 < 2.0:
+            await asyncio.sleep(0.01)
+        assert router.got_update() and sp.peers[0].established
+        assert time.monotonic() - t0 < 1.0
+        assert sp.peers[0].session.conn is fsm.Conn.PASSIVE
+        await sp.close("test done", 1.0)
+        await asyncio.wait_for(reading, 2.0)
+        (cease,) = router.notifications()
+        assert (cease.code, cease.subcode) == (6, 2)
+
+    run(main)
+
+
+@pytest.mark.parametrize("open_first", [False, True])
+@pytest.mark.parametrize(("router_id", "kept"), [("10.0.0.1", "ours"), ("198.51.100.1", "theirs")])
+def test_speaker_both_sides_dialing_one_session(
+    router_id: str, kept: str, open_first: bool
+) -> None:
+    """Our connection reaches the router, and the router dials us before either OPEN arrived
+    (or, `open_first`, after its OPEN on ours): one connection is closed with Cease/7, the one
+    opened by the higher BGP identifier (ours: 192.0.2.11) stays."""
+
+    async def main() -> None:
+        port = free_port()
+        accepted: list[FakeRouter] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            accepted.append(FakeRouter(r, w))
+
+        server = await asyncio.start_server(on_conn, str(PEER), 0)
+        peer_port = server.sockets[0].getsockname()[1]
+        sp = speaker_for(port, peer_port)
+        sp.announce(VIP)
+        await sp.start()
+        await until(lambda: bool(accepted) and sp.peers[0].state == "OpenSent")
+        (ours,) = accepted
+        tasks.append(asyncio.create_task(ours.run()))
+        if open_first:
+            ours.hold_keepalive = True
+            ours.send_open(router_id)
+            await until(lambda: sp.peers[0].state == "OpenConfirm")
+        dialed = await FakeRouter.dial(port, router_id)
+        tasks.append(asyncio.create_task(dialed.run()))
+        if open_first:
+            await asyncio.sleep(0.1)  # the dialed connection is decided on arrival
+            ours.send_keepalive()
+        else:
+            ours.send_open(router_id)
+        conns = (ours, dialed)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            await asyncio.sleep(0.02)
+            if sum(r.got_update() for r in conns) == 1 and any(r.notifications() for r in conns):
+                break
+        survivor, loser = (ours, dialed) if kept == "ours" else (dialed, ours)
+        assert survivor.got_update() and not survivor.notifications()
+        assert [(n.code, n.subcode) for n in loser.notifications()] == [(6, 7)]
+        assert sp.peers[0].established
+        await asyncio.sleep(0.3)  # and it stays so: no second session, no Cease loop
+        assert sp.peers[0].established and not survivor.notifications()
+        await sp.close("test done", 1.0)
+        server.close()
+        for t in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(t, 2.0)
+
+    run(main)
