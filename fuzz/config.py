@@ -108,7 +108,7 @@ def _check_secrets(e: ConfigError, env: dict[str, str], flags: dict[str, str | N
 def _construct(cfg: Config) -> None:
     """What the daemon builds from a loaded config before it touches a socket (the manager's
     own builder, with the host facts the configuration states)."""
-    if cfg.prefix is None or not cfg.bgp_enable:
+    if not cfg.prefixes or not cfg.bgp_enable:
         return  # the manager exits 2 with a message (config.py's own rule)
     Manager(build_parts(cfg, stated_facts(cfg)))
 

@@ -61,6 +61,7 @@ class Cluster:
         n_nodes: int = 3,
         *,
         router_kind: str = "bird",
+        ipv6_sessions: bool = False,
         period: float = 1.0,
         timeout: float = 1.0,
         threshold: int = 3,
@@ -77,6 +78,7 @@ class Cluster:
             lab,
             n_nodes=n_nodes,
             router_kind=router_kind,
+            ipv6_sessions=ipv6_sessions,
             router_kwargs=dict(router_kwargs) if router_kwargs is not None else None,
         )
         pki, servers = start_apiservers(topo, **dict(apiserver_kwargs or {}))

@@ -34,8 +34,8 @@ def parse_peers(
     """Peers in kube-vip's ``bgp_peers`` format, parsed by the configuration's own parser
     (the 6th field's MP-BGP next hops resolved as the manager does)."""
     peers = parse_config_peers(Raw(",".join(specs), Source.FLAG, "--peer"))
-    vip = IPv4Address("0.0.0.0")  # no VIP to leave out of the auto_* addresses here
-    return [peer_settings(p, *mpbgp_next_hops(p, source_ip, source_if, vip)) for p in peers]
+    # no VIP to leave out of the auto_* addresses here
+    return [peer_settings(p, *mpbgp_next_hops(p, source_ip, source_if, ())) for p in peers]
 
 
 class _JsonObserver:

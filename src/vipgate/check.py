@@ -203,6 +203,8 @@ def verdict(config: Config, obs: Observation) -> Verdict:
         v.add("certificate", _cert_text(u.subject, u.issuer, u.names, u.not_after))
         v.add("verified", f"chain NOT trusted by {_trust(config)}")
 
+    if config.prefixes:
+        v.add("gates", gated_text(config))
     v.add("if failing", unhealthy_text(config))
     if r.ok:
         return v
@@ -210,6 +212,14 @@ def verdict(config: Config, obs: Observation) -> Verdict:
     v.add("cause", cause)
     v.add("fix", fix)
     return v
+
+
+def gated_text(config: Config) -> str:
+    """The prefixes the manager announces while this check passes (a dual-stack pair: both)."""
+    if len(config.prefixes) == 1:
+        return f"the VIP {config.prefixes[0]}"
+    both = " and ".join(map(str, config.prefixes))
+    return f"the VIPs {both}\n(one check for both: announced and withdrawn together)"
 
 
 def unhealthy_text(config: Config) -> str:

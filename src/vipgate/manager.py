@@ -51,7 +51,7 @@ from vipgate.vip import (
     defer_stop_signals,
     host_setup,
     isolated,
-    remove_vip,
+    remove_vips,
     vip_label,
 )
 from vipgate.vipaddr import AddressOp, change
@@ -85,26 +85,25 @@ class ProbePart(Protocol):
 class Parts:
     """The manager's parts: made from the configuration by :func:`build_parts` (the tests give
     fakes). ``reader`` reads the readiness (the probe itself when it shares the origin);
-    ``readiness_url`` is "" when reads are off; ``vip`` is the VIP address on the interface
-    (gate rule 13 moves it only when vipgate added it)."""
+    ``readiness_url`` is "" when reads are off; ``vips`` are the VIP addresses on the
+    interface, one per prefix (gate rule 13 moves them only when vipgate added them)."""
 
     config: Config
-    prefix: IPNetwork
+    prefixes: tuple[IPNetwork, ...]  # one per VIP (a dual-stack pair: both), gated together
     gate: Gate
     speaker: SpeakerPart
     probe: ProbePart | None
     reader: ProbePart | None
     metrics: Metrics | None
     readiness_url: str
-    vip: VipHandle | None = None
+    vips: tuple[VipHandle, ...] = ()
 
 
 def build_parts(config: Config, host: HostFacts) -> Parts:
     """Everything the manager runs, from the configuration and the host facts ``vip.host_setup``
     resolved (``vip.stated_facts`` stands in where the host is not asked). No socket opens
     here. The configuration must be runnable (``Config.not_runnable`` is None)."""
-    prefix = config.prefix
-    assert prefix is not None
+    assert config.addresses
     readiness_url = config.readiness_url if config.health_enabled else ""
     gate = Gate(
         config.health_url,
@@ -127,7 +126,10 @@ def build_parts(config: Config, host: HostFacts) -> Parts:
             source_ip=config.bgp_sourceip,
             source_if=config.bgp_sourceif or None,
         ),
-        [peer_settings(p, *nh) for p, nh in zip(config.peers, host.next_hops, strict=True)],
+        [
+            peer_settings(p, *nh, frozenset(a.version for a in config.addresses))
+            for p, nh in zip(config.peers, host.next_hops, strict=True)
+        ],
         observer=metrics,
         listen=config.bgp_listen,
     )
@@ -140,7 +142,9 @@ def build_parts(config: Config, host: HostFacts) -> Parts:
         if readiness_url:
             same = probe.same_origin(readiness_url)
             reader = probe if same else Probe(readiness_url, *tls, *cert)
-    return Parts(config, prefix, gate, speaker, probe, reader, metrics, readiness_url, host.vip)
+    return Parts(
+        config, config.prefixes, gate, speaker, probe, reader, metrics, readiness_url, host.vips
+    )
 
 
 class Manager:
@@ -148,10 +152,10 @@ class Manager:
 
     def __init__(self, parts: Parts):
         self.config = parts.config
-        self.vip = parts.vip  # the VIP address vipgate put on the interface (gate rule 13)
+        self.vips = parts.vips  # the VIP addresses on the interface (gate rule 13)
         self.vip_off = False
         self.speaker = parts.speaker
-        self.prefix = parts.prefix
+        self.prefixes = parts.prefixes
         self.metrics = parts.metrics
         self.gate = parts.gate
         self.probe = parts.probe
@@ -164,8 +168,9 @@ class Manager:
         if self.probe is not None:
             self.probe.on_close = self._server_closed
         if self.metrics is not None:  # every series exists from the start, so alerts see a 0
-            self.metrics.announced(self.prefix, False)
-            self.metrics.route_state(self.prefix, self.gate.route_state)
+            for prefix in self.prefixes:
+                self.metrics.announced(prefix, False)
+                self.metrics.route_state(prefix, self.gate.route_state)
             self.metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
 
     def apply(self, step: Step) -> None:
@@ -174,14 +179,7 @@ class Manager:
         the gate says so (rule 13)."""
         if step.address is Address.ADD:
             self.vip_address(add=True)
-        if step.action is Action.ANNOUNCE:
-            self.speaker.announce(self.prefix)
-        elif step.action is Action.ANNOUNCE_DEPREFERRED:
-            self.speaker.deprefer(self.prefix)
-        elif step.action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN:
-            self.speaker.graceful_shutdown(True)
-        elif step.action is Action.WITHDRAW:
-            self.speaker.withdraw(self.prefix)
+        self.route(step.action)
         if step.address is Address.REMOVE:
             self.vip_address(add=False)
         self.wake_at = step.wake_at
@@ -190,9 +188,9 @@ class Manager:
             self.metrics.gate(
                 g.state, g.consecutive_failures, g.consecutive_successes, g.check_interval
             )
-            if step.action is not None:
-                self.metrics.announced(self.prefix, g.announced)
-                self.metrics.route_state(self.prefix, g.route_state)
+            for prefix in self.prefixes if step.action is not None else ():
+                self.metrics.announced(prefix, g.announced)
+                self.metrics.route_state(prefix, g.route_state)
         if step.transition is not None:
             warn = step.action in (Action.WITHDRAW, Action.ANNOUNCE_DEPREFERRED)
             level = logging.WARNING if warn else logging.INFO
@@ -204,12 +202,30 @@ class Manager:
         if g.state is GateState.STOPPED:
             self.stopped.set()
 
+    def route(self, action: Action | None) -> None:
+        """The gate's route action on every prefix (a dual-stack pair: both, in one turn)."""
+        per_prefix = {
+            Action.ANNOUNCE: self.speaker.announce,
+            Action.ANNOUNCE_DEPREFERRED: self.speaker.deprefer,
+            Action.WITHDRAW: self.speaker.withdraw,
+        }.get(action)  # type: ignore[arg-type]
+        if per_prefix is not None:
+            for prefix in self.prefixes:
+                per_prefix(prefix)
+        elif action is Action.ANNOUNCE_GRACEFUL_SHUTDOWN:
+            self.speaker.graceful_shutdown(True)
+
     def vip_address(self, add: bool) -> None:
-        """Put the VIP back on its interface (`add`) or take it off -- only an address vipgate
-        added itself. A failure is logged; the route decision stands."""
-        vip = self.vip
-        if vip is None or not vip.added or add != self.vip_off:
+        """Put the VIPs back on their interface (`add`) or take them off -- only addresses
+        vipgate added itself. A failure is logged; the route decision stands."""
+        if add != self.vip_off:
             return
+        for vip in self.vips:
+            if vip.added:
+                self._vip_address(vip, add)
+        self.vip_off = not add
+
+    def _vip_address(self, vip: VipHandle, add: bool) -> None:
         v4 = vip.address.version == 4
         op = AddressOp(
             add,
@@ -225,7 +241,6 @@ class Manager:
         except OSError as e:
             log.warning("VIP %s on %s: %s", vip.address, vip.interface, e)
             return
-        self.vip_off = not add
         if add:
             log.info("VIP %s/%d back on %s", vip.address, vip.prefixlen, vip.interface)
         else:
@@ -296,7 +311,7 @@ class Manager:
             f"{self.readiness_url} every {c.health_shutdown_period:g}s"
             if self.readiness_url
             else "off",
-            self.prefix,
+            " and ".join(map(str, self.prefixes)),
         )
 
     async def run(self) -> None:
@@ -362,7 +377,7 @@ async def _serve(config: Config, host: HostFacts, early: list[signal.Signals]) -
         log.info(
             "vipgate %s: VIP %s on %s, AS %d, router id %s, %d peer(s): %s",
             __version__,
-            parts.prefix,
+            " and ".join(map(str, parts.prefixes)),
             host.interface,
             config.bgp_as,
             host.router_id,
@@ -382,7 +397,7 @@ def _on_signal(manager: Manager, sig: signal.Signals) -> None:
 
 def run(config: Config) -> int:
     refusal = config.not_runnable
-    if refusal is not None or config.address is None:
+    if refusal is not None or not config.addresses:
         log.error("%s", refusal)
         return EXIT_CONFIG
     for w in config.warnings:
@@ -408,10 +423,10 @@ def run(config: Config) -> int:
         log.warning("%s", host.warning)
     if early:
         log.info("%s during host setup: undoing it and exiting", early[0].name)
-        isolated(remove_vip, host.vip)
+        isolated(remove_vips, host.vips)
         return 0
     try:
         return asyncio.run(_serve(config, host, early))
     finally:
         defer_stop_signals(early)  # asyncio.run restored the default actions
-        isolated(remove_vip, host.vip)
+        isolated(remove_vips, host.vips)

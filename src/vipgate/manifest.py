@@ -133,7 +133,8 @@ def effective_flags(flags: Mapping[str, str | None]) -> dict[str, str | None]:
     if not (out.get("address") or "").strip():
         raise ConfigError(
             "no VIP: --address (or --vip) is required; accepted: an IPv4 or IPv6 address, "
-            "e.g. --address 203.0.113.100"
+            "or both comma-separated (dual stack), e.g. --address 203.0.113.100 or --address "
+            "203.0.113.100,2001:db8:100::100"
         )
     return out
 

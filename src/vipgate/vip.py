@@ -13,8 +13,9 @@
 * :func:`lan_overlap_warning`: a VIP inside a LAN subnet makes every node answer ARP for it.
 * :func:`mpbgp_next_hops`: kube-vip's MP-BGP next hops of one peer (``mpbgp_nexthop`` = fixed,
   auto_sourceip, auto_sourceif); :func:`check_next_hops` refuses to start (:class:`HostError`,
-  exit 2) when a peer of the other family has no next hop of the VIP's family.
-* :func:`host_setup` does all of it at start, the VIP last, and returns :class:`HostFacts`;
+  exit 2) when a peer of the other family has no next hop of a VIP's family.
+* :func:`host_setup` does all of it at start, the VIPs last (a dual-stack pair: both), and
+  returns :class:`HostFacts`; :func:`remove_vips` undoes them at exit.
   :func:`stated_facts` gives the facts the configuration states, without the host (to build
   the daemon's parts where the host is not to be touched: tests, the fuzzer).
 * :func:`isolated` runs any of these in a short-lived forked child: importing pyroute2 costs
@@ -209,6 +210,12 @@ def ensure_vip(address: IPAddress, prefixlen: int, interface: str) -> VipHandle:
     return VipHandle(address, prefixlen, interface, index, added=True)
 
 
+def remove_vips(handles: tuple[VipHandle, ...]) -> None:
+    """Remove every VIP vipgate added (a dual-stack pair: both), in reverse order."""
+    for handle in reversed(handles):
+        remove_vip(handle)
+
+
 def remove_vip(handle: VipHandle) -> None:
     if not handle.added:
         return
@@ -272,8 +279,10 @@ class NextHops(NamedTuple):
     ipv6: ipaddress.IPv6Address | None = None
 
 
-def _global_addresses(ipr: IPRoute, index: int, family: int, vip: IPAddress) -> list[IPAddress]:
-    """Global-scope addresses of one interface in kernel order, the VIP left out.
+def _global_addresses(
+    ipr: IPRoute, index: int, family: int, vips: tuple[IPAddress, ...]
+) -> list[IPAddress]:
+    """Global-scope addresses of one interface in kernel order, the VIPs left out.
 
     kube-vip takes "the first non link-local" address (``utils.GetNonLinkLocalIP``); scope
     global leaves out link-local and host-scope ones (a VIP on lo) alike.
@@ -281,7 +290,11 @@ def _global_addresses(ipr: IPRoute, index: int, family: int, vip: IPAddress) -> 
     out: list[IPAddress] = []
     for a in ipr.get_addr(family=family, index=index):
         addr = ipaddress.ip_address(str(a.get("address")))
-        if int(a.get("scope", 0)) == RT_SCOPE_UNIVERSE and addr != vip and not addr.is_loopback:
+        if (
+            int(a.get("scope", 0)) == RT_SCOPE_UNIVERSE
+            and addr not in vips
+            and not addr.is_loopback
+        ):
             out.append(addr)
     return out
 
@@ -295,7 +308,7 @@ def _interface_of(ipr: IPRoute, address: IPAddress) -> int:
 
 
 def mpbgp_next_hops(
-    peer: Peer, sourceip: IPAddress | None, sourceif: str, vip: IPAddress
+    peer: Peer, sourceip: IPAddress | None, sourceif: str, vips: tuple[IPAddress, ...]
 ) -> NextHops:
     """The next hops ``peer.mpbgp_nexthop`` gives (kube-vip ``BGPPeer.FindMpbgpAddresses``).
 
@@ -314,15 +327,15 @@ def mpbgp_next_hops(
                 raise HostError("mpbgp_nexthop=auto_sourceip needs bgp_sourceip")
             index = _interface_of(ipr, sourceip)
             if sourceip.version == 4:
-                v6 = _global_addresses(ipr, index, socket.AF_INET6, vip)
+                v6 = _global_addresses(ipr, index, socket.AF_INET6, vips)
                 return NextHops(ipv6=ipaddress.IPv6Address(v6[0]) if v6 else None)
-            v4 = _global_addresses(ipr, index, socket.AF_INET, vip)
+            v4 = _global_addresses(ipr, index, socket.AF_INET, vips)
             return NextHops(ipv4=ipaddress.IPv4Address(v4[0]) if v4 else None)
         if not sourceif:
             raise HostError("mpbgp_nexthop=auto_sourceif needs bgp_sourceif")
         index = _index(ipr, sourceif)
-        v4 = _global_addresses(ipr, index, socket.AF_INET, vip)
-        v6 = _global_addresses(ipr, index, socket.AF_INET6, vip)
+        v4 = _global_addresses(ipr, index, socket.AF_INET, vips)
+        v6 = _global_addresses(ipr, index, socket.AF_INET6, vips)
     return NextHops(
         ipaddress.IPv4Address(v4[0]) if v4 else None,
         ipaddress.IPv6Address(v6[0]) if v6 else None,
@@ -332,34 +345,44 @@ def mpbgp_next_hops(
 def check_next_hops(
     peers: tuple[Peer, ...],
     hops: tuple[NextHops, ...],
-    vip: IPAddress,
+    vips: tuple[IPAddress, ...],
     sourceip: IPAddress | None,
     sourceif: str,
 ) -> None:
-    """Refuse (:class:`HostError`) a peer of the other family than the VIP without a next hop
-    of the VIP's family, naming the setting that supplies one."""
-    for peer, nh in zip(peers, hops, strict=True):
-        if peer.address.version == vip.version:
-            continue  # the session's own local address is the next hop
-        if (nh.ipv4 if vip.version == 4 else nh.ipv6) is not None:
-            continue
-        fam = f"IPv{vip.version}"
-        what = f"BGP peer {peer.address} (AS {peer.asn}) is IPv{peer.address.version}"
-        key = f"mpbgp_ipv{vip.version}"
-        if peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIP:
-            where = f"the interface holding bgp_sourceip={sourceip} has no global {fam} address"
-        elif peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIF:
-            where = f"bgp_sourceif={sourceif} has no global {fam} address"
-        elif peer.mpbgp_nexthop is NextHopMode.FIXED:
-            where = f"mpbgp_nexthop=fixed without {key}"
-        else:
-            where = "no mpbgp_nexthop is set"
-        raise HostError(
-            f"{what} and the VIP {vip} is {fam}: a route needs a next hop of its own family, "
-            f"and {where}; set mpbgp_nexthop=fixed with {key} (a global {fam} address of this "
-            "node), or auto_sourceip / auto_sourceif with an interface that has one "
-            "(in the 6th bgp_peers field or the global mpbgp_* settings)"
-        )
+    """Refuse (:class:`HostError`) a peer of the other family than a VIP without a next hop
+    of the VIP's family, naming the setting that supplies one -- unless the peer has no
+    ``mpbgp_nexthop`` and carries the VIP of its own family (a dual-stack VIP over one session
+    per family: the configuration checked that each VIP has a session)."""
+    versions = {vip.version for vip in vips}
+    for vip in vips:
+        for peer, nh in zip(peers, hops, strict=True):
+            if peer.address.version == vip.version:
+                continue  # the session's own local address is the next hop
+            if (nh.ipv4 if vip.version == 4 else nh.ipv6) is not None:
+                continue
+            if peer.mpbgp_nexthop is None and peer.address.version in versions:
+                continue  # it carries its own family's VIP only
+            _no_next_hop(peer, vip, sourceip, sourceif)
+
+
+def _no_next_hop(peer: Peer, vip: IPAddress, sourceip: IPAddress | None, sourceif: str) -> None:
+    fam = f"IPv{vip.version}"
+    what = f"BGP peer {peer.address} (AS {peer.asn}) is IPv{peer.address.version}"
+    key = f"mpbgp_ipv{vip.version}"
+    if peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIP:
+        where = f"the interface holding bgp_sourceip={sourceip} has no global {fam} address"
+    elif peer.mpbgp_nexthop is NextHopMode.AUTO_SOURCEIF:
+        where = f"bgp_sourceif={sourceif} has no global {fam} address"
+    elif peer.mpbgp_nexthop is NextHopMode.FIXED:
+        where = f"mpbgp_nexthop=fixed without {key}"
+    else:
+        where = "no mpbgp_nexthop is set"
+    raise HostError(
+        f"{what} and the VIP {vip} is {fam}: a route needs a next hop of its own family, "
+        f"and {where}; set mpbgp_nexthop=fixed with {key} (a global {fam} address of this "
+        "node), or auto_sourceip / auto_sourceif with an interface that has one "
+        "(in the 6th bgp_peers field or the global mpbgp_* settings)"
+    )
 
 
 @dataclass(frozen=True)
@@ -368,24 +391,31 @@ class HostFacts:
 
     interface: str
     router_id: ipaddress.IPv4Address
-    vip: VipHandle
+    vips: tuple[VipHandle, ...]  # one per VIP, in address's order
     warning: str | None
     next_hops: tuple[NextHops, ...]
 
 
 def host_setup(config: Config) -> HostFacts:
-    """Resolve the interface, router id and MP-BGP next hops, then put the VIP on: the netlink
-    work at start.  Raises :class:`HostError` (exit 2) before the VIP is added."""
-    address, prefix = config.address, config.prefix
-    assert address is not None and prefix is not None
+    """Resolve the interface, router id and MP-BGP next hops, then put the VIPs on: the netlink
+    work at start.  Raises :class:`HostError` (exit 2) before a VIP is added; a VIP that cannot
+    be added takes off the ones added before it."""
+    addresses, prefixes = config.addresses, config.prefixes
+    assert addresses
     interface = config.vip_interface or default_interface()
-    warning = lan_overlap_warning(address, interface)
+    warnings = [w for a in addresses if (w := lan_overlap_warning(a, interface)) is not None]
     router_id = resolve_router_id(config.router_id_source)
     src_ip, src_if = config.bgp_sourceip, config.bgp_sourceif
-    hops = tuple(mpbgp_next_hops(p, src_ip, src_if, address) for p in config.peers)
-    check_next_hops(config.peers, hops, address, src_ip, src_if)
-    handle = ensure_vip(address, prefix.prefixlen, interface)
-    return HostFacts(interface, router_id, handle, warning, hops)
+    hops = tuple(mpbgp_next_hops(p, src_ip, src_if, addresses) for p in config.peers)
+    check_next_hops(config.peers, hops, addresses, src_ip, src_if)
+    handles: list[VipHandle] = []
+    try:
+        for address, prefix in zip(addresses, prefixes, strict=True):
+            handles.append(ensure_vip(address, prefix.prefixlen, interface))
+    except BaseException:
+        remove_vips(tuple(handles))
+        raise
+    return HostFacts(interface, router_id, tuple(handles), "; ".join(warnings) or None, hops)
 
 
 STATED_ROUTER_ID = ipaddress.IPv4Address("192.0.2.11")
@@ -395,18 +425,17 @@ STATED_ROUTER_ID = ipaddress.IPv4Address("192.0.2.11")
 def stated_facts(config: Config) -> HostFacts:
     """:class:`HostFacts` as far as the configuration states them, without asking the host: the
     explicit router id (else :data:`STATED_ROUTER_ID`), ``vip_interface`` (else ``lo``), the
-    configured MP-BGP next hops standing in for what the host would give, a VIP not added."""
-    address, prefix = config.address, config.prefix
-    assert address is not None and prefix is not None
+    configured MP-BGP next hops standing in for what the host would give, the VIPs not added."""
+    assert config.addresses
     interface = config.vip_interface or "lo"
     hops = tuple(
         NextHops(p.mpbgp_ipv4, p.mpbgp_ipv6) if p.mpbgp_nexthop is not None else NextHops()
         for p in config.peers
     )
+    vips = tuple(
+        VipHandle(a, p.prefixlen, interface, 0, added=False)
+        for a, p in zip(config.addresses, config.prefixes, strict=True)
+    )
     return HostFacts(
-        interface,
-        config.router_id_source.explicit or STATED_ROUTER_ID,
-        VipHandle(address, prefix.prefixlen, interface, 0, added=False),
-        None,
-        hops,
+        interface, config.router_id_source.explicit or STATED_ROUTER_ID, vips, None, hops
     )

@@ -336,6 +336,19 @@ def test_warning_once_per_family_and_session() -> None:
     assert warnings(out.handle(RoutesChanged(((VIP6, S.ANNOUNCED),)))) == [text]
 
 
+def test_a_family_carried_elsewhere_is_not_sent_and_not_warned() -> None:
+    """A dual-stack VIP over one session per family: the IPv4 session sends the IPv4 route
+    only, and the IPv6 route (carried by the IPv6 session) is no error here."""
+    settings = OutboundSettings(frozenset({V4}), elsewhere=frozenset({6}))
+    rib: dict[IPv4Network | IPv6Network, RouteState] = {VIP4: S.ANNOUNCED, VIP6: S.ANNOUNCED}
+    out, actions = up_session(rib, settings, families=frozenset({V4}))
+    assert warnings(actions) == []
+    assert [u.announced() for u in updates(actions)] == [[VIP4]]
+    actions = out.handle(RoutesChanged(((VIP4, S.WITHDRAWN), (VIP6, S.WITHDRAWN))))
+    assert warnings(actions) == []
+    assert [u.withdrawn for u in updates(actions)] == [(VIP4,)]
+
+
 def test_the_router_did_not_offer_the_family() -> None:
     _, actions = up_session({VIP6: S.ANNOUNCED}, families=frozenset({V4}))
     assert warnings(actions) == [

@@ -28,7 +28,7 @@ from tests.unit.conftest import (
     free_port,
     next_request,
 )
-from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, run
+from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, gated_text, run
 from vipgate.cli import main
 from vipgate.config import Config, load
 
@@ -508,3 +508,13 @@ def test_verdict_explains_the_unhealthy_action(action: str, ok: bool, says: list
         assert s in text.replace("\n" + " " * 13, " "), s
     assert v.code == (EXIT_HEALTHY if ok else EXIT_UNHEALTHY)
     assert all(len(line) <= 100 for line in text.splitlines() if line.startswith(("if", " ")))
+
+
+def test_the_check_names_the_vips_it_gates() -> None:
+    one = load({"address": "203.0.113.100"})
+    assert gated_text(one) == "the VIP 203.0.113.100/32"
+    both = load({"address": "203.0.113.100, 2001:db8:100::100", "vip_subnet": "32,128"})
+    assert gated_text(both).splitlines() == [
+        "the VIPs 203.0.113.100/32 and 2001:db8:100::100/128",
+        "(one check for both: announced and withdrawn together)",
+    ]

@@ -57,8 +57,8 @@ def test_reference_manifest_env(ca_file: Path) -> None:
     env = dict(REFERENCE_ENV, control_plane_health_check_ca_path=str(ca_file))
     got = load(env, {})
     expected = Config(
-        address=ipaddress.IPv4Address("203.0.113.100"),
-        vip_subnet=None,
+        addresses=(ipaddress.IPv4Address("203.0.113.100"),),
+        vip_subnet=(),
         vip_interface="lo",
         cp_enable=True,
         bgp_enable=True,
@@ -83,7 +83,7 @@ def test_reference_manifest_env(ca_file: Path) -> None:
         log_level="info",
     )
     assert got == expected
-    assert got.prefix == ipaddress.ip_network("203.0.113.100/32")
+    assert got.prefixes == (ipaddress.ip_network("203.0.113.100/32"),)
     assert got.keepalive == 10
     assert got.router_id_source.explicit is None and got.router_id_source.interface is None
     assert got.sources["address"] is Source.ENV
@@ -137,7 +137,7 @@ def test_bool_false(text: str) -> None:
 
 def test_derived_values() -> None:
     v6 = load({"address": "2001:db8:100::100", "bgp_hold_time": "0"})
-    assert v6.prefix == ipaddress.ip_network("2001:db8:100::100/128")
+    assert v6.prefixes == (ipaddress.ip_network("2001:db8:100::100/128"),)
     assert v6.keepalive == 0
     assert load({"bgp_keepalive_interval": "0"}).keepalive == 10  # hold/3
     assert load({"bgp_routerinterface": "eth0"}).router_id_source.interface == "eth0"

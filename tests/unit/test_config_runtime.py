@@ -104,14 +104,14 @@ def environments(draw: st.DrawFn) -> dict[str, str]:
 def build_everything(c: config.Config) -> None:
     """What manager.run/_serve build from the configuration (no host, no sockets): the
     manager's own builder and the Manager, then what the kernel is given later."""
-    assert c.prefix is None or c.prefix.prefixlen <= c.prefix.max_prefixlen
+    assert all(p.prefixlen <= p.max_prefixlen for p in c.prefixes)
     if c.not_runnable is None:  # else the manager exits 2 before it builds anything
         parts = build_parts(c, stated_facts(c))
         Manager(parts)
         assert (parts.probe is not None) == c.health_enabled
         assert (parts.reader is not None) == bool(c.health_enabled and c.readiness_url)
     # Addresses go to the kernel as text (netlink for the VIP, bind, connect): inet_pton.
-    for a in (c.address, c.bgp_sourceip, *(p.address for p in c.peers)):
+    for a in (*c.addresses, c.bgp_sourceip, *(p.address for p in c.peers)):
         if a is not None:
             socket.inet_pton(socket.AF_INET if a.version == 4 else socket.AF_INET6, str(a))
     for p in c.peers:

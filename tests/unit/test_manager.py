@@ -22,7 +22,7 @@ from vipgate.config import Config, IPNetwork, load
 from vipgate.health.gate import GateState
 from vipgate.health.probe import ErrorKind, ProbeResult
 from vipgate.manager import Manager, build_parts
-from vipgate.vip import HostError, HostFacts, host_setup, remove_vip, stated_facts
+from vipgate.vip import HostError, HostFacts, host_setup, remove_vips, stated_facts
 
 OK = ProbeResult(True, 200, ErrorKind.NONE, "", 0.001)
 RESULTS = {
@@ -336,7 +336,7 @@ class Host:
         self.calls.append(fn.__name__)
         if fn is host_setup:
             return self.setup(*args)
-        assert fn is remove_vip
+        assert fn is remove_vips
         return None
 
 
@@ -378,7 +378,29 @@ def test_run_exits_0_after_a_stop_and_closes_everything(
     why = "SIGTERM again" if signals == 2 else "after a 0.3 s GRACEFUL_SHUTDOWN drain"
     assert message.startswith("vipgate shutting down: ") and why in message
     assert probe.closed
-    assert host.calls == ["host_setup", "remove_vip"]
+    assert host.calls == ["host_setup", "remove_vips"]
+
+
+@pytest.mark.usefixtures("restore_signals")
+def test_a_dual_stack_pair_is_announced_drained_and_withdrawn_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/configuration.md, "Dual stack": one gate, both prefixes on each of its steps."""
+    c = config(
+        address="203.0.113.100, 2001:db8:100::100",
+        vip_subnet="32,128",
+        bgp_peers="192.0.2.1:65001::false,[2001:db8:0:1::1]:65001::false",
+    )
+    parts = build_parts(c, stated_facts(c))
+    assert [str(p) for p in parts.prefixes] == ["203.0.113.100/32", "2001:db8:100::100/128"]
+    assert [str(v.address) for v in parts.vips] == ["203.0.113.100", "2001:db8:100::100"]
+    host = Host(stated_facts)
+    rc, speaker, _ = run_with_fakes(monkeypatch, host, 1, c)
+    assert rc == 0
+    assert speaker.calls == [
+        "start", "announce", "announce", "graceful True", "withdraw", "withdraw", "close",
+    ]  # fmt: skip
+    assert host.calls == ["host_setup", "remove_vips"]
 
 
 @pytest.mark.usefixtures("restore_signals")
@@ -397,7 +419,7 @@ def test_run_exit_statuses_before_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
     for setup, rc, calls in [
         (refuse, mgr.EXIT_CONFIG, ["host_setup"]),
         (no_permission, 1, ["host_setup"]),
-        (signalled, 0, ["host_setup", "remove_vip"]),  # undone, exit 0
+        (signalled, 0, ["host_setup", "remove_vips"]),  # undone, exit 0
     ]:
         host = Host(setup)
         got, speaker, _ = run_with_fakes(monkeypatch, host)

@@ -30,7 +30,9 @@ Rules this module keeps
    is of that family (for IPv6: a global one, never link-local or IPv4-mapped, which routers
    discard), else the MP-BGP next hop of the peer's settings (kube-vip's ``mpbgp_nexthop``).
    IPv4 routes go in the NLRI field with NEXT_HOP, IPv6 routes in MP_REACH_NLRI.  Otherwise the
-   route is not sent and :class:`NotAnnounced` says why -- once per family and session.
+   route is not sent and :class:`NotAnnounced` says why -- once per family and session --
+   unless the configuration sends that family over another session
+   (:attr:`OutboundSettings.elsewhere`: a dual-stack VIP over one session per family).
    Withdrawals of a family the session did not negotiate are not sent (nothing was announced).
 5. One group of UPDATEs per family (IPv4 first) and state (in :class:`RouteState` order), each
    UPDATE packed full up to 4096 octets (RFC 4271 4), prefixes in Adj-RIB-Out order.
@@ -273,11 +275,13 @@ _VERSION_OF_AFI: Final = {f.afi: version for version, f in FAMILIES.items()}
 
 @dataclass(frozen=True, slots=True)
 class OutboundSettings:
-    """What the peer's settings decide: the families offered, the MP-BGP next hops."""
+    """What the peer's settings decide: the families offered, the MP-BGP next hops, the IP
+    versions another session carries (not offered here, and not said to be NOT announced)."""
 
     offered: frozenset[tuple[int, int]]
     next_hop_v4: IPv4Address | None = None
     next_hop_v6: IPv6Address | None = None
+    elsewhere: frozenset[int] = frozenset()
 
     def mpbgp_next_hop(self, version: int) -> IPAddress | None:
         return self.next_hop_v4 if version == 4 else self.next_hop_v6
@@ -357,7 +361,7 @@ class OutboundSession:
         assert self.info is not None
         fam = FAMILIES[version]
         if (fam.afi, SAFI_UNICAST) not in self.info.families:
-            if STATE_POLICY[state] is not None:
+            if STATE_POLICY[state] is not None and version not in self.settings.elsewhere:
                 self._warn(version, self.not_negotiated(fam.afi))
             return
         build, empty_len = self._builder(version, state)

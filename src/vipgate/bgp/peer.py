@@ -61,7 +61,9 @@ MD5_HINT_AFTER: Final = 3
 class PeerSettings:
     """One peer.  ``families``: the AFIs offered (1 IPv4, 2 IPv6; empty: the address's own).
     ``next_hop_v4`` / ``next_hop_v6``: the next hop of routes of the other family than the
-    session (MP-BGP; kube-vip ``FindMpbgpAddresses``); None: such routes are not announced."""
+    session (MP-BGP; kube-vip ``FindMpbgpAddresses``); None: such routes are not announced.
+    ``elsewhere``: IP versions (4, 6) whose routes another session carries (a dual-stack VIP
+    over one session per family): not sent here, without a NOT-announced error."""
 
     address: IPv4Address | IPv6Address
     remote_as: int
@@ -72,6 +74,7 @@ class PeerSettings:
     next_hop_v4: IPv4Address | None = None
     next_hop_v6: IPv6Address | None = None
     bfd: BfdSettings | None = None  # BFD gates the session (RFC 5882); None: no BFD
+    elsewhere: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if len(self.password.encode()) > TCP_MD5SIG_MAXKEYLEN:
@@ -213,7 +216,10 @@ class Peer:
         self.settings = peer
         self.name = peer.name
         self.outbound = outbound.OutboundSession(
-            outbound.OutboundSettings(peer.offered, peer.next_hop_v4, peer.next_hop_v6), rib
+            outbound.OutboundSettings(
+                peer.offered, peer.next_hop_v4, peer.next_hop_v6, peer.elsewhere
+            ),
+            rib,
         )
         self.coupling = BfdCoupling()
         self._observer = observer

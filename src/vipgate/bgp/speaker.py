@@ -201,12 +201,19 @@ def peer_settings(
     peer: config.Peer,
     next_hop_v4: IPv4Address | None = None,
     next_hop_v6: IPv6Address | None = None,
+    vip_versions: frozenset[int] = frozenset(),
 ) -> PeerSettings:
     """A configured peer as the speaker takes it.  With MP-BGP settings (``mpbgp_nexthop``) the
-    session offers IPv4 and IPv6 unicast, as kube-vip's GoBGP peer does; else its own family.
+    session offers IPv4 and IPv6 unicast, as kube-vip's GoBGP peer does; else its own family,
+    and a VIP of the other family (``vip_versions``: the IP versions of the VIPs) goes over
+    another session (a dual-stack VIP; the configuration made sure one carries it).
     The next hops are those :func:`vipgate.vip.mpbgp_next_hops` found.  BFD only when the
     7th field enables it."""
     families = frozenset({AFI_IPV4, AFI_IPV6}) if peer.mpbgp_nexthop is not None else frozenset()
+    own = peer.address.version
+    elsewhere: frozenset[int] = frozenset()
+    if peer.mpbgp_nexthop is None and own in vip_versions:
+        elsewhere = frozenset(v for v in vip_versions if v != own)
     bfd = None
     if peer.bfd is not None and peer.bfd.enabled:
         bfd = BfdSettings(peer.bfd.rx_ms, peer.bfd.tx_ms, peer.bfd.multiplier)
@@ -220,4 +227,5 @@ def peer_settings(
         next_hop_v4=next_hop_v4,
         next_hop_v6=next_hop_v6,
         bfd=bfd,
+        elsewhere=elsewhere,
     )

@@ -10,12 +10,12 @@ Rules this package keeps:
   flags, default, kind, help, parser and the :class:`Config` attribute it fills. The CLI,
   ``vipgate config``, the manifest generator and :func:`load` read it; checks between settings
   are the named rules of :mod:`vipgate.config.rules`; the ``bgp_peers`` grammar is
-  :mod:`vipgate.config.peers`.
+  :mod:`vipgate.config.peers`; the VIP list and ``vip_subnet`` are :mod:`vipgate.config.vips`.
 * Nothing else in vipgate reads ``os.environ``: :func:`load` takes the environment and the parsed
   flags as arguments and returns one frozen :class:`Config`.
 * Every bad value raises :class:`ConfigError` naming the variable (or flag), the value and what is
   accepted. Secrets (BGP passwords) are never part of an error, a warning or a ``repr``.
-* Derived values have one home: the announced prefix (:attr:`Config.prefix`), the keepalive
+* Derived values have one home: the announced prefixes (:attr:`Config.prefixes`), the keepalive
   interval (:attr:`Config.keepalive`), the router id source (:attr:`Config.router_id_source`).
 
 Loading never opens a socket and never touches the network; things that need the host's

@@ -55,8 +55,8 @@ def describe(
         # A value from bytes that are not UTF-8 (a path, say) must still print.
         shown = shown.encode("utf-8", "backslashreplace").decode()
         rows.append((s.key, shown, source))
-    prefix = config.prefix
-    rows.append(("(announced prefix)", str(prefix) if prefix else "", "derived"))
+    prefixes = ",".join(str(p) for p in config.prefixes)
+    rows.append(("(announced prefixes)", prefixes, "derived"))
     rows.append(("(peers in effect)", ",".join(str(p) for p in config.peers), "derived"))
     rows.append(("(keepalive in effect)", str(config.keepalive), "derived"))
     rows.append(("(router id)", config.router_id_source.describe(), "derived"))

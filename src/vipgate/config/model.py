@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from vipgate.config.peers import NextHopMode, Peer
 from vipgate.config.values import IPAddress, IPNetwork, Source, parse_listen, readiness_url
+from vipgate.config.vips import prefix_of
 from vipgate.health.gate import UnhealthyAction
 
 
@@ -30,8 +31,8 @@ class RouterIdSource:
 class Config:
     """The effective, validated configuration. Build it with :func:`vipgate.config.load`."""
 
-    address: IPAddress | None
-    vip_subnet: int | None
+    addresses: tuple[IPAddress, ...]  # the VIPs: one, or one IPv4 and one IPv6 (dual stack)
+    vip_subnet: tuple[int, ...]  # kube-vip's vip_subnet lengths (empty: host prefixes)
     vip_interface: str
     cp_enable: bool
     bgp_enable: bool
@@ -80,12 +81,10 @@ class Config:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
-    def prefix(self) -> IPNetwork | None:
-        """The prefix announced over BGP: the VIP with ``vip_subnet`` (default host length)."""
-        if self.address is None:
-            return None
-        length = self.vip_subnet if self.vip_subnet is not None else self.address.max_prefixlen
-        return ipaddress.ip_network(f"{self.address}/{length}", strict=False)
+    def prefixes(self) -> tuple[IPNetwork, ...]:
+        """The prefixes announced over BGP, one per VIP in ``address``'s order: each VIP with
+        its ``vip_subnet`` length (kube-vip ``SelectSubnet``; default the host length)."""
+        return tuple(prefix_of(a, self.vip_subnet) for a in self.addresses)
 
     @property
     def keepalive(self) -> int:
@@ -119,7 +118,7 @@ class Config:
                 "bgp_enable is not true and vip_routingtable is not true: set bgp_enable=true "
                 "and bgp_peers (BGP mode), or vip_routingtable=true (routing-table mode)"
             )
-        if self.address is None:
+        if not self.addresses:
             return "no VIP: set address (or vip_address)"
         return None
 

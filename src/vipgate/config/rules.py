@@ -8,7 +8,6 @@ checked by each of :data:`PEER_RULES` in turn, the peers in their order.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from vipgate.config.values import (
     show,
     usable_unicast,
 )
+from vipgate.config.vips import prefix_of, split
 
 _CLIENT_CERT = "control_plane_health_check_client_cert_path"
 _CLIENT_KEY = "control_plane_health_check_client_key_path"
@@ -40,16 +40,20 @@ class Loaded:
     got: Mapping[str, Any]
     env: Mapping[str, str]
     peers: list[tuple[str, Peer]] = field(default_factory=list)  # (words naming it, peer)
-    prefix: IPNetwork | None = None
+    prefixes: tuple[IPNetwork, ...] = ()  # one per VIP, in address's order
     # State of the rules between peers: the first entry of each (address, port), and the BFD
     # field of each (address, hop kind).
     seen: dict[tuple[IPAddress, int], str] = field(default_factory=dict)
     bfd_seen: dict[tuple[IPAddress, bool], tuple[str, Bfd]] = field(default_factory=dict)
 
     @property
-    def address(self) -> IPAddress | None:
-        address: IPAddress | None = self.got["address"]
-        return address
+    def addresses(self) -> tuple[IPAddress, ...]:
+        addresses: tuple[IPAddress, ...] = self.got["address"]
+        return addresses
+
+    def covering(self, a: IPAddress) -> IPNetwork | None:
+        """The announced prefix that holds ``a``, or None."""
+        return next((p for p in self.prefixes if a in p), None)
 
     @property
     def sourceip(self) -> IPAddress | None:
@@ -60,7 +64,7 @@ class Loaded:
 def loaded(raw: Mapping[str, Raw], got: Mapping[str, Any], env: Mapping[str, str]) -> Loaded:
     """The values with the peers in effect (``bgp_peers`` and the single peer, each with the
     global ``mpbgp_*`` settings where its own 6th field has none, as kube-vip's
-    ``SetMpbgpOptions``) and the announced prefix."""
+    ``SetMpbgpOptions``) and the announced prefixes."""
     named: list[tuple[str, Peer]] = list(got["bgp_peers"])
     if got["bgp_peeraddress"] is not None:
         single = Peer(
@@ -80,12 +84,8 @@ def loaded(raw: Mapping[str, Raw], got: Mapping[str, Any], env: Mapping[str, str
         )
         for where, p in named
     ]
-    address: IPAddress | None = got["address"]
-    prefix: IPNetwork | None = None
-    if address is not None:
-        length = got["vip_subnet"] if got["vip_subnet"] is not None else address.max_prefixlen
-        prefix = ipaddress.ip_network(f"{address}/{length}", strict=False)
-    return Loaded(raw, got, env, peers, prefix)
+    prefixes = tuple(prefix_of(a, got["vip_subnet"]) for a in got["address"])
+    return Loaded(raw, got, env, peers, prefixes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,9 +102,10 @@ def sourceip_or_sourceif(c: Loaded) -> None:
 
 
 def sourceip_outside_prefix(c: Loaded) -> None:
-    if c.prefix is not None and c.sourceip is not None and c.sourceip in c.prefix:
+    prefix = None if c.sourceip is None else c.covering(c.sourceip)
+    if prefix is not None:
         raise ConfigError(
-            f"{show(c.raw['bgp_sourceip'])}: inside the announced prefix {c.prefix} (the VIP's "
+            f"{show(c.raw['bgp_sourceip'])}: inside the announced prefix {prefix} (the VIP's "
             "address moves between nodes, a session from it breaks); accepted: this node's "
             "own address, outside the VIP prefix"
         )
@@ -165,6 +166,21 @@ def client_certificate(c: Loaded) -> None:
         ) from None
 
 
+def every_vip_has_a_session(c: Loaded) -> None:
+    """Each VIP of a dual-stack pair goes over a session of its family, or over one with
+    ``mpbgp_nexthop`` (MP-BGP, RFC 4760): a VIP no session can carry is refused."""
+    for address in c.addresses if c.peers else ():
+        if any(p.address.version == address.version or p.mpbgp_nexthop for _, p in c.peers):
+            continue
+        fam, other = address.version, 10 - address.version
+        raise ConfigError(
+            f"{show(c.raw['address'])}: no BGP session can carry the IPv{fam} VIP {address}: "
+            f"every peer is IPv{other} without mpbgp_nexthop; accepted: a peer of IPv{fam} as "
+            f"well (one session per family), or mpbgp_nexthop with mpbgp_ipv{fam} on the "
+            f"IPv{other} peers (IPv{fam} routes over an IPv{other} session)"
+        )
+
+
 def bgp_needs_a_peer(c: Loaded) -> None:
     if c.got["bgp_enable"] and not c.peers:
         raise ConfigError(
@@ -187,7 +203,7 @@ def peer_is_unicast(where: str, p: Peer, c: Loaded) -> None:
 
 
 def peer_is_not_the_vip(where: str, p: Peer, c: Loaded) -> None:
-    if c.address is not None and p.address == c.address:
+    if p.address in c.addresses:
         raise ConfigError(
             f"{where}: the peer address is the VIP ({show(c.raw['address'])}); accepted: the "
             "router's address"
@@ -195,9 +211,10 @@ def peer_is_not_the_vip(where: str, p: Peer, c: Loaded) -> None:
 
 
 def peer_outside_prefix(where: str, p: Peer, c: Loaded) -> None:
-    if c.prefix is not None and p.address in c.prefix:
+    prefix = c.covering(p.address)
+    if prefix is not None:
         raise ConfigError(
-            f"{where}: the peer address is inside the announced prefix {c.prefix} "
+            f"{where}: the peer address is inside the announced prefix {prefix} "
             f"({show(c.raw['address'])}, vip_subnet): the VIP's own route would cover the "
             "router (on lo it makes the whole prefix local); accepted: a smaller vip_subnet, "
             "or a router outside the prefix"
@@ -268,10 +285,17 @@ def peer_nexthop_mode_has_its_source(where: str, p: Peer, c: Loaded) -> None:
 
 def peer_has_a_nexthop_of_the_vip_family(where: str, p: Peer, c: Loaded) -> None:
     """A route of the session's own family goes with the session's local address (bgp/peer.py),
-    whatever the mode: only a session of the other family needs a next hop of the VIP's."""
-    address = c.address
-    if address is None or p.address.version == address.version:
-        return
+    whatever the mode: only a VIP of the other family needs a next hop of its own. Without
+    ``mpbgp_nexthop`` a session carries its own family only, which is right for a dual-stack
+    VIP over one session per family (:func:`every_vip_has_a_session`) and refused when the
+    session would carry no VIP at all."""
+    carries_own = any(a.version == p.address.version for a in c.addresses)
+    for address in c.addresses:
+        if p.address.version != address.version:
+            _other_family_nexthop(where, p, address, carries_own)
+
+
+def _other_family_nexthop(where: str, p: Peer, address: IPAddress, carries_own: bool) -> None:
     fam = address.version
     fixed = p.mpbgp_ipv4 if fam == 4 else p.mpbgp_ipv6
     setting = f"mpbgp_ipv{fam}"
@@ -282,7 +306,7 @@ def peer_has_a_nexthop_of_the_vip_family(where: str, p: Peer, c: Loaded) -> None
             f"accepted: set {setting} (globally, or in the entry's 6th field, e.g. "
             f"mpbgp_nexthop=fixed;{setting}={example})"
         )
-    if p.mpbgp_nexthop is None:
+    if p.mpbgp_nexthop is None and not carries_own:
         raise ConfigError(
             f"{where}: the session is IPv{p.address.version} but the VIP {address} is "
             f"IPv{fam}, and no next hop of IPv{fam} is configured (a route with a next hop of "
@@ -295,10 +319,11 @@ def peer_has_a_nexthop_of_the_vip_family(where: str, p: Peer, c: Loaded) -> None
 
 def peer_fixed_nexthop_outside_prefix(where: str, p: Peer, c: Loaded) -> None:
     for hop in (p.mpbgp_ipv4, p.mpbgp_ipv6):
-        if c.prefix is not None and hop is not None and hop in c.prefix:
+        prefix = None if hop is None else c.covering(hop)
+        if hop is not None and prefix is not None:
             raise ConfigError(
                 f"{where}: the fixed next hop mpbgp_ipv{hop.version}={hop} is inside the "
-                f"announced prefix {c.prefix} (a next hop reached through its own route); "
+                f"announced prefix {prefix} (a next hop reached through its own route); "
                 "accepted: this node's own address, outside the VIP prefix"
             )
 
@@ -320,6 +345,7 @@ RULES: tuple[Callable[[Loaded], None], ...] = (
     sourceip_or_sourceif,
     sourceip_outside_prefix,
     each_peer,
+    every_vip_has_a_session,
     client_certificate,
     bgp_needs_a_peer,
 )
@@ -345,7 +371,7 @@ def not_implemented_modes(c: Loaded) -> list[str]:
 
 
 def no_health_check(c: Loaded) -> list[str]:
-    if c.address is None or c.got["control_plane_health_check_address"]:
+    if not c.addresses or c.got["control_plane_health_check_address"]:
         return []
     return [
         "control_plane_health_check_address is empty: the VIP is announced "
@@ -368,7 +394,7 @@ def timeout_over_period(c: Loaded) -> list[str]:
 
 def address_and_vip_address_differ(c: Loaded) -> list[str]:
     env_addr = [n for n in ("address", "vip_address") if c.env.get(n, "") != ""]
-    if len(env_addr) == 2 and c.env["address"].strip() != c.env["vip_address"].strip():
+    if len(env_addr) == 2 and split(c.env["address"]) != split(c.env["vip_address"]):
         return ["both address and vip_address are set and differ: address wins"]
     return []
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vipgate.config import values as v
+from vipgate.config import vips
 from vipgate.config.peers import (
     NextHopMode,
     Peer,
@@ -146,39 +147,13 @@ def _protocol(raw: Raw, got: Mapping[str, Any]) -> int:
     return n
 
 
-def vip_problem(a: IPAddress) -> str | None:
-    """Why ``a`` cannot be announced as a VIP, else None."""
-    problem = v.usable_unicast(a)
-    if problem:
-        return problem
-    if a.is_loopback:
-        return "is a loopback address (routers drop it)"
-    if a.is_link_local:
-        return "is link-local (routers do not forward it)"
-    return None
-
-
-def _address(raw: Raw, got: Mapping[str, Any]) -> IPAddress | None:
+def _address(raw: Raw, got: Mapping[str, Any]) -> tuple[IPAddress, ...]:
     # kube-vip accepts `vip_address` alone (the reference manifest sets it without vip_subnet).
-    if not raw.value.strip():
-        return None
-    address = v.as_ip(raw)
-    problem = vip_problem(address)
-    if problem:
-        raise ConfigError(
-            f"{show(raw)}: the VIP {problem}; accepted: a unicast IPv4 or global "
-            "IPv6 address, e.g. 203.0.113.100 or 2001:db8:100::100"
-        )
-    return address
+    return vips.parse_addresses(raw)
 
 
-def _vip_subnet(raw: Raw, got: Mapping[str, Any]) -> int | None:
-    if not raw.value.strip():
-        return None
-    address: IPAddress | None = got["address"]
-    hi = address.max_prefixlen if address is not None else 128
-    what = f"0-{hi}" + (f" for the IPv{address.version} address {address}" if address else "")
-    return v.as_int(raw, 0, hi, what)
+def _vip_subnet(raw: Raw, got: Mapping[str, Any]) -> tuple[int, ...]:
+    return vips.parse_subnet(raw, got["address"])
 
 
 def _routerid(raw: Raw, got: Mapping[str, Any]) -> ipaddress.IPv4Address | None:
@@ -318,15 +293,19 @@ SETTINGS: tuple[Setting, ...] = (
         ("address", "vip_address"),
         ("--address", "--vip"),
         "",
-        "the VIP to announce (vip_address / --vip are kube-vip's older names)",
+        "the VIP to announce, or an IPv4 and an IPv6 VIP comma-separated (dual stack; "
+        "vip_address / --vip are kube-vip's older names)",
+        "list",
         parse=_address,
+        attr="addresses",
     ),
     _s(
         "vip_subnet",
         "--vipSubnet",
         "",
-        "prefix length of the VIP (empty: 32 for IPv4, 128 for IPv6)",
-        "int",
+        "prefix length of the VIP (empty: 32 for IPv4, 128 for IPv6); dual stack: the IPv4 "
+        "and the IPv6 one comma-separated (32,128), or one for both",
+        "list",
         parse=_vip_subnet,
     ),
     _s(
