@@ -15,8 +15,8 @@ probes, metrics    ``part`` 0.2  the manager closes the /livez probe, the readin
 the VIP            0.4 left      the VIP's removal in a forked netlink child (``vip.isolated``)
 =================  ============  ==============================================================
 
-``after_drain`` = 2.0 + 3 x 0.2 + 0.4 = 3.0 s. It is the README's "the whole stop takes at most
-``bgp_graceful_shutdown_seconds`` + 3 s", and the manifest generator derives the pod's
+``after_drain`` = 2.0 + 3 x 0.2 + 0.4 = 3.0 s. It is docs/deployment.md's "the whole stop takes
+at most ``bgp_graceful_shutdown_seconds`` + 3 s", and the manifest generator derives the pod's
 ``terminationGracePeriodSeconds`` from it (``manifest.termination_grace``: ``ceil(drain +
 after_drain) + 2`` s for a busy node, at least 10 s), so the kubelet's SIGKILL never cuts the
 withdrawal short.

@@ -1,6 +1,6 @@
 """The daemon: config -> VIP -> BGP sessions -> probe loop -> gate -> speaker; signals; shutdown.
 
-Order of start (README "Commands"):
+Order of start (docs/design.md, "The manager"):
 
 1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved
    (``vip.host_setup``, in a forked child).
