@@ -4,8 +4,8 @@ Order of start (docs/design.md, "The manager"):
 
 1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved
    (``vip.host_setup``, in a forked child).
-2. :func:`build_parts` makes the probe(s), the gate, the speaker and the metrics from the
-   configuration and the host facts: the one place where they are wired.
+2. :func:`build_parts` makes the probe(s), the gate, the speaker, the metrics and the VIP's
+   handle from the configuration and the host facts: the one place where they are wired.
 3. The BGP sessions start at once, so the first healthy check announces without waiting for a
    session to come up (a session that comes up later gets the Adj-RIB-Out).
 4. :meth:`Manager.run` keeps no clock of its own: it sleeps until the wake-up the gate's last
@@ -13,7 +13,7 @@ Order of start (docs/design.md, "The manager"):
    probe's idle connection, a stop signal -- feeds the gate what happened and does what
    :meth:`Gate.due` says: start a readiness read or a /livez check (as a task, told to the gate
    with :meth:`Gate.begin`), or end the drain. The gate decides every "when" (``health/gate.py``
-   rules 6-8, 11, 12): the grid, the fast period, event-driven checks and the drain's end, also
+   rules 6-8, 11, 14): the grid, the fast period, event-driven checks and the drain's end, also
    when a check outlives the drain. Each decision reaches the speaker in the event-loop turn of
    its event.
 
