@@ -43,6 +43,15 @@ class Phase:
     nexthops_end: tuple[str, ...] = ()  # node names at the end of the phase
     exit_code: int | None = None  # phase 4: the stopped vipgate's exit status
     notes: list[str] = field(default_factory=list)
+    # node name -> its route state at the end (vipgate_prefix_route_state: announced,
+    # depreferred, withdrawn; "stopped" when its vipgate no longer runs)
+    route_states_end: dict[str, str] = field(default_factory=dict)
+    # phase 5: the route states and next hops while every apiserver failed
+    fault_states: dict[str, str] = field(default_factory=dict)
+    fault_nexthops: tuple[str, ...] = ()
+    # every change of the router's next-hop set during the phase (phase 5: the nodes reach
+    # their threshold at different ticks, so the set changes more than once)
+    route_changes: list[float] = field(default_factory=list)
 
     @property
     def measured(self) -> float | None:
@@ -62,6 +71,12 @@ class PhaseStats:
     failed_after_route: int  # failures among requests started after the route change
     last_failure_t: float | None
     rehashed: int = 0  # resets of connections in flight when the ECMP next-hop set changed
+    answered: dict[str, int] = field(default_factory=dict)  # non-200 HTTP answers by outcome
+
+
+def reached_apiserver(outcome: str) -> bool:
+    """The request got an HTTP answer (200 or not): it reached an apiserver."""
+    return outcome == "ok" or outcome.startswith("http_")
 
 
 def phase_stats(phase: Phase, requests: Iterable[RequestLike]) -> PhaseStats:
@@ -72,20 +87,23 @@ def phase_stats(phase: Phase, requests: Iterable[RequestLike]) -> PhaseStats:
     counts the failures among requests that *started* after the route change.
     """
     mine = [r for r in requests if phase.start <= r.t + r.latency < phase.end]
-    failed = [r for r in mine if r.outcome != "ok"]
+    # an HTTP answer that is not 200 (phase 5's 401s) reached an apiserver: not failed
+    failed = [r for r in mine if not reached_apiserver(r.outcome)]
+    answered = collections.Counter(r.outcome for r in mine if r.outcome.startswith("http_"))
     per_node = collections.Counter(r.node for r in mine if r.outcome == "ok" and r.node)
     after = 0
     if phase.route_t is not None:
         after = sum(1 for r in failed if r.t >= phase.route_t)
     return PhaseStats(
         total=len(mine),
-        ok=len(mine) - len(failed),
+        ok=len(mine) - len(failed) - sum(answered.values()),
         failed=len(failed),
         outcomes=dict(collections.Counter(r.outcome for r in failed)),
         per_node=dict(sorted(per_node.items())),
         failed_after_route=after,
         last_failure_t=max((r.t for r in failed), default=None),
         rehashed=sum(1 for r in failed if r.outcome == "reset" and near_route_change(r, phase)),
+        answered=dict(sorted(answered.items())),
     )
 
 
@@ -137,6 +155,38 @@ def request_expectations(phase: Phase, st: PhaseStats, nodes: Sequence[str]) -> 
             else ""
         )
         return [Expectation("no failed requests (graceful drain)", other == 0, failed + note)]
+    if phase.number == 5:
+        answered = sum(st.answered.values())
+        states = phase.route_states_end
+        running = [n for n, v in phase.fault_states.items() if v != "stopped"]
+        # resets in flight at a change of the next-hop set are the router's ECMP rehash, as in
+        # phase 4; anything else (refused, timeout, unreachable) did not reach an apiserver
+        note = (
+            f" ({st.rehashed} reset in flight at a route change: ECMP rehash)"
+            if st.rehashed
+            else ""
+        )
+        return [
+            Expectation(
+                "every request reached an apiserver (the VIP failed open)",
+                st.failed - st.rehashed == 0 and answered > 0,
+                f"{answered} answered {'/'.join(k[5:] for k in st.answered) or '-'}, "
+                f"{failed}{note}",
+            ),
+            Expectation(
+                "every announcing node de-preferred and in the router's ECMP route",
+                bool(running)
+                and all(phase.fault_states[n] == "depreferred" for n in running)
+                and set(phase.fault_nexthops) == set(running),
+                ", ".join(f"{k} {v}" for k, v in sorted(phase.fault_states.items()))
+                + f"; next hops {' '.join(phase.fault_nexthops) or 'none'}",
+            ),
+            Expectation(
+                "announced plainly again when healthy",
+                all(states.get(n) == "announced" for n in running),
+                ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+            ),
+        ]
     return []
 
 
@@ -145,9 +195,8 @@ NEAR_ROUTE_CHANGE = 0.1  # seconds: the router look and the client's clock readi
 
 def near_route_change(r: RequestLike, phase: Phase) -> bool:
     """Was `r` in flight (give or take NEAR_ROUTE_CHANGE) when the phase's route changed?"""
-    if phase.route_t is None:
-        return False
-    return r.t - NEAR_ROUTE_CHANGE <= phase.route_t <= r.t + r.latency + NEAR_ROUTE_CHANGE
+    times = [t for t in (phase.route_t, *phase.route_changes) if t is not None]
+    return any(r.t - NEAR_ROUTE_CHANGE <= t <= r.t + r.latency + NEAR_ROUTE_CHANGE for t in times)
 
 
 def describe_failure(r: RequestLike, phase: Phase, event: str) -> str:
@@ -184,9 +233,20 @@ def measured_text(p: Phase) -> str:
     return text
 
 
+_SHORT = {"announced": "ann", "depreferred": "DEPREF", "withdrawn": "wdr", "stopped": "off"}
+
+
 def format_table(phases: Sequence[Phase], stats: Sequence[PhaseStats]) -> str:
     """The summary table (plain text, fixed width, readable in a CI log)."""
-    head = ("phase", "measured", "requests ok", "failed", "next hops at the end")
+    head = (
+        "phase",
+        "measured",
+        "requests ok",
+        "failed",
+        "next hops at the end",
+        "other answers",
+        "route states",
+    )
     rows = [
         (
             f"{p.number} {p.title}",
@@ -194,6 +254,9 @@ def format_table(phases: Sequence[Phase], stats: Sequence[PhaseStats]) -> str:
             str(s.ok),
             str(s.failed),
             " ".join(p.nexthops_end) or "(none)",
+            " ".join(f"{v} x {k[5:]}" for k, v in s.answered.items()) or "-",
+            " ".join(f"{n}:{_SHORT.get(v, v)}" for n, v in sorted(p.route_states_end.items()))
+            or "-",
         )
         for p, s in zip(phases, stats, strict=True)
     ]

@@ -1,7 +1,7 @@
 """The vipgate demo: three control-plane nodes, a BIRD router with ECMP, a client; narrated live.
 
 ``python -m demo.run [--short] [--out-dir out]`` as root (``./scripts/demo.sh`` installs what it
-needs first). Four phases, then teardown:
+needs first). Five phases, then teardown:
 
 1. all healthy: the router has one next hop per node and requests spread over the nodes;
 2. node1's kube-apiserver crashes (SIGKILL): its vipgate sees the kept-alive connection closed,
@@ -9,12 +9,18 @@ needs first). Four phases, then teardown:
    third failure; the time from the kill to the router dropping the next hop is the detection
    time (well under a second at kube-vip's default settings); requests fail only until then;
 3. node1's apiserver is started again: the next hop comes back (recovery time);
-4. node2's vipgate gets SIGTERM: it re-announces with GRACEFUL_SHUTDOWN (RFC 8326), so the
-   router moves node2 out of its ECMP route in milliseconds; after the drain it withdraws, closes
-   its session with a Cease and exits 0; no request fails.
+4. node2's vipgate gets SIGTERM: it re-announces de-preferred with GRACEFUL_SHUTDOWN (RFC 8326)
+   and its AS prepended, so the router -- BIRD without any RFC 8326 policy -- moves node2 out of
+   its ECMP route in milliseconds; after the drain it withdraws, closes its session with a Cease
+   and exits 0; no request fails;
+5. every node's /livez answers 401 (anonymous access removed): every running vipgate announces
+   the VIP de-preferred instead of withdrawing it, so the router keeps all of them in its ECMP
+   route and every request still reaches an apiserver (the VIP fails open); healthy again, the
+   routes are announced plainly.
 
 vipgate runs at kube-vip's default settings (period 5 s, timeout 3 s, threshold 3) with its own
-defaults for the rest (fast period 0.2 s, readiness reads every 1 s, a 3 s drain on SIGTERM).
+defaults for the rest (fast period 0.2 s, readiness reads every 1 s, a 3 s drain on SIGTERM) and
+``control_plane_health_check_unhealthy_action=deprefer``.
 
 Ends with a summary table, ``<out-dir>/demo-timeline.png`` and ``<out-dir>/demo-summary.json``.
 Exit status: 0 when everything expected happened, 1 when something did not (named), 2 when the
@@ -48,6 +54,7 @@ from demo.report import (
     format_table,
     near_route_change,
     phase_stats,
+    reached_apiserver,
     request_expectations,
     summary_json,
 )
@@ -57,7 +64,10 @@ from lab.netns import Lab, LabError, list_netns
 from lab.routemon import RouteSample, RouteWatch
 from lab.topology import VIP4, VIP4_ADDR
 
-EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM"}
+EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM", 5: "the 401s"}
+N_PHASES = 5
+ACTION_ENV = "control_plane_health_check_unhealthy_action"
+ROUTE_STATES = ("announced", "depreferred", "withdrawn")
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 N_NODES = 3
 
@@ -72,10 +82,13 @@ class Settings:
     fast_period: float = 0.2  # vipgate's default fast period
     graceful_shutdown: float = 3.0  # vipgate's default bgp_graceful_shutdown_seconds
     hold: int = 9
-    healthy_s: float = 12.0  # phase 1 dwell
-    down_s: float = 10.0  # phase 2 dwell after the withdrawal
-    back_s: float = 12.0  # phase 3 dwell after the recovery
-    drain_s: float = 12.0  # phase 4 dwell after the route is gone
+    unhealthy_action: str = "deprefer"
+    healthy_s: float = 8.0  # phase 1 dwell
+    down_s: float = 6.0  # phase 2 dwell after the withdrawal
+    back_s: float = 6.0  # phase 3 dwell after the recovery
+    drain_s: float = 5.0  # phase 4 dwell after the route is gone
+    fleet_hold_s: float = 3.0  # phase 5 dwell once every running node is de-preferred
+    fleet_timeout: float = 25.0  # threshold x period (+ a period) for the 401s to de-prefer
     start_timeout: float = 30.0
     detect_timeout: float = 20.0
     recover_timeout: float = 15.0
@@ -84,7 +97,9 @@ class Settings:
     @classmethod
     def for_mode(cls, short: bool) -> Settings:
         if short:
-            return cls(short=True, healthy_s=4.0, down_s=3.0, back_s=4.0, drain_s=4.0)
+            return cls(
+                short=True, healthy_s=4.0, down_s=3.0, back_s=4.0, drain_s=4.0, fleet_hold_s=2.0
+            )
         return cls()
 
 
@@ -143,7 +158,7 @@ class Narrator:
 
     def phase(self, number: int, title: str, what: str) -> None:
         self.plain()
-        self.plain(f"== Phase {number}/4: {title}", "bold cyan")
+        self.plain(f"== Phase {number}/{N_PHASES}: {title}", "bold cyan")
         self.plain(f"   {what}")
 
 
@@ -174,6 +189,8 @@ class Demo:
         self._cluster: Cluster | None = None
         self._watcher: RouteWatch | None = None
         self._client: LoadClient | None = None
+        self.states: dict[str, str] = {}  # node -> route state (vipgate_prefix_route_state)
+        self.route_log: list[tuple[float, str, str]] = []  # (t, node, state) at each change
 
     # ------------------------------------------------------------------ helpers
     def names(self, hops: frozenset[str] | set[str]) -> tuple[str, ...]:
@@ -223,12 +240,42 @@ class Demo:
                 per_node[r.node] += 1
             elif not r.ok:
                 failed[r.outcome] = failed.get(r.outcome, 0) + 1
+        answered = {k: v for k, v in failed.items() if k.startswith("http_")}
+        for k in answered:
+            del failed[k]
+        self.poll_states()
         nodes = "  ".join(f"{n} {c:3d}" for n, c in per_node.items())
         nf = sum(failed.values())
         why = f" ({', '.join(f'{k} {v}' for k, v in sorted(failed.items()))})" if nf else ""
         ftxt = self.n.paint(f"failed {nf:3d}{why}", "red" if nf else "")
         hops = " ".join(self.names(self._watcher.current())) or "none"
-        self.n.say(f"  answered: {nodes}   {ftxt}   | next hops: {hops}")
+        http = "".join(f" (+{v} answered {k[5:]})" for k, v in sorted(answered.items()))
+        self.n.say(f"  answered: {nodes}{http}   {ftxt}   | next hops: {hops}")
+
+    def poll_states(self) -> None:
+        """Each node's route state from its vipgate's metrics (``stopped`` when it is not
+        running); a change is narrated and kept for the summary and the picture."""
+        c = self._cluster
+        if c is None:
+            return
+        for name in self.nodes:
+            vp = c.vipgates.get(name)
+            state = "stopped"
+            if vp is not None and vp.proc is not None and vp.proc.poll() is None:
+                try:
+                    m = scrape_metrics(c.topo.node(name).ns)
+                except OSError:
+                    continue
+                for st in ROUTE_STATES:
+                    key = f'vipgate_prefix_route_state{{prefix="{VIP4}",state="{st}"}}'
+                    if m.get(key) == 1.0:
+                        state = st
+            if self.states.get(name) != state:
+                if name in self.states:
+                    style = "yellow" if state in ("depreferred", "withdrawn") else "green"
+                    self.n.say(f"  {name}'s vipgate: route {state}", style)
+                self.states[name] = state
+                self.route_log.append((time.monotonic(), name, state))
 
     def watch(
         self,
@@ -263,9 +310,11 @@ class Demo:
                 next_line += 1.0
 
     def start_phase(self, number: int, title: str, what: str) -> Phase:
+        self.poll_states()
         now = time.monotonic()
         if self.phases:
             self.phases[-1].end = now
+            self.phases[-1].route_states_end = dict(self.states)
         p = Phase(number, title, start=now)
         self.phases.append(p)
         self.n.phase(number, title, what)
@@ -293,7 +342,13 @@ class Demo:
             f"{s.period:g} s, timeout {s.timeout:g} s, withdraw after {s.threshold} failures; "
             f"fast period {s.fast_period:g} s after a refused or closed connection; "
             f"{s.graceful_shutdown:g} s GRACEFUL_SHUTDOWN drain on SIGTERM; "
-            f"BGP hold time {s.hold} s."
+            f"BGP hold time {s.hold} s; {ACTION_ENV}={s.unhealthy_action} (failing checks "
+            + (
+                "announce the VIP de-preferred, not withdrawn); "
+                if s.unhealthy_action == "deprefer"
+                else "withdraw the VIP); "
+            )
+            + "the router has no GRACEFUL_SHUTDOWN policy."
         )
         n.plain()
         if os.geteuid() != 0:
@@ -332,7 +387,8 @@ class Demo:
         s = self.s
         n = self.n
         n.say(
-            f"building the lab (namespaces {lab.tag}-*): BIRD router, node1..node3, client; "
+            f"building the lab (namespaces {lab.tag}-*): BIRD router (ECMP, no GRACEFUL_SHUTDOWN "
+            "policy), node1..node3, client; "
             "kubeadm-shaped PKI; a fake kube-apiserver on each node's :6443"
         )
         t = time.monotonic()
@@ -347,7 +403,9 @@ class Demo:
             extra_env={
                 "control_plane_health_check_fast_period_seconds": f"{s.fast_period:g}",
                 "bgp_graceful_shutdown_seconds": f"{s.graceful_shutdown:g}",
+                ACTION_ENV: s.unhealthy_action,
             },
+            router_kwargs={"graceful_shutdown": False},  # BIRD as installed: no RFC 8326 filter
         )
         self._cluster = cluster
         self.nodes = {nd.name: nd.ip4 for nd in cluster.topo.nodes}
@@ -397,6 +455,7 @@ class Demo:
         self.phase_apiserver_down()
         self.phase_apiserver_back()
         self.phase_sigterm()
+        self.phase_every_node_401()
 
     # ------------------------------------------------------------------ phases
     def phase_healthy(self) -> None:
@@ -427,8 +486,14 @@ class Demo:
             "node1's kube-apiserver killed",
             "The process dies (SIGKILL): the kernel closes node1's vipgate's kept-alive "
             "connection, vipgate checks at once, gets connection refused, re-checks every "
-            f"{s.fast_period:g} s (fast period) and withdraws after {s.threshold} failures; until "
-            "then the router still sends node1 its share and those requests fail.",
+            f"{s.fast_period:g} s (fast period) and after {s.threshold} failures "
+            + (
+                "announces the VIP de-preferred (AS prepended): BIRD prefers node2's and node3's "
+                "shorter paths and drops node1 from the ECMP route"
+                if s.unhealthy_action == "deprefer"
+                else "withdraws the VIP"
+            )
+            + "; until then the router still sends node1 its share and those requests fail.",
         )
         api = c.apiservers["node1"]
         pid = api.pid
@@ -458,7 +523,8 @@ class Demo:
                     if v > outcomes.get(k, v) and 'outcome="ok"' not in k
                 ]
                 why = f" ({', '.join(kinds)})" if kinds else ""
-                verdict = "-> withdraw" if fails >= s.threshold else ""
+                act = "de-prefer" if s.unhealthy_action == "deprefer" else "withdraw"
+                verdict = f"-> {act}" if fails >= s.threshold else ""
                 self.n.say(
                     f"  node1 vipgate: failed health checks {fails:.0f}/{s.threshold}{why} "
                     f"{verdict}".rstrip(),
@@ -486,7 +552,7 @@ class Demo:
         )
         self.show_route()
         for line in c.log("node1").splitlines():
-            if "withdrawing the VIP" in line:
+            if "withdrawing the VIP" in line or "announcing the VIP de-preferred" in line:
                 self.n.detail(f"node1's vipgate log: {log_message(line)}")
                 break
         self.watch(s.down_s)
@@ -555,9 +621,9 @@ class Demo:
         p = self.start_phase(
             4,
             "node2's vipgate stopped (SIGTERM)",
-            "A graceful stop (a rolling update): vipgate re-announces the VIP with "
-            "GRACEFUL_SHUTDOWN 65535:0, BIRD (import filter, docs/routers.md) gives it local "
-            "preference 0 and drops node2 from the ECMP route; after the "
+            "A graceful stop (a rolling update): vipgate re-announces the VIP de-preferred, "
+            "GRACEFUL_SHUTDOWN 65535:0 and its AS prepended; BIRD (no import filter) prefers the "
+            "shorter paths and drops node2 from the ECMP route; after the "
             f"{s.graceful_shutdown:g} s drain vipgate withdraws, closes its BGP session with a "
             "Cease, removes the VIP and exits 0.",
         )
@@ -582,7 +648,8 @@ class Demo:
         p.route_t, p.route_prev = ch.t, ch.prev
         self.n.say(
             f"router dropped node2's next hop {fmt_seconds(p.measured)} after SIGTERM "
-            "(GRACEFUL_SHUTDOWN re-announcement; the path stays until the withdrawal)",
+            "(de-preferred GRACEFUL_SHUTDOWN re-announcement; the path stays until the "
+            "withdrawal)",
             "green bold",
             t=p.route_t,
         )
@@ -608,6 +675,65 @@ class Demo:
         )
         self.expect_requests(p)
 
+    def phase_every_node_401(self) -> None:
+        assert self._cluster is not None and self._watcher is not None
+        c, w, s = self._cluster, self._watcher, self.s
+        p = self.start_phase(
+            5,
+            "every node's /livez answers 401",
+            "Anonymous access is turned off everywhere (a config rollout, RBAC): every /livez "
+            f"answers 401, checks fail on every node at the grid ({s.period:g} s; HTTP answers "
+            f"get no fast re-check). After {s.threshold} failures each vipgate "
+            + (
+                "announces the VIP de-preferred: with no plain path left, BIRD keeps every "
+                "de-preferred node in its ECMP route and every request still reaches an "
+                "apiserver (here it answers 401: the client is anonymous too)."
+                if s.unhealthy_action == "deprefer"
+                else "withdraws the VIP, and the router has no route to it at all."
+            ),
+        )
+        running = [x for x in self.nodes if self.states.get(x) not in (None, "stopped")]
+        p.event = "every kube-apiserver answers 401"
+        p.event_t = time.monotonic()
+        for api in c.apiservers.values():
+            api.set_mode("unauthorized")
+        self.n.say("every node's kube-apiserver now answers 401 to anonymous requests", "yellow")
+
+        def all_depreferred() -> bool:
+            return all(self.states.get(x) == "depreferred" for x in running)
+
+        deadline = time.monotonic() + s.fleet_timeout
+        while not all_depreferred() and time.monotonic() < deadline:
+            self.watch(1.0)
+        p.fault_states = dict(self.states)
+        p.fault_nexthops = self.names(w.current())
+        if all_depreferred():
+            self.n.say(
+                f"{' and '.join(running)} de-preferred; router next hops: "
+                f"{' '.join(p.fault_nexthops) or 'none'} -- the VIP fails open",
+                "green bold",
+            )
+        self.show_route()
+        self.watch(s.fleet_hold_s)
+        p.fault_states = dict(self.states)
+        p.fault_nexthops = self.names(w.current())
+        for api in c.apiservers.values():
+            api.set_mode("healthy")
+        self.n.say("every kube-apiserver answers /livez with 200 again", "yellow")
+
+        def all_announced() -> bool:
+            return all(self.states.get(x) == "announced" for x in running)
+
+        deadline = time.monotonic() + 2 * s.period + 2.0
+        while not all_announced() and time.monotonic() < deadline:
+            self.watch(1.0)
+        self.poll_states()
+        p.route_states_end = dict(self.states)
+        p.nexthops_end = self.names(w.current())
+        p.end = time.monotonic()
+        p.route_changes = [x.t for x in w.samples if p.start <= x.t <= p.end]
+        self.expect_requests(p)
+
     # ------------------------------------------------------------------ the end
     def collect(self) -> None:
         """Stop the client and the watcher; keep their data (the lab's files go with it)."""
@@ -619,6 +745,8 @@ class Demo:
         self.end = time.monotonic()
         if self.phases and not self.phases[-1].end:
             self.phases[-1].end = self.end
+        if self.phases and not self.phases[-1].route_states_end:
+            self.phases[-1].route_states_end = dict(self.states)
         if self._watcher is not None:
             self._watcher.stop()
             self.changes = self._watcher.samples
@@ -663,9 +791,11 @@ class Demo:
             n.plain(format_table(self.phases, stats))
             n.plain(
                 f"({len(self.requests)} requests at {self.s.rate:g}/s, each counted in the phase "
-                "in which it ended; "
+                "in which it ended; other answers: HTTP answers other than 200, which reached an "
+                "apiserver; "
                 "detection: apiserver killed -> router dropped node1's next hop; "
-                "recovery: apiserver answering -> next hop back)"
+                "recovery: apiserver answering -> next hop back; route states: ann announced, "
+                "DEPREF de-preferred, wdr withdrawn, off vipgate stopped)"
             )
             rehash = False
             for p, st in zip(self.phases, stats, strict=True):
@@ -674,9 +804,11 @@ class Demo:
                         f"  phase {p.number} failures by kind: "
                         + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items()))
                     )
-                if st.failed and p.number in (3, 4):  # unexpected: show each one
+                if st.failed and p.number in (3, 4, 5):  # unexpected: show each one
                     fails = [
-                        r for r in self.requests if not r.ok and p.start <= r.t + r.latency < p.end
+                        r
+                        for r in self.requests
+                        if not reached_apiserver(r.outcome) and p.start <= r.t + r.latency < p.end
                     ]
                     for r in fails[:5]:
                         near = near_route_change(r, p)
@@ -702,6 +834,7 @@ class Demo:
                     requests=self.requests,
                     changes=self.changes,
                     phases=self.phases,
+                    route_log=self.route_log,
                     title=(
                         f"vipgate demo: {len(self.nodes)} nodes, BIRD ECMP, {self.s.rate:g} "
                         f"TLS connections/s to {VIP4_ADDR} (period {self.s.period:g} s, "
@@ -727,7 +860,12 @@ class Demo:
                 "fast_period": self.s.fast_period,
                 "graceful_shutdown": self.s.graceful_shutdown,
                 "hold": self.s.hold,
+                "unhealthy_action": self.s.unhealthy_action,
             },
+            route_states=[
+                {"t": round(t - self.t0, 4), "node": name, "state": state}
+                for t, name, state in self.route_log
+            ],
             requests_total=len(self.requests),
             route_changes=[
                 {"t": round(c.t - self.t0, 4), "nexthops": list(self.names(c.hops))}

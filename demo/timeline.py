@@ -2,8 +2,9 @@
 
 Top: requests per node over time (stacked bars per bin, by start time), failed requests in red.
 Bottom: one band per node, coloured while the router has a next hop to it (announced), grey
-hatched while it has none (withdrawn). Phase boundaries are dashed lines across both, the fault
-injections dotted, and the measured times written where the route changed.
+hatched while it has none (withdrawn), white-hatched while its vipgate announces the route
+de-preferred (from its metrics: ``route_log``). Phase boundaries are dashed lines across both,
+the fault injections dotted, and the measured times written where the route changed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,28 @@ from lab.routemon import RouteSample, intervals
 
 NODE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 FAILED_COLOR = "#d62728"
+OTHER_COLOR = "#ff7f0e"  # an HTTP answer other than 200 (it reached an apiserver)
 WITHDRAWN_COLOR = "#d9d9d9"
+
+
+def state_intervals(
+    log: Sequence[tuple[float, str, str]], node: str, state: str, end: float
+) -> list[tuple[float, float]]:
+    """(start, end) times during which `node` was in route `state`, from (t, node, state)
+    changes in time order."""
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for t, name, st in log:
+        if name != node:
+            continue
+        if st == state and since is None:
+            since = t
+        elif st != state and since is not None:
+            out.append((since, t))
+            since = None
+    if since is not None:
+        out.append((since, end))
+    return out
 
 
 def plot_timeline(
@@ -37,6 +59,7 @@ def plot_timeline(
     phases: Sequence[Phase],
     bin_s: float | None = None,
     title: str = "",
+    route_log: Sequence[tuple[float, str, str]] = (),
 ) -> Path:
     """Draw the picture to `path` (PNG); return the path.
 
@@ -59,12 +82,15 @@ def plot_timeline(
 
     ok_counts = {n: [0] * nbins for n in names}
     failed = [0] * nbins
+    other = [0] * nbins
     for r in requests:
         i = bin_of(r.t)
         if i is None:
             continue
         if r.outcome == "ok" and r.node in ok_counts:
             ok_counts[r.node][i] += 1
+        elif r.outcome.startswith("http_"):  # an answer other than 200: reached an apiserver
+            other[i] += 1
         elif r.outcome != "ok":
             failed[i] += 1
 
@@ -89,6 +115,18 @@ def plot_timeline(
             linewidth=0,
         )
         bottom = [b + c for b, c in zip(bottom, ok_counts[n], strict=True)]
+    if any(other):
+        ax.bar(
+            left,
+            other,
+            width=bin_s,
+            bottom=bottom,
+            align="edge",
+            color=OTHER_COLOR,
+            linewidth=0,
+            label="answered, not 200",
+        )
+        bottom = [b + c for b, c in zip(bottom, other, strict=True)]
     ax.bar(
         left,
         failed,
@@ -116,10 +154,10 @@ def plot_timeline(
     ax.set_ylabel(f"requests per {bin_s:g} s\n(by start time)")
     ymax = max((b + f for b, f in zip(bottom, failed, strict=True)), default=1)
     ax.set_ylim(0, max(ymax * 1.35, 5))
-    ax.legend(loc="upper right", ncol=len(names) + 1, fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper right", ncol=len(names) + 2, fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=11, pad=26)
+        ax.set_title(title, fontsize=11, pad=34)
 
     # Route state bands, one row per node (node1 on top).
     for k, n in enumerate(names):
@@ -135,6 +173,16 @@ def plot_timeline(
             linewidth=0,
         )
         band.broken_barh(on, (y - 0.35, 0.7), facecolors=NODE_COLORS[k % len(NODE_COLORS)])
+        dep = [(a - t0, b - a) for a, b in state_intervals(route_log, n, "depreferred", t0 + x1)]
+        if dep:
+            band.broken_barh(
+                dep,
+                (y - 0.35, 0.7),
+                facecolors="none",
+                hatch="\\\\",
+                edgecolor="white",
+                linewidth=0,
+            )
     band.set_yticks(range(len(names)))
     band.set_yticklabels(list(reversed(names)))
     band.set_ylim(-0.6, len(names) - 0.4)
@@ -144,10 +192,11 @@ def plot_timeline(
         handles=[
             Patch(facecolor=NODE_COLORS[0], label="announced (next hop present)"),
             Patch(facecolor=WITHDRAWN_COLOR, hatch="//", edgecolor="#9e9e9e", label="withdrawn"),
+            Patch(facecolor=NODE_COLORS[0], hatch="\\\\", edgecolor="white", label="de-preferred"),
         ],
         loc="lower right",
         fontsize=8,
-        ncol=2,
+        ncol=3,
         framealpha=0.9,
     )
 
@@ -158,7 +207,7 @@ def plot_timeline(
             a.axvline(xs, color="black", linestyle="--", linewidth=0.9, alpha=0.7)
         ax.text(
             xs + 0.15,
-            1.01,
+            1.01 if p.number % 2 else 1.055,  # alternate rows: short phases' titles overlap
             f"{p.number} {p.title}",
             transform=ax.get_xaxis_transform(),
             fontsize=8,

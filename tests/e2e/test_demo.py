@@ -2,9 +2,11 @@
 tests/unit/test_demo_report.py.
 
 These tests run the real demo as a subprocess, as an operator would, and check what it
-promises: exit 0, the summary table, plausible numbers (node1 withdrawn after its checks failed,
-requests failing only until then, recovery, a SIGTERM drain without a failed request), a real
-timeline picture, and nothing left behind -- also when it is interrupted with Ctrl-C.
+promises: exit 0, the summary table, plausible numbers (node1 out of the ECMP route after its
+checks failed, requests failing only until then, recovery, a SIGTERM drain without a failed
+request on a router without an RFC 8326 policy, every node's /livez answering 401 without a failed
+connection: the VIP fails open), a real timeline picture, and nothing left behind -- also when it
+is interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def check_png(path: Path) -> None:
 
 def check_phases(summary: dict[str, Any], rows: dict[int, list[str]], out: str) -> None:
     """What each phase of the demo promises, from its summary, table rows and narration."""
-    p1, p2, p3, p4 = summary["phases"]
+    p1, p2, p3, p4, p5 = summary["phases"]
+    assert summary["settings"]["unhealthy_action"] == "deprefer"
     period, threshold = summary["settings"]["period"], summary["settings"]["threshold"]
     fast = summary["settings"]["fast_period"]
     assert (period, summary["settings"]["timeout"], threshold) == (5.0, 3.0, 3)  # kube-vip's
@@ -110,6 +113,30 @@ def check_phases(summary: dict[str, Any], rows: dict[int, list[str]], out: str) 
     assert p4["requests"]["failed"] - p4["requests"]["rehashed"] == 0, p4["requests"]
     assert p4["requests"]["rehashed"] <= 1, p4["requests"]
     assert p4["nexthops_end"] == ["node1", "node3"]
+    assert p4["route_states_end"]["node2"] == "stopped"
+    # Phase 5: every /livez answers 401: node1 and node3 (node2's vipgate was stopped) are
+    # de-preferred, both stay in the router's ECMP route, and every request reaches an
+    # apiserver (401: the client is anonymous); healthy again, both are announced plainly.
+    assert p5["fault_states"] == {
+        "node1": "depreferred",
+        "node2": "stopped",
+        "node3": "depreferred",
+    }
+    assert p5["fault_nexthops"] == ["node1", "node3"]
+    # (a reset in flight at a change of BIRD's next-hop set is an ECMP rehash, as in phase 4;
+    # the set changes twice: node1 leaves when de-preferred first, both are in once both are)
+    assert p5["requests"]["failed"] - p5["requests"]["rehashed"] == 0, p5["requests"]
+    assert p5["requests"]["rehashed"] <= 2, p5["requests"]
+    assert p5["requests"]["answered"].get("http_401", 0) > 0, p5["requests"]
+    assert p5["route_states_end"] == {
+        "node1": "announced",
+        "node2": "stopped",
+        "node3": "announced",
+    }
+    assert p5["nexthops_end"] == ["node1", "node3"]
+    assert "node1's vipgate: route depreferred" in out
+    assert rows[5][5].endswith("x 401") and "node1:ann" in rows[5][6], rows[5]
+    assert "node1:DEPREF" in rows[2][6], rows[2]  # phase 2 ended with node1 de-preferred
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,17 +163,17 @@ def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
     assert "Traceback" not in cp.stderr, cp.stderr[-3000:]
 
     # The narration shows each phase and the router's next hops.
-    for n in (1, 2, 3, 4):
-        assert f"== Phase {n}/4" in out
+    for n in (1, 2, 3, 4, 5):
+        assert f"== Phase {n}/5" in out
     assert "nexthop via 192.0.2.11" in out and "nexthop via 192.0.2.13" in out
     # (the fast re-checks come 0.2 s apart: the metrics read may see 1/3 and 2/3 or not)
-    assert re.search(r"node1 vipgate: failed health checks 3/3 .*-> withdraw", out)
+    assert re.search(r"node1 vipgate: failed health checks 3/3 .*-> de-prefer", out)
     assert "[FAIL]" not in out
 
     # The summary table: header and one row per phase, agreeing with the JSON.
     assert "| phase " in out and "| measured " in out and "| requests ok |" in out
     rows = table_rows(out)
-    assert sorted(rows) == [1, 2, 3, 4], out[-3000:]
+    assert sorted(rows) == [1, 2, 3, 4, 5], out[-3000:]
     summary: dict[str, Any] = json.loads((tmp_path / "demo-summary.json").read_text())
     assert summary["ok"] is True
     assert all(e["ok"] for e in summary["expectations"]), summary["expectations"]
@@ -204,9 +231,9 @@ def test_demo_interrupted_leaves_nothing_behind(tmp_path: Path) -> None:
             m = re.search(r"\(namespaces (vg[0-9a-z]+)-\*\)", line)
             if m:
                 tag = m.group(1)
-            if "== Phase 1/4" in line:
+            if "== Phase 1/5" in line:
                 break
-        assert tag and any("== Phase 1/4" in ln for ln in out), "".join(out)[-3000:]
+        assert tag and any("== Phase 1/5" in ln for ln in out), "".join(out)[-3000:]
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

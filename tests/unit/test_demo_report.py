@@ -123,3 +123,70 @@ def test_failures_are_timed_against_the_route_change() -> None:
     assert text.startswith("reset after 16 ms, started 10 ms before SIGTERM, ended ")
     assert "before the route change was seen" in text and "ConnectionResetError" in text
     assert not near_route_change(hit, Phase(1, "healthy", start=0.0, end=10.0))
+
+
+def test_phase5_every_request_reached_an_apiserver() -> None:
+    """Phase 5 (every /livez answers 401): a 401 answer reached an apiserver, a refused or
+    reset connection did not; the announcing nodes must have been de-preferred and in the ECMP
+    route during the fault, and announced plainly at the end."""
+    p5 = Phase(5, "every node's /livez answers 401", start=0.0, end=30.0, event_t=0.0)
+    p5.fault_states = {"node1": "depreferred", "node2": "stopped", "node3": "depreferred"}
+    p5.fault_nexthops = ("node1", "node3")
+    p5.route_states_end = {"node1": "announced", "node2": "stopped", "node3": "announced"}
+    reqs = [Req(1.0, "ok", "node1"), Req(2.0, "http_401", "node3"), Req(3.0, "http_401", None)]
+    st = phase_stats(p5, reqs)
+    assert (st.ok, st.failed, st.answered) == (1, 0, {"http_401": 2})
+    reached, depref, plain = request_expectations(p5, st, ["node1", "node2", "node3"])
+    assert reached.ok and "2 answered 401" in reached.detail
+    assert depref.ok and "next hops node1 node3" in depref.detail
+    assert plain.ok
+    # a refused connection is a failure; a node withdrawn or out of the route fails the phase
+    bad = phase_stats(p5, [*reqs, Req(4.0, "refused", None)])
+    assert not request_expectations(p5, bad, [])[0].ok
+    p5.fault_states = {"node1": "withdrawn", "node2": "stopped", "node3": "depreferred"}
+    assert not request_expectations(p5, st, [])[1].ok
+    p5.fault_states = {"node1": "depreferred", "node2": "stopped", "node3": "depreferred"}
+    p5.fault_nexthops = ("node3",)
+    assert not request_expectations(p5, st, [])[1].ok
+    p5.route_states_end = {"node1": "depreferred", "node2": "stopped", "node3": "announced"}
+    assert not request_expectations(p5, st, [])[2].ok
+
+
+def test_table_shows_other_answers_and_route_states() -> None:
+    p = Phase(5, "every node's /livez answers 401", start=0.0, end=10.0)
+    p.route_states_end = {"node1": "depreferred", "node2": "stopped", "node3": "announced"}
+    st = phase_stats(p, [Req(1.0, "ok", "node1"), Req(2.0, "http_401", "node1")])
+    row = format_table([p], [st]).splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "1" and cells[3] == "0" and cells[5] == "1 x 401"
+    assert cells[6] == "node1:DEPREF node2:off node3:ann"
+
+
+def test_route_state_intervals_for_the_picture() -> None:
+    from demo.timeline import state_intervals
+
+    log = [
+        (1.0, "node1", "announced"),
+        (1.0, "node2", "announced"),
+        (5.0, "node1", "depreferred"),
+        (8.0, "node1", "announced"),
+        (9.0, "node2", "depreferred"),
+    ]
+    assert state_intervals(log, "node1", "depreferred", 20.0) == [(5.0, 8.0)]
+    assert state_intervals(log, "node2", "depreferred", 20.0) == [(9.0, 20.0)]
+    assert state_intervals(log, "node3", "depreferred", 20.0) == []
+
+
+def test_phase5_resets_at_a_route_change_are_ecmp_rehashes() -> None:
+    p5 = Phase(5, "every node's /livez answers 401", start=0.0, end=30.0, event_t=0.0)
+    p5.fault_states = {"node1": "depreferred", "node3": "depreferred"}
+    p5.fault_nexthops = ("node1", "node3")
+    p5.route_states_end = {"node1": "announced", "node3": "announced"}
+    p5.route_changes = [12.0, 14.5]  # node1 de-preferred (set shrinks), node3 too (all back)
+    reqs = [Req(2.0, "http_401", "node3"), Req(14.49, "reset", None, latency=0.02)]
+    st = phase_stats(p5, reqs)
+    assert (st.failed, st.rehashed) == (1, 1)
+    reached = request_expectations(p5, st, [])[0]
+    assert reached.ok and "ECMP rehash" in reached.detail
+    far = phase_stats(p5, [*reqs, Req(20.0, "reset", None)])  # no route change near it
+    assert not request_expectations(p5, far, [])[0].ok
