@@ -21,6 +21,9 @@ needs first). Five phases, then teardown:
 vipgate runs at kube-vip's default settings (period 5 s, timeout 3 s, threshold 3) with its own
 defaults for the rest (fast period 0.2 s, readiness reads every 1 s, a 3 s drain on SIGTERM) and
 ``control_plane_health_check_unhealthy_action=deprefer``.
+The VIP is dual-stack, as kube-vip runs it (``address=203.0.113.100,2001:db8:100::100``,
+``vip_subnet=32,128``, an IPv4 and an IPv6 session per node): the narration shows both routes;
+the client and the measurements use the IPv4 one.
 
 Ends with a summary table, ``<out-dir>/demo-timeline.png`` and ``<out-dir>/demo-summary.json``.
 Exit status: 0 when everything expected happened, 1 when something did not (named), 2 when the
@@ -62,7 +65,8 @@ from lab.client import LoadClient, Request
 from lab.cluster import HEALTH_URL, Cluster
 from lab.netns import Lab, LabError, list_netns
 from lab.routemon import RouteSample, RouteWatch
-from lab.topology import VIP4, VIP4_ADDR
+from lab.topology import ROUTER_AS, ROUTER_IP4, ROUTER_IP6, VIP4, VIP4_ADDR, VIP6, VIP6_ADDR
+from lab.wait import LabTimeout, wait_for
 
 EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM", 5: "the 401s"}
 N_PHASES = 5
@@ -220,13 +224,14 @@ class Demo:
             self._request_checks.append((p, e))
 
     def show_route(self) -> None:
-        """The router's kernel route, as ``ip route`` prints it."""
+        """The router's kernel routes of both VIPs, as ``ip route`` prints them."""
         assert self._lab is not None and self._cluster is not None
-        cp = self._lab.ip(self._cluster.topo.router_ns, "route", "show", VIP4, check=False)
-        text = cp.stdout.strip() or "(no route: 203.0.113.100 is unreachable from the client)"
-        self.n.detail(f"$ ip route show {VIP4}   # in the router namespace")
-        for line in text.splitlines():
-            self.n.detail(f"  {line.strip()}")
+        for fam, vip, addr in (("-4", VIP4, VIP4_ADDR), ("-6", VIP6, VIP6_ADDR)):
+            cp = self._lab.ip(self._cluster.topo.router_ns, fam, "route", "show", vip, check=False)
+            text = cp.stdout.strip() or f"(no route: {addr} is unreachable from the client)"
+            self.n.detail(f"$ ip {fam} route show {vip}   # in the router namespace")
+            for line in text.splitlines():
+                self.n.detail(f"  {line.strip()}")
 
     def traffic(self) -> None:
         """One line: requests answered since the last line, per node, and the next hops."""
@@ -326,12 +331,12 @@ class Demo:
         n = self.n
         n.plain(
             "vipgate demo: 3 control-plane nodes run `vipgate manager`, each announcing the "
-            "API VIP",
+            "dual-stack API VIP",
             "bold",
         )
         n.plain(
-            f"{VIP4_ADDR} over BGP to a BIRD router that spreads traffic over them with ECMP, "
-            "while a client opens"
+            f"{VIP4_ADDR} and {VIP6_ADDR} over BGP to a BIRD router that spreads traffic over "
+            "them with ECMP, while a client opens"
         )
         n.plain(
             f"{s.rate:g} new TLS connections a second to https://{VIP4_ADDR}:6443/livez."
@@ -400,16 +405,22 @@ class Demo:
             threshold=s.threshold,
             hold=s.hold,
             metrics=True,
+            ipv6_sessions=True,
             extra_env={
                 "control_plane_health_check_fast_period_seconds": f"{s.fast_period:g}",
                 "bgp_graceful_shutdown_seconds": f"{s.graceful_shutdown:g}",
                 ACTION_ENV: s.unhealthy_action,
+                # kube-vip's dual-stack form: one IPv4 and one IPv6 VIP, a session per family
+                "address": f"{VIP4_ADDR},{VIP6_ADDR}",
+                "vip_subnet": "32,128",
+                "bgp_peers": f"{ROUTER_IP4}:{ROUTER_AS}::false,[{ROUTER_IP6}]:{ROUTER_AS}::false",
             },
             router_kwargs={"graceful_shutdown": False},  # BIRD as installed: no RFC 8326 filter
         )
         self._cluster = cluster
         self.nodes = {nd.name: nd.ip4 for nd in cluster.topo.nodes}
         self.by_ip = {ip: name for name, ip in self.nodes.items()}
+        self.by_ip.update({nd.ip6: nd.name for nd in cluster.topo.nodes})
         n.say(
             f"lab ready in {time.monotonic() - t:.1f} s: "
             + ", ".join(f"{k} {v}" for k, v in self.nodes.items())
@@ -420,7 +431,8 @@ class Demo:
         self._watcher = watcher
         n.say(
             "starting `vipgate manager` on node1, node2, node3 (kube-vip environment, "
-            "AS 65000, peer 192.0.2.1:65001)"
+            f"AS 65000, peers {ROUTER_IP4} and [{ROUTER_IP6}] AS {ROUTER_AS}, VIPs "
+            f"{VIP4_ADDR},{VIP6_ADDR} with vip_subnet 32,128)"
         )
         t = time.monotonic()
         cluster.start_all()
@@ -432,9 +444,17 @@ class Demo:
                 f"(has {self.hops_text(watcher.current())}); vipgate logs:\n"
                 + "\n".join(cluster.log(x)[-1500:] for x in self.nodes)
             )
+        everyone6 = {nd.ip6 for nd in cluster.topo.nodes}
+        try:
+            wait_for(lambda: cluster.nexthops(VIP6) == everyone6, s.start_timeout, 0.02)
+        except LabTimeout:
+            raise DemoFailure(
+                f"the router did not get 3 next hops for {VIP6} within {s.start_timeout:g} s "
+                f"(has {self.hops_text(frozenset(cluster.nexthops(VIP6)))})"
+            ) from None
         n.say(
-            f"all three nodes announced {VIP4} after {ch.t - t:.1f} s "
-            f"(first check, BGP session, UPDATE, BIRD, kernel)",
+            f"all three nodes announced {VIP4} and {VIP6} after {time.monotonic() - t:.1f} s "
+            f"(first check, BGP sessions, UPDATEs, BIRD, kernel)",
             "green",
         )
         self._client = LoadClient(
@@ -467,7 +487,9 @@ class Demo:
             "new connections over 3 next hops.",
         )
         hops = self._watcher.current()
+        assert self._cluster is not None
         self.n.say(f"router: {VIP4} via {self.hops_text(hops)}")
+        self.n.say(f"router: {VIP6} via {self.hops_text(frozenset(self._cluster.nexthops(VIP6)))}")
         self.show_route()
         self.watch(self.s.healthy_s)
         p.nexthops_end = self.names(self._watcher.current())

@@ -626,3 +626,23 @@ def test_one_file_holding_both_is_mounted_once() -> None:
 def test_client_certificate_flags_are_checked(argv: list[str], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         load_config(cli_flags(*minimal(), *argv))
+
+
+@pytest.mark.parametrize("kind", ["pod", "daemonset"])
+def test_a_dual_stack_vip_goes_into_the_manifest_as_given(kind: str) -> None:
+    """docs/configuration.md, "Dual stack": the list and both lengths reach the container."""
+    argv = [
+        *minimal(),
+        "--address",
+        "203.0.113.100, 2001:db8:100::100",
+        "--vipSubnet",
+        "32,128",
+        "--bgppeers",
+        "192.0.2.1:65001::false,[2001:db8:0:1::1]:65001::false",
+    ]
+    _, obj = make(kind, argv)
+    env = {e["name"]: e["value"] for e in container_of(obj)["env"]}
+    assert env["address"] == "203.0.113.100, 2001:db8:100::100"
+    assert env["vip_subnet"] == "32,128"
+    got = config_from_manifest(obj)
+    assert [str(p) for p in got.prefixes] == ["203.0.113.100/32", "2001:db8:100::100/128"]
