@@ -122,6 +122,10 @@ def config_seeds() -> Iterable[bytes]:
             "bgp_sourceif": "eth0",
         }
     )
+    # dual stack (docs/configuration.md): a session per family, and both over one with MP-BGP
+    ds = {**base, "address": "203.0.113.100, 2001:db8:100::100", "vip_subnet": "32,128"}
+    yield env({**ds, "bgp_peers": "192.0.2.1:65001::false,[2001:db8:0:1::1]:65001::false"})
+    yield env({**ds, "bgp_peers": "192.0.2.1:65001" + mp})
     yield env({**base, "bgp_peers": "", "bgp_peeraddress": "192.0.2.1", "bgp_peerpass": "pw-2"})
     yield env(
         {**base, "bgp_hold_time": "9", "bgp_keepalive_interval": "3", "vip_loglevel": "debug"}
