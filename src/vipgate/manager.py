@@ -175,13 +175,11 @@ class Manager:
 
     def apply(self, step: Step) -> None:
         """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it.
-        The VIP address goes back on before an announcement and off after a withdrawal when
-        the gate says so (rule 13)."""
+        The VIP address goes back on before an announcement and off after a withdrawal (and
+        its log line) when the gate says so (rule 13)."""
         if step.address is Address.ADD:
             self.vip_address(add=True)
         self.route(step.action)
-        if step.address is Address.REMOVE:
-            self.vip_address(add=False)
         self.wake_at = step.wake_at
         g = self.gate
         if self.metrics:
@@ -199,6 +197,10 @@ class Manager:
                 self.metrics.transition(step.transition.reason)
         if step.advice is not None:
             log.error("%s", step.advice.message)
+        # The address goes last: the withdrawal and its log line are not held up by the
+        # netlink call (a reader that sees the route gone finds the line written).
+        if step.address is Address.REMOVE:
+            self.vip_address(add=False)
         if g.state is GateState.STOPPED:
             self.stopped.set()
 

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from lab.routers import BirdRouter
+from lab.wait import wait_for
 from tests.e2e.conftest import MakeCluster
 
 pytestmark = pytest.mark.lab
@@ -43,8 +44,15 @@ def test_apiserver_shutdown_withdraws_before_it_stops_serving(make_cluster: Make
     ts = api.shutdown(DELAY)  # /readyz fails from ts; /livez 200 until ts + DELAY
     tg = w.wait(lambda h: N1 not in h, DELAY + 5.0, "node1 withdrawn at the announcement", ts)
     assert tg - ts < DELAY - TOL, w.describe(ts)  # while /livez still answered 200
+    # The line is written in the same event-loop turn as the withdrawal, after the UPDATE has
+    # left: a reader that saw the route go may be a few ms early, so poll (bounded).
+    wait_for(
+        lambda: "the apiserver announced its shutdown" in c.log("node1"),
+        2.0,
+        what="node1 logs the announced shutdown",
+        describe=lambda: c.log("node1"),
+    )
     log = c.log("node1")
-    assert "the apiserver announced its shutdown" in log, log
     assert "consecutive failed checks" not in log, log  # no failure was needed
 
     # Stays out through the delay and the refused phase; the restarted apiserver brings it back.
