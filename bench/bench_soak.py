@@ -48,14 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_health import rss_bytes
+from bench.memprobe import ask
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.wait import LabTimeout
 
 NODE = "node1"
 MB = 1024 * 1024
-RSS_GROWTH_LIMIT = 1 * MB
-SLOW_MS = 25
+KB = 1024
 
 
 def log(msg: str) -> None:
@@ -67,6 +67,7 @@ class Settings:
     minutes: float = 60.0
     period: float = 0.05
     timeout: float = 0.04
+    slow_ms: int = 25  # the slow phases' answer delay (inside the timeout)
     threshold: int = 3
     hold: int = 9
     keepalive: int = 3
@@ -74,17 +75,58 @@ class Settings:
     bird_every: float = 180.0  # BIRD restart period
     sample: float = 10.0
     warmup: float = 300.0
+    trim_every: float = 300.0  # malloc_trim(0) readings, between the samples (0: none)
+    rss_growth_kb: float = 512.0  # limit: max after the warm-up - first after it
+    rss_half_growth_kb: float = 128.0  # limit: the same over the second half
+    min_checks: int = 0
+    env: tuple[str, ...] = ()  # NAME=VALUE added to vipgate's environment
     out: str = "bench/out/soak"
 
     @classmethod
     def ci(cls, out: str = "bench/out/soak-ci") -> Settings:
         """The CI version: 2 minutes, everything scaled (phases 4 s, BIRD every 30 s)."""
-        return cls(minutes=2, phase=4, bird_every=30, sample=4, warmup=30, out=out)
+        return cls(
+            minutes=2,
+            phase=4,
+            bird_every=30,
+            sample=4,
+            warmup=30,
+            trim_every=20,
+            rss_growth_kb=1024,
+            rss_half_growth_kb=512,
+            out=out,
+        )
+
+    @classmethod
+    def long(cls, out: str = "bench/out/soak-long") -> Settings:
+        """>= 300,000 checks: a 0.008 s period for 55 minutes, phases 15 s."""
+        return cls(
+            minutes=55,
+            period=0.008,
+            timeout=0.02,
+            slow_ms=10,
+            phase=15,
+            min_checks=300_000,
+            out=out,
+        )
 
     @property
     def modes(self) -> tuple[str, ...]:
         # every fault follows a healthy phase, so each one withdraws the route by itself
-        return ("healthy", "fail", "slow", "refuse", "healthy", "hang", "slow", "shutdown")
+        return (
+            "healthy",
+            "fail",
+            "slow",
+            "refuse",
+            "healthy",
+            "hang",
+            "slow",
+            "shutdown",
+            "healthy",
+            "unauthorized",
+            "healthy",
+            "untrusted",
+        )
 
 
 @dataclass
@@ -97,12 +139,28 @@ class Sample:
     checks: float  # cumulative, all outcomes
     session_vipgate: float  # 1 Established, 0 not
     session_bird: str
+    blocks: int = -1  # sys.getallocatedblocks(): the Python heap
+    arenas: int = -1  # malloc arenas (glibc malloc_info)
+    arena_bytes: int = -1  # their system bytes in all
+    threads: int = -1  # OS threads of the process
+    readiness: float = float("nan")  # readiness reads, cumulative
+    gc_collected: int = -1  # objects the cyclic GC freed so far (garbage in reference cycles)
+
+
+@dataclass
+class Trim:
+    t: float
+    rss: int  # just before malloc_trim(0)
+    rss_trimmed: int  # just after
+    blocks: int
+    arenas: int
 
 
 @dataclass
 class SoakResult:
     settings: Settings
     samples: list[Sample] = field(default_factory=list)
+    trims: list[Trim] = field(default_factory=list)
     outcomes: dict[str, float] = field(default_factory=dict)
     transitions: dict[str, float] = field(default_factory=dict)
     mode_switches: int = 0
@@ -172,6 +230,10 @@ def schedule(s: Settings, duration: float) -> list[tuple[float, int, str]]:
     while k * s.sample <= duration:
         events.append((k * s.sample - s.sample * 0.5, 2, "sample"))
         k += 1
+    k = 1
+    while s.trim_every > 0 and k * s.trim_every <= duration:
+        events.append((k * s.trim_every - s.sample * 0.25, 3, "trim"))  # between two samples
+        k += 1
     events.sort()
     return events
 
@@ -207,6 +269,70 @@ def finish(res: SoakResult, c: Cluster, ip: str) -> None:
         res.died = str(e)
 
 
+class Sampler:
+    """The readings of one soak: a sample (RSS, fds, the probe's heap and arenas, the metrics,
+    BIRD's session) or a ``malloc_trim(0)`` reading, each at its own moment."""
+
+    def __init__(self, res: SoakResult, c: Cluster, pid: int, probe: str) -> None:
+        self.res, self.c, self.pid, self.probe = res, c, pid, probe
+        self.mode = res.settings.modes[0]
+
+    def _ask(self, cmd: str) -> dict[str, Any]:
+        try:
+            return ask(self.probe, cmd)
+        except Exception as e:  # a probe that fails is a finding, recorded, not a crash
+            log(f"memory probe failed: {e}")
+            return {}
+
+    def _bird(self) -> str:
+        router = self.c.topo.router
+        assert router is not None
+        try:
+            return router.sessions().get(self.c.ip(NODE), "Unknown")
+        except Exception:
+            return "down"  # BIRD between stop and start
+
+    def sample(self, at: float) -> None:
+        rss, fds = rss_bytes(self.pid), fd_count(self.pid)  # before the scrape's connection
+        mem = self._ask("sample")
+        try:
+            m = _metrics(self.c.scrape(NODE, timeout=3))
+        except Exception as e:  # a scrape that fails is a finding, recorded, not a crash
+            log(f"scrape failed: {e}")
+            m = {}
+        nan = float("nan")
+        x = Sample(
+            t=round(at, 2),
+            mode=self.mode,
+            rss=rss,
+            fds=fds,
+            tasks=_sum(m, "vipgate_asyncio_tasks") if m else nan,
+            checks=_sum(m, "vipgate_probe_results_total") if m else nan,
+            session_vipgate=_sum(m, "vipgate_bgp_session_established") if m else nan,
+            session_bird=self._bird(),
+            blocks=int(mem.get("blocks", -1)),
+            arenas=int(mem.get("arenas", -1)),
+            arena_bytes=sum(mem.get("arena_bytes", [])) if mem else -1,
+            threads=int(mem.get("os_threads", -1)),
+            gc_collected=int(mem.get("gc_collected", -1)),
+            readiness=_sum(m, "vipgate_readiness_reads_total") if m else nan,
+        )
+        self.res.samples.append(x)
+        if len(self.res.samples) % max(1, int(60 / self.res.settings.sample)) == 0:
+            log(
+                f"t={at:6.0f}s {x.mode:8s} rss={rss / MB:.2f} MB fds={fds} tasks={x.tasks:g} "
+                f"checks={x.checks:.0f} bgp={x.session_vipgate:g}/{x.session_bird} "
+                f"blocks={x.blocks} arenas={x.arenas} threads={x.threads}"
+            )
+
+    def trim(self, at: float) -> None:
+        r = self._ask("trim")
+        if r:
+            t = Trim(round(at, 2), r["rss"], r["rss_trimmed"], r["blocks"], r["arenas"])
+            self.res.trims.append(t)
+            log(f"t={at:6.0f}s trim: rss {t.rss / MB:.2f} -> {t.rss_trimmed / MB:.2f} MB")
+
+
 def soak(s: Settings, lab: Lab) -> SoakResult:
     res = SoakResult(s)
     c = Cluster.create(
@@ -223,47 +349,16 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
     assert router is not None
     api = c.apiservers[NODE]
     ip = c.ip(NODE)
-    vp = c.start(NODE)
+    probe = str(lab.workdir / "memprobe.sock")
+    env = dict(e.partition("=")[::2] for e in s.env)
+    vp = c.start(NODE, {**env, "VIPGATE_MEMPROBE": probe}, module="bench.memprobe")
     assert vp.proc is not None
-    pid = vp.proc.pid
     c.wait_nexthops({ip}, timeout=30)
-    log(f"vipgate pid {pid} announced; soak for {s.minutes:g} min, modes {', '.join(s.modes)}")
-
-    duration = s.minutes * 60
+    log(f"vipgate pid {vp.proc.pid} announced; soak {s.minutes:g} min, modes {', '.join(s.modes)}")
+    sampler = Sampler(res, c, vp.proc.pid, probe)
     t0 = time.monotonic()
-    events = schedule(s, duration)
     mode_index = 0
-    mode = s.modes[0]
-
-    def take_sample(at: float) -> None:
-        rss, fds = rss_bytes(pid), fd_count(pid)  # before the scrape's connection
-        try:
-            m = _metrics(c.scrape(NODE, timeout=3))
-        except Exception as e:  # a scrape that fails is a finding, recorded, not a crash
-            log(f"scrape failed: {e}")
-            m = {}
-        try:
-            bird = router.sessions().get(ip, "Unknown")
-        except Exception:
-            bird = "down"  # BIRD between stop and start
-        sample = Sample(
-            t=round(at, 2),
-            mode=mode,
-            rss=rss,
-            fds=fds,
-            tasks=_sum(m, "vipgate_asyncio_tasks") if m else float("nan"),
-            checks=_sum(m, "vipgate_probe_results_total") if m else float("nan"),
-            session_vipgate=_sum(m, "vipgate_bgp_session_established") if m else float("nan"),
-            session_bird=bird,
-        )
-        res.samples.append(sample)
-        if len(res.samples) % max(1, int(60 / s.sample)) == 0:
-            log(
-                f"t={at:6.0f}s {mode:8s} rss={rss / MB:.2f} MB fds={fds} tasks={sample.tasks:g} "
-                f"checks={sample.checks:.0f} bgp={sample.session_vipgate:g}/{bird}"
-            )
-
-    for at, _, what in events:
+    for at, _, what in schedule(s, s.minutes * 60):
         now = time.monotonic() - t0
         if at > now:
             time.sleep(at - now)
@@ -272,17 +367,19 @@ def soak(s: Settings, lab: Lab) -> SoakResult:
             break
         if what == "mode":
             mode_index += 1
-            mode = s.modes[mode_index % len(s.modes)]
+            mode = sampler.mode = s.modes[mode_index % len(s.modes)]
             if mode == "shutdown":  # /livez 200 for 30 % + 20 % (429s) of the phase, then gone
                 api.shutdown(0.3 * s.phase, retry_after=True, drain=0.2 * s.phase)
             else:
-                api.set_mode(mode, SLOW_MS if mode == "slow" else None)
+                api.set_mode(mode, s.slow_ms if mode == "slow" else None)
             res.mode_switches += 1
         elif what == "bird":
             router.restart()
             res.bird_restarts += 1
+        elif what == "trim":
+            sampler.trim(time.monotonic() - t0)
         else:
-            take_sample(time.monotonic() - t0)
+            sampler.sample(time.monotonic() - t0)
     res.duration = time.monotonic() - t0
 
     if not res.died:
@@ -313,9 +410,16 @@ def judge(res: SoakResult) -> None:
         f["rss_max_after_warmup"] = max(x.rss for x in after)
         f["rss_end"] = after[-1].rss
         f["rss_growth"] = f["rss_max_after_warmup"] - f["rss_after_warmup"]
+        half = [x for x in after if x.t >= (s.warmup + res.duration) / 2]
+        f["rss_half_start"] = half[0].rss if half else after[0].rss
+        f["rss_half_growth"] = max(x.rss for x in half) - half[0].rss if half else 0.0
+        f["blocks_after_warmup"] = after[0].blocks
+        f["blocks_end"] = after[-1].blocks
+        f["arenas_max"] = max(x.arenas for x in after)
         getters: tuple[tuple[str, Callable[[Sample], float]], ...] = (
             ("fds", lambda x: float(x.fds)),
             ("tasks", lambda x: float(x.tasks)),
+            ("threads", lambda x: float(x.threads)),
         )
         for name, get_ in getters:
             f[f"{name}_min"] = min(get_(x) for x in after)
@@ -325,7 +429,12 @@ def judge(res: SoakResult) -> None:
             v[f"{name} flat (last third max <= first third max)"] = (
                 f[f"{name}_max_last_third"] <= f[f"{name}_max_first_third"]
             )
-        v["RSS growth after warm-up < 1 MB"] = f["rss_growth"] < RSS_GROWTH_LIMIT
+        v[f"RSS growth after warm-up <= {s.rss_growth_kb:g} kB"] = (
+            f["rss_growth"] <= s.rss_growth_kb * KB
+        )
+        v[f"RSS growth over the second half <= {s.rss_half_growth_kb:g} kB"] = (
+            f["rss_half_growth"] <= s.rss_half_growth_kb * KB
+        )
     else:
         v["enough samples after the warm-up"] = False
     v["vipgate ran throughout, exit 0 on SIGTERM"] = not res.died and res.exit_code == 0
@@ -338,8 +447,11 @@ def judge(res: SoakResult) -> None:
     v["probe loop kept its cadence (> 50 % of the ticks checked)"] = (
         checks > 0.5 * f["checks_expected"]
     )
-    if s.minutes >= 60:
-        v[">= 70,000 checks"] = checks >= 70_000
+    if s.min_checks:
+        v[f">= {s.min_checks:,} checks"] = checks >= s.min_checks
+    if res.trims:
+        f["rss_trimmed_first"] = res.trims[0].rss_trimmed
+        f["rss_trimmed_last"] = res.trims[-1].rss_trimmed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +577,10 @@ def run(s: Settings, *, keep: bool = False) -> SoakResult:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ci", action="store_true", help="the 2-minute CI version")
+    ap.add_argument("--long", action="store_true", help=">= 300,000 checks (55 min)")
+    ap.add_argument("--period", type=float)
+    ap.add_argument("--trim-every", type=float)
+    ap.add_argument("--env", action="append", help="NAME=VALUE for vipgate (repeatable)")
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--phase", type=float)
     ap.add_argument("--bird-every", type=float)
@@ -473,12 +589,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--keep", action="store_true", help="keep the lab's logs")
     a = ap.parse_args(argv)
-    s = Settings.ci() if a.ci else Settings()
+    s = Settings.ci() if a.ci else Settings.long() if a.long else Settings()
     over = {
         k: getattr(a, k)
-        for k in ("minutes", "phase", "bird_every", "sample", "warmup", "out")
+        for k in (
+            "minutes",
+            "period",
+            "phase",
+            "bird_every",
+            "sample",
+            "warmup",
+            "trim_every",
+            "out",
+        )
         if getattr(a, k) is not None
     }
+    if a.env:
+        over["env"] = tuple(a.env)
     s = Settings(**{**asdict(s), **over})
     res = run(s, keep=a.keep)
     js, png = write(res)

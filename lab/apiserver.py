@@ -26,6 +26,8 @@ while the server answers at all; a per-check path (``/readyz/shutdown``, ``/live
 - ``forbidden``     403 with a JSON ``Status`` (anonymous allowed, RBAC denies)
 - ``slow``          200 ``ok`` after ``delay_ms``
 - ``hang``          accepts TCP and TLS, reads the request, never answers
+- ``untrusted``     the TLS handshake presents a self-signed certificate no client trusts (a
+                    certificate replaced by one of another CA); open connections are closed
 - ``refuse``        listening sockets closed (connections refused) and open connections aborted,
                     as if the process were gone; switching to any other mode listens again
 
@@ -97,6 +99,7 @@ MODES = (
     "forbidden",
     "slow",
     "hang",
+    "untrusted",
     "refuse",
 )
 HEALTH_PATHS = ("livez", "readyz", "healthz")
@@ -261,6 +264,8 @@ class FakeApiserver:
             self.close_listeners()
             self.abort_connections()
             return
+        if mode == "untrusted":  # the next check must handshake again
+            self.close_connections()
         await self.open_listeners()
         if mode == "shutdown":
             self.shutdown_phase = "delay"
@@ -544,6 +549,31 @@ def make_ssl_context(
     return ctx
 
 
+def untrusted_switch(srv: FakeApiserver, workdir: Path) -> None:
+    """In mode ``untrusted`` the handshake presents a self-signed certificate (SNI callback)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from lab.pki import _make_ca
+
+    key, cert = _make_ca("untrusted kube-apiserver")
+    crt, pem = workdir / "untrusted.crt", workdir / "untrusted.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    other = make_ssl_context(crt, pem)
+
+    def pick(sslobj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        if srv.mode == "untrusted":
+            sslobj.context = other
+
+    srv.ssl_ctx.sni_callback = pick
+
+
 def parse_listen(s: str) -> tuple[str | None, int]:
     """``0.0.0.0:6443``, ``[::]:6443``, ``:6443`` (all addresses) -> (host, port)."""
     if s.startswith("["):
@@ -577,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout=a.idle_timeout,
         client_auth=a.client_ca is not None,
     )
+    untrusted_switch(srv, Path(a.control).parent)
     asyncio.run(srv.run())
     return 0
 

@@ -111,8 +111,14 @@ class Cluster:
         env.update(overrides or {})
         return {k: v for k, v in env.items() if v is not None}
 
-    def start(self, name: str, overrides: Mapping[str, str] | None = None) -> VipgateProcess:
-        """Start ``vipgate manager`` on node `name` (returns at once)."""
+    def start(
+        self,
+        name: str,
+        overrides: Mapping[str, str] | None = None,
+        module: str = "vipgate",
+    ) -> VipgateProcess:
+        """Start ``vipgate manager`` on node `name` (returns at once); `module` is a module run
+        in its place that runs it (a benchmark's instrumented launcher)."""
         node = self.topo.node(name)
         env = self.node_env(node, overrides)
         proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
@@ -120,7 +126,7 @@ class Cluster:
         log_name = f"vipgate-{node.name}"
         proc = self.lab.popen(
             node.ns,
-            [sys.executable, "-m", "vipgate", "manager"],
+            [sys.executable, "-m", module, "manager"],
             env=proc_env,
             log_name=log_name,
         )
