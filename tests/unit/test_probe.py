@@ -8,6 +8,8 @@ kubernetes.default.svc.cluster.local and the node IP 192.0.2.11 -- and not local
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import gc
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -318,6 +320,34 @@ def test_wrong_ca_names_the_ca_path(pki: ApiserverPki) -> None:
             assert "certificate verify failed" in r.text and str(pki.other_ca) in r.text
             assert r.ca_path == str(pki.other_ca)
             await probe.close()
+
+    run(main)
+
+
+def test_failed_handshakes_leave_no_tls_state_to_the_garbage_collector(pki: ApiserverPki) -> None:
+    """A failed handshake's SSL protocol (a 256 kB buffer and the OpenSSL state) is freed when
+    the check ends, not by a later garbage collection (bench/README.md, soak findings)."""
+
+    def client_protocols() -> int:
+        return sum(
+            1
+            for o in gc.get_objects()
+            if isinstance(o, asyncio.sslproto.SSLProtocol) and not o._server_side
+        )
+
+    async def main() -> None:
+        async with FakeApiserver(pki.server_context()) as srv:
+            probe = Probe(srv.url(), 2.0, str(pki.other_ca), "kubernetes")
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(10):
+                    assert (await probe.check()).error is ErrorKind.TLS_VERIFY
+                await asyncio.sleep(0.05)  # the transports' close callbacks
+                assert client_protocols() == 0
+            finally:
+                gc.enable()
+                await probe.close()
 
     run(main)
 
