@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.apiserver import FakeApiserver, check_list, make_ssl_context, parse_listen
+from lab.apiserver import (
+    FakeApiserver,
+    check_list,
+    make_ssl_context,
+    parse_listen,
+    untrusted_switch,
+)
 from lab.pki import Pki, make_client_cert, make_pki
 
 
@@ -401,3 +407,34 @@ def test_client_ca_requires_a_client_certificate_of_that_ca(pki: Pki, tmp_path: 
 
     port = free_port()
     run(main())
+
+
+def test_untrusted_presents_a_certificate_of_another_ca(pki: Pki, tmp_path: Path) -> None:
+    async def main() -> None:
+        port = free_port()
+        nc = pki.node("node1")
+        ctl = tmp_path / "ctl.sock"
+        srv = FakeApiserver([("127.0.0.1", port)], make_ssl_context(nc.cert, nc.key), ctl)
+        untrusted_switch(srv, tmp_path)
+        task = asyncio.create_task(srv.run())
+        for _ in range(400):
+            if ctl.exists() and srv.servers:
+                break
+            await asyncio.sleep(0.005)
+        try:
+            status, _, r, w = await get(port, pki)
+            assert status == 200
+            await srv.set_mode("untrusted")  # open connections closed: the next check handshakes
+            assert await asyncio.wait_for(r.read(), 2) == b""
+            w.close()
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await get(port, pki)
+            await srv.set_mode("healthy")
+            status, _, r, w = await get(port, pki)
+            assert status == 200
+            w.close()
+        finally:
+            srv.stopped.set()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
