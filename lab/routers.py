@@ -109,6 +109,22 @@ GSHUT_FILTER = """filter gshut_in {
   if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
   accept;
 }"""
+# A node daemon beside vipgate in routing-table mode (docs/routers.md, "Node daemon"): BIRD
+# learns vipgate's routes from kernel table {table} and exports them; the route metric vipgate
+# sets for a de-preferred route (1000) and for the drain on stop (65535) becomes our AS
+# prepended three times plus GRACEFUL_SHUTDOWN, the de-preference vipgate's BGP mode sends.
+NODE_LEARN = """protocol kernel vipgate{v} {{
+  kernel table {table};
+  learn;
+  ipv{v} {{ import all; export none; }};
+}}"""
+NODE_EXPORT_FILTER = """filter vip_out {{
+  if krt_metric >= 1000 then {{
+    bgp_path.prepend({asn}); bgp_path.prepend({asn}); bgp_path.prepend({asn});
+    bgp_community.add((65535, 0));
+  }}
+  accept;
+}}"""
 # FRR 8.4 honours 65535:0 from eBGP peers by itself; iBGP neighbors need this route-map.
 FRR_GSHUT_ROUTE_MAP = """bgp community-list standard GSHUT seq 5 permit 65535:0
 route-map GSHUT-IN permit 10
@@ -441,9 +457,16 @@ class BirdRouter(Router):
 
     kind = "bird"
 
-    def __init__(self, *args: Any, kernel_export: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        kernel_export: bool = True,
+        learn_table: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.kernel_export = kernel_export
+        self.learn_table = learn_table  # a node daemon: export the routes of this kernel table
         self.conf = self.dir / "bird.conf"
         self.sock = self.dir / "bird.ctl"
         self._proto: dict[str, str] = {}  # protocol name -> neighbor address
@@ -457,6 +480,10 @@ class BirdRouter(Router):
         if self.graceful_shutdown:
             lines.append(GSHUT_FILTER)
         imp = "import filter gshut_in" if self.graceful_shutdown else "import all"
+        if self.learn_table is not None:
+            imp = "import none"
+            lines += [NODE_LEARN.format(v=v, table=self.learn_table) for v in (4, 6)]
+            lines.append(NODE_EXPORT_FILTER.format(asn=self.asn))
         if self.kernel_export:
             for v in (4, 6):
                 lines += [
@@ -553,6 +580,8 @@ class BirdRouter(Router):
         exp6 = [p for p in exp if ":" in p] if nb.is_ipv6 else []
         for v, exp in ((4, exp4), (6, exp6)):
             ef = f"export where net ~ [ {', '.join(exp)} ]" if exp else "export none"
+            if self.learn_table is not None and (v == 6) == nb.is_ipv6:
+                ef = "export filter vip_out"  # a node daemon: its session's own family
             extra = " next hop self;" if not ebgp else ""
 
             # eBGP needs explicit policies (RFC 8212); iBGP the same for clarity.

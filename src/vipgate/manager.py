@@ -37,12 +37,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vipgate import __version__
+from vipgate.announcer import Announcer
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork
 from vipgate.health.gate import Action, Address, Due, Gate, GateState, Step, readiness_signal
 from vipgate.health.probe import Probe, ProbeResult
 from vipgate.metrics import Metrics, MetricsServer
+from vipgate.routing.announcer import TableAnnouncer, table_setup
+from vipgate.routing.plan import TableSettings, Vip
 from vipgate.vip import (
     VIP_PROTO,
     HostError,
@@ -61,15 +64,9 @@ log = logging.getLogger("vipgate.manager")
 EXIT_CONFIG = 2
 
 
-class SpeakerPart(Protocol):
-    """What the manager asks of the BGP speaker (``bgp.speaker.Speaker``)."""
-
-    async def start(self) -> None: ...
-    def announce(self, prefix: IPNetwork) -> None: ...
-    def deprefer(self, prefix: IPNetwork) -> None: ...
-    def withdraw(self, prefix: IPNetwork) -> None: ...
-    def graceful_shutdown(self, on: bool = True) -> None: ...
-    async def close(self, message: str, timeout: float = ...) -> None: ...
+SpeakerPart = Announcer
+"""What the manager asks of the part that announces the VIP: the BGP speaker
+(``bgp.speaker.Speaker``) or routing-table mode's ``routing.announcer.TableAnnouncer``."""
 
 
 class ProbePart(Protocol):
@@ -99,25 +96,16 @@ class Parts:
     vips: tuple[VipHandle, ...] = ()
 
 
-def build_parts(config: Config, host: HostFacts) -> Parts:
-    """Everything the manager runs, from the configuration and the host facts ``vip.host_setup``
-    resolved (``vip.stated_facts`` stands in where the host is not asked). No socket opens
-    here. The configuration must be runnable (``Config.not_runnable`` is None)."""
-    assert config.addresses
-    readiness_url = config.readiness_url if config.health_enabled else ""
-    gate = Gate(
-        config.health_url,
-        config.health_threshold,
-        config.health_period,
-        fast_period=config.health_fast_period,
-        success_threshold=config.health_success_threshold,
-        shutdown_period=config.health_shutdown_period if readiness_url else 0.0,
-        graceful_shutdown=config.bgp_graceful_shutdown,
-        readiness_url=readiness_url,
-        unhealthy_action=config.health_unhealthy_action,
-    )
-    metrics = Metrics() if config.prometheus_listen else None
-    speaker = Speaker(
+def build_announcer(
+    config: Config, host: HostFacts | TableSettings, metrics: Metrics | None
+) -> Announcer:
+    """The part that announces the VIPs, picked by the configuration: the BGP speaker
+    (``bgp_enable``; ``host`` from ``vip.host_setup``) or the routing table
+    (``vip_routingtable``; ``host`` from ``routing.announcer.table_setup``)."""
+    if isinstance(host, TableSettings):
+        vips = [Vip(a, p) for a, p in zip(config.addresses, config.prefixes, strict=True)]
+        return TableAnnouncer(host, vips, clean=config.vip_cleanroutingtable)
+    return Speaker(
         SpeakerSettings(
             local_as=config.bgp_as,
             router_id=host.router_id,
@@ -133,6 +121,28 @@ def build_parts(config: Config, host: HostFacts) -> Parts:
         observer=metrics,
         listen=config.bgp_listen,
     )
+
+
+def build_parts(config: Config, host: HostFacts | TableSettings) -> Parts:
+    """Everything the manager runs, from the configuration and the host facts ``vip.host_setup``
+    (or, in routing-table mode, ``routing.announcer.table_setup``) resolved
+    (``vip.stated_facts`` stands in where the host is not asked). No socket opens here. The
+    configuration must be runnable (``Config.not_runnable`` is None)."""
+    assert config.addresses
+    readiness_url = config.readiness_url if config.health_enabled else ""
+    gate = Gate(
+        config.health_url,
+        config.health_threshold,
+        config.health_period,
+        fast_period=config.health_fast_period,
+        success_threshold=config.health_success_threshold,
+        shutdown_period=config.health_shutdown_period if readiness_url else 0.0,
+        graceful_shutdown=config.bgp_graceful_shutdown,
+        readiness_url=readiness_url,
+        unhealthy_action=config.health_unhealthy_action,
+    )
+    metrics = Metrics() if config.prometheus_listen else None
+    speaker = build_announcer(config, host, metrics)
     probe: Probe | None = None
     reader: Probe | None = None
     if config.health_enabled:
@@ -142,8 +152,9 @@ def build_parts(config: Config, host: HostFacts) -> Parts:
         if readiness_url:
             same = probe.same_origin(readiness_url)
             reader = probe if same else Probe(readiness_url, *tls, *cert)
+    vips = host.vips if isinstance(host, HostFacts) else ()  # the table mode moves its own
     return Parts(
-        config, config.prefixes, gate, speaker, probe, reader, metrics, readiness_url, host.vips
+        config, config.prefixes, gate, speaker, probe, reader, metrics, readiness_url, vips
     )
 
 
@@ -281,6 +292,7 @@ class Manager:
             if self.metrics:
                 self.metrics.probe_result(result)
             self.apply(self.gate.feed(result, loop.time()))
+            self.speaker.refresh()  # routing-table mode: put back a route that was lost
 
     def _act(self, now: float) -> bool:
         """Do what is due at ``now``; False when nothing is (sleep until the next wake-up)."""
@@ -356,10 +368,29 @@ async def _close_parts(manager: Manager, metrics_server: MetricsServer | None) -
     if metrics_server is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(metrics_server.close(), STOP_BUDGET.part)
-    log.info("BGP sessions closed in %.0f ms", (time.monotonic() - t0) * 1000)
+    table = isinstance(manager.speaker, TableAnnouncer)
+    what = "VIP routes removed" if table else "BGP sessions closed"
+    log.info("%s in %.0f ms", what, (time.monotonic() - t0) * 1000)
 
 
-async def _serve(config: Config, host: HostFacts, early: list[signal.Signals]) -> int:
+def _banner(config: Config, host: HostFacts | TableSettings) -> str:
+    """The start-up line: what is announced, and how."""
+    vips = " and ".join(map(str, config.prefixes))
+    if isinstance(host, TableSettings):
+        return (
+            f"vipgate {__version__}: VIP {vips} on {host.interface}, routing-table mode: "
+            f"table {host.table}, protocol {host.protocol}; the node's BGP daemon announces it"
+        )
+    return (
+        f"vipgate {__version__}: VIP {vips} on {host.interface}, AS {config.bgp_as}, "
+        f"router id {host.router_id}, {len(config.peers)} peer(s): "
+        + ", ".join(str(p) for p in config.peers)
+    )
+
+
+async def _serve(
+    config: Config, host: HostFacts | TableSettings, early: list[signal.Signals]
+) -> int:
     loop = asyncio.get_running_loop()
     parts = build_parts(config, host)
     metrics = parts.metrics
@@ -376,16 +407,7 @@ async def _serve(config: Config, host: HostFacts, early: list[signal.Signals]) -
                 metrics_server = await metrics.serve(listen_host, port)
             except OSError as e:
                 log.error("metrics server on %s not started: %s", config.prometheus_server, e)
-        log.info(
-            "vipgate %s: VIP %s on %s, AS %d, router id %s, %d peer(s): %s",
-            __version__,
-            " and ".join(map(str, parts.prefixes)),
-            host.interface,
-            config.bgp_as,
-            host.router_id,
-            len(config.peers),
-            ", ".join(str(p) for p in config.peers),
-        )
+        log.info("%s", _banner(config, host))
         await manager.speaker.start()
         await manager.run()
     finally:
@@ -404,16 +426,17 @@ def run(config: Config) -> int:
         return EXIT_CONFIG
     for w in config.warnings:
         log.warning("%s", w)
-    if config.vip_routingtable:  # the table announcer lands next; refuse rather than do nothing
-        log.error("vip_routingtable=true: routing-table mode is not available in this build")
-        return EXIT_CONFIG
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
     # the netlink library's memory. Both happen outside the event loop, where a stop signal is
     # only remembered (in the child too): setup completes, then is undone, and we exit 0.
     early: list[signal.Signals] = []
     defer_stop_signals(early)
+    host: HostFacts | TableSettings
     try:
-        host = isolated(host_setup, config)
+        if config.vip_routingtable:
+            host = isolated(table_setup, config)
+        else:
+            host = isolated(host_setup, config)
     except HostError as e:
         log.error("cannot start: %s", e)
         return EXIT_CONFIG
@@ -421,14 +444,17 @@ def run(config: Config) -> int:
         where = config.vip_interface or "the default-route interface"
         log.error("cannot put the VIP on %s: %s (vipgate needs CAP_NET_ADMIN)", where, e)
         return 1
-    if host.warning:
+    added = host.vips if isinstance(host, HostFacts) else ()  # the table mode adds none here
+    if isinstance(host, HostFacts) and host.warning:
         log.warning("%s", host.warning)
     if early:
         log.info("%s during host setup: undoing it and exiting", early[0].name)
-        isolated(remove_vips, host.vips)
+        if added:
+            isolated(remove_vips, added)
         return 0
     try:
         return asyncio.run(_serve(config, host, early))
     finally:
         defer_stop_signals(early)  # asyncio.run restored the default actions
-        isolated(remove_vips, host.vips)
+        if added:
+            isolated(remove_vips, added)

@@ -82,6 +82,9 @@ class FakeSpeaker:
     def graceful_shutdown(self, on: bool = True) -> None:
         self.events.items.append(f"graceful {on}")
 
+    def refresh(self) -> None:
+        pass
+
     async def close(self, message: str, timeout: float = STOP_BUDGET.bgp) -> None:
         self.events.items.append("close")
         self.closed = (message, timeout)

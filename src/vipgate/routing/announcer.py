@@ -25,6 +25,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
+from vipgate.config import Config
 from vipgate.routing import rtnl
 from vipgate.routing.plan import (
     AddressChange,
@@ -38,10 +39,10 @@ from vipgate.routing.plan import (
     Want,
     plan,
 )
-from vipgate.vip import VIP_PROTO, vip_label
+from vipgate.vip import VIP_PROTO, HostError, default_interface, vip_label
 from vipgate.vipaddr import AddressOp, encode_request
 
-__all__ = ["Netlink", "TableAnnouncer"]
+__all__ = ["Netlink", "TableAnnouncer", "table_setup"]
 
 log = logging.getLogger("vipgate.routing")
 
@@ -266,3 +267,24 @@ class TableAnnouncer:
         log.info(
             "VIP %s/%d %s %s: %s", vip.address, vip.prefix.prefixlen, verb, s.interface, change.why
         )
+
+
+def table_setup(config: Config) -> TableSettings:
+    """Routing-table mode's host facts at start: the interface (``vip_interface``, else the
+    default route's) and its index. :class:`HostError` (exit 2) before any route is written
+    when the interface does not exist."""
+    interface = config.vip_interface or default_interface()
+    try:
+        index = socket.if_nametoindex(interface)
+    except OSError:
+        raise HostError(
+            f"vip_interface={interface!r}: no such interface on this host; routing-table mode "
+            "writes the VIP route through it (and puts the VIP on it while healthy)"
+        ) from None
+    return TableSettings(
+        config.vip_routingtableid,
+        config.vip_routingprotocol,
+        config.vip_routingtabletype,
+        interface,
+        index,
+    )
