@@ -108,3 +108,19 @@ def test_manager_exits_2_naming_the_setting_before_any_route() -> None:
     r = _cli(["manager"], {**TABLE, "bgp_enable": "true", "bgp_peers": "192.0.2.1:65001"})
     assert r.returncode == 2, r.stderr
     assert "bgp_enable" in r.stderr and "vip_routingtable" in r.stderr, r.stderr
+
+
+def test_the_builder_picks_the_announcer_from_the_config() -> None:
+    """The gate and the manager get the same parts either way; only the announcer differs."""
+    from vipgate.bgp.speaker import Speaker
+    from vipgate.manager import build_parts
+    from vipgate.routing.announcer import TableAnnouncer
+    from vipgate.routing.plan import TableSettings
+    from vipgate.vip import stated_facts
+
+    c = load({**TABLE, "vip_routingtableid": "200", "vip_routingprotocol": "250"})
+    parts = build_parts(c, TableSettings(200, 250, 1, "lo", 1))
+    assert isinstance(parts.speaker, TableAnnouncer) and parts.vip is None
+    assert parts.speaker.settings.table == 200 and parts.speaker.settings.protocol == 250
+    bgp = load({"address": "203.0.113.100", "bgp_enable": "true", "bgp_peers": "192.0.2.1:65001"})
+    assert isinstance(build_parts(bgp, stated_facts(bgp)).speaker, Speaker)
