@@ -118,9 +118,15 @@ def test_the_builder_picks_the_announcer_from_the_config() -> None:
     from vipgate.routing.plan import TableSettings
     from vipgate.vip import stated_facts
 
-    c = load({**TABLE, "vip_routingtableid": "200", "vip_routingprotocol": "250"})
+    dual = "203.0.113.100, 2001:db8:100::100"
+    env = {**TABLE, "address": dual, "vip_routingtableid": "200", "vip_routingprotocol": "250"}
+    c = load(env)
     parts = build_parts(c, TableSettings(200, 250, 1, "lo", 1))
-    assert isinstance(parts.speaker, TableAnnouncer) and parts.vip is None
+    assert isinstance(parts.speaker, TableAnnouncer) and parts.vips == ()
+    assert [str(v.prefix) for v in parts.speaker.vips] == [
+        "203.0.113.100/32",
+        "2001:db8:100::100/128",
+    ]
     assert parts.speaker.settings.table == 200 and parts.speaker.settings.protocol == 250
     bgp = load({"address": "203.0.113.100", "bgp_enable": "true", "bgp_peers": "192.0.2.1:65001"})
     assert isinstance(build_parts(bgp, stated_facts(bgp)).speaker, Speaker)
