@@ -197,9 +197,13 @@ class Router(ABC):
         hold_time: int | None = None,
         listen_port: int = 179,
         graceful_shutdown: bool = True,
+        ignore_as_path_length: bool = False,
     ) -> None:
         self.lab = lab
         self.graceful_shutdown = graceful_shutdown
+        # best path without comparing AS_PATH length (FRR `bgp bestpath as-path ignore`,
+        # GoBGP `ignore-as-path-length`; BIRD has no such option)
+        self.ignore_as_path_length = ignore_as_path_length
         self.ns = ns
         self.asn = asn
         self.router_id = router_id
@@ -472,6 +476,8 @@ class BirdRouter(Router):
         self._proto: dict[str, str] = {}  # protocol name -> neighbor address
 
     def write_config(self) -> Path:
+        if self.ignore_as_path_length:
+            raise LabError("BIRD has no option to ignore AS_PATH length; use FRR or GoBGP")
         lines = [
             f'log "{self.dir / "bird.log"}" all;',
             f"router id {self.router_id};",
@@ -819,6 +825,8 @@ class FrrRouter(Router):
             " no bgp network import-check",
             " bgp bestpath as-path multipath-relax",
         ]
+        if self.ignore_as_path_length:
+            lines.append(" bgp bestpath as-path ignore")
         if self.graceful_shutdown:
             lines[4:4] = [*FRR_GSHUT_ROUTE_MAP.splitlines(), "!"]
         if self.hold_time:
@@ -1032,6 +1040,12 @@ class GobgpRouter(Router):
             f"  port = {self.listen_port}",
             "",
         ]
+        if self.ignore_as_path_length:
+            lines += [
+                "[global.route-selection-options.config]",
+                "  ignore-as-path-length = true",
+                "",
+            ]
         if self.graceful_shutdown:
             lines += [*GOBGP_GSHUT_POLICY.splitlines(), ""]
         for nb in self.neighbors:
@@ -1126,14 +1140,16 @@ class GobgpRouter(Router):
 
     def multipath_next_hops(self, prefix: str) -> set[str]:
         """GoBGP's RIB flags only the best path: the paths that tie with it on local preference
-        and AS_PATH length (what BGP multipath would use beside it)."""
+        and AS_PATH length (what BGP multipath would use beside it; local preference alone with
+        ``ignore_as_path_length``)."""
         paths = self.rib(prefix)
         best = [p for p in paths if p.best]
         if not best:
             return set()
 
         def key(p: RibPath) -> tuple[int, int]:
-            return (100 if p.local_pref is None else p.local_pref, -len(p.as_path))
+            length = 0 if self.ignore_as_path_length else len(p.as_path)
+            return (100 if p.local_pref is None else p.local_pref, -length)
 
         return {p.next_hop for p in paths if key(p) == key(best[0])}
 

@@ -231,7 +231,7 @@ def unhealthy_text(config: Config) -> str:
             f"({_UNHEALTHY}=deprefer): routers use this node\n"
             "only while no node announces a plain path, so the VIP fails open when every node\n"
             "fails at once; a router that ignores AS_PATH length (bgp bestpath as-path ignore)\n"
-            "keeps a failing eBGP node in its ECMP set"
+            "and does not honour 65535:0 keeps a failing eBGP node in its ECMP set"
         )
     return (
         f"after {n} failed checks in a row the VIP is withdrawn\n"

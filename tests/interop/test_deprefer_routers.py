@@ -113,3 +113,41 @@ def test_stop_drain_leaves_the_set_at_once_without_router_policy(kind: str, ibgp
         assert router.multipath_next_hops(VIP4) == {n2, n3}
         sp2.close()
         sp3.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "policy", "out"),
+    [("frr", False, True), ("gobgp", False, False), ("gobgp", True, True)],
+    ids=["frr-as-path-ignore", "gobgp-ignore-as-path-length", "gobgp-ignore-with-policy"],
+)
+def test_a_router_ignoring_as_path_length(kind: str, policy: bool, out: bool) -> None:
+    """The trade-off of ``deprefer`` (docs/routers.md): a router that ignores AS_PATH length and
+    does not honour 65535:0 keeps a de-preferred eBGP path -- GoBGP with
+    ``ignore-as-path-length`` even picks it as its best path; its RFC 8326 import policy moves
+    it out again. FRR 8.4 with ``bgp bestpath as-path ignore`` still moves it out: it gives
+    65535:0 paths from eBGP peers local preference 0 by itself."""
+    with Lab() as lab, ExitStack() as stack:
+        topo = build_topology(
+            lab,
+            3,
+            kind,
+            client=False,
+            router_kwargs={"graceful_shutdown": policy, "ignore_as_path_length": True},
+        )
+        router = topo.router
+        assert router is not None
+        for n in topo.nodes:
+            sp = SpeakerProc(lab, n, [f"{ROUTER_IP4}:{ROUTER_AS}::false"], announce=[VIP4])
+            stack.callback(lab.stop, sp.proc, 3.0)
+            if n.name == "node1":
+                sp1 = sp
+        n1, n2, n3 = (n.ip4 for n in topo.nodes)
+        router.wait_multipath(VIP4, {n1, n2, n3}, timeout=30)
+        sp1.deprefer(VIP4, True)
+        router.wait_rib(VIP4, lambda ps: any(len(p.as_path) == 4 for p in ps), timeout=5)
+        if out:
+            router.wait_multipath(VIP4, {n2, n3})
+        else:
+            time.sleep(1.0)  # give it every chance to move the path out
+            assert n1 in router.multipath_next_hops(VIP4), router.rib(VIP4)
+            assert router.multipath_next_hops(VIP4) == {n1, n2, n3}, router.rib(VIP4)
