@@ -549,14 +549,17 @@ def make_ssl_context(
     return ctx
 
 
-def untrusted_switch(srv: FakeApiserver, workdir: Path) -> None:
-    """In mode ``untrusted`` the handshake presents a self-signed certificate (SNI callback)."""
+def untrusted_switch(srv: FakeApiserver, workdir: Path, name: str) -> None:
+    """In mode ``untrusted`` the handshake presents a self-signed certificate (SNI callback).
+
+    The key pair is written under `name` (each fake apiserver of a lab its own files: they
+    share the lab's directory and start at the same time)."""
     from cryptography.hazmat.primitives import serialization
 
     from lab.pki import _make_ca
 
     key, cert = _make_ca("untrusted kube-apiserver")
-    crt, pem = workdir / "untrusted.crt", workdir / "untrusted.key"
+    crt, pem = workdir / f"{name}-untrusted.crt", workdir / f"{name}-untrusted.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pem.write_bytes(
         key.private_bytes(
@@ -607,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout=a.idle_timeout,
         client_auth=a.client_ca is not None,
     )
-    untrusted_switch(srv, Path(a.control).parent)
+    untrusted_switch(srv, Path(a.control).parent, Path(a.control).stem)
     asyncio.run(srv.run())
     return 0
 

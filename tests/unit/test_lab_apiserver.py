@@ -415,7 +415,7 @@ def test_untrusted_presents_a_certificate_of_another_ca(pki: Pki, tmp_path: Path
         nc = pki.node("node1")
         ctl = tmp_path / "ctl.sock"
         srv = FakeApiserver([("127.0.0.1", port)], make_ssl_context(nc.cert, nc.key), ctl)
-        untrusted_switch(srv, tmp_path)
+        untrusted_switch(srv, tmp_path, "node1")
         task = asyncio.create_task(srv.run())
         for _ in range(400):
             if ctl.exists() and srv.servers:
