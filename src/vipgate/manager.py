@@ -148,10 +148,11 @@ def build_parts(config: Config, host: HostFacts | TableSettings) -> Parts:
     if config.health_enabled:
         tls = (config.health_timeout, config.health_ca_path, config.health_server_name)
         cert = (config.health_client_cert_path, config.health_client_key_path)
-        probe = Probe(config.health_url, *tls, *cert)
+        reload = config.health_period  # the TLS files looked at once a period at most
+        probe = Probe(config.health_url, *tls, *cert, reload_interval=reload)
         if readiness_url:
             same = probe.same_origin(readiness_url)
-            reader = probe if same else Probe(readiness_url, *tls, *cert)
+            reader = probe if same else Probe(readiness_url, *tls, *cert, reload_interval=reload)
     vips = host.vips if isinstance(host, HostFacts) else ()  # the table mode moves its own
     return Parts(
         config, config.prefixes, gate, speaker, probe, reader, metrics, readiness_url, vips
@@ -178,6 +179,8 @@ class Manager:
         self._look: asyncio.Task[None] | None = None  # the check or read in flight
         if self.probe is not None:
             self.probe.on_close = self._server_closed
+            if isinstance(self.probe, Probe):  # (the tests' fake probes have no TLS files)
+                self.probe.on_tls_reload = self._tls_reloaded
         if self.metrics is not None:  # every series exists from the start, so alerts see a 0
             for prefix in self.prefixes:
                 self.metrics.announced(prefix, False)
@@ -269,6 +272,15 @@ class Manager:
         """SIGTERM/SIGINT: the gate decides between drain and withdrawal (rules 10, 11)."""
         self.apply(self.gate.stop(asyncio.get_running_loop().time(), cause))
         self.wake.set()
+
+    def _tls_reloaded(self, ok: bool, text: str) -> None:
+        """The probe's TLS files changed on disk: loaded again, or kept (once per change)."""
+        if self.metrics:
+            self.metrics.tls_reload(ok)
+        if ok:
+            log.info("TLS files changed on disk, %s; the next check uses them", text)
+        else:
+            log.warning("TLS files changed on disk but do not load: %s", text)
 
     def _server_closed(self) -> None:
         """The apiserver closed the idle keep-alive connection: the gate says check now."""

@@ -23,6 +23,9 @@ Metrics
 | `vipgate_probe_consecutive_failures` | gauge | - | failed checks in a row (the gate withdraws at `control_plane_health_check_failure_threshold`) |
 | `vipgate_probe_consecutive_successes` | gauge | - | succeeded checks in a row (the gate announces again at `control_plane_health_check_success_threshold`) |
 | `vipgate_probe_server_closes_total` | counter | - | idle keep-alive connections closed by the apiserver; each one makes a check run at once |
+| `vipgate_tls_reloads_total` | counter | - | times the CA file, client certificate or key changed on disk and were loaded again (the next check uses them) |
+| `vipgate_tls_reload_errors_total` | counter | - | times they changed on disk but did not load (half-written, a key that does not match, expired): the previous ones stay in use |
+| `vipgate_tls_reload_success` | gauge | - | 1 if the last load of the TLS files succeeded (at start: 1), 0 after a change that did not load, until a change that does |
 | `vipgate_gate_check_interval_seconds` | gauge | - | seconds to the next check as the gate paces them now: the period, or the fast period (after a refused, reset or closed connection, while rising, while draining) |
 | `vipgate_readiness_reads_total` | counter | `outcome` | reads of the apiserver's readiness (`control_plane_health_check_shutdown_address`) by outcome: `shutdown` (`[-]shutdown failed`), `clear` (no shutdown under way), `unknown` (no answer that tells) |
 | `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `depreferred` (failure threshold reached with `control_plane_health_check_unhealthy_action=deprefer`: announced de-preferred), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
@@ -209,6 +212,22 @@ class Metrics:
             "Succeeded health checks in a row.",
             registry=r,
         )
+        self.tls_reloads = Counter(
+            "vipgate_tls_reloads",
+            "CA file, client certificate or key changed on disk and loaded again.",
+            registry=r,
+        )
+        self.tls_reload_errors = Counter(
+            "vipgate_tls_reload_errors",
+            "TLS files changed on disk but did not load (the previous ones stay in use).",
+            registry=r,
+        )
+        self.tls_reload_success = Gauge(
+            "vipgate_tls_reload_success",
+            "1 if the last load of the TLS files succeeded, else 0.",
+            registry=r,
+        )
+        self.tls_reload_success.set(1)
         self.server_closes = Counter(
             "vipgate_probe_server_closes",
             "Idle keep-alive connections closed by the apiserver (each makes a check run).",
@@ -342,6 +361,11 @@ class Metrics:
             self.consecutive_successes.set(consecutive_successes)
         if check_interval is not None:
             self.check_interval.set(check_interval)
+
+    def tls_reload(self, ok: bool) -> None:
+        """The TLS files changed on disk and were loaded again (`ok`) or did not load."""
+        (self.tls_reloads if ok else self.tls_reload_errors).inc()
+        self.tls_reload_success.set(1 if ok else 0)
 
     def server_close(self) -> None:
         """The apiserver closed the probe's idle keep-alive connection."""

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "vipgate-alerts.yaml"
 RULE_TESTS = ROOT / "tests" / "unit" / "alerts" / "vipgate-alerts.test.yaml"
 DEPREFER_TESTS = ROOT / "tests" / "unit" / "alerts" / "vipgate-deprefer.test.yaml"
+TLS_RELOAD_TESTS = ROOT / "tests" / "unit" / "alerts" / "vipgate-tls-reload.test.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "vipgate.json"
 ALERTS = {
     "VipgateRouteWithdrawn",
@@ -36,6 +37,7 @@ ALERTS = {
     "VipgateEveryNodeDepreferred",
     "VipgateBGPSessionDown",
     "VipgateHealthCheckTLSOrAccessError",
+    "VipgateTLSFilesDoNotLoad",
 }
 
 
@@ -128,6 +130,21 @@ def test_promtool_deprefer_alert_tests_can_fail(tmp_path: Path, alert: str, slow
     assert cp.returncode != 0 and alert in cp.stdout + cp.stderr
 
 
+def test_promtool_tls_reload_alert_tests_pass_and_pin_the_timing(tmp_path: Path) -> None:
+    cp = promtool("test", "rules", TLS_RELOAD_TESTS.name, cwd=TLS_RELOAD_TESTS.parent)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    text = RULES.read_text()
+    head, rule = text.split("- alert: VipgateTLSFilesDoNotLoad\n", 1)
+    rule = re.sub(r"for: \d+[sm]", "for: 7m", rule, count=1)
+    (tmp_path / "rules.yaml").write_text(f"{head}- alert: VipgateTLSFilesDoNotLoad\n{rule}")
+    tests = TLS_RELOAD_TESTS.read_text().replace(
+        "../../../deploy/prometheus/vipgate-alerts.yaml", "rules.yaml"
+    )
+    (tmp_path / "t.yaml").write_text(tests)
+    cp = promtool("test", "rules", "t.yaml", cwd=tmp_path)
+    assert cp.returncode != 0 and "VipgateTLSFilesDoNotLoad" in cp.stdout + cp.stderr
+
+
 def test_every_rule_is_complete() -> None:
     rs = rules()
     assert {r["alert"] for r in rs} == ALERTS
@@ -184,6 +201,6 @@ def test_dashboard_is_a_grafana_dashboard() -> None:
             assert t["expr"].strip() and t["datasource"] == p["datasource"], p["title"]
 
 
-@pytest.mark.parametrize("path", [RULES, RULE_TESTS, DEPREFER_TESTS])
+@pytest.mark.parametrize("path", [RULES, RULE_TESTS, DEPREFER_TESTS, TLS_RELOAD_TESTS])
 def test_yaml_files_parse(path: Path) -> None:
     assert yaml.safe_load(path.read_text())

@@ -54,12 +54,15 @@ import http
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import h11
+
+from vipgate.health.tlsfiles import Look, Reload, Stamper
 
 __all__ = [
     "BODY_LIMIT",
@@ -161,6 +164,31 @@ class PeerCertificate:
 
 
 _E = TypeVar("_E", bound=BaseException)
+
+
+def _check_validity(cert_path: str, now: float) -> None:
+    """A reloaded client certificate must be valid now (tlsfiles rule 4): an expired one, or one
+    not yet valid, is not put in use."""
+    if not cert_path:
+        return
+    try:
+        info = ssl._ssl._test_decode_cert(cert_path)  # type: ignore[attr-defined]
+        not_before = ssl.cert_time_to_seconds(info["notBefore"])
+        not_after = ssl.cert_time_to_seconds(info["notAfter"])
+    except (OSError, ssl.SSLError, KeyError, ValueError) as e:
+        raise _Failure(
+            ErrorKind.TLS_OTHER, f"cannot read the client certificate {cert_path}: {e}"
+        ) from e
+    if now > not_after:
+        raise _Failure(
+            ErrorKind.TLS_OTHER,
+            f"the client certificate {cert_path} expired on {info['notAfter']}",
+        )
+    if now < not_before:
+        raise _Failure(
+            ErrorKind.TLS_OTHER,
+            f"the client certificate {cert_path} is not valid before {info['notBefore']}",
+        )
 
 
 def _untraced(e: _E) -> _E:
@@ -562,6 +590,11 @@ class Probe:
     :attr:`peer_closes`. :attr:`peer_certificate` is the last certificate seen (or None).
     ``client_cert``/``client_key`` (PEM paths, validated by vipgate.config): the client
     certificate presented when the server asks for one (apiservers without anonymous access).
+    ``reload_interval`` > 0: the CA file, client certificate and key are looked at no more than
+    once per interval before a check and loaded again when they changed
+    (:mod:`vipgate.health.tlsfiles`); ``on_tls_reload(ok, text)`` is told each load that
+    followed a change (``text``: what was loaded, or why it was not). :attr:`tls_reload` holds
+    the counts and the last outcome.
     """
 
     def __init__(
@@ -575,6 +608,7 @@ class Probe:
         *,
         on_close: Callable[[], None] | None = None,
         body_limit: int = BODY_LIMIT,
+        reload_interval: float = 0.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
@@ -608,6 +642,9 @@ class Probe:
         self._trust = f"CA file {ca_path}" if ca_path else "the system trust store"
         self._ctx: ssl.SSLContext | None = None
         self._ctx_names: ssl.SSLContext | None = None  # hostname check off, chain still verified
+        self.tls_reload = Reload(reload_interval)
+        self.on_tls_reload: Callable[[bool, str], None] | None = None
+        self._stamper = Stamper((ca_path, client_cert, client_key))
         self._conn: _Conn | None = None
         self._busy = False
         self._mismatch_names: tuple[str, ...] | None = None
@@ -649,6 +686,8 @@ class Probe:
         self._busy = True
         self.checks += 1
         loop = asyncio.get_running_loop()
+        if self._tls and self.tls_reload.interval > 0:
+            self._refresh_tls(loop.time())
         prog = _Progress(loop.time())
         prog.target = target
         try:
@@ -756,10 +795,52 @@ class Probe:
 
     # ------------------------------------------------------------------ connecting
     def _context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
-        """The SSL context, created once (and only again after a failure to create it)."""
+        """The SSL context, created once (and only again after a failure to create it, or
+        when its files changed: :meth:`_refresh_tls`)."""
         ctx = self._ctx if check_hostname else self._ctx_names
         if ctx is not None:
             return ctx
+        stamps = self._stamper.stamps() if self.tls_reload.loaded is None else None
+        ctx = self._build_context(check_hostname=check_hostname)
+        if stamps is not None and self.tls_reload.interval > 0:
+            self.tls_reload.first(stamps)  # taken before the load: a change during it is seen
+        if check_hostname:
+            self._ctx = ctx
+        else:
+            ctx.check_hostname = False  # verify_mode stays CERT_REQUIRED: the chain is checked
+            self._ctx_names = ctx
+        return ctx
+
+    def _refresh_tls(self, now: float) -> None:
+        """tlsfiles rules 1-5: at most once per interval, load changed files again; a load
+        that fails keeps the material in use."""
+        if not self.tls_reload.due(now):
+            return
+        stamps = self._stamper.stamps()
+        look = self.tls_reload.look(now, stamps)
+        if look is Look.BACK and self.on_tls_reload is not None:
+            self.on_tls_reload(True, f"back to the files in use: {self._material()}")
+        if look is not Look.LOAD:
+            return
+        try:
+            ctx = self._build_context(check_hostname=True)
+            _check_validity(self.client_cert, time.time())
+        except _Failure as f:
+            self.tls_reload.failed_load(stamps)
+            if self.on_tls_reload is not None:
+                self.on_tls_reload(False, f"{f.text}; the previous certificates stay in use")
+            return
+        self.tls_reload.succeeded(stamps)
+        self._ctx, self._ctx_names = ctx, None
+        self._drop()  # the next check connects (and authenticates) with the new material
+        if self.on_tls_reload is not None:
+            self.on_tls_reload(True, f"loaded again: {self._material()}")
+
+    def _material(self) -> str:
+        files = [("CA file", self.ca_path), ("client certificate", self.client_cert)]
+        return ", ".join(f"{what} {path}" for what, path in files if path) or "(none)"
+
+    def _build_context(self, *, check_hostname: bool) -> ssl.SSLContext:
         try:
             # cafile=None: create_default_context loads OpenSSL's default verify paths.
             ctx = ssl.create_default_context(cafile=self.ca_path or None)
@@ -775,11 +856,6 @@ class Probe:
                     ErrorKind.TLS_OTHER,
                     f"cannot load the client certificate {self.client_cert}: {e}",
                 ) from e
-        if check_hostname:
-            self._ctx = ctx
-        else:
-            ctx.check_hostname = False  # verify_mode stays CERT_REQUIRED: the chain is checked
-            self._ctx_names = ctx
         return ctx
 
     async def _addresses(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, str]]:
