@@ -54,7 +54,8 @@ Control channel: a unix stream socket (``--control``), one JSON object per line 
     {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...,
                            "statuses": {"200": n, "429": n, ...}, "shutdown_phase": "delay",
                            "retry_after_t": <mono>|null, "stopped_t": <mono>|null,
-                           "paths": {"/livez": n, ...}, "listen_t": <mono>}
+                           "paths": {"/livez": n, ...}, "listen_t": <mono>,
+                           "clients": {"<client certificate serial, hex>": n, ...}}
     {"cmd": "reset"}   -> counters to zero
     {"cmd": "ping"}
 
@@ -192,6 +193,7 @@ class FakeApiserver:
         self.responses = 0
         self.statuses: collections.Counter[int] = collections.Counter()
         self.paths: collections.Counter[str] = collections.Counter()  # requests per path
+        self.clients: collections.Counter[str] = collections.Counter()  # per client cert serial
         self.listen_t: float | None = None  # monotonic: the listeners last opened
         self.servers: list[asyncio.Server] = []
         self.conns: set[asyncio.StreamWriter] = set()
@@ -370,7 +372,10 @@ class FakeApiserver:
             # k8s.io/apiserver WithRetryAfter: only the health paths are exempt.
             await self._send(writer, 429, SHUTDOWN_MESSAGE, text, False, ["Retry-After: 5"])
             return False
-        if self.client_auth and not writer.get_extra_info("peercert"):
+        peer = writer.get_extra_info("peercert")
+        if peer:  # which client certificate authenticated the request (its serial number)
+            self.clients[str(peer.get("serialNumber", "?"))] += 1
+        if self.client_auth and not peer:
             # --anonymous-auth=false with --client-ca-file: a request without a client
             # certificate signed by that CA is not authenticated (the kube-apiserver answers 401).
             body = _status_json(401, "Unauthorized", "Unauthorized")
@@ -465,6 +470,7 @@ class FakeApiserver:
             "listening": bool(self.servers),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "paths": dict(sorted(self.paths.items())),
+            "clients": dict(self.clients),
             "listen_t": self.listen_t,
             "shutdown_phase": self.shutdown_phase,
             "retry_after_t": self.retry_after_t,
@@ -498,6 +504,7 @@ class FakeApiserver:
                         self.handshakes = self.requests = self.responses = 0
                         self.statuses.clear()
                         self.paths.clear()
+                        self.clients.clear()
                         reply = self.stats()
                     elif cmd == "ping":
                         reply = self.stats()
@@ -634,6 +641,7 @@ class ApiserverStats:
     retry_after_t: float | None = None  # monotonic: 429s began (shutdown with retry_after)
     stopped_t: float | None = None  # monotonic: the shutdown closed the listeners
     paths: dict[str, int] = field(default_factory=dict)  # requests per path (no query)
+    clients: dict[str, int] = field(default_factory=dict)  # requests per client cert serial
     listen_t: float | None = None  # monotonic: the listeners last opened (after start/refuse)
 
 
@@ -696,6 +704,7 @@ class ApiserverControl:
             retry_after_t=r.get("retry_after_t"),
             stopped_t=r.get("stopped_t"),
             paths=r.get("paths", {}),
+            clients=r.get("clients", {}),
             listen_t=r.get("listen_t"),
         )
 
