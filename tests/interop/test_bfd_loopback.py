@@ -212,6 +212,108 @@ def test_packets_leave_with_ttl_255_from_a_high_port_and_ttl_254_is_refused() ->
     asyncio.run(main())
 
 
+class HandPeer:
+    """The peer of one session, by hand: a plain socket on the BFD port sends what the test says.
+    Every packet the session reads is recorded with its arrival time and the loop's time."""
+
+    def __init__(self, a_ip: IPv4Address, p_ip: IPv4Address) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.a_ip = a_ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        self.sock.bind((str(p_ip), PORT_SINGLE_HOP))
+        self.sock.setblocking(False)
+        self.endpoint = Endpoint(a_ip)
+        self.session = self.endpoint.add("p", p_ip, False, FAST)
+        self.task: asyncio.Task[None] | None = None
+        self.seen: list[tuple[float | None, float]] = []
+        orig = self.session.packet
+
+        def packet(packet: wire.ControlPacket, at: float | None = None) -> None:
+            self.seen.append((at, self.loop.time()))
+            orig(packet, at)
+
+        self.session.packet = packet  # type: ignore[method-assign]
+
+    def send(self, state: wire.State, **kw: bool) -> None:
+        sa = self.session
+        p = wire.ControlPacket(
+            state,
+            my_discr=0x77,
+            your_discr=sa.fsm.config.local_discr if state is not wire.State.DOWN else 0,
+            detect_mult=3,
+            desired_min_tx=50_000,
+            required_min_rx=50_000,
+            **kw,
+        )
+        self.sock.sendto(wire.encode(p), (str(self.a_ip), PORT_SINGLE_HOP))
+
+    async def _keep_up(self) -> None:
+        while True:
+            self.send(wire.State.UP)
+            await asyncio.sleep(0.03)
+
+    def keep_up(self) -> None:
+        """Send Up every 30 ms until :meth:`stop`."""
+        self.task = asyncio.create_task(self._keep_up())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        self.stop()
+        self.endpoint.close()
+        self.sock.close()
+
+
+async def _up_then_quiet(p: HandPeer) -> None:
+    """Up with no Poll: the sockets stop waking the loop; queued packets keep the session Up."""
+    a, sa = p.endpoint, p.session
+    assert a.watching
+    p.send(wire.State.DOWN)
+    await until(lambda: sa.state is wire.State.INIT, 1.0, "Init")
+    p.keep_up()
+    await until(lambda: sa.up, 1.0, "Up")
+    p.send(wire.State.UP, final=True)  # ends our Poll sequence
+    await until(lambda: not a.watching, 1.0, "quiet")
+    n = sa.fsm.packets_received
+    await asyncio.sleep(0.5)  # > 3 detection times: Up all along on queued packets
+    assert sa.up and sa.fsm.packets_received > n + 5 and not a.watching
+
+
+async def _queued_packet_counts_from_its_arrival(p: HandPeer) -> None:
+    """A packet that waits 100 ms in the queue counts from its arrival."""
+    p.stop()
+    await asyncio.sleep(0)
+    p.seen.clear()
+    t_sent = p.loop.time()
+    p.send(wire.State.UP)
+    time.sleep(0.1)  # the loop is blocked: the packet waits in the socket
+    await asyncio.sleep(0.02)
+    at, read = p.seen[-1]  # the last one sent (keep_up's last may be queued before it)
+    assert at is not None and at == pytest.approx(t_sent, abs=0.02)
+    assert read >= t_sent + 0.1
+    assert p.session.fsm.detect_deadline == pytest.approx(t_sent + 0.15, abs=0.02)
+
+
+async def _poll_answered_with_a_final(p: HandPeer) -> None:
+    """A Poll is answered with a Final, at the next wake-up at the latest."""
+    while True:  # what came before the Poll
+        try:
+            p.sock.recv(64)
+        except BlockingIOError:
+            break
+    p.send(wire.State.UP, poll=True)
+    t0 = p.loop.time()
+    final = False
+    while not final and p.loop.time() - t0 < 1.0:
+        await asyncio.sleep(0.005)
+        with contextlib.suppress(BlockingIOError):
+            final = wire.decode(p.sock.recv(64)).final
+    assert final
+
+
 def test_quiet_endpoint_reads_at_its_timer_wake_ups_with_arrival_times() -> None:
     """All sessions Up with no Poll: the sockets stop waking the loop, queued packets are read at
     the next timer wake-up at their kernel arrival time (the detection time counts from it), a
@@ -220,89 +322,20 @@ def test_quiet_endpoint_reads_at_its_timer_wake_ups_with_arrival_times() -> None
     a_ip, p_ip = pair()
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the peer, by hand
-        peer.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-        peer.bind((str(p_ip), PORT_SINGLE_HOP))
-        peer.setblocking(False)
-        a = Endpoint(a_ip)
-        sa = a.add("p", p_ip, False, FAST)
-
-        def send(state: wire.State, **kw: bool) -> None:
-            p = wire.ControlPacket(
-                state,
-                my_discr=0x77,
-                your_discr=sa.fsm.config.local_discr if state is not wire.State.DOWN else 0,
-                detect_mult=3,
-                desired_min_tx=50_000,
-                required_min_rx=50_000,
-                **kw,
-            )
-            peer.sendto(wire.encode(p), (str(a_ip), PORT_SINGLE_HOP))
-
-        async def keep_up() -> None:
-            while True:
-                send(wire.State.UP)
-                await asyncio.sleep(0.03)
-
-        seen: list[tuple[float | None, float]] = []
-        orig = sa.packet
-
-        def packet(packet: wire.ControlPacket, at: float | None = None) -> None:
-            seen.append((at, loop.time()))
-            orig(packet, at)
-
-        sa.packet = packet  # type: ignore[method-assign]
-        await a.start()
-        task: asyncio.Task[None] | None = None
+        p = HandPeer(a_ip, p_ip)
+        await p.endpoint.start()
         try:
-            assert a.watching
-            send(wire.State.DOWN)
-            await until(lambda: sa.state is wire.State.INIT, 1.0, "Init")
-            task = asyncio.create_task(keep_up())
-            await until(lambda: sa.up, 1.0, "Up")
-            send(wire.State.UP, final=True)  # ends our Poll sequence
-            await until(lambda: not a.watching, 1.0, "quiet")
-            n = sa.fsm.packets_received
-            await asyncio.sleep(0.5)  # > 3 detection times: Up all along on queued packets
-            assert sa.up and sa.fsm.packets_received > n + 5 and not a.watching
-            # a packet that waits 100 ms in the queue counts from its arrival
-            task.cancel()
-            await asyncio.sleep(0)
-            seen.clear()
-            t_sent = loop.time()
-            send(wire.State.UP)
-            time.sleep(0.1)  # the loop is blocked: the packet waits in the socket
-            await asyncio.sleep(0.02)
-            at, read = seen[-1]  # the last one sent (keep_up's last may be queued before it)
-            assert at is not None and at == pytest.approx(t_sent, abs=0.02)
-            assert read >= t_sent + 0.1
-            assert sa.fsm.detect_deadline == pytest.approx(t_sent + 0.15, abs=0.02)
-            task = asyncio.create_task(keep_up())
-            # a Poll is answered with a Final, at the next wake-up at the latest
-            while True:  # what came before the Poll
-                try:
-                    peer.recv(64)
-                except BlockingIOError:
-                    break
-            send(wire.State.UP, poll=True)
-            t0 = loop.time()
-            final = False
-            while not final and loop.time() - t0 < 1.0:
-                await asyncio.sleep(0.005)
-                with contextlib.suppress(BlockingIOError):
-                    final = wire.decode(peer.recv(64)).final
-            assert final
+            await _up_then_quiet(p)
+            await _queued_packet_counts_from_its_arrival(p)
+            p.keep_up()
+            await _poll_answered_with_a_final(p)
             # the peer goes Down: seen, and the sockets are watched again
-            task.cancel()
-            send(wire.State.DOWN)
-            await until(lambda: not sa.up, 1.0, "Down")
-            assert a.watching
+            p.stop()
+            p.send(wire.State.DOWN)
+            await until(lambda: not p.session.up, 1.0, "Down")
+            assert p.endpoint.watching
         finally:
-            if task is not None:
-                task.cancel()
-            a.close()
-            peer.close()
+            p.close()
 
     asyncio.run(main())
 
