@@ -24,8 +24,12 @@ Rules this module keeps:
   whose default is empty is the default and is left out.
 * When a CA path is set, the file is mounted read-only from the host at the same path (hostPath,
   type File). kube-vip's generator forgets this volume, so its health check cannot work. The
-  health check's client certificate and key are mounted the same way (one volume when both
-  settings name the same file, like kubelet's ``kubelet-client-current.pem``).
+  health check's client certificate and key are mounted by their directory (hostPath, type
+  Directory, read-only; one volume when both are in one directory): a renewal renames new files
+  over the old ones (``kubeadm certs renew``) or moves a symlink (the kubelet's
+  ``kubelet-client-current.pem``), and a file mount would keep showing the old file, while
+  vipgate loads renewed files without a restart (docs/configuration.md, "Client
+  certificates").
 * No kubeconfig mount: vipgate never talks to the Kubernetes API.
 * Secrets: the manifest holds what the user gave (it is their manifest), but :func:`warnings`
   says when a BGP password is in it in plain text; the password itself is printed nowhere else.
@@ -175,8 +179,9 @@ def warnings(
     """What the operator should know about this manifest (printed on stderr, never secrets)."""
     out = list(config.warnings)
     what = {_CA_KEY: "CA file", _CLIENT_CERT_KEY: "client certificate", _CLIENT_KEY_KEY: "key"}
-    for key, path in _files(flags):
-        if not os.path.exists(path):
+    paths = {flags.get(k): k for k in reversed(_FILE_VOLUMES) if flags.get(k)}  # first key
+    for path, key in reversed(paths.items()):
+        if path and not os.path.exists(path):
             out.append(
                 f"{what[key]} {path} does not exist on this machine (fine before kubeadm init): "
                 "the manager checks it on the node at start"
@@ -254,27 +259,32 @@ def container(flags: Mapping[str, str | None], image: str | None = None) -> dict
     }
     mounts = [
         {"name": _FILE_VOLUMES[key], "mountPath": path, "readOnly": True}
-        for key, path in _files(flags)
+        for key, path, _ in _files(flags)
     ]
     if mounts:
         c["volumeMounts"] = mounts
     return c
 
 
-def _files(flags: Mapping[str, str | None]) -> list[tuple[str, str]]:
-    """(setting, path) of each host file the container reads, each path once."""
-    seen: dict[str, str] = {}
+def _files(flags: Mapping[str, str | None]) -> list[tuple[str, str, str]]:
+    """(setting, path, hostPath type) of each host path the container reads, each once: the CA
+    file itself, the client certificate's and key's directories (renewals replace the files)."""
+    seen: dict[str, tuple[str, str]] = {}
     for key in _FILE_VOLUMES:
         path = flags.get(key)
-        if path and path not in seen:
-            seen[path] = key
-    return [(key, path) for path, key in seen.items()]
+        if not path:
+            continue
+        kind = "File" if key == _CA_KEY else "Directory"
+        path = path if kind == "File" else os.path.dirname(path)
+        if path not in seen:
+            seen[path] = (key, kind)
+    return [(key, path, kind) for path, (key, kind) in seen.items()]
 
 
 def _volumes(flags: Mapping[str, str | None]) -> list[dict[str, Any]]:
     return [
-        {"name": _FILE_VOLUMES[key], "hostPath": {"path": path, "type": "File"}}
-        for key, path in _files(flags)
+        {"name": _FILE_VOLUMES[key], "hostPath": {"path": path, "type": kind}}
+        for key, path, kind in _files(flags)
     ]
 
 

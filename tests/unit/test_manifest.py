@@ -591,15 +591,15 @@ def test_client_certificate_and_key_are_mounted_read_only(
     argv = [*full(ca_file), CERT_FLAG, str(cert), KEY_FLAG, str(key)]
     _, obj = make(kind, argv)
     assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION
+    # the client certificate's directory (one: the key is beside it), so renewals are seen
+    assert cert.parent == key.parent
     assert pod_spec_of(obj)["volumes"] == [
         {"name": "health-ca", "hostPath": {"path": str(ca_file), "type": "File"}},
-        {"name": "health-client-cert", "hostPath": {"path": str(cert), "type": "File"}},
-        {"name": "health-client-key", "hostPath": {"path": str(key), "type": "File"}},
+        {"name": "health-client-cert", "hostPath": {"path": str(cert.parent), "type": "Directory"}},
     ]
     assert container_of(obj)["volumeMounts"] == [
         {"name": "health-ca", "mountPath": str(ca_file), "readOnly": True},
-        {"name": "health-client-cert", "mountPath": str(cert), "readOnly": True},
-        {"name": "health-client-key", "mountPath": str(key), "readOnly": True},
+        {"name": "health-client-cert", "mountPath": str(cert.parent), "readOnly": True},
     ]
     c = config_from_manifest(obj)  # what the manager loads in the container
     assert (c.health_client_cert_path, c.health_client_key_path) == (str(cert), str(key))
@@ -608,10 +608,11 @@ def test_client_certificate_and_key_are_mounted_read_only(
 def test_one_file_holding_both_is_mounted_once() -> None:
     kubelet = "/var/lib/kubelet/pki/kubelet-client-current.pem"  # absent here: a warning
     _, obj = make("pod", [*minimal(), CERT_FLAG, kubelet, KEY_FLAG, kubelet])
+    pki = "/var/lib/kubelet/pki"  # the directory: the kubelet moves the symlink on rotation
     assert pod_spec_of(obj)["volumes"] == [
-        {"name": "health-client-cert", "hostPath": {"path": kubelet, "type": "File"}}
+        {"name": "health-client-cert", "hostPath": {"path": pki, "type": "Directory"}}
     ]
-    assert [m["mountPath"] for m in container_of(obj)["volumeMounts"]] == [kubelet]
+    assert [m["mountPath"] for m in container_of(obj)["volumeMounts"]] == [pki]
 
 
 @pytest.mark.parametrize(
