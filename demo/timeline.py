@@ -10,6 +10,7 @@ the fault injections dotted, and the measured times written where the route chan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
 from demo.report import Phase, RequestLike, fmt_seconds
@@ -48,89 +50,105 @@ def state_intervals(
     return out
 
 
-def plot_timeline(
-    path: Path,
-    *,
+@dataclass(frozen=True)
+class _Bins:
+    """The bars' time axis: `count` full bins of `width` seconds from `x0` (seconds since t0)."""
+
+    t0: float
+    x0: float
+    width: float
+    count: int
+
+    @property
+    def edges(self) -> list[float]:
+        return [self.x0 + i * self.width for i in range(self.count + 1)]
+
+    def of(self, t: float) -> int | None:
+        i = int((t - self.t0 - self.x0) / self.width)
+        return i if 0 <= i < self.count else None
+
+
+def _bins(
     t0: float,
     end: float,
-    nodes: Mapping[str, str],  # node name -> next-hop address
     requests: Sequence[RequestLike],
-    changes: Sequence[RouteSample],
     phases: Sequence[Phase],
-    bin_s: float | None = None,
-    title: str = "",
-    route_log: Sequence[tuple[float, str, str]] = (),
-) -> Path:
-    """Draw the picture to `path` (PNG); return the path.
-
-    `bin_s`: width of a bar in seconds (default: 0.5 s for up to 30 s of run, else 1 s).
-    """
-    names = list(nodes)
+    bin_s: float | None,
+) -> _Bins:
     start = min([p.start for p in phases] + [r.t for r in requests[:1]], default=t0)
     if requests:  # the client stops a moment before the run ends: no half-empty last bar
         end = min(end, max(r.t for r in requests) + 0.01)
     if bin_s is None:
         bin_s = 0.5 if end - start <= 30.0 else 1.0
-    x0 = start - t0
     nbins = max(1, int((end - start) / bin_s))  # full bins only: no half-empty last bar
-    edges = [x0 + i * bin_s for i in range(nbins + 1)]
-    x1 = edges[-1]
+    return _Bins(t0, start - t0, bin_s, nbins)
 
-    def bin_of(t: float) -> int | None:
-        i = int((t - t0 - x0) / bin_s)
-        return i if 0 <= i < nbins else None
 
-    ok_counts = {n: [0] * nbins for n in names}
-    failed = [0] * nbins
-    other = [0] * nbins
+@dataclass(frozen=True)
+class _Counts:
+    """Requests per bin by start time: answered 200 per node, answered otherwise, failed."""
+
+    ok: dict[str, list[int]]
+    other: list[int]
+    failed: list[int]
+
+
+def _counts(bins: _Bins, names: Sequence[str], requests: Sequence[RequestLike]) -> _Counts:
+    c = _Counts({n: [0] * bins.count for n in names}, [0] * bins.count, [0] * bins.count)
     for r in requests:
-        i = bin_of(r.t)
+        i = bins.of(r.t)
         if i is None:
             continue
-        if r.outcome == "ok" and r.node in ok_counts:
-            ok_counts[r.node][i] += 1
+        if r.outcome == "ok" and r.node in c.ok:
+            c.ok[r.node][i] += 1
         elif r.outcome.startswith("http_"):  # an answer other than 200: reached an apiserver
-            other[i] += 1
+            c.other[i] += 1
         elif r.outcome != "ok":
-            failed[i] += 1
+            c.failed[i] += 1
+    return c
 
-    fig, (ax, band) = plt.subplots(
-        2,
-        1,
-        sharex=True,
-        figsize=(12, 6.8),
-        gridspec_kw={"height_ratios": [3.2, 1.4], "hspace": 0.08},
-    )
-    left = edges[:-1]
-    bottom = [0] * nbins
-    for k, n in enumerate(names):
+
+def _stack_answered(ax: Axes, bins: _Bins, counts: _Counts) -> list[int]:
+    """The answered requests' bars, one colour per node, then the non-200 answers on top; returns
+    the bars' tops."""
+    left = bins.edges[:-1]
+    bottom = [0] * bins.count
+    for k, (n, ok) in enumerate(counts.ok.items()):
         ax.bar(
             left,
-            ok_counts[n],
-            width=bin_s,
+            ok,
+            width=bins.width,
             bottom=bottom,
             align="edge",
             color=NODE_COLORS[k % len(NODE_COLORS)],
             label=f"answered by {n}",
             linewidth=0,
         )
-        bottom = [b + c for b, c in zip(bottom, ok_counts[n], strict=True)]
-    if any(other):
+        bottom = [b + c for b, c in zip(bottom, ok, strict=True)]
+    if any(counts.other):
         ax.bar(
             left,
-            other,
-            width=bin_s,
+            counts.other,
+            width=bins.width,
             bottom=bottom,
             align="edge",
             color=OTHER_COLOR,
             linewidth=0,
             label="answered, not 200",
         )
-        bottom = [b + c for b, c in zip(bottom, other, strict=True)]
+        bottom = [b + c for b, c in zip(bottom, counts.other, strict=True)]
+    return bottom
+
+
+def _draw_requests(ax: Axes, bins: _Bins, counts: _Counts, title: str) -> None:
+    """The top panel: the answered requests' stacked bars, the failed ones on top in red."""
+    left = bins.edges[:-1]
+    bottom = _stack_answered(ax, bins, counts)
+    failed = counts.failed
     ax.bar(
         left,
         failed,
-        width=bin_s,
+        width=bins.width,
         bottom=bottom,
         align="edge",
         color=FAILED_COLOR,
@@ -139,11 +157,10 @@ def plot_timeline(
         linewidth=0,
         label="failed",
     )
-    total_fail = sum(failed)
     for i, f in enumerate(failed):
-        if f and nbins <= 80:
+        if f and bins.count <= 80:
             ax.text(
-                left[i] + bin_s / 2,
+                left[i] + bins.width / 2,
                 bottom[i] + f + 0.3,
                 str(f),
                 ha="center",
@@ -151,19 +168,28 @@ def plot_timeline(
                 fontsize=7,
                 color=FAILED_COLOR,
             )
-    ax.set_ylabel(f"requests per {bin_s:g} s\n(by start time)")
+    ax.set_ylabel(f"requests per {bins.width:g} s\n(by start time)")
     ymax = max((b + f for b, f in zip(bottom, failed, strict=True)), default=1)
     ax.set_ylim(0, max(ymax * 1.35, 5))
-    ax.legend(loc="upper right", ncol=len(names) + 2, fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper right", ncol=len(counts.ok) + 2, fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title, fontsize=11, pad=34)
 
-    # Route state bands, one row per node (node1 on top).
+
+def _draw_bands(
+    band: Axes,
+    bins: _Bins,
+    nodes: Mapping[str, str],
+    changes: Sequence[RouteSample],
+    route_log: Sequence[tuple[float, str, str]],
+) -> None:
+    """The bottom panel: one route state band per node (the first node on top)."""
+    names = list(nodes)
+    t0, x0, x1 = bins.t0, bins.x0, bins.edges[-1]
     for k, n in enumerate(names):
         y = len(names) - 1 - k
-        hop = nodes[n]
-        on = [(a - t0, b - a) for a, b in intervals(list(changes), hop, t0 + x1)]
+        on = [(a - t0, b - a) for a, b in intervals(list(changes), nodes[n], t0 + x1)]
         band.broken_barh(
             [(x0, x1 - x0)],
             (y - 0.35, 0.7),
@@ -200,37 +226,72 @@ def plot_timeline(
         framealpha=0.9,
     )
 
-    # Phases, fault injections and measured times.
-    for p in phases:
-        xs = p.start - t0
+
+def _draw_phase(ax: Axes, band: Axes, p: Phase, t0: float, rows: int) -> None:
+    """One phase across both panels: its start (dashed, titled), its fault injection (dotted)
+    and the route change it caused (solid, with the measured time)."""
+    xs = p.start - t0
+    for a in (ax, band):
+        a.axvline(xs, color="black", linestyle="--", linewidth=0.9, alpha=0.7)
+    ax.text(
+        xs + 0.15,
+        1.01 if p.number % 2 else 1.055,  # alternate rows: short phases' titles overlap
+        f"{p.number} {p.title}",
+        transform=ax.get_xaxis_transform(),
+        fontsize=8,
+        va="bottom",
+        ha="left",
+    )
+    if p.event_t is not None and abs(p.event_t - p.start) > 0.05:
         for a in (ax, band):
-            a.axvline(xs, color="black", linestyle="--", linewidth=0.9, alpha=0.7)
-        ax.text(
-            xs + 0.15,
-            1.01 if p.number % 2 else 1.055,  # alternate rows: short phases' titles overlap
-            f"{p.number} {p.title}",
-            transform=ax.get_xaxis_transform(),
+            a.axvline(p.event_t - t0, color="black", linestyle=":", linewidth=0.9)
+    if p.route_t is not None and p.measured is not None:
+        xr = p.route_t - t0
+        for a in (ax, band):
+            a.axvline(xr, color="black", linewidth=1.2)
+        band.annotate(
+            f"{p.measure} {fmt_seconds(p.measured)}",
+            xy=(xr, rows - 0.45),
+            xytext=(4, 2),
+            textcoords="offset points",
             fontsize=8,
+            fontweight="bold",
             va="bottom",
-            ha="left",
         )
-        if p.event_t is not None and abs(p.event_t - p.start) > 0.05:
-            for a in (ax, band):
-                a.axvline(p.event_t - t0, color="black", linestyle=":", linewidth=0.9)
-        if p.route_t is not None and p.measured is not None:
-            xr = p.route_t - t0
-            for a in (ax, band):
-                a.axvline(xr, color="black", linewidth=1.2)
-            band.annotate(
-                f"{p.measure} {fmt_seconds(p.measured)}",
-                xy=(xr, len(names) - 0.45),
-                xytext=(4, 2),
-                textcoords="offset points",
-                fontsize=8,
-                fontweight="bold",
-                va="bottom",
-            )
-    band.set_xlim(x0, x1)
+
+
+def plot_timeline(
+    path: Path,
+    *,
+    t0: float,
+    end: float,
+    nodes: Mapping[str, str],  # node name -> next-hop address
+    requests: Sequence[RequestLike],
+    changes: Sequence[RouteSample],
+    phases: Sequence[Phase],
+    bin_s: float | None = None,
+    title: str = "",
+    route_log: Sequence[tuple[float, str, str]] = (),
+) -> Path:
+    """Draw the picture to `path` (PNG); return the path.
+
+    `bin_s`: width of a bar in seconds (default: 0.5 s for up to 30 s of run, else 1 s).
+    """
+    bins = _bins(t0, end, requests, phases, bin_s)
+    counts = _counts(bins, list(nodes), requests)
+    fig, (ax, band) = plt.subplots(
+        2,
+        1,
+        sharex=True,
+        figsize=(12, 6.8),
+        gridspec_kw={"height_ratios": [3.2, 1.4], "hspace": 0.08},
+    )
+    _draw_requests(ax, bins, counts, title)
+    _draw_bands(band, bins, nodes, changes, route_log)
+    for p in phases:  # phases, fault injections and measured times
+        _draw_phase(ax, band, p, t0, len(nodes))
+    band.set_xlim(bins.x0, bins.edges[-1])
+    total_fail = sum(counts.failed)
     if total_fail:
         ax.text(
             0.01,
