@@ -16,6 +16,11 @@ target      what is fed, and what counts as a crash
 ``config``  ``vipgate.config.load``: a random environment and flags over every setting.
             Crash: an exception other than :class:`ConfigError`; a secret's value in the error;
             a loaded config that the daemon's own constructors (probe, gate, speaker) reject.
+``rtnl``    ``vipgate.routing.rtnl``: a reply stream of netlink messages for a query (table,
+            protocol, interface, sequence number) to the routing-table mode's decoders.
+            Crash: an exception other than DumpEnd or the error message's OSError; a route of
+            another table, protocol or family; a route that does not survive encode -> decode;
+            an address of another interface.
 ==========  =====================================================================================
 
 Each target is ``fuzz/<target>.py`` with ``check(data: bytes) -> None`` (raises on a crash) and a

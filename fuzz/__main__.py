@@ -15,6 +15,7 @@ TARGETS = {
     "bgp": ("vipgate.bgp",),
     "probe": ("vipgate.health.probe", "h11"),
     "config": ("vipgate.config",),
+    "rtnl": ("vipgate.routing.rtnl",),
 }
 
 

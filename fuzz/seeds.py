@@ -139,6 +139,39 @@ def config_seeds() -> Iterable[bytes]:
     yield "".join(f"#{i}={s.default}\n" for i, s in enumerate(SETTINGS)).encode()
 
 
+def rtnl_seeds() -> Iterable[bytes]:
+    """Kernel replies as routing-table mode reads them: routes of both families (ours, another
+    table, another protocol), addresses (IPv4 labelled, IPv6 with IFA_PROTO), an ack, an error,
+    the end of a dump; each behind the 4-byte query (table 0 -> main, protocol, ifindex, seq)."""
+    import struct
+
+    from vipgate.routing import rtnl as r
+    from vipgate.routing.plan import KernelRoute
+
+    seq = 7
+    v4 = KernelRoute(IPv4Network("203.0.113.100/32"), 254, 186, 1, 0, 2, 0)
+    v6 = KernelRoute(IPv6Network("2001:db8::100/128"), 254, 186, 1, 0, 2, 1000)
+    other = KernelRoute(IPv4Network("198.51.100.0/24"), 100, 4, 1, 253, 3, 20)
+    routes = [r.encode_route_change(True, x, seq) for x in (v4, v6, other)]
+    addr4 = r._IFADDR.pack(2, 32, 0, 0, 2) + r._attr(r.IFA_LOCAL, bytes([203, 0, 113, 100]))
+    addr4 += r._attr(r.IFA_LABEL, b"lo:vipgate\0")
+    addr6 = r._IFADDR.pack(10, 128, 0, 0, 2) + r._attr(
+        r.IFA_ADDRESS, IPv6Address("2001:db8::100").packed
+    )
+    addr6 += r._attr(r.IFA_PROTO, b"\x99")
+    addrs = [r._message(r.RTM_NEWADDR, 2, seq, a) for a in (addr4, addr6)]
+    ack = r._message(r.NLMSG_ERROR, 0, seq, struct.pack("=i", 0) + b"\0" * 16)
+    err = r._message(r.NLMSG_ERROR, 0, seq, struct.pack("=i", -17) + b"\0" * 16)
+    done = r._message(r.NLMSG_DONE, 2, seq, struct.pack("=i", 0))
+    for query in (bytes([0, 186, 2, seq]), bytes([100, 4, 3, seq])):
+        yield query + b"".join(routes) + done
+        yield query + b"".join(addrs) + done
+        yield query + ack
+        yield query + err
+        for m in [*routes, *addrs]:
+            yield query + m
+
+
 def write(target: str, seeds: Iterable[bytes]) -> int:
     d = ROOT / target
     d.mkdir(parents=True, exist_ok=True)
@@ -154,6 +187,7 @@ def main() -> None:
         ("bgp", bgp_seeds()),
         ("probe", http_seeds()),
         ("config", config_seeds()),
+        ("rtnl", rtnl_seeds()),
     ):
         print(target, write(target, seeds))
 

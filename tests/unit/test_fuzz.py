@@ -16,7 +16,7 @@ from fuzz.__main__ import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ = ROOT / "fuzz"
-RUNS = {"bgp": 4000, "probe": 300, "config": 4000}
+RUNS = {"bgp": 4000, "probe": 300, "config": 4000, "rtnl": 4000}
 
 
 def _inputs(target: str) -> list[Path]:

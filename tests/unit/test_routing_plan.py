@@ -197,3 +197,15 @@ def test_messages_end_and_errors() -> None:
     assert list(rtnl.messages(ack, 5)) == [(rtnl.NLMSG_ERROR, b"")]
     assert rtnl.decode_routes(b"\0" * 4, 198, 248) == []
     assert rtnl.decode_addresses(b"\0" * 4, 1, "") == []
+
+
+def test_replies_no_kernel_sends_are_not_routes_and_not_crashes() -> None:
+    """Found by fuzzing (fuzz/rtnl.py; inputs in fuzz/regressions/rtnl/): a prefix length
+    beyond the family's, and an error message too short to hold its error number."""
+    r = wanted_route(S, V4.prefix, Want.ANNOUNCED)
+    payload = bytearray(_as_reply(rtnl.encode_route_change(True, r, 7), rtnl.RTM_NEWROUTE)[16:])
+    payload[1] = 96  # rtm_dst_len of an IPv4 route
+    assert rtnl.decode_routes(bytes(payload), 198, 248) == []
+    short = struct.pack("=IHHII", 18, rtnl.NLMSG_ERROR, 0, 5, 0) + b"\1\2"
+    with pytest.raises(OSError):
+        list(rtnl.messages(short, 5))

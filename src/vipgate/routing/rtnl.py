@@ -132,6 +132,8 @@ def messages(data: bytes, seq: int) -> Iterator[tuple[int, bytes]]:
         if kind == NLMSG_DONE:
             raise DumpEnd
         if kind == NLMSG_ERROR:
+            if len(payload) < 4:  # (never from a kernel) not an acknowledgement either
+                raise OSError(errno.EPROTO, "netlink: truncated error message")
             (err,) = struct.unpack_from("=i", payload)
             if err:
                 raise OSError(-err, f"netlink: {errno.errorcode.get(-err, -err)}")
@@ -168,8 +170,8 @@ def decode_routes(payload: bytes, table: int, protocol: int) -> list[KernelRoute
         return []
     size = 4 if family == socket.AF_INET else 16
     dst = attrs.get(RTA_DST, b"\0" * size)[:size]
-    if len(dst) != size:
-        return []
+    if len(dst) != size or dst_len > size * 8:
+        return []  # (never from a kernel) not a route of that family
     prefix = ip_network((ip_address(dst), dst_len), strict=False)
     oif = _u32(attrs, RTA_OIF, 0)
     return [KernelRoute(prefix, table, proto, rtype, scope, oif, _u32(attrs, RTA_PRIORITY, 0))]
