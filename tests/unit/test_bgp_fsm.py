@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
@@ -37,6 +38,7 @@ from vipgate.bgp.fsm import (
     TimerFired,
     negotiate_timers,
 )
+from vipgate.bgp.peer import ACTIONS
 from vipgate.bgp.wire import (
     AS_TRANS,
     FourOctetAsCapability,
@@ -1118,3 +1120,8 @@ def test_our_own_reasons_end_sessions_with_a_cease(monkeypatch: pytest.MonkeyPat
         actions = d(BytesReceived(KA))
     sent += sent_on(actions, ACTIVE)  # type: ignore[arg-type]
     assert [(n.code, n.subcode) for n in sent] == [(6, 2), (6, 10), (6, 7), (6, 7), (6, 0)]
+
+
+def test_the_peer_adapter_carries_out_every_action_type() -> None:
+    """vipgate.bgp.peer dispatches the core's actions by type: one handler each, none left out."""
+    assert set(ACTIONS) == set(typing.get_args(fsm.Action))

@@ -343,68 +343,87 @@ class Peer:
         self._dispatch(fsm.TimerFired(timer, generation))
 
     def _do(self, a: fsm.Action) -> None:
-        if isinstance(a, fsm.SendBytes):
-            t = self._transport if a.conn is fsm.Conn.ACTIVE else self._p_transport
-            if t is not None and not t.is_closing():
-                t.write(a.data)
-        elif isinstance(a, fsm.ArmTimer):
-            old = self._timers.pop(a.timer, None)
-            if old is not None:
-                old.cancel()
-            loop = asyncio.get_running_loop()
-            self._timers[a.timer] = loop.call_later(a.delay, self._fire, a.timer, a.generation)
-        elif isinstance(a, fsm.CancelTimer):
-            h = self._timers.pop(a.timer, None)
-            if h is not None:
-                h.cancel()
-        elif isinstance(a, fsm.OpenConnection):
-            self._conn_id += 1
-            self._lost.clear()
-            self._connect_task = asyncio.get_running_loop().create_task(
-                self._connect(self._conn_id), name=f"bgp-connect-{self.name}"
-            )
-        elif isinstance(a, fsm.CloseConnection):
-            if a.conn is fsm.Conn.ACTIVE:
-                self._close()
-            else:
-                self._close_passive()
-        elif isinstance(a, fsm.AcceptConnection | fsm.RefuseConnection | fsm.CollisionResolved):
-            self._passive_action(a)
-        elif isinstance(a, fsm.StateChanged):
-            self._state_changed(a)
-        elif isinstance(a, fsm.SessionUp):
-            self._session_up(a.info)
-        elif isinstance(a, fsm.SessionDown):
-            if a.received is not None:
-                log.warning(
-                    "BGP peer %s: NOTIFICATION received: %s", self.name, a.received.describe()
-                )
-            log.warning("BGP peer %s: session down: %s", self.name, a.reason)
-            self._outbound(outbound.SessionDown())
-        elif isinstance(a, fsm.MessageReceived):
-            if self._observer is not None:
-                self._observer.message(self.name, "in", a.type_name)
-        elif isinstance(a, fsm.MessageSent):
-            if self._observer is not None:
-                self._observer.message(self.name, "out", a.type_name)
-        elif isinstance(a, fsm.RoutesReceived):
-            self.routes_received = len(self.session.adj_rib_in)
-            log.debug(
-                "BGP peer %s: %d announced, %d withdrawn (%d held, not installed)",
-                self.name,
-                len(a.announced),
-                len(a.withdrawn),
-                self.routes_received,
-            )
-        elif isinstance(a, fsm.ResendAdjRibOut):
-            log.info("BGP peer %s: ROUTE-REFRESH: re-sending the Adj-RIB-Out", self.name)
-            self._outbound(outbound.RouteRefresh(a.afi, a.safi))
-        elif isinstance(a, fsm.CapabilitiesRefused):
-            self._capabilities_refused(a)
-        elif isinstance(a, fsm.ProtocolWarning):
-            log.warning("BGP peer %s: %s", self.name, a.text)
+        ACTIONS[type(a)](self, a)
 
-    def _state_changed(self, a: fsm.StateChanged) -> None:
+    # One handler per fsm action type (the table ACTIONS below the class).
+
+    def _on_send_bytes(self, a: object) -> None:
+        assert isinstance(a, fsm.SendBytes)
+        t = self._transport if a.conn is fsm.Conn.ACTIVE else self._p_transport
+        if t is not None and not t.is_closing():
+            t.write(a.data)
+
+    def _on_arm_timer(self, a: object) -> None:
+        assert isinstance(a, fsm.ArmTimer)
+        old = self._timers.pop(a.timer, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[a.timer] = loop.call_later(a.delay, self._fire, a.timer, a.generation)
+
+    def _on_cancel_timer(self, a: object) -> None:
+        assert isinstance(a, fsm.CancelTimer)
+        h = self._timers.pop(a.timer, None)
+        if h is not None:
+            h.cancel()
+
+    def _on_open_connection(self, _a: object) -> None:
+        self._conn_id += 1
+        self._lost.clear()
+        self._connect_task = asyncio.get_running_loop().create_task(
+            self._connect(self._conn_id), name=f"bgp-connect-{self.name}"
+        )
+
+    def _on_close_connection(self, a: object) -> None:
+        assert isinstance(a, fsm.CloseConnection)
+        if a.conn is fsm.Conn.ACTIVE:
+            self._close()
+        else:
+            self._close_passive()
+
+    def _on_session_up(self, a: object) -> None:
+        assert isinstance(a, fsm.SessionUp)
+        self._session_up(a.info)
+
+    def _on_session_down(self, a: object) -> None:
+        assert isinstance(a, fsm.SessionDown)
+        if a.received is not None:
+            log.warning("BGP peer %s: NOTIFICATION received: %s", self.name, a.received.describe())
+        log.warning("BGP peer %s: session down: %s", self.name, a.reason)
+        self._outbound(outbound.SessionDown())
+
+    def _on_message_received(self, a: object) -> None:
+        assert isinstance(a, fsm.MessageReceived)
+        if self._observer is not None:
+            self._observer.message(self.name, "in", a.type_name)
+
+    def _on_message_sent(self, a: object) -> None:
+        assert isinstance(a, fsm.MessageSent)
+        if self._observer is not None:
+            self._observer.message(self.name, "out", a.type_name)
+
+    def _on_routes_received(self, a: object) -> None:
+        assert isinstance(a, fsm.RoutesReceived)
+        self.routes_received = len(self.session.adj_rib_in)
+        log.debug(
+            "BGP peer %s: %d announced, %d withdrawn (%d held, not installed)",
+            self.name,
+            len(a.announced),
+            len(a.withdrawn),
+            self.routes_received,
+        )
+
+    def _on_resend_adj_rib_out(self, a: object) -> None:
+        assert isinstance(a, fsm.ResendAdjRibOut)
+        log.info("BGP peer %s: ROUTE-REFRESH: re-sending the Adj-RIB-Out", self.name)
+        self._outbound(outbound.RouteRefresh(a.afi, a.safi))
+
+    def _on_protocol_warning(self, a: object) -> None:
+        assert isinstance(a, fsm.ProtocolWarning)
+        log.warning("BGP peer %s: %s", self.name, a.text)
+
+    def _state_changed(self, a: object) -> None:
+        assert isinstance(a, fsm.StateChanged)
         level = logging.INFO
         if a.new is fsm.State.IDLE and a.old is not fsm.State.CONNECT:
             level = logging.WARNING
@@ -426,7 +445,8 @@ class Peer:
         if self._observer is not None:
             self._observer.session_state(self.name, a.new.value)
 
-    def _capabilities_refused(self, a: fsm.CapabilitiesRefused) -> None:
+    def _capabilities_refused(self, a: object) -> None:
+        assert isinstance(a, fsm.CapabilitiesRefused)
         self._outbound(outbound.CapabilitiesRefused(a.dropped))
         named = ", ".join(map(wire.capability_name, a.named)) or "none named"
         if a.dropped:
@@ -576,9 +596,8 @@ class Peer:
             self._offered = None
             transport.abort()
 
-    def _passive_action(
-        self, a: fsm.AcceptConnection | fsm.RefuseConnection | fsm.CollisionResolved
-    ) -> None:
+    def _passive_action(self, a: object) -> None:
+        assert isinstance(a, fsm.AcceptConnection | fsm.RefuseConnection | fsm.CollisionResolved)
         if isinstance(a, fsm.CollisionResolved):
             log.info(
                 "BGP peer %s: two connections (RFC 4271 6.8): keeping the %s one: %s",
@@ -615,3 +634,27 @@ class Peer:
         task = self._connect_task
         if task is not None and not task.done():
             task.cancel()
+
+
+_Handler: TypeAlias = Callable[[Peer, object], None]
+
+# What each action of the session core is carried out by (every type of fsm.Action).
+ACTIONS: Final[dict[type, _Handler]] = {
+    fsm.SendBytes: Peer._on_send_bytes,
+    fsm.ArmTimer: Peer._on_arm_timer,
+    fsm.CancelTimer: Peer._on_cancel_timer,
+    fsm.OpenConnection: Peer._on_open_connection,
+    fsm.CloseConnection: Peer._on_close_connection,
+    fsm.AcceptConnection: Peer._passive_action,
+    fsm.RefuseConnection: Peer._passive_action,
+    fsm.CollisionResolved: Peer._passive_action,
+    fsm.StateChanged: Peer._state_changed,
+    fsm.SessionUp: Peer._on_session_up,
+    fsm.SessionDown: Peer._on_session_down,
+    fsm.MessageReceived: Peer._on_message_received,
+    fsm.MessageSent: Peer._on_message_sent,
+    fsm.RoutesReceived: Peer._on_routes_received,
+    fsm.ResendAdjRibOut: Peer._on_resend_adj_rib_out,
+    fsm.CapabilitiesRefused: Peer._capabilities_refused,
+    fsm.ProtocolWarning: Peer._on_protocol_warning,
+}
