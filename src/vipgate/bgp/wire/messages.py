@@ -314,6 +314,13 @@ def _decode_open(body: bytes) -> Open:
         raise open_error(OpenError.UNACCEPTABLE_HOLD_TIME, f"hold time {hold}")
     if int(bgp_id) == 0:
         raise open_error(OpenError.BAD_BGP_IDENTIFIER, "BGP identifier 0.0.0.0")
+    caps = _decode_optional_parameters(body, pos, extended)
+    return Open(my_as, hold, bgp_id, caps, version, extended)
+
+
+def _decode_optional_parameters(body: bytes, pos: int, extended: bool) -> tuple[Capability, ...]:
+    """The OPEN's optional parameters from `pos` to the end of `body` (RFC 4271 4.2; with
+    RFC 9072's 2-octet lengths when `extended`): Capabilities (RFC 5492 4), nothing else."""
     head = 3 if extended else 2
     caps: list[Capability] = []
     end = len(body)
@@ -334,7 +341,7 @@ def _decode_open(body: bytes) -> Open:
         except CapabilityError as e:
             raise open_error(OpenError.UNSPECIFIC, str(e)) from None
         pos += plen
-    return Open(my_as, hold, bgp_id, tuple(caps), version, extended)
+    return tuple(caps)
 
 
 def _decode_update(body: bytes, ctx: SessionContext) -> Update:
