@@ -477,7 +477,7 @@ def table(res: SoakResult) -> str:
         "|---|---|---|",
         f"| duration | {res.duration / 60:.1f} min | >= {s.minutes:g} min |",
         f"| checks (period {s.period:g} s) | {f['checks']:.0f} | "
-        + (">= 70,000 |" if s.minutes >= 60 else f"~{f['checks_expected']:.0f} ticks |"),
+        + (f">= {s.min_checks:,} |" if s.min_checks else f"~{f['checks_expected']:.0f} ticks |"),
         "| checks by outcome | "
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(res.outcomes.items()) if v)
         + " | |",
@@ -494,7 +494,20 @@ def table(res: SoakResult) -> str:
             f"{mb(f['rss_start'])} / {mb(f['rss_after_warmup'])} / "
             f"{mb(f['rss_max_after_warmup'])} / {mb(f['rss_end'])} | |",
             f"| RSS growth after warm-up (max - first) | {f['rss_growth'] / 1024:.0f} kB | "
-            "< 1024 kB |",
+            f"<= {s.rss_growth_kb:g} kB |",
+            f"| RSS growth over the second half (max - first) | "
+            f"{f['rss_half_growth'] / 1024:.0f} kB | <= {s.rss_half_growth_kb:g} kB |",
+            "| RSS before / after malloc_trim(0), first and last reading (MB) | "
+            + " ; ".join(
+                f"t={t.t / 60:.0f} min {mb(t.rss)} / {mb(t.rss_trimmed)}"
+                for t in (res.trims[:1] + res.trims[-1:] if res.trims else [])
+            )
+            + " | |",
+            f"| Python heap (allocated blocks) after warm-up / end | "
+            f"{f['blocks_after_warmup']:.0f} / {f['blocks_end']:.0f} | |",
+            f"| malloc arenas (max) | {f['arenas_max']:.0f} | |",
+            f"| OS threads after warm-up min / max | {f['threads_min']:.0f} / "
+            f"{f['threads_max']:.0f} | flat |",
             f"| open fds after warm-up min / max; max first third / last third | "
             f"{f['fds_min']:.0f} / {f['fds_max']:.0f}; {f['fds_max_first_third']:.0f} / "
             f"{f['fds_max_last_third']:.0f} | flat |",
@@ -536,28 +549,57 @@ def plot(res: SoakResult, path: Path) -> None:
 
     s = res.settings
     xs = [x.t / 60 for x in res.samples]
-    fig, axes = plt.subplots(4, 1, figsize=(11, 9), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(11, 11), sharex=True)
     series: list[tuple[str, Callable[[Sample], float]]] = [
         ("RSS (MB)", lambda x: x.rss / MB),
-        ("open fds", lambda x: float(x.fds)),
-        ("asyncio tasks", lambda x: float(x.tasks)),
+        ("Python heap\n(allocated blocks, k)", lambda x: x.blocks / 1000),
+        ("malloc arenas'\nsystem bytes (MB)", lambda x: x.arena_bytes / MB),
+        ("open fds / tasks /\nthreads", lambda x: float(x.fds)),
         ("BGP session up (vipgate)", lambda x: float(x.session_vipgate)),
     ]
     for ax, (label, get) in zip(axes, series, strict=True):
-        ax.plot(xs, [get(x) for x in res.samples], marker=".", linewidth=0.8)
-        ax.set_ylabel(label)
+        ax.plot(xs, [get(x) for x in res.samples], ".-", markersize=2, linewidth=0.8, label=label)
+        ax.set_ylabel(label, fontsize=8)
         ax.axvspan(0, s.warmup / 60, color="0.9", zorder=0)
         ax.grid(alpha=0.3)
+    axes[3].lines[0].set_label("fds")
+    axes[3].plot(xs, [x.tasks for x in res.samples], ".-", markersize=2, lw=0.8, label="tasks")
+    axes[3].plot(xs, [x.threads for x in res.samples], ".-", markersize=2, lw=0.8, label="threads")
+    axes[3].legend(fontsize=7, loc="center right")
+    if res.trims:
+        tt = [t.t / 60 for t in res.trims]
+        trims = res.trims
+        axes[0].plot(tt, [t.rss / MB for t in trims], "^", color="C1", label="before malloc_trim")
+        axes[0].plot(tt, [t.rss_trimmed / MB for t in trims], "v", color="C2", label="after")
+        axes[0].legend(fontsize=7, loc="lower right")
+    env = f"; {' '.join(s.env)}" if s.env else ""
     axes[0].set_title(
         f"vipgate soak: {res.duration / 60:.0f} min, period {s.period:g} s, "
-        f"{res.figures.get('checks', 0):.0f} checks, BIRD restarted every {s.bird_every:g} s\n"
+        f"{res.figures.get('checks', 0):.0f} checks, BIRD restarted every {s.bird_every:g} s{env}\n"
         f"apiserver {'/'.join(s.modes)}, {s.phase:g} s each (grey: warm-up)",
-        fontsize=10,
+        fontsize=9,
     )
     axes[-1].set_xlabel("minutes")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def load(js: Path) -> SoakResult:
+    """A soak's result back from its JSON (to plot or tabulate it again)."""
+    d = json.loads(js.read_text())
+    st = d["settings"]
+    st["env"] = tuple(st.get("env", ()))
+    res = SoakResult(Settings(**st))
+    res.samples = [Sample(**x) for x in d["samples"]]
+    res.trims = [Trim(**x) for x in d.get("trims", [])]
+    for k in (
+        "outcomes", "transitions", "mode_switches", "bird_restarts", "bgp_opens_sent",
+        "exit_code", "traceback", "died", "end_session", "end_announced", "duration",
+    ):  # fmt: skip
+        setattr(res, k, d[k])
+    judge(res)
+    return res
 
 
 def write(res: SoakResult) -> tuple[Path, Path]:
@@ -595,7 +637,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float)
     ap.add_argument("--out")
     ap.add_argument("--keep", action="store_true", help="keep the lab's logs")
+    ap.add_argument("--replot", metavar="JSON", help="judge, plot and tabulate a run again")
     a = ap.parse_args(argv)
+    if a.replot:
+        res = load(Path(a.replot))
+        res.settings = Settings(**{**asdict(res.settings), "out": a.out or res.settings.out})
+        js, png = write(res)
+        print(table(res))
+        print(f"\nwritten: {js} {png}")
+        return 0 if res.ok else 1
     s = Settings.ci() if a.ci else Settings.long() if a.long else Settings()
     over = {
         k: getattr(a, k)
