@@ -84,6 +84,7 @@ class Settings:
     hold: int = 3
     keepalive: int = 1
     sample: float = 0.1
+    unhealthy_action: str = "withdraw"  # or deprefer (control_plane_health_check_unhealthy_action)
     out: str = "bench/out/chaos"
 
     @property
@@ -113,6 +114,7 @@ class ChaosResult:
     checks: int = 0
     checks_present: int = 0
     checks_absent: int = 0
+    checks_fallback: int = 0  # deprefer: an unhealthy node's path checked present (no plain one)
     violations: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # tracebacks, unexpected exits
     duration: float = 0.0
@@ -189,6 +191,11 @@ class Chaos:
             threshold=s.threshold,
             hold=s.hold,
             keepalive=s.keepalive,
+            extra_env=(
+                {"control_plane_health_check_unhealthy_action": "deprefer"}
+                if s.unhealthy_action == "deprefer"
+                else None
+            ),
         )
         assert isinstance(self.c.topo.router, BirdRouter)
         self.router: BirdRouter = self.c.topo.router
@@ -384,23 +391,25 @@ class Chaos:
             if states is None or hist.frozen_near(t) or t < self.t0:
                 continue
             hops = watch.at(t) or frozenset()
+            views = {n: self.view(hist, n, t, sess_since[n]) for n in NODES}
             for n in NODES:
-                self.check_node(hist, n, t, self.ip[n] in hops, sess_since[n])
+                self.check_node(n, t, self.ip[n] in hops, views, hist, sess_since[n])
 
-    def check_node(
-        self, hist: History, n: str, t: float, present: bool, sess: tuple[str, float]
-    ) -> None:
-        """The invariant for node `n` at `t`: its next hop is present when it must be, absent
-        when it must not be, either while the bounds leave it open."""
-        s, res = self.s, self.res
+    def view(self, hist: History, n: str, t: float, sess: tuple[str, float]) -> str | None:
+        """Node `n` at `t` as the router must see it, within the settings' bounds: "gone"
+        (session down), "unhealthy" (its apiserver failing long enough to be withdrawn or
+        de-preferred), "preferred" (healthy, running and up long enough to be announced), or
+        None (a transition)."""
+        s = self.s
         h, h_since = hist.health(n, t)
         sst, s_since = sess
         run = hist.running_since(n, t)
-        want: bool | None = None
         b_down = s.b_down + (s.hold if hist.link_trouble(n, t - s.b_down - s.hold, t) else 0)
-        if (h == "down" and t - h_since >= b_down) or (sst == "down" and t - s_since >= 1.0):
-            want = False
-        elif (
+        if sst == "down" and t - s_since >= 1.0:
+            return "gone"
+        if h == "down" and t - h_since >= b_down:
+            return "unhealthy"
+        if (
             h == "up"
             and not hist.link_trouble(n, t - s.b_up - s.hold, t)  # the UPDATE can get through
             and t - h_since >= s.b_up
@@ -409,9 +418,60 @@ class Chaos:
             and sst == "up"
             and t - s_since >= 1.0
         ):
-            want = True
+            return "preferred"
+        return None
+
+    def fallback(
+        self, hist: History, n: str, t: float, views: dict[str, str | None], sess: tuple[str, float]
+    ) -> bool | None:
+        """deprefer mode, node `n` unhealthy: its de-preferred path is at the router iff no
+        other node has a plain one (RFC 4271 9.1.2.2: LOCAL_PREF, then AS_PATH length, decide
+        before multipath) -- when that is settled and its announcement could get through. After
+        an apiserver's announced shutdown it is not checked."""
+        fault = hist.last(lambda e: e.node == n and e.what.startswith("apiserver"), t)
+        if fault is not None and fault.detail.startswith("shutdown:"):
+            return None  # withdrawn while announced (gate state apiserver_shutdown), then
+            # de-preferred once the failures count: when exactly is the gate's, not checked
+        others = [views[m] for m in NODES if m != n]
+        if "preferred" in others:
+            return False
+        if any(v is None for v in others):
+            return None
+        _, h_since = hist.health(n, t)
+        run = hist.running_since(n, t)
+        sst, s_since = sess
+        if (
+            sst == "up"
+            and t - s_since >= 1.0 + self.s.b_down
+            and run is not None
+            and h_since - run >= self.s.b_up  # it was announced before its apiserver failed
+            and not hist.link_trouble(n, t - self.s.b_down - self.s.hold, t)
+        ):
+            return True
+        return None
+
+    def check_node(
+        self,
+        n: str,
+        t: float,
+        present: bool,
+        views: dict[str, str | None],
+        hist: History,
+        sess: tuple[str, float],
+    ) -> None:
+        """The invariant for node `n` at `t`: its next hop is present when it must be, absent
+        when it must not be, either while the bounds leave it open. With deprefer, an unhealthy
+        node's path is present (de-preferred) only while no node has a plain one."""
+        s, res = self.s, self.res
+        v = views[n]
+        want: bool | None = {"gone": False, "unhealthy": False, "preferred": True}.get(v or "")
+        if v == "unhealthy" and s.unhealthy_action == "deprefer":
+            want = self.fallback(hist, n, t, views, sess)
+            res.checks_fallback += bool(want)
         if want is None:
             return
+        h, h_since = hist.health(n, t)
+        sst, s_since = sess
         res.checks += 1
         if want:
             res.checks_present += 1
@@ -511,7 +571,9 @@ def describe(ch: Chaos) -> str:
         f"seed {res.seed}, {res.duration:.0f} s, faults injected: {sum(res.faults.values())} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(res.faults.items()))}); samples "
         f"{res.samples}; invariant checks {res.checks} (present {res.checks_present}, absent "
-        f"{res.checks_absent}); violations {len(res.violations)}; problems {len(res.problems)}"
+        f"{res.checks_absent}, de-preferred fallback present {res.checks_fallback}); "
+        f"{res.settings.unhealthy_action}; violations {len(res.violations)}; "
+        f"problems {len(res.problems)}"
     ]
     for v in res.violations[:10]:
         out.append("VIOLATION " + v)
@@ -528,8 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", default="bench/out/chaos")
+    ap.add_argument("--unhealthy-action", choices=("withdraw", "deprefer"), default="withdraw")
     a = ap.parse_args(argv)
-    s = Settings(seconds=a.seconds, seed=a.seed, out=a.out)
+    s = Settings(seconds=a.seconds, seed=a.seed, out=a.out, unhealthy_action=a.unhealthy_action)
     res, report = run(s)
     print(report)
     out = Path(s.out)

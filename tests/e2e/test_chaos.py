@@ -24,3 +24,15 @@ def test_chaos_75s() -> None:
     assert sum(res.faults.values()) >= 20, report  # the faults did happen, several kinds
     assert len(res.faults) >= 5, report
     assert res.checks_present > 0 and res.checks_absent > 0, report
+
+
+def test_chaos_deprefer_75s() -> None:
+    """The same faults with control_plane_health_check_unhealthy_action=deprefer: an unhealthy
+    node's path is at the router (de-preferred) only while no node has a plain one."""
+    seed = os.environ.get("VG_CHAOS_SEED")
+    s = Settings(seconds=75, seed=int(seed) if seed else None, unhealthy_action="deprefer")
+    res, report = run(s)
+    print(report)
+    assert res.ok, report
+    assert sum(res.faults.values()) >= 20 and len(res.faults) >= 5, report
+    assert res.checks_present > 0 and res.checks_absent > 0, report
