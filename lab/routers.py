@@ -4,7 +4,9 @@ Each driver writes its own configuration into ``<lab.workdir>/<name>/``, runs th
 foreground inside a lab namespace (tracked by the Lab, so cleanup stops it), and answers queries
 in one shape for all three: ``sessions()`` (neighbor address -> RFC 4271 state name) and
 ``rib(prefix)`` (a list of RibPath). Timers are lowered for the lab (connect retry 1 s, BIRD's
-error wait 1..10 s). eBGP sessions get explicit import/export policies (RFC 8212).
+connect delay 1 s and error wait 1..10 s) unless a Neighbor sets them (``connect_delay``,
+``connect_retry``, ``error_wait``, ``idle_hold``: docs/routers.md, router restarts). eBGP
+sessions get explicit import/export policies (RFC 8212).
 
 GRACEFUL_SHUTDOWN (RFC 8326, community 65535:0): by default every router is configured as
 docs/routers.md recommends, so a path carrying it gets local preference 0 and leaves the
@@ -83,6 +85,15 @@ class Neighbor:
     # BFD for this neighbor (RFC 5880): (min rx ms, min tx ms, multiplier); None: no BFD.
     # BIRD: `protocol bfd` + `bfd on`; FRR: bfdd and zebra beside bgpd, `neighbor X bfd profile`.
     bfd: tuple[int, int, int] | None = None
+    # Recovery timers (docs/routers.md, the router's restart); None: the lab's low defaults.
+    # BIRD: `connect delay time` (lab 1 s, BIRD 5 s), `connect retry time` (lab 1 s, BIRD 120 s),
+    # `error wait time MIN, MAX` (lab 1, 10; BIRD 60, 300); FRR: `timers connect`
+    # (connect_retry; lab 1 s, FRR 120 s); GoBGP: `connect-retry` (lab 1 s, GoBGP 120 s),
+    # `idle-hold-time-after-reset` (idle_hold; GoBGP 30 s, kept unless given).
+    connect_delay: int | None = None
+    connect_retry: int | None = None
+    error_wait: tuple[int, int] | None = None
+    idle_hold: int | None = None
 
     @property
     def is_ipv6(self) -> bool:
@@ -450,6 +461,10 @@ class Router(ABC):
 # ---------------------------------------------------------------------------------------------
 
 
+def _or(value: int | None, lab_default: int) -> int:
+    return lab_default if value is None else value
+
+
 def _bird_str(s: str) -> str:
     if '"' in s or "\\" in s or "\n" in s:
         raise LabError("BIRD string must not contain quotes, backslashes or newlines")
@@ -556,9 +571,9 @@ class BirdRouter(Router):
         body = [
             f"  local {local}as {self.asn};",
             f"  neighbor {nb.address} port {nb.port} {peer_as};",
-            "  connect delay time 1;",
-            "  connect retry time 1;",
-            "  error wait time 1, 10;",
+            f"  connect delay time {_or(nb.connect_delay, 1)};",
+            f"  connect retry time {_or(nb.connect_retry, 1)};",
+            "  error wait time {}, {};".format(*(nb.error_wait or (1, 10))),
             "  error forget time 10;",
         ]
 
@@ -847,7 +862,7 @@ class FrrRouter(Router):
         lines.append(f" neighbor {a} remote-as {nb.asn}")
         if nb.port != 179:
             lines.append(f" neighbor {a} port {nb.port}")
-        lines.append(f" neighbor {a} timers connect 1")
+        lines.append(f" neighbor {a} timers connect {_or(nb.connect_retry, 1)}")
         if nb.hold_time:
             ka = nb.keepalive or max(nb.hold_time // 3, 1)
             lines.append(f" neighbor {a} timers {ka} {nb.hold_time}")
@@ -1058,7 +1073,12 @@ class GobgpRouter(Router):
             if nb.password:
                 lines.append(f"    auth-password = {_toml_str(nb.password)}")
             hold = nb.hold_time or self.hold_time
-            lines += ["  [neighbors.timers.config]", "    connect-retry = 1"]
+            lines += [
+                "  [neighbors.timers.config]",
+                f"    connect-retry = {_or(nb.connect_retry, 1)}",
+            ]
+            if nb.idle_hold is not None:
+                lines.append(f"    idle-hold-time-after-reset = {nb.idle_hold}")
             if hold:
                 lines.append(f"    hold-time = {hold}")
                 lines.append(f"    keepalive-interval = {nb.keepalive or max(hold // 3, 1)}")

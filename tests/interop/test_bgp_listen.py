@@ -1,7 +1,10 @@
 """The routers' connections to vipgate: the listener over loopback, then real routers in the lab.
 
 Loopback part: vipgate.bgp.listener alone (which sources it accepts, MD5 on the listening
-socket, a port already taken, a flood of connections from other addresses).
+socket, a port already taken, a flood of connections from other addresses), then the speaker
+taking a router's connection and resolving collisions (RFC 4271 6.8). Lab part: BIRD, FRR and
+GoBGP restarting, passive routers, both sides dialing at once, a connection from a node that is
+not a peer; the recovery floors they show are in docs/routers.md.
 """
 
 from __future__ import annotations
@@ -10,13 +13,21 @@ import asyncio
 import contextlib
 import errno
 import logging
+import re
 import socket
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network, ip_address
+from typing import Any
 
 import pytest
 
+from lab.netns import Lab
+from lab.routers import Router
+from lab.speaker import SpeakerProc
+from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, Node, build_topology
 from vipgate.bgp import fsm, wire
 from vipgate.bgp.listener import Listener, source_towards
 from vipgate.bgp.peer import TCP_MD5SIG, md5sig
@@ -258,7 +269,6 @@ def test_a_flood_of_strangers_leaves_the_loop_on_time() -> None:
 
 # ------------------------------------------------------- the speaker takes the router's connection
 
-ROUTER_AS = 65001
 VIP = IPv4Network("203.0.113.100/32")
 
 
@@ -409,3 +419,170 @@ def test_speaker_both_sides_dialing_one_session(
                 await asyncio.wait_for(t, 2.0)
 
     run(main)
+
+
+# ------------------------------------------------------------------ real routers in the lab
+
+
+@contextlib.contextmanager
+def lab_speaker(lab: Lab, node: Node, peers: Sequence[str], **kw: Any) -> Iterator[SpeakerProc]:
+    sp = SpeakerProc(lab, node, peers, **kw)
+    try:
+        yield sp
+    finally:
+        if sp.proc.poll() is None:
+            sp.lab.stop(sp.proc, 3.0)
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ (.*)$", re.M)
+
+
+def log_times(sp: SpeakerProc, pattern: str) -> list[float]:
+    """Wall-clock times of the speaker's log lines matching `pattern`."""
+    return [
+        datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for t, text in LOG_LINE.findall(sp.log())
+        if re.search(pattern, text)
+    ]
+
+
+def vip_back_at(router: Router, hops: set[str], timeout: float = 30.0) -> float:
+    """Wall-clock time at which the router's multipath next hops of the VIP are `hops`."""
+    deadline = time.monotonic() + timeout
+    while router.multipath_next_hops(VIP4) != hops:
+        assert time.monotonic() < deadline, f"VIP not back: {router.describe()}"
+        time.sleep(0.02)
+    return time.time()
+
+
+PEER4 = f"{ROUTER_IP4}:{ROUTER_AS}::false"
+
+
+@pytest.mark.parametrize("kind", ["bird", "frr"])
+def test_passive_router_established_within_a_second(kind: str) -> None:
+    """BIRD `passive on`, FRR `neighbor X passive`: vipgate's dial brings the session up."""
+    with Lab() as lab:
+        topo = build_topology(lab, 1, kind, client=False, neighbor_kwargs={"passive": True})
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+            router.wait_next_hops(VIP4, {n1.ip4})
+            (start,) = log_times(sp, r"Idle -> Connect \(start\)")
+            (up,) = log_times(sp, r"-> Established")
+            assert up - start <= 1.0, up - start
+            sp.close()
+
+
+def test_bird_restart_vip_back_once_bird_is_ready() -> None:
+    """BIRD stopped for 20 s, started again: the VIP is back in its kernel table within a second
+    of BIRD being ready to peer (its `connect delay time` after its start, 2 s here)."""
+    delay = 2
+    with Lab() as lab:
+        topo = build_topology(
+            lab, 1, "bird", client=False, neighbor_kwargs={"connect_delay": delay}
+        )
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+            router.wait_kernel_nexthops(VIP4, {n1.ip4})
+            router.stop()
+            time.sleep(20.0)
+            t_start = time.time()
+            router.start()
+            back = vip_back_at(router, {n1.ip4})
+            assert back - (t_start + delay) <= 1.0, back - t_start
+            sp.close()
+
+
+def test_frr_restart_with_its_default_connect_timer() -> None:
+    """FRR 8.4 dials only every `timers connect` (120 s by default) but accepts connections
+    while Idle: vipgate's quick retries bring the VIP back within a second of FRR's start."""
+    with Lab() as lab:
+        topo = build_topology(lab, 1, "frr", client=False, neighbor_kwargs={"connect_retry": 120})
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+            router.wait_next_hops(VIP4, {n1.ip4})
+            router.stop()
+            time.sleep(5.0)
+            t_start = time.time()
+            router.start()
+            back = vip_back_at(router, {n1.ip4})
+            assert back - t_start <= 1.5, back - t_start
+            sp.close()
+
+
+def test_gobgp_restart_vip_back_within_a_second() -> None:
+    """GoBGP stopped for 5 s and started again: its own first dial waits (connect-retry, and its
+    idle hold after a reset), vipgate's quick retries have the VIP back within a second."""
+    with Lab() as lab:
+        topo = build_topology(lab, 1, "gobgp", client=False, neighbor_kwargs={"idle_hold": 3})
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+            router.wait_next_hops(VIP4, {n1.ip4})
+            router.stop()
+            time.sleep(5.0)
+            t_start = time.time()
+            router.start()
+            back = vip_back_at(router, {n1.ip4})
+            assert back - t_start <= 1.5, (back - t_start, sp.log()[-4000:])
+            sp.close()
+
+
+def test_a_stranger_gets_no_byte_in_the_lab() -> None:
+    """node2 is not a peer of node1's vipgate: its connection to port 179 is reset unread."""
+    code = (
+        "import socket,sys\n"
+        "try:\n"
+        " s=socket.create_connection((sys.argv[1],179),2)\n"
+        " s.sendall(b'\\xff'*19)\n"
+        " d=s.recv(100); print('got', len(d))\n"
+        "except OSError as e: print('error', e.errno)\n"
+    )
+    with Lab() as lab:
+        topo = build_topology(lab, 2, "bird", client=False)
+        router = topo.router
+        assert router is not None
+        n1, n2 = topo.nodes
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+            router.wait_next_hops(VIP4, {n1.ip4})
+            for _ in range(3):
+                out = lab.run(n2.ns, [sys.executable, "-c", code, n1.ip4], check=False)
+                assert out.stdout.strip() in ("error 104", "got 0"), out
+                assert sp.wait_event("refused")["source"] == n2.ip4
+            assert router.session_state(n1.ip4) == "Established"
+            sp.close()
+
+
+@pytest.mark.parametrize("router_id", ["192.0.2.1", "192.0.2.200"])
+def test_both_sides_dialing_at_once_one_session(router_id: str) -> None:
+    """BIRD (identifier below or above vipgate's 192.0.2.11) and vipgate started together,
+    both dialing: exactly one session comes up and stays, no Cease/7 loop."""
+    with Lab() as lab:
+        topo = build_topology(
+            lab,
+            1,
+            "bird",
+            client=False,
+            start_router=False,
+            neighbor_kwargs={"connect_delay": 1},
+            router_kwargs={"router_id": router_id},
+        )
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        for _ in range(2):
+            with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+                router.start()
+                router.wait_kernel_nexthops(VIP4, {n1.ip4})
+                time.sleep(8.0)
+                assert router.session_state(n1.ip4) == "Established"
+                assert len(log_times(sp, r"-> Established")) == 1, sp.log()[-3000:]
+                assert not log_times(sp, r"session down")
+                sp.close()
+            router.stop()
