@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final, TypeAlias
 
+from vipgate.bgp.netmon import source_towards
 from vipgate.bgp.peer import SO_BINDTODEVICE, TCP_MD5SIG, md5sig
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
@@ -56,20 +57,6 @@ REFUSED_LOGGED_MAX: Final = 64  # source addresses whose first refusal is logged
 RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
 
 __all__ = ["BGP_PORT", "Listener", "source_towards"]
-
-
-def source_towards(peer: IPAddress, source_if: str | None = None) -> IPAddress | None:
-    """The source address the kernel picks for a connection to `peer` (a UDP connect() sends
-    nothing), on `source_if` if given; None if there is no route."""
-    fam = socket.AF_INET6 if peer.version == 6 else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_DGRAM) as s:
-        try:
-            if source_if:
-                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, source_if.encode())
-            s.connect((str(peer), BGP_PORT))
-            return ip_address(s.getsockname()[0].split("%")[0])
-        except OSError:
-            return None
 
 
 @dataclass
@@ -157,6 +144,12 @@ class Listener:
         """Bind what can be bound now (never raises for a bind); retry the rest later."""
         self._started = True
         self._bind_missing()
+
+    def retry_now(self) -> None:
+        """A route or address appeared: place and bind what is still missing now."""
+        if self._started and self._retry is not None:
+            self._retry.cancel()
+            self._bind_missing()
 
     def close(self) -> None:
         self._started = False

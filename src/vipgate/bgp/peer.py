@@ -41,6 +41,7 @@ from typing import Final, Protocol, TypeAlias
 from vipgate.bfd.session import BfdSettings
 from vipgate.bgp import fsm, outbound, wire
 from vipgate.bgp.coupling import BfdCoupling
+from vipgate.bgp.netmon import source_towards
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
@@ -55,6 +56,7 @@ SIOCOUTQ: Final = termios.TIOCOUTQ  # same ioctl number on Linux
 TTL_SINGLE_HOP: Final = 1
 TTL_MULTIHOP: Final = 50  # kube-vip: EbgpMultihop{Enabled: true, MultihopTtl: 50}
 MD5_HINT_AFTER: Final = 3
+PATH_RETRY_AFTER: Final = 0.5  # a dial younger than this is not restarted on a path change
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ class Peer:
         self._p_sock: socket.socket | None = None
         self._offered: tuple[int, asyncio.Transport] | None = None
         self._accepting: set[asyncio.Task[object]] = set()
+        self._dial_started = 0.0  # loop time of the last OpenConnection
         self._timers: dict[fsm.Timer, asyncio.TimerHandle] = {}
         self._pending: deque[fsm.Event] = deque()
         self._busy = False
@@ -279,6 +282,19 @@ class Peer:
             else:
                 log.warning("BGP peer %s: BFD Down (%s): session torn down", self.name, reason)
             self._dispatch(ev)
+
+    def path_changed(self) -> None:
+        """The kernel reports a new route, address or link: if the session waits for a retry,
+        or has been dialing for a while (SYNs sent while the path was down are retransmitted
+        1, 3, 7 s later), and the peer has a route now, retry at once (fsm rule 9)."""
+        s = self.session
+        if s.stopped or s.state not in (fsm.State.IDLE, fsm.State.CONNECT):
+            return
+        now = asyncio.get_running_loop().time()
+        if s.state is fsm.State.CONNECT and now - self._dial_started < PATH_RETRY_AFTER:
+            return
+        if source_towards(self.settings.address, self.speaker.source_if) is not None:
+            self._dispatch(fsm.PeerReachable("the kernel reports a route to the peer"))
 
     def routes_changed(self, changes: outbound.Changes) -> None:
         """Send what `changes` of the Adj-RIB-Out mean for this peer now (if Established)."""
@@ -368,6 +384,7 @@ class Peer:
             h.cancel()
 
     def _on_open_connection(self, _a: object) -> None:
+        self._dial_started = asyncio.get_running_loop().time()
         self._conn_id += 1
         self._lost.clear()
         self._connect_task = asyncio.get_running_loop().create_task(

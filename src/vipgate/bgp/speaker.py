@@ -34,6 +34,7 @@ from vipgate.bfd.session import BfdSession, BfdSettings, Endpoint
 from vipgate.bfd.wire import State as BfdState
 from vipgate.bgp import outbound
 from vipgate.bgp.listener import BGP_PORT, Listener
+from vipgate.bgp.netmon import RouteMonitor
 from vipgate.bgp.outbound import RouteState
 from vipgate.bgp.peer import Peer, PeerSettings, SpeakerObserver, SpeakerSettings
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6
@@ -90,6 +91,8 @@ class Speaker:
                 addr = peer.settings.address
                 local = src if src is not None and src.version == addr.version else None
                 self.listener.add(addr, peer.accept, peer.settings.password, local)
+        # Routes, addresses, links back: sessions waiting for a retry retry at once.
+        self._paths = RouteMonitor(self._paths_changed)
         self.bfd: Endpoint | None = None
         if any(p.bfd is not None for p in peers):
             self.bfd = Endpoint(settings.source_ip, settings.source_if, rng=rng)
@@ -109,6 +112,12 @@ class Speaker:
             peer.bfd_changed(change.new is BfdState.UP, f"BFD {change.reason}")
         if self._observer is not None:
             self._observer.bfd_state(peer.name, change.new.label, change.diag.label)
+
+    def _paths_changed(self) -> None:
+        if self.listener is not None:
+            self.listener.retry_now()
+        for p in self._peers:
+            p.path_changed()
 
     def _refused(self, source: IPAddress) -> None:
         if self._observer is not None:
@@ -130,6 +139,8 @@ class Speaker:
                 log.error("BFD sockets not opened (%s): the BGP sessions with BFD stay down", e)
         if self.listener is not None:
             self.listener.start()
+        if self._peers:
+            self._paths.start()
         for p in self._peers:
             p.start()
 
@@ -176,6 +187,7 @@ class Speaker:
         self._closed = True
         if self.listener is not None:
             self.listener.close()
+        self._paths.close()
         deadline = time.monotonic() + timeout
         self._routes_changed(self._rib.withdraw_all())
         # Always: a withdrawal made just before close() (the manager's stop) must leave the
