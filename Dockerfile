@@ -31,7 +31,9 @@ RUN python3 -m venv /opt/vipgate \
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/vipgate/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=1 \
+    MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=build /opt/vipgate /opt/vipgate
 RUN vipgate version
 LABEL org.opencontainers.image.title="vipgate" \

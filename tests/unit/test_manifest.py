@@ -175,6 +175,9 @@ def test_pod_shape() -> None:
         {"name": "cp_enable", "value": "true"},  # what the mode needs, though not given
         {"name": "bgp_enable", "value": "true"},
         {"name": "bgp_peers", "value": "192.0.2.1:65001::false"},
+        # glibc's allocator as the image sets it (bench/README.md, "bench_soak --long")
+        {"name": "MALLOC_ARENA_MAX", "value": "1"},
+        {"name": "MALLOC_MMAP_THRESHOLD_", "value": "131072"},
     ]
 
 
