@@ -761,8 +761,19 @@ class FrrRouter(Router):
 
     kind = "frr"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        import_table: int | None = None,
+        export_connected: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # A node daemon beside vipgate in routing-table mode (docs/routers.md, "Node daemon"):
+        # zebra's `ip import-table N` with bgpd's `redistribute table N`, and `redistribute
+        # connected` for `export_connected` only (FRR 8.4 prefers the VIP's connected route).
+        self.import_table = import_table
+        self.export_connected = tuple(export_connected)
         self.conf = self.dir / "bgpd.conf"
         self.vty_dir = self.dir / "vty"
         self.vty_dir.mkdir(exist_ok=True)
@@ -797,20 +808,31 @@ class FrrRouter(Router):
             *extra,
         ]
 
+    @property
+    def zebra(self) -> bool:
+        """zebra runs beside bgpd: for BFD, or for a node daemon's table import."""
+        return self.bfd is not None or self.import_table is not None
+
     def _before_start(self) -> None:
         bfd = self.bfd
-        if bfd is None:
+        if not self.zebra:
             return
-        rx, tx, mult = bfd
         for d in (self.dir, self.vty_dir):
             shutil.chown(d, "frr", "frr")
-        (self.dir / "zebra.conf").write_text(f"hostname {self.name}\nlog stdout informational\n")
-        (self.dir / "bfdd.conf").write_text(
-            f"hostname {self.name}\nlog stdout informational\n!\nbfd\n profile lab\n"
-            f"  receive-interval {rx}\n  transmit-interval {tx}\n  detect-multiplier {mult}\n"
-            " !\n!\n"
-        )
-        for name, extra in (("zebra", ()), ("bfdd", ("--bfdctl", str(self.dir / "bfdd.sock")))):
+        zebra = f"hostname {self.name}\nlog stdout informational\n"
+        if self.import_table is not None:
+            zebra += f"ip import-table {self.import_table}\n"
+        (self.dir / "zebra.conf").write_text(zebra)
+        daemons: list[tuple[str, tuple[str, ...]]] = [("zebra", ())]
+        if bfd is not None:
+            rx, tx, mult = bfd
+            (self.dir / "bfdd.conf").write_text(
+                f"hostname {self.name}\nlog stdout informational\n!\nbfd\n profile lab\n"
+                f"  receive-interval {rx}\n  transmit-interval {tx}\n  detect-multiplier {mult}\n"
+                " !\n!\n"
+            )
+            daemons.append(("bfdd", ("--bfdctl", str(self.dir / "bfdd.sock"))))
+        for name, extra in daemons:
             log_name = f"{self.name}-{name}"
             proc = self.lab.popen(self.ns, self._daemon(name, *extra), log_name=log_name)
             self.helpers.append(proc)
@@ -844,6 +866,16 @@ class FrrRouter(Router):
             lines.append(" bgp bestpath as-path ignore")
         if self.graceful_shutdown:
             lines[4:4] = [*FRR_GSHUT_ROUTE_MAP.splitlines(), "!"]
+        if self.export_connected:
+            plist = [
+                f"ip{'v6' if ':' in p else ''} prefix-list NODE-VIP{6 if ':' in p else 4} "
+                f"seq {5 * i} permit {p}"
+                for i, p in enumerate(self.export_connected, 1)
+            ]
+            lines[4:4] = [*plist, "route-map NODE-VIP4 permit 10",
+                          " match ip address prefix-list NODE-VIP4", "exit",
+                          "route-map NODE-VIP6 permit 10",
+                          " match ipv6 address prefix-list NODE-VIP6", "exit", "!"]  # fmt: skip
         if self.hold_time:
             lines.append(f" timers bgp {max(self.hold_time // 3, 1)} {self.hold_time}")
         for nb in self.neighbors:
@@ -891,6 +923,10 @@ class FrrRouter(Router):
         for p in self.originate:
             if (":" in p) == (v == 6):
                 lines.append(f"  network {p}")
+        if self.import_table is not None and v == 4:  # FRR 8.4 imports IPv4 tables only
+            lines.append(f"  redistribute table {self.import_table}")
+        if self.export_connected:
+            lines.append(f"  redistribute connected route-map NODE-VIP{v}")
         for nb in self.neighbors:
             if v not in nb.families:
                 continue
@@ -905,7 +941,7 @@ class FrrRouter(Router):
     def _command(self) -> list[str]:
         return [
             "/usr/lib/frr/bgpd",
-            *(["-Z"] if self.bfd is None else []),
+            *(["-Z"] if not self.zebra else []),
             "-S",
             "-f",
             str(self.conf),

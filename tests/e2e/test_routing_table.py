@@ -132,3 +132,49 @@ def test_bird_on_the_node_exports_the_gated_route(make_cluster: MakeCluster) -> 
         f"{tb - tl:.3f} s; SIGTERM -> exit {te - ts:.3f} s, gone at the router {tr - ts:.3f} s"
     )
     print(FIGURES["routing-table mode, BIRD on the node"])
+
+
+def node_frr(c: Cluster, name: str) -> Router:
+    """FRR 8.4 on the node: zebra imports table 198 (IPv4), bgpd redistributes it and the VIP's
+    connected route (FRR 8.4 selects the connected route while the address is on lo)."""
+    node = c.topo.node(name)
+    r = make_router(
+        "frr",
+        c.lab,
+        node.ns,
+        asn=NODE_AS,
+        router_id=node.ip4,
+        neighbors=[Neighbor(ROUTER_IP4, ROUTER_AS, families=(4,))],
+        name=f"frr-{name}",
+        import_table=TABLE,
+        export_connected=(f"{VIP4_ADDR}/32",),
+        graceful_shutdown=False,
+    )
+    r.start()
+    return r
+
+
+def test_frr_84_on_the_node_exports_the_gated_route(make_cluster: MakeCluster) -> None:
+    c, w = make_cluster(n_nodes=2, extra_env=TABLE_ENV)
+    for name in ("node1", "node2"):
+        node_frr(c, name)
+    t = time.monotonic()
+    c.start_all()
+    w.wait(lambda h: h == BOTH, 20.0, "both nodes' FRR export the VIP", t)
+    tk = c.apiservers["node1"].kill()
+    tg = w.wait(lambda h: h == frozenset({N2}), 15.0, "node1 withdrawn after the crash", tk)
+    assert tg - tk < CRASH_BOUND, w.describe(tk)
+    assert table_routes(c, "node1") == [] and not vip_on_lo(c.lab, c.topo.node("node1"))
+    c.apiservers["node1"].start()
+    tl = time.monotonic()
+    tb = w.wait(lambda h: h == BOTH, 15.0, "node1 back after the restart", tl)
+    ex = c.watch_exit("node2")
+    ts = c.signal("node2")
+    code, te = ex.wait(5.0)
+    assert code == 0, c.log("node2")
+    tr = w.wait(lambda h: h == frozenset({N1}), 10.0, "node2 gone after SIGTERM", ts)
+    FIGURES["routing-table mode, FRR 8.4 on the node"] = (
+        f"apiserver SIGKILL -> gone at the router {tg - tk:.3f} s; listening -> back "
+        f"{tb - tl:.3f} s; SIGTERM -> exit {te - ts:.3f} s, gone at the router {tr - ts:.3f} s"
+    )
+    print(FIGURES["routing-table mode, FRR 8.4 on the node"])
