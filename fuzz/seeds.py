@@ -145,6 +145,7 @@ def rtnl_seeds() -> Iterable[bytes]:
     the end of a dump; each behind the 4-byte query (table 0 -> main, protocol, ifindex, seq)."""
     import struct
 
+    from vipgate import netlink as nl
     from vipgate.routing import rtnl as r
     from vipgate.routing.plan import KernelRoute
 
@@ -153,16 +154,16 @@ def rtnl_seeds() -> Iterable[bytes]:
     v6 = KernelRoute(IPv6Network("2001:db8::100/128"), 254, 186, 1, 0, 2, 1000)
     other = KernelRoute(IPv4Network("198.51.100.0/24"), 100, 4, 1, 253, 3, 20)
     routes = [r.encode_route_change(True, x, seq) for x in (v4, v6, other)]
-    addr4 = r._IFADDR.pack(2, 32, 0, 0, 2) + r._attr(r.IFA_LOCAL, bytes([203, 0, 113, 100]))
-    addr4 += r._attr(r.IFA_LABEL, b"lo:vipgate\0")
-    addr6 = r._IFADDR.pack(10, 128, 0, 0, 2) + r._attr(
-        r.IFA_ADDRESS, IPv6Address("2001:db8::100").packed
+    addr4 = nl.IFADDR.pack(2, 32, 0, 0, 2) + nl.attr(nl.IFA_LOCAL, bytes([203, 0, 113, 100]))
+    addr4 += nl.attr(nl.IFA_LABEL, b"lo:vipgate\0")
+    addr6 = nl.IFADDR.pack(10, 128, 0, 0, 2) + nl.attr(
+        nl.IFA_ADDRESS, IPv6Address("2001:db8::100").packed
     )
-    addr6 += r._attr(r.IFA_PROTO, b"\x99")
-    addrs = [r._message(r.RTM_NEWADDR, 2, seq, a) for a in (addr4, addr6)]
-    ack = r._message(r.NLMSG_ERROR, 0, seq, struct.pack("=i", 0) + b"\0" * 16)
-    err = r._message(r.NLMSG_ERROR, 0, seq, struct.pack("=i", -17) + b"\0" * 16)
-    done = r._message(r.NLMSG_DONE, 2, seq, struct.pack("=i", 0))
+    addr6 += nl.attr(nl.IFA_PROTO, b"\x99")
+    addrs = [nl.message(nl.RTM_NEWADDR, 2, seq, a) for a in (addr4, addr6)]
+    ack = nl.message(nl.NLMSG_ERROR, 0, seq, struct.pack("=i", 0) + b"\0" * 16)
+    err = nl.message(nl.NLMSG_ERROR, 0, seq, struct.pack("=i", -17) + b"\0" * 16)
+    done = nl.message(nl.NLMSG_DONE, 2, seq, struct.pack("=i", 0))
     for query in (bytes([0, 186, 2, seq]), bytes([100, 4, 3, seq])):
         yield query + b"".join(routes) + done
         yield query + b"".join(addrs) + done

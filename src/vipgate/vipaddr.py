@@ -21,25 +21,29 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-__all__ = ["AddressOp", "change", "encode_request"]
+from vipgate.netlink import HDR as _HDR
+from vipgate.netlink import (
+    IFA_ADDRESS,
+    IFA_F_NODAD,
+    IFA_LABEL,
+    IFA_LOCAL,
+    IFA_PROTO,
+    NETLINK_ROUTE,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    RT_SCOPE_HOST,
+    RT_SCOPE_UNIVERSE,
+    RTM_DELADDR,
+    RTM_NEWADDR,
+    message,
+)
+from vipgate.netlink import IFADDR as _IFADDR
+from vipgate.netlink import attr as _attr
 
-RTM_NEWADDR = 20
-RTM_DELADDR = 21
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_REPLACE = 0x100
-NLM_F_CREATE = 0x400
-IFA_ADDRESS = 1
-IFA_LOCAL = 2
-IFA_LABEL = 3
-IFA_PROTO = 11
-IFA_F_NODAD = 0x02
-RT_SCOPE_UNIVERSE = 0
-RT_SCOPE_HOST = 254
-NETLINK_ROUTE = 0
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+__all__ = ["AddressOp", "change", "encode_request"]
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,6 @@ class AddressOp:
     index: int
     label: str = ""  # IPv4 only
     proto: int = 0  # IPv6 only (IFA_PROTO)
-
-
-def _attr(kind: int, data: bytes) -> bytes:
-    raw = struct.pack("=HH", 4 + len(data), kind) + data
-    return raw + b"\0" * (-len(raw) % 4)
 
 
 def encode_request(op: AddressOp, seq: int = 1) -> bytes:
@@ -75,7 +74,7 @@ def encode_request(op: AddressOp, seq: int = 1) -> bytes:
         body += _attr(IFA_PROTO, bytes([op.proto]))
     kind = RTM_NEWADDR if op.add else RTM_DELADDR
     nl_flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE | NLM_F_REPLACE if op.add else 0)
-    return _HDR.pack(_HDR.size + len(body), kind, nl_flags, seq, 0) + body
+    return message(kind, nl_flags, seq, body)
 
 
 def _ack_error(reply: bytes, seq: int) -> int | None:

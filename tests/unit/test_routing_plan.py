@@ -8,6 +8,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
+from vipgate import netlink
 from vipgate.routing import rtnl
 from vipgate.routing.plan import (
     AddressChange,
@@ -155,9 +156,9 @@ def _as_reply(request: bytes, kind: int) -> bytes:
 @pytest.mark.parametrize("want", [Want.ANNOUNCED, Want.DEPREFERRED, Want.GRACEFUL_SHUTDOWN])
 def test_route_round_trip(vip: Vip, want: Want) -> None:
     r = wanted_route(S, vip.prefix, want)
-    reply = _as_reply(rtnl.encode_route_change(True, r, 7), rtnl.RTM_NEWROUTE)
+    reply = _as_reply(rtnl.encode_route_change(True, r, 7), netlink.RTM_NEWROUTE)
     ((kind, payload),) = list(rtnl.messages(reply, 7))
-    assert kind == rtnl.RTM_NEWROUTE
+    assert kind == netlink.RTM_NEWROUTE
     assert rtnl.decode_routes(payload, 198, 248) == [r]
     assert rtnl.decode_routes(payload, 199, 248) == []  # rule 1, again in the decoder
     assert rtnl.decode_routes(payload, 198, 186) == []
@@ -167,9 +168,9 @@ def test_route_round_trip(vip: Vip, want: Want) -> None:
 def test_route_change_flags() -> None:
     r = wanted_route(S, V4.prefix, Want.ANNOUNCED)
     _, kind, flags, _, _ = struct.unpack_from("=IHHII", rtnl.encode_route_change(True, r, 1))
-    assert kind == rtnl.RTM_NEWROUTE and flags == 0x1 | 0x4 | 0x400 | 0x100
+    assert kind == netlink.RTM_NEWROUTE and flags == 0x1 | 0x4 | 0x400 | 0x100
     _, kind, flags, _, _ = struct.unpack_from("=IHHII", rtnl.encode_route_change(False, r, 1))
-    assert kind == rtnl.RTM_DELROUTE and flags == 0x1 | 0x4
+    assert kind == netlink.RTM_DELROUTE and flags == 0x1 | 0x4
 
 
 @pytest.mark.parametrize(("vip", "mark"), [(V4, "lo:vipgate"), (V6, "proto:118")])
@@ -179,22 +180,24 @@ def test_address_round_trip(vip: Vip, mark: str) -> None:
         label="lo:vipgate" if vip.address.version == 4 else "",
         proto=118 if vip.address.version == 6 else 0,
     )  # fmt: skip
-    payload = _as_reply(encode_request(op, 3), rtnl.RTM_NEWADDR)[16:]
+    payload = _as_reply(encode_request(op, 3), netlink.RTM_NEWADDR)[16:]
     assert rtnl.decode_addresses(payload, 1, mark) == [addr(vip)]
     assert rtnl.decode_addresses(payload, 1, "other") == [addr(vip, ours=False)]
     assert rtnl.decode_addresses(payload, 2, mark) == []
 
 
 def test_messages_end_and_errors() -> None:
-    done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 2, 5, 0) + b"\0" * 4
+    done = struct.pack("=IHHII", 20, netlink.NLMSG_DONE, 2, 5, 0) + b"\0" * 4
     with pytest.raises(rtnl.DumpEnd):
         list(rtnl.messages(done, 5))
-    err = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", -3) + b"\0" * 16
+    err = (
+        struct.pack("=IHHII", 36, netlink.NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", -3) + b"\0" * 16
+    )
     with pytest.raises(OSError) as exc:
         list(rtnl.messages(err, 5))
     assert exc.value.errno == 3
-    ack = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 5, 0) + b"\0" * 20
-    assert list(rtnl.messages(ack, 5)) == [(rtnl.NLMSG_ERROR, b"")]
+    ack = struct.pack("=IHHII", 36, netlink.NLMSG_ERROR, 0, 5, 0) + b"\0" * 20
+    assert list(rtnl.messages(ack, 5)) == [(netlink.NLMSG_ERROR, b"")]
     assert rtnl.decode_routes(b"\0" * 4, 198, 248) == []
     assert rtnl.decode_addresses(b"\0" * 4, 1, "") == []
 
@@ -203,9 +206,9 @@ def test_replies_no_kernel_sends_are_not_routes_and_not_crashes() -> None:
     """Found by fuzzing (fuzz/rtnl.py; inputs in fuzz/regressions/rtnl/): a prefix length
     beyond the family's, and an error message too short to hold its error number."""
     r = wanted_route(S, V4.prefix, Want.ANNOUNCED)
-    payload = bytearray(_as_reply(rtnl.encode_route_change(True, r, 7), rtnl.RTM_NEWROUTE)[16:])
+    payload = bytearray(_as_reply(rtnl.encode_route_change(True, r, 7), netlink.RTM_NEWROUTE)[16:])
     payload[1] = 96  # rtm_dst_len of an IPv4 route
     assert rtnl.decode_routes(bytes(payload), 198, 248) == []
-    short = struct.pack("=IHHII", 18, rtnl.NLMSG_ERROR, 0, 5, 0) + b"\1\2"
+    short = struct.pack("=IHHII", 18, netlink.NLMSG_ERROR, 0, 5, 0) + b"\1\2"
     with pytest.raises(OSError):
         list(rtnl.messages(short, 5))

@@ -25,6 +25,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
+from vipgate import netlink
 from vipgate.config import Config
 from vipgate.routing import rtnl
 from vipgate.routing.plan import (
@@ -80,7 +81,7 @@ class Netlink:
         self._sock.send(make(seq))
         while True:
             try:
-                if any(kind == rtnl.NLMSG_ERROR for kind, _ in rtnl.messages(
+                if any(kind == netlink.NLMSG_ERROR for kind, _ in rtnl.messages(
                         self._sock.recv(1 << 16), seq)):  # fmt: skip
                     return
             except OSError as e:
@@ -197,12 +198,12 @@ class TableAnnouncer:
         for version in (4, 6):  # both: rule 7 cleans either family
             route_dump = functools.partial(rtnl.encode_route_dump, version, s.table, s.protocol)
             for kind, payload in self._nl.dump(route_dump):
-                if kind == rtnl.RTM_NEWROUTE:
+                if kind == netlink.RTM_NEWROUTE:
                     routes += rtnl.decode_routes(payload, s.table, s.protocol)
             mark = vip_label(s.interface, version)
             address_dump = functools.partial(rtnl.encode_address_dump, version, s.index)
             for kind, payload in self._nl.dump(address_dump):
-                if kind == rtnl.RTM_NEWADDR:
+                if kind == netlink.RTM_NEWADDR:
                     addresses += rtnl.decode_addresses(payload, s.index, mark)
         return routes, addresses
 

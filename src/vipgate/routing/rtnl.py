@@ -19,6 +19,28 @@ import struct
 from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 
+from vipgate.netlink import ATTR as _ATTR
+from vipgate.netlink import HDR as _HDR
+from vipgate.netlink import (
+    IFA_ADDRESS,
+    IFA_LABEL,
+    IFA_LOCAL,
+    IFA_PROTO,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+)
+from vipgate.netlink import IFADDR as _IFADDR
+from vipgate.netlink import attr as _attr
+from vipgate.netlink import message as _message
 from vipgate.routing.plan import KernelAddress, KernelRoute
 
 __all__ = [
@@ -31,47 +53,19 @@ __all__ = [
     "messages",
 ]
 
-RTM_NEWADDR = 20
-RTM_GETADDR = 22
-RTM_NEWROUTE = 24
-RTM_DELROUTE = 25
-RTM_GETROUTE = 26
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLM_F_REPLACE = 0x100
-NLM_F_CREATE = 0x400
 RTA_DST = 1
 RTA_OIF = 4
 RTA_PRIORITY = 6
 RTA_TABLE = 15
-IFA_ADDRESS = 1
-IFA_LOCAL = 2
-IFA_LABEL = 3
-IFA_PROTO = 11
 SOL_NETLINK = 270
 NETLINK_GET_STRICT_CHK = 12
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope,
 # type, flags
-_IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_ATTR = struct.Struct("=HH")
 
 
 class DumpEnd(Exception):
     """Raised by :func:`messages` at NLMSG_DONE (the dump is complete)."""
-
-
-def _attr(kind: int, data: bytes) -> bytes:
-    raw = _ATTR.pack(_ATTR.size + len(data), kind) + data
-    return raw + b"\0" * (-len(raw) % 4)
-
-
-def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _HDR.pack(_HDR.size + len(body), kind, flags, seq, 0) + body
 
 
 def _family(version: int) -> int:
