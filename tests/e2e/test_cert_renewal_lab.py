@@ -32,7 +32,10 @@ KEY = "control_plane_health_check_client_key_path"
 
 
 def serial(cert: Path) -> str:
-    return f"{x509.load_pem_x509_certificate(cert.read_bytes()).serial_number:X}"
+    """The serial as the apiserver records it: ssl's getpeercert() hex, an even number of digits
+    (OpenSSL pads an odd-length one with a leading 0)."""
+    digits = f"{x509.load_pem_x509_certificate(cert.read_bytes()).serial_number:X}"
+    return digits.zfill(len(digits) + len(digits) % 2)
 
 
 def metric(text: str, name: str, label: str = "") -> float:
