@@ -365,7 +365,7 @@ def test_speaker_session_on_the_routers_connection() -> None:
 
 
 @pytest.mark.parametrize("open_first", [False, True])
-@pytest.mark.parametrize(("router_id", "kept"), [("10.0.0.1", "ours"), ("198.51.100.1", "theirs")])
+@pytest.mark.parametrize(("router_id", "kept"), [("192.0.2.2", "ours"), ("198.51.100.1", "theirs")])
 def test_speaker_both_sides_dialing_one_session(
     router_id: str, kept: str, open_first: bool
 ) -> None:

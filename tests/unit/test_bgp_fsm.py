@@ -790,7 +790,7 @@ def test_refused_while_stopped() -> None:
 
 
 def test_established_session_wins_over_a_new_connection() -> None:
-    for our_id in ("192.0.2.11", "10.0.0.1"):  # whoever has the higher identifier
+    for our_id in ("192.0.2.11", "127.0.0.1"):  # whoever has the higher identifier
         d, _ = established(cfg(router_id=IPv4Address(our_id)))
         actions = d(accepted())
         assert refused_with(actions) == [COLLISION]
@@ -804,8 +804,8 @@ def test_established_session_wins_over_a_new_connection() -> None:
 # (our identifier, peer's identifier, our AS, peer AS, we keep our own connection)
 DOMINANCE = [
     # Unsigned 32-bit: 192.0.2.11 is 0xc000020b, "negative" as a signed number.
-    ("192.0.2.11", "10.0.0.1", 65000, 65001, True),
-    ("10.0.0.1", "192.0.2.11", 65000, 65001, False),
+    ("192.0.2.11", "127.0.0.1", 65000, 65001, True),
+    ("127.0.0.1", "192.0.2.11", 65000, 65001, False),
     ("255.255.255.254", "255.255.255.253", 65000, 65001, True),
     ("0.0.0.1", "128.0.0.0", 65000, 65001, False),
     # Equal identifiers (eBGP, RFC 6286 2.3): the higher AS number.
@@ -857,7 +857,7 @@ def test_collision_the_dominant_speakers_connection_survives(
 
 
 def test_candidate_open_and_keepalive_in_one_read() -> None:
-    d = collision_driver("10.0.0.1", 65000, 65001)
+    d = collision_driver("127.0.0.1", 65000, 65001)
     actions = d(BytesReceived(peer_open() + KA, PASSIVE))  # the peer (192.0.2.1) dominates
     check_resolution(d, actions, keep_ours=False)
     assert d.state() is State.ESTABLISHED and of_type(actions, SessionUp)
@@ -955,7 +955,7 @@ def test_hold_expiry_of_ours_goes_on_with_the_candidate() -> None:
 
 @st.composite
 def two_connection_events(draw: st.DrawFn) -> list[fsm.Event | Timer]:
-    ids = [IPv4Address("10.0.0.1"), IPv4Address("192.0.2.1"), ROUTER_ID]
+    ids = [IPv4Address("127.0.0.1"), IPv4Address("192.0.2.1"), ROUTER_ID]
     payloads = [
         *(peer_open(bgp_id=i) for i in ids),
         KA,
