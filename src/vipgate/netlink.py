@@ -1,7 +1,8 @@
-"""rtnetlink framing shared by the VIP address (:mod:`vipgate.vipaddr`) and routing-table mode
-(:mod:`vipgate.routing.rtnl`): message types, flags and attribute numbers from
-``linux/netlink.h``, ``linux/rtnetlink.h`` and ``linux/if_addr.h``, the fixed headers, and the
-attribute and message builders (pure: no socket here).
+"""rtnetlink framing shared by the VIP address (:mod:`vipgate.vipaddr`), routing-table mode
+(:mod:`vipgate.routing.rtnl`) and the BGP retry monitor (:mod:`vipgate.bgp.netmon`): message
+types, flags and attribute numbers from ``linux/netlink.h``, ``linux/rtnetlink.h`` and
+``linux/if_addr.h``, the fixed headers, and the attribute and message builders (pure: no socket
+here).
 
 vipgate speaks rtnetlink itself while it runs because pyroute2 costs about 13 MB of resident
 memory for the life of a process (see :mod:`vipgate.vip`, which uses it in a short-lived child at
@@ -34,6 +35,7 @@ __all__ = [
     "RTM_GETADDR",
     "RTM_GETROUTE",
     "RTM_NEWADDR",
+    "RTM_NEWLINK",
     "RTM_NEWROUTE",
     "RT_SCOPE_HOST",
     "RT_SCOPE_UNIVERSE",
@@ -49,6 +51,7 @@ NLM_F_ACK = 0x4
 NLM_F_REPLACE = 0x100
 NLM_F_DUMP = 0x300
 NLM_F_CREATE = 0x400
+RTM_NEWLINK = 16
 RTM_NEWADDR = 20
 RTM_DELADDR = 21
 RTM_GETADDR = 22

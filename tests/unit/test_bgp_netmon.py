@@ -6,15 +6,8 @@ import asyncio
 import socket
 import struct
 
-from vipgate.bgp.netmon import (
-    IFF_LOWER_UP,
-    IFF_UP,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWROUTE,
-    RouteMonitor,
-    news,
-)
+from vipgate.bgp.netmon import IFF_LOWER_UP, IFF_UP, RouteMonitor, news
+from vipgate.netlink import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 
 RTM_DELROUTE = 25
 RTM_DELLINK = 17

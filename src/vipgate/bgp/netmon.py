@@ -27,6 +27,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final, TypeAlias
 
+from vipgate.netlink import HDR as NLMSG_HDR
+from vipgate.netlink import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 
 log = logging.getLogger("vipgate.bgp")
@@ -39,12 +42,8 @@ RTMGRP_IPV6_ROUTE: Final = 0x400
 GROUPS: Final = (
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
 )
-RTM_NEWLINK: Final = 16
-RTM_NEWADDR: Final = 20
-RTM_NEWROUTE: Final = 24
 IFF_UP: Final = 0x1
 IFF_LOWER_UP: Final = 0x10000
-NLMSG_HDR: Final = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 IFINFO_FLAGS_AT: Final = NLMSG_HDR.size + 8  # ifinfomsg: family, pad, type, index, flags
 SO_BINDTODEVICE: Final = 25
 BGP_PORT: Final = 179
