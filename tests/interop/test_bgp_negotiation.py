@@ -68,7 +68,9 @@ def test_strict_router_ipv4_only(frr: tuple[Topology, FrrRouter]) -> None:
 def test_rfc9072_extended_open_from_frr(frr: tuple[Topology, FrrRouter]) -> None:
     topo, router = frr
     n3 = topo.nodes[2]
-    s3 = SpeakerProc(topo.lab, n3, [PEER], announce=[VIP4])
+    # Dialing only: a connection FRR opens to us meanwhile would carry our standard OPEN again
+    # before FRR's own OPEN taught us its encoding (a second 2/0, then success).
+    s3 = SpeakerProc(topo.lab, n3, [PEER], announce=[VIP4], extra=["--no-listen"])
     router.wait_session(n3.ip4)
     router.wait_rib(VIP4, lambda ps: n3.ip4 in {p.next_hop for p in ps})
     log3 = s3.log()
