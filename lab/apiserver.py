@@ -4,7 +4,8 @@ Run inside a node namespace::
 
     python -m lab.apiserver --cert apiserver.crt --key apiserver.key --control /tmp/x.ctl \
         [--listen 0.0.0.0:6443 --listen [::]:6443] [--mode healthy] [--idle-timeout 90] \
-        [--client-ca ca.crt]
+        [--client-ca ca.crt] [--startup [--startup-forbidden-ms 500-1500] \
+        [--startup-failing-ms 800-1200]]
 
 ``--client-ca`` is kube-apiserver's ``--client-ca-file`` with ``--anonymous-auth=false`` (RKE2's
 health paths): the server asks for a client certificate, a certificate not signed by that CA fails
@@ -19,6 +20,12 @@ while the server answers at all; a per-check path (``/readyz/shutdown``, ``/live
 - ``etcd``          an etcd outage: ``/livez`` and ``/healthz`` 500 ``[-]etcd failed: reason
                     withheld ... livez check failed``, ``/readyz`` also ``[-]etcd-readiness
                     failed``; answers after ``delay_ms`` (the real checks block up to 2 s)
+- ``etcd-outage``   the etcd outage of kube-apiserver 1.36.2 (docs/design.md, "The lab"):
+                    ``/livez`` and ``/healthz`` 500 with ``[-]etcd failed: reason withheld`` as
+                    the only failed line, each answer after a random 0..``delay_ms`` (2000 when
+                    the switch gives none: the apiserver's etcd check timeout); ``/readyz`` of
+                    that build has no etcd check and answers 200, ``/version`` too
+- ``startup``       the real apiserver's start-up, see below; ``healthy`` when it is over
 - ``unready``       ``/livez`` 200, ``/readyz`` 500 ``[-]informer-sync failed`` (not a shutdown:
                     a restarted apiserver before its informers synced)
 - ``shutdown``      the real apiserver's SIGTERM sequence (docs/design.md, "The lab"), see below
@@ -46,22 +53,44 @@ while the server answers at all; a per-check path (``/readyz/shutdown``, ``/live
    ``refuse``. Any mode change before that cancels the sequence; ``healthy`` afterwards is the
    restarted apiserver.
 
+``startup`` (``--startup`` plays it when the process starts, so a restart is kill + start; a
+switch to ``startup`` plays it again in the running process, listening again if it refused):
+
+1. ``forbidden`` for ``forbidden_ms`` (default a random 500-1500 ms): every request gets 403
+   ``forbidden: User "system:anonymous" cannot get path "<path>"`` (a JSON ``Status``; the
+   authorizer has no RBAC rules loaded yet, ``/version`` included);
+2. ``failing`` for ``failing_ms`` (default a random 800-1200 ms): ``/livez``, ``/readyz`` and
+   ``/healthz`` answer 500 with the check list, ``[-]poststarthook/rbac/bootstrap-roles failed:
+   reason withheld`` and ``[-]poststarthook/scheduling/bootstrap-system-priority-classes failed:
+   reason withheld`` among the ``[+]`` lines (``STARTUP_HOOKS``); ``/version`` answers 200;
+3. then the mode is ``healthy``: 200. ``startup_done_t`` is that instant; ``first_200_t`` holds,
+   per path, when the first 200 was sent since the process started, the last start-up or reset.
+
+Any mode change during the sequence ends it. A length is ``[lo, hi]`` (drawn uniformly at each
+start-up) or one number; the drawn lengths are in ``startup_lengths`` (seconds).
+
 Control channel: a unix stream socket (``--control``), one JSON object per line each way::
 
     {"cmd": "mode", "mode": "slow", "delay_ms": 1500}  -> {"ok": true, "mode": "slow", "t": <mono>}
     {"cmd": "mode", "mode": "shutdown", "shutdown_delay_ms": 3000, "retry_after": true,
      "drain_ms": 2000}
+    {"cmd": "mode", "mode": "startup", "forbidden_ms": [500, 1500], "failing_ms": 1000}
     {"cmd": "stats"}   -> {"ok": true, "handshakes": n, "requests": n, "open": n, "t": ...,
                            "statuses": {"200": n, "429": n, ...}, "shutdown_phase": "delay",
                            "retry_after_t": <mono>|null, "stopped_t": <mono>|null,
                            "paths": {"/livez": n, ...}, "listen_t": <mono>,
-                           "clients": {"<client certificate serial, hex>": n, ...}}
+                           "clients": {"<client certificate serial, hex>": n, ...},
+                           "startup_phase": "forbidden"|"failing"|"", "startup_t": <mono>|null,
+                           "startup_failing_t": ..., "startup_done_t": ...,
+                           "startup_lengths": [s, s]|null, "first_200_t": {"/livez": <mono>}}
     {"cmd": "reset"}   -> counters to zero
     {"cmd": "ping"}
 
 ``t`` is ``time.monotonic()`` (CLOCK_MONOTONIC, the same clock in every process on the machine)
 read after the change took effect, so a test knows exactly when the fault began (for
-``shutdown``: when ``/readyz`` began to fail; ``stopped_t``: when the listeners closed).
+``shutdown``: when ``/readyz`` began to fail; ``stopped_t``: when the listeners closed; for
+``startup``: ``startup_t``, when the listeners opened, ``startup_done_t``, when ``/livez``
+began to answer 200).
 Idle keep-alive connections stay open until ``--idle-timeout`` seconds without a request (the
 real apiserver closes them after 90 s).
 """
@@ -75,6 +104,7 @@ import contextlib
 import email.utils
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -94,8 +124,10 @@ MODES = (
     "healthy",
     "fail",
     "etcd",
+    "etcd-outage",
     "unready",
     "shutdown",
+    "startup",
     "unauthorized",
     "forbidden",
     "slow",
@@ -132,6 +164,70 @@ CHECKS = (
     "poststarthook/apiservice-registration-controller",
 )
 MAX_HEAD = 16 * 1024
+# The post-start hooks a real apiserver's /livez lists as failed in the second second of its
+# start-up (RBAC rules loaded, the bootstrap roles and priority classes not yet ensured).
+STARTUP_HOOKS = (
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/scheduling/bootstrap-system-priority-classes",
+)
+ETCD_CHECK_TIMEOUT_MS = 2000  # the apiserver's etcd health check gives up after 2 s
+
+
+@dataclass(frozen=True)
+class Startup:
+    """The lengths of the real apiserver's start-up phases as anonymous ``/livez`` sees them:
+    403 for `forbidden` seconds, then 500 (``STARTUP_HOOKS`` failed) for `failing` seconds, then
+    200. Each is a (low, high) range drawn uniformly at every start-up; the defaults are the
+    lengths measured on kube-apiserver 1.36.2 (docs/design.md, "The lab")."""
+
+    forbidden: tuple[float, float] = (0.5, 1.5)
+    failing: tuple[float, float] = (0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        for lo, hi in (self.forbidden, self.failing):
+            if not 0.0 <= lo <= hi <= 600.0:
+                raise ValueError(f"start-up phase length ({lo}, {hi}): 0 <= low <= high <= 600 s")
+
+    def draw(self, rng: random.Random) -> tuple[float, float]:
+        """(403 seconds, 500 seconds) for one start-up."""
+        return rng.uniform(*self.forbidden), rng.uniform(*self.failing)
+
+    def to_msg(self) -> dict[str, list[int]]:
+        """The control message's ``forbidden_ms`` / ``failing_ms``."""
+        return {
+            "forbidden_ms": [round(x * 1000) for x in self.forbidden],
+            "failing_ms": [round(x * 1000) for x in self.failing],
+        }
+
+    @classmethod
+    def from_ms(cls, forbidden: object, failing: object) -> Startup:
+        """From ``forbidden_ms`` / ``failing_ms``: a number, ``[lo, hi]`` or ``"lo-hi"``."""
+        return cls(_ms_range(forbidden), _ms_range(failing))
+
+    def to_args(self) -> list[str]:
+        """The command line that plays it at the process's start."""
+        m = self.to_msg()
+        return [
+            "--startup",
+            "--startup-forbidden-ms",
+            "-".join(map(str, m["forbidden_ms"])),
+            "--startup-failing-ms",
+            "-".join(map(str, m["failing_ms"])),
+        ]
+
+
+def _ms_range(v: object) -> tuple[float, float]:
+    """Milliseconds as ``1000``, ``[500, 1500]`` or ``"500-1500"`` -> (low, high) seconds."""
+    if isinstance(v, str):
+        lo, _, hi = v.partition("-")
+        parts = [float(lo), float(hi or lo)]
+    elif isinstance(v, (int, float)):
+        parts = [float(v), float(v)]
+    elif isinstance(v, (list, tuple)) and len(v) == 2:
+        parts = [float(v[0]), float(v[1])]
+    else:
+        raise ValueError(f"a length in ms, [lo, hi] or 'lo-hi', not {v!r}")
+    return parts[0] / 1000.0, parts[1] / 1000.0
 
 
 def _status_json(code: int, reason: str, message: str) -> bytes:
@@ -180,8 +276,12 @@ class FakeApiserver:
         delay_ms: int = 0,
         idle_timeout: float = 90.0,
         client_auth: bool = False,
+        startup: Startup | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.listen = list(listen)
+        self.startup = startup  # played when run() starts (the process's --startup)
+        self.rng = rng or random.Random()
         self.client_auth = client_auth
         self.ssl_ctx = ssl_ctx
         self.control_path = control_path
@@ -203,6 +303,14 @@ class FakeApiserver:
         self.retry_after_t: float | None = None
         self.stopped_t: float | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        # start-up sequence: "forbidden" -> "failing" -> "" (healthy)
+        self.startup_phase = ""
+        self.startup_t: float | None = None  # its listeners opened (403 from then on)
+        self.startup_failing_t: float | None = None  # 500 from then on
+        self.startup_done_t: float | None = None  # 200 from then on
+        self.startup_lengths: tuple[float, float] | None = None  # drawn (403 s, 500 s)
+        self.first_200_t: dict[str, float] = {}  # path -> first 200 sent (start/start-up/reset)
+        self._startup_task: asyncio.Task[None] | None = None
 
     # -- listening -------------------------------------------------------------------------
     async def open_listeners(self) -> None:
@@ -250,6 +358,7 @@ class FakeApiserver:
         shutdown_delay_ms: int = 0,
         retry_after: bool = False,
         drain_ms: int = 1000,
+        startup: Startup | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
@@ -257,10 +366,13 @@ class FakeApiserver:
             raise ValueError("shutdown_delay_ms and drain_ms: 0..600000")
         if delay_ms is not None:
             self.delay_ms = int(delay_ms)
-        if self._shutdown_task is not None:
-            self._shutdown_task.cancel()
-            self._shutdown_task = None
-        self.shutdown_phase = ""
+        elif mode == "etcd-outage":
+            self.delay_ms = ETCD_CHECK_TIMEOUT_MS
+        for task in (self._shutdown_task, self._startup_task):
+            if task is not None:
+                task.cancel()
+        self._shutdown_task = self._startup_task = None
+        self.shutdown_phase = self.startup_phase = ""
         self.mode = mode
         if mode == "refuse":
             self.close_listeners()
@@ -275,6 +387,26 @@ class FakeApiserver:
             self._shutdown_task = asyncio.create_task(
                 self._shutdown(shutdown_delay_ms / 1000.0, retry_after, drain_ms / 1000.0)
             )
+        if mode == "startup":
+            self._begin_startup(startup or Startup())
+
+    def _begin_startup(self, startup: Startup) -> None:
+        self.startup_lengths = startup.draw(self.rng)
+        self.startup_phase = "forbidden"
+        self.startup_t = time.monotonic()
+        self.startup_failing_t = self.startup_done_t = None
+        self.first_200_t.clear()
+        self._startup_task = asyncio.create_task(self._startup(*self.startup_lengths))
+
+    async def _startup(self, forbidden: float, failing: float) -> None:
+        await asyncio.sleep(forbidden)
+        self.startup_phase = "failing"
+        self.startup_failing_t = time.monotonic()
+        await asyncio.sleep(failing)
+        self.startup_phase = ""
+        self.mode = "healthy"
+        self.startup_done_t = time.monotonic()
+        self._startup_task = None
 
     async def _shutdown(self, delay: float, retry_after: bool, drain: float) -> None:
         await asyncio.sleep(delay)
@@ -385,6 +517,13 @@ class FakeApiserver:
             body = _status_json(401, "Unauthorized", "Unauthorized")
             await self._send(writer, 401, body, "application/json", keep)
             return keep
+        if mode == "startup" and self.startup_phase == "forbidden":
+            # No RBAC rule loaded yet: the authorizer denies every path, /version included.
+            msg = 'forbidden: User "system:anonymous" cannot get path "' + path + '"'
+            await self._send(
+                writer, 403, _status_json(403, "Forbidden", msg), "application/json", keep
+            )
+            return keep
         if endpoint == "version" and not check:
             body = json.dumps(VERSION, indent=2).encode()
             await self._send(writer, 200, body, "application/json", keep)
@@ -407,6 +546,7 @@ class FakeApiserver:
         else:
             body = check_list(endpoint) if "verbose" in query else b"ok"
             await self._send(writer, 200, body, text, keep)
+            self.first_200_t.setdefault(path, time.monotonic())
         return keep
 
     async def _failed_checks(self, mode: str, endpoint: str) -> tuple[str, ...]:
@@ -416,6 +556,11 @@ class FakeApiserver:
         if mode == "etcd":
             await asyncio.sleep(self.delay_ms / 1000.0)
             return ("etcd", "etcd-readiness") if endpoint == "readyz" else ("etcd",)
+        if mode == "etcd-outage" and endpoint != "readyz":
+            await asyncio.sleep(self.rng.uniform(0.0, self.delay_ms / 1000.0))
+            return ("etcd",)
+        if mode == "startup":
+            return STARTUP_HOOKS
         if mode == "unready" and endpoint == "readyz":
             return ("informer-sync",)
         if mode == "shutdown" and endpoint == "readyz":
@@ -475,6 +620,12 @@ class FakeApiserver:
             "shutdown_phase": self.shutdown_phase,
             "retry_after_t": self.retry_after_t,
             "stopped_t": self.stopped_t,
+            "startup_phase": self.startup_phase,
+            "startup_t": self.startup_t,
+            "startup_failing_t": self.startup_failing_t,
+            "startup_done_t": self.startup_done_t,
+            "startup_lengths": self.startup_lengths,
+            "first_200_t": dict(self.first_200_t),
             "pid": os.getpid(),
             "t": time.monotonic(),
         }
@@ -492,6 +643,10 @@ class FakeApiserver:
                             shutdown_delay_ms=int(msg.get("shutdown_delay_ms", 0)),
                             retry_after=bool(msg.get("retry_after", False)),
                             drain_ms=int(msg.get("drain_ms", 1000)),
+                            startup=Startup.from_ms(
+                                msg.get("forbidden_ms", [500, 1500]),
+                                msg.get("failing_ms", [800, 1200]),
+                            ),
                         )
                         reply: dict[str, Any] = {
                             "ok": True,
@@ -505,6 +660,7 @@ class FakeApiserver:
                         self.statuses.clear()
                         self.paths.clear()
                         self.clients.clear()
+                        self.first_200_t.clear()
                         reply = self.stats()
                     elif cmd == "ping":
                         reply = self.stats()
@@ -525,9 +681,12 @@ class FakeApiserver:
     async def run(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
-        ctl = await asyncio.start_unix_server(self._control, path=str(self.control_path))
-        if self.mode != "refuse":
+        if self.startup is not None:
+            await self.set_mode("startup", startup=self.startup)
+        elif self.mode != "refuse":
             await self.open_listeners()
+        # listening before the control socket answers: ready means listening
+        ctl = await asyncio.start_unix_server(self._control, path=str(self.control_path))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopped.set)
@@ -606,8 +765,18 @@ def main(argv: list[str] | None = None) -> int:
         "--client-ca",
         help="CA file: require a client certificate it signed (401 without; anonymous auth off)",
     )
+    ap.add_argument(
+        "--startup",
+        action="store_true",
+        help="play the real apiserver's start-up (403, then 500, then 200) at the start",
+    )
+    ap.add_argument("--startup-forbidden-ms", default="500-1500", help="MS or LO-HI (403 phase)")
+    ap.add_argument("--startup-failing-ms", default="800-1200", help="MS or LO-HI (500 phase)")
     a = ap.parse_args(argv)
     listen = [parse_listen(x) for x in (a.listen or ["0.0.0.0:6443", "[::]:6443"])]
+    startup = None
+    if a.startup:
+        startup = Startup.from_ms(a.startup_forbidden_ms, a.startup_failing_ms)
     srv = FakeApiserver(
         listen,
         make_ssl_context(a.cert, a.key, a.client_ca),
@@ -616,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         delay_ms=a.delay_ms,
         idle_timeout=a.idle_timeout,
         client_auth=a.client_ca is not None,
+        startup=startup,
     )
     untrusted_switch(srv, Path(a.control).parent, Path(a.control).stem)
     asyncio.run(srv.run())
@@ -643,6 +813,12 @@ class ApiserverStats:
     paths: dict[str, int] = field(default_factory=dict)  # requests per path (no query)
     clients: dict[str, int] = field(default_factory=dict)  # requests per client cert serial
     listen_t: float | None = None  # monotonic: the listeners last opened (after start/refuse)
+    startup_phase: str = ""  # "", "forbidden", "failing"
+    startup_t: float | None = None  # monotonic: the last start-up began (403 from then on)
+    startup_failing_t: float | None = None  # monotonic: its 500s began
+    startup_done_t: float | None = None  # monotonic: it ended, /livez answers 200 from then on
+    startup_lengths: tuple[float, float] | None = None  # its (403, 500) lengths, s
+    first_200_t: dict[str, float] = field(default_factory=dict)  # path -> first 200 sent
 
 
 class ApiserverControl:
@@ -706,7 +882,19 @@ class ApiserverControl:
             paths=r.get("paths", {}),
             clients=r.get("clients", {}),
             listen_t=r.get("listen_t"),
+            startup_phase=r.get("startup_phase", ""),
+            startup_t=r.get("startup_t"),
+            startup_failing_t=r.get("startup_failing_t"),
+            startup_done_t=r.get("startup_done_t"),
+            startup_lengths=tuple(r["startup_lengths"]) if r.get("startup_lengths") else None,
+            first_200_t=r.get("first_200_t", {}),
         )
+
+    def startup(self, startup: Startup | None = None) -> float:
+        """Play the start-up in the running process (listening again if it refused); returns
+        the monotonic time at which its 403s began."""
+        msg = (startup or Startup()).to_msg()
+        return float(self.request(cmd="mode", mode="startup", **msg)["t"])
 
     def reset(self) -> None:
         self.request(cmd="reset")
@@ -749,11 +937,13 @@ class Apiserver:
     def __repr__(self) -> str:
         return f"Apiserver(name={self.name!r}, ns={self.ns!r})"
 
-    def launch(self) -> None:
-        """Start the process without waiting (see wait_ready)."""
+    def launch(self, startup: Startup | None = None) -> None:
+        """Start the process without waiting (see wait_ready); with `startup` it plays the real
+        apiserver's start-up first (see :meth:`wait_started`)."""
         from lab.netns import python_cmd
 
         args = ["--cert", str(self.cert), "--key", str(self.key)]
+        args += startup.to_args() if startup is not None else []
         args += ["--control", str(self.control_path), "--mode", self.initial_mode]
         args += ["--delay-ms", str(self.delay_ms), "--idle-timeout", str(self.idle_timeout)]
         for lst in self.listen:
@@ -773,12 +963,29 @@ class Apiserver:
 
         return wait_for(ready, timeout, 0.02, what=f"fake apiserver {self.name}")
 
-    def start(self, timeout: float = 10.0) -> float:
-        """Start the process and wait until its control socket answers; return seconds."""
+    def start(self, timeout: float = 10.0, startup: Startup | None = None) -> float:
+        """Start the process and wait until its control socket answers; return seconds. With
+        `startup` the process plays the real apiserver's start-up (403, 500, then 200)."""
         t0 = time.monotonic()
-        self.launch()
+        self.launch(startup)
         self.wait_ready(timeout)
         return time.monotonic() - t0
+
+    def wait_started(self, timeout: float = 10.0) -> ApiserverStats:
+        """Wait until the start-up is over (``/livez`` answers 200 since ``startup_done_t``)."""
+        from lab.wait import wait_for
+
+        found: list[ApiserverStats] = []
+
+        def done() -> bool:
+            st = self.stats()
+            if st.startup_done_t is None:
+                return False
+            found.append(st)
+            return True
+
+        wait_for(done, timeout, 0.02, what=f"{self.name}: start-up over")
+        return found[-1]
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.apiserver import Apiserver, start_apiservers
+from lab.apiserver import Apiserver, Startup, start_apiservers
 from lab.netns import Lab
 from lab.pki import Pki
 from lab.topology import Topology, build_topology
@@ -217,3 +217,32 @@ def test_sigkill_closes_kept_alive_connections_and_start_again(env: Env) -> None
         if env.api.pid is None:
             env.api.start()
     assert curl(env, url(env))[:2] == (0, "ok\n200")
+
+
+def test_restart_with_the_real_startup_as_curl_sees_it(env: Env) -> None:
+    """403 (RBAC not loaded), then 500 naming the post-start hooks, then 200."""
+    env.api.kill()
+    try:
+        env.api.start(startup=Startup((0.4, 0.4), (0.4, 0.4)))
+        seen: list[tuple[str, str]] = []
+        while not seen or seen[-1][0] != "200":
+            rc, out, err = curl(env, url(env))
+            assert rc == 0, err
+            body, status = out.rsplit("\n", 1)
+            if not seen or seen[-1][0] != status:
+                seen.append((status, body))
+            assert len(seen) <= 3, seen
+    finally:
+        if env.api.pid is None:
+            env.api.start()
+    assert [s for s, _ in seen] == ["403", "500", "200"], seen
+    assert json.loads(seen[0][1])["message"] == (
+        'forbidden: User "system:anonymous" cannot get path "/livez"'
+    )
+    assert "[-]poststarthook/rbac/bootstrap-roles failed: reason withheld" in seen[1][1]
+    assert "[-]poststarthook/scheduling/bootstrap-system-priority-classes failed" in seen[1][1]
+    assert "[+]etcd ok" in seen[1][1] and seen[1][1].endswith("livez check failed\n")
+    st = env.api.wait_started()
+    assert st.startup_t is not None and st.startup_done_t is not None
+    assert st.startup_done_t - st.startup_t == pytest.approx(0.8, abs=0.1)
+    assert st.startup_done_t <= st.first_200_t["/livez"]

@@ -438,3 +438,146 @@ def test_untrusted_presents_a_certificate_of_another_ca(pki: Pki, tmp_path: Path
             await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
+
+
+def test_startup_lengths_parse_and_draw() -> None:
+    import random
+
+    from lab.apiserver import Startup
+
+    s = Startup.from_ms("500-1500", 1000)
+    assert s == Startup((0.5, 1.5), (1.0, 1.0))
+    assert Startup.from_ms([200, 300], "250") == Startup((0.2, 0.3), (0.25, 0.25))
+    assert s.to_msg() == {"forbidden_ms": [500, 1500], "failing_ms": [1000, 1000]}
+    assert s.to_args() == [
+        "--startup",
+        "--startup-forbidden-ms",
+        "500-1500",
+        "--startup-failing-ms",
+        "1000-1000",
+    ]
+    forb, fail = Startup().draw(random.Random(1))
+    assert 0.5 <= forb <= 1.5 and 0.8 <= fail <= 1.2  # the measured lengths are the defaults
+    with pytest.raises(ValueError):
+        Startup((1.0, 0.5))
+    with pytest.raises(ValueError):
+        Startup.from_ms({"x": 1}, 1)
+
+
+def test_startup_forbidden_then_failing_hooks_then_healthy(pki: Pki, tmp_path: Path) -> None:
+    from lab.apiserver import STARTUP_HOOKS, Startup
+
+    async def main() -> None:
+        s = Server(pki, tmp_path, startup=Startup((0.3, 0.3), (0.3, 0.3)))
+        async with s as srv:
+            assert srv.mode == "startup" and srv.startup_phase == "forbidden"
+            assert srv.startup_lengths == (0.3, 0.3)
+            r, w = await connect(s.port, pki)
+            for path in ("/livez", "/readyz", "/version"):
+                code, hdrs, body = await response(r, w, path)
+                assert (code, hdrs["content-type"]) == (403, "application/json"), path
+                assert json.loads(body) == {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f'forbidden: User "system:anonymous" cannot get path "{path}"',
+                    "reason": "Forbidden",
+                    "code": 403,
+                }
+            while srv.startup_phase == "forbidden":
+                await asyncio.sleep(0.01)
+            code, _, body = await response(r, w, "/livez")
+            assert code == 500 and body == check_list("livez", STARTUP_HOOKS)
+            failed = [x for x in body.decode().splitlines() if x.startswith("[-]")]
+            assert failed == [
+                "[-]poststarthook/rbac/bootstrap-roles failed: reason withheld",
+                "[-]poststarthook/scheduling/bootstrap-system-priority-classes failed: "
+                "reason withheld",
+            ]
+            assert b"[+]etcd ok\n" in body and body.endswith(b"livez check failed\n")
+            code, _, body = await response(r, w, "/readyz")
+            assert code == 500 and body == check_list("readyz", STARTUP_HOOKS)
+            assert (await response(r, w, "/version"))[0] == 200
+            assert (await response(r, w, "/readyz/shutdown"))[0] == 403
+            assert srv.first_200_t == {}
+            while srv.startup_phase:
+                await asyncio.sleep(0.01)
+            st = srv.stats()
+            assert st["mode"] == "healthy" and st["startup_done_t"] is not None
+            assert st["startup_t"] < st["startup_failing_t"] < st["startup_done_t"]
+            assert st["startup_failing_t"] - st["startup_t"] >= 0.3
+            assert st["startup_done_t"] - st["startup_failing_t"] >= 0.3
+            before = time.monotonic()
+            assert (await response(r, w, "/livez"))[::2] == (200, b"ok")
+            first = srv.stats()["first_200_t"]["/livez"]
+            assert st["startup_done_t"] <= before <= first <= time.monotonic()
+            assert (await response(r, w, "/livez"))[::2] == (200, b"ok")
+            assert srv.stats()["first_200_t"]["/livez"] == first  # the first one stays
+            w.close()
+
+    run(main())
+
+
+def test_startup_switch_reopens_refused_listeners_and_a_mode_change_ends_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    from lab.apiserver import ApiserverControl, Startup
+
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            c = ApiserverControl(s.ctl)
+            await srv.set_mode("refuse")
+            before = time.monotonic()
+            t = await asyncio.to_thread(c.startup, Startup((0.1, 0.2), (0.1, 0.1)))
+            assert srv.servers and srv.mode == "startup"
+            st = await asyncio.to_thread(c.stats)
+            assert st.startup_phase == "forbidden" and st.startup_lengths is not None
+            assert before <= st.startup_t <= t  # type: ignore[operator]
+            forb, fail = st.startup_lengths
+            assert 0.1 <= forb <= 0.2 and fail == pytest.approx(0.1)
+            r, w = await connect(s.port, pki)
+            assert (await response(r, w, "/livez"))[0] == 403
+            await srv.set_mode("fail")  # ends the sequence
+            await asyncio.sleep(0.4)  # past its end, had it gone on
+            assert srv.mode == "fail" and srv.startup_phase == ""
+            assert srv.stats()["startup_done_t"] is None
+            await srv.set_mode("healthy")
+            assert (await response(r, w, "/livez"))[::2] == (200, b"ok")
+            assert srv.stats()["first_200_t"].keys() == {"/livez"}
+            await asyncio.to_thread(c.reset)
+            assert srv.stats()["first_200_t"] == {}
+            w.close()
+
+    run(main())
+
+
+def test_etcd_outage_livez_fails_after_up_to_the_timeout_readyz_unaffected(
+    pki: Pki, tmp_path: Path
+) -> None:
+    from lab.apiserver import ETCD_CHECK_TIMEOUT_MS
+
+    async def main() -> None:
+        s = Server(pki, tmp_path)
+        async with s as srv:
+            r, w = await connect(s.port, pki)
+            await srv.set_mode("etcd-outage")
+            assert srv.delay_ms == ETCD_CHECK_TIMEOUT_MS == 2000
+            await srv.set_mode("etcd-outage", 200)
+            took = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                code, _, body = await response(r, w, "/livez")
+                took.append(time.monotonic() - t0)
+                assert code == 500 and body == check_list("livez", {"etcd"})
+                failed = [x for x in body.decode().splitlines() if x.startswith("[-]")]
+                assert failed == ["[-]etcd failed: reason withheld"]
+            assert max(took) < 0.2 + 0.1, took  # up to delay_ms, drawn each time
+            code, _, body = await response(r, w, "/healthz")
+            assert code == 500 and body == check_list("healthz", {"etcd"})
+            assert (await response(r, w, "/readyz"))[::2] == (200, b"ok")
+            assert (await response(r, w, "/version"))[0] == 200
+            w.close()
+
+    run(main())
