@@ -1077,6 +1077,32 @@ def test_fast_retry_window_ends_on_established_and_stop() -> None:
     assert Timer.FAST_RETRY not in d3.timers
 
 
+@pytest.mark.parametrize("rng", [0.0, 0.999999])
+def test_refused_dials_retry_at_the_fast_cadence_whatever_the_outage(rng: float) -> None:
+    """Rule 9: a RST (the host up, its BGP not listening: a router restarting) is retried every
+    fast_retry_min..max seconds long after the window; other failures back off from the first
+    step again."""
+    d, _ = established(rng=rng)
+    d(TcpClosed())
+    d.fire(Timer.FAST_RETRY)  # the window is over (an outage longer than 30 s)
+    fast = 0.5 + 0.5 * rng
+    for _ in range(200):
+        d.fire(Timer.CONNECT_RETRY)
+        retry = timer_armed(d(TcpClosed("connection refused", refused=True)), Timer.CONNECT_RETRY)
+        assert retry is not None and retry.delay == pytest.approx(fast)
+    d.fire(Timer.CONNECT_RETRY)
+    slow = loss_delays(d, 4)  # timeouts, unreachable: the backoff, from its first step
+    assert [round(x / fast, 6) for x in slow] == [1, 2, 4, 8]
+    # From a first start too (no window): refusals are retried quickly.
+    d2 = Driver(Session(cfg(), rng=lambda: rng))
+    d2(Start())
+    for _ in range(20):
+        retry = timer_armed(d2(TcpClosed("refused", refused=True)), Timer.CONNECT_RETRY)
+        assert retry is not None and retry.delay == pytest.approx(fast)
+        d2.fire(Timer.CONNECT_RETRY)
+    assert Timer.FAST_RETRY not in d2.timers
+
+
 def test_peer_reachable_retries_at_once() -> None:
     d = Driver(Session(cfg(), rng=lambda: 0.0))
     d(Start())

@@ -67,7 +67,12 @@ Rules this module keeps
    retry follows ``fast_retry_min..fast_retry_max`` seconds later (jittered: nodes that lost the
    same router do not dial in step); then the bounded exponential backoff, from its first step.
    Established resets both; :class:`PeerReachable` (the kernel reports the route or link back)
-   retries at once from Idle, and dials anew from Connect.
+   retries at once from Idle, and dials anew from Connect.  A dial the peer's host refuses
+   (:attr:`TcpClosed.refused`: a TCP RST, the host is up and its BGP speaker not listening --
+   a router restarting, or still loading its configuration) is retried at the fast cadence
+   whatever the window, and the backoff starts from its first step again once dials fail
+   otherwise: how long the router was down must not add to the wait after it listens again
+   (docs/routers.md, router restarts).  The cost is a SYN and a RST every 0.5-1 s.
 
 Theory of operation
 -------------------
@@ -213,10 +218,13 @@ class TcpAccepted:
 
 @dataclass(frozen=True, slots=True)
 class TcpClosed:
-    """The connection attempt failed, or the open connection was closed or reset."""
+    """The connection attempt failed, or the open connection was closed or reset.
+
+    ``refused``: our dial was answered with a TCP RST (ECONNREFUSED; rule 9)."""
 
     reason: str = "connection closed"
     conn: Conn = Conn.ACTIVE
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,12 +583,13 @@ class Session:
         """(AFI, SAFI) of our next OPEN; none announced means IPv4 unicast (RFC 4760 1)."""
         return wire.Open(0, 0, IPv4Address(1), self.capabilities()).families
 
-    def backoff_delay(self) -> float:
-        """Delay before the next attempt: in the fast-retry window after a session loss
-        uniform in [fast_retry_min, fast_retry_max] (rule 9); else bounded exponential, counted
-        from the window's end, with jitter in [50%, 100%]."""
+    def backoff_delay(self, refused: bool = False) -> float:
+        """Delay before the next attempt: in the fast-retry window after a session loss, or
+        after a refused dial, uniform in [fast_retry_min, fast_retry_max] (rule 9); else
+        bounded exponential, counted from the window's end or the last refusal, with jitter in
+        [50%, 100%]."""
         cfg = self.config
-        if Timer.FAST_RETRY in self._armed:
+        if refused or Timer.FAST_RETRY in self._armed:
             return cfg.fast_retry_min + (cfg.fast_retry_max - cfg.fast_retry_min) * self._rng()
         n = max(0, self.failures - self._backoff_from - 1)
         base = min(cfg.backoff_cap, cfg.backoff_first * (2.0 ** min(n, 30)))
@@ -641,6 +650,7 @@ class Session:
         sent: Notification | None = None,
         received: Notification | None = None,
         reconnect: bool = True,
+        refused: bool = False,
     ) -> None:
         """Leave the session: optional NOTIFICATION, close, Idle, backoff unless stopping --
         or, if the peer's connection is pending (rule 2), go on with that one."""
@@ -665,9 +675,11 @@ class Session:
         self.adj_rib_in.clear()
         if reconnect and not self.stopped:
             self.failures += 1
+            if refused:
+                self._backoff_from = self.failures  # the backoff from its first step again
             if was_up and self.config.fast_retry_window > 0:
                 self._arm(Timer.FAST_RETRY, self.config.fast_retry_window)
-            self._arm(Timer.CONNECT_RETRY, self.backoff_delay())
+            self._arm(Timer.CONNECT_RETRY, self.backoff_delay(refused))
 
     def _error(self, err: BgpError) -> None:
         self._down(
@@ -690,7 +702,7 @@ class Session:
 
     def _on_connect_failed(self, ev: object) -> None:
         assert isinstance(ev, TcpClosed)
-        self._down(f"TCP connect failed: {ev.reason}")
+        self._down(f"TCP connect failed: {ev.reason}", refused=ev.refused)
 
     def _on_closed(self, ev: object) -> None:
         assert isinstance(ev, TcpClosed)

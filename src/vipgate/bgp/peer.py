@@ -531,7 +531,8 @@ class Peer:
             if self._sock is sock:
                 self._sock = None
             self._maybe_lost()
-            self._event(conn_id, fsm.TcpClosed(exc.strerror or str(exc)))
+            refused = isinstance(exc, ConnectionRefusedError)
+            self._event(conn_id, fsm.TcpClosed(exc.strerror or str(exc), refused=refused))
 
     def _connection_made(self, conn_id: int, transport: asyncio.Transport) -> None:
         if conn_id != self._conn_id:
