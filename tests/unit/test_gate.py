@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vipgate.health.gate import (
+    LOOK_OFTEN_FOR,
     Action,
     Address,
     AdviceKind,
@@ -453,7 +454,7 @@ def fast_gate(**kw: float) -> Gate:
         (["ok", "500"], False),
         (["ok", "401"], False),
         (["ok", "tls"], False),
-        (["ok", "refused", "refused", "refused", "500"], False),  # starting up: 500 -> grid
+        (["ok", "refused", "refused", "refused", "500"], True),  # withdrawn: rule 7d
         (["ok", "refused", "timeout"], False),
         # a success ends it (R = 1: announced at once, then the grid)
         (["ok", "refused", "ok"], False),
@@ -497,6 +498,129 @@ def test_rule7a_crash_withdraws_within_threshold_fast_periods() -> None:
     step = gate.feed(RESULTS["refused"], t)
     assert step.next_check_at == pytest.approx(t + FAST)
     assert gate.feed(OK, t + FAST).action is A
+
+
+# ---------------------------------------------------------------------------- rule 7d: look often
+START_UP = ["refused", "403", "403", "403", "500", "500"]  # a real apiserver's start, then 200
+
+
+def withdrawn_gate(at: float = 10.0) -> Gate:
+    """Announced, then withdrawn at ``at`` by three 500s (rule 5; the grid while UP)."""
+    gate = fast_gate()
+    gate.feed(OK, 0.01)
+    for t in (at - 10.0, at - 5.0, at):
+        if t > 0.01:
+            gate.feed(RESULTS["500"], t)
+    assert gate.state is GateState.DOWN
+    return gate
+
+
+@pytest.mark.parametrize("name", ["403", "401", "500", "timeout", "tls", "protocol", "other"])
+@pytest.mark.parametrize(
+    ("since_off", "fast"),
+    [(0.0, True), (1.0, True), (LOOK_OFTEN_FOR - 0.01, True), (LOOK_OFTEN_FOR, False)],
+)
+def test_rule7d_withdrawn_looks_often_whatever_the_failure_until_the_bound(
+    name: str, since_off: float, fast: bool
+) -> None:
+    gate = withdrawn_gate(at=15.0)  # withdrawn at 15 s
+    t = 15.0 + since_off
+    step = gate.feed(RESULTS[name], t)
+    want = pytest.approx(t + FAST) if fast else 5.0 * math.floor(t / 5.0 + 1)
+    assert step.next_check_at == want
+    assert gate.check_interval == (FAST if fast else 5.0)
+
+
+@pytest.mark.parametrize(
+    ("since_start", "fast"), [(0.21, True), (LOOK_OFTEN_FOR - 0.01, True), (LOOK_OFTEN_FOR, False)]
+)
+def test_rule7d_starting_looks_often_until_the_bound(since_start: float, fast: bool) -> None:
+    gate = fast_gate()  # started at 0, nothing passed yet
+    assert gate.feed(RESULTS["403"], 0.01).next_check_at == pytest.approx(0.01 + FAST)
+    step = gate.feed(RESULTS["403"], since_start)
+    assert gate.state is GateState.STARTING
+    want = since_start + FAST if fast else 5.0 * math.floor(since_start / 5.0 + 1)
+    assert step.next_check_at == pytest.approx(want)
+
+
+@pytest.mark.parametrize(
+    ("since_read", "fast"), [(1.0, True), (LOOK_OFTEN_FOR - 0.01, True), (LOOK_OFTEN_FOR, False)]
+)
+def test_rule7d_apiserver_shutdown_looks_often_until_the_bound(
+    since_read: float, fast: bool
+) -> None:
+    gate = fast_gate(shutdown_period=1.0)
+    gate.feed_readiness(OK, 0.001)
+    gate.feed(OK, 0.01)
+    assert gate.feed_readiness(READYZ_SHUTDOWN, 2.0).action is W  # the bound counts from here
+    assert gate.feed(RESULTS["500"], 2.1).next_check_at == pytest.approx(2.1 + FAST)
+    t = 2.0 + since_read
+    step = gate.feed(RESULTS["500"], t)
+    assert gate.state is GateState.APISERVER_SHUTDOWN
+    want = t + FAST if fast else 5.0 * math.floor(t / 5.0 + 1)
+    assert step.next_check_at == pytest.approx(want)
+
+
+@pytest.mark.parametrize("name", ["403", "500", "timeout", "401"])
+def test_rule7d_announced_keeps_the_flake_tolerance(name: str) -> None:
+    """UP with failures below the threshold: the grid, as before (rule 5), however long."""
+    gate = fast_gate()
+    gate.feed(OK, 0.01)
+    assert gate.feed(RESULTS[name], 5.01).next_check_at == 10.0
+    assert gate.feed(RESULTS[name], 10.01).next_check_at == 15.0
+    assert gate.feed(RESULTS[name], 15.01).action is W  # the third: withdrawn, then fast
+    assert gate.check_interval == FAST
+
+
+@pytest.mark.parametrize("rise", [1, 3])
+def test_rule7d_a_restart_returns_within_a_fast_period_of_the_first_200(rise: int) -> None:
+    """Withdrawn by a crash, then the start-up answers (refused, 403s, 500s): every check
+    follows a fast period after the last, so the route returns a fast period after the first
+    200 (R = 1) or after the R-th (rule 4)."""
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, success_threshold=rise)
+    gate.start(0.0)
+    for i in range(rise):
+        gate.feed(OK, 0.01 + i * FAST)
+    t = 7.0
+    for _ in range(3):
+        t = gate.feed(RESULTS["refused"], t).next_check_at or 0.0
+    assert gate.state is GateState.DOWN
+    for name in START_UP:
+        step = gate.feed(RESULTS[name], t)
+        assert step.next_check_at == pytest.approx(t + FAST), name
+        t += FAST
+    first_200 = t
+    for _ in range(rise - 1):
+        assert gate.feed(OK, t).action is None
+        t += FAST
+    assert gate.feed(OK, t).action is A
+    assert t - first_200 == pytest.approx((rise - 1) * FAST)
+
+
+def test_rule7d_off_with_fast_period_zero() -> None:
+    gate = Gate(URL, 3, 5.0, fast_period=0.0)
+    gate.start(0.0)
+    assert [gate.feed(RESULTS["403"], t).next_check_at for t in (0.01, 5.01)] == [5.0, 10.0]
+
+
+def test_rule7d_the_bound_starts_again_after_an_announcement() -> None:
+    gate = withdrawn_gate(at=15.0)
+    gate.feed(RESULTS["500"], 400.0)  # past the bound: the grid
+    assert gate.check_interval == 5.0
+    assert gate.feed(OK, 405.0).action is A
+    for t in (410.0, 415.0):
+        gate.feed(RESULTS["500"], t)
+    assert gate.feed(RESULTS["500"], 420.0).action is W  # off again at 420 s
+    assert gate.feed(RESULTS["500"], 420.2).next_check_at == pytest.approx(420.2 + FAST)
+
+
+def test_rule7d_every_state_outcome_pair_is_in_the_cadence_table() -> None:
+    from vipgate.health.gate import _CADENCE, _Outcome
+
+    for state in GateState:
+        for outcome in _Outcome:
+            if state is not GateState.DISABLED:  # takes no checks
+                assert (state, outcome) in _CADENCE, (state, outcome)
 
 
 # ---------------------------------------------------------------------------- rule 8: event
@@ -855,16 +979,25 @@ def reference_rise(oks: list[bool], threshold: int, rise: int) -> list[Action | 
     rise=st.integers(1, 4),
     durations=st.lists(st.floats(0.0, 1.2), min_size=200, max_size=200),
     closes=st.lists(st.booleans(), min_size=200, max_size=200),
+    bound=st.sampled_from([LOOK_OFTEN_FOR, 20.0, 3.0]),
 )
 def test_property_fast_period_and_rise_match_reference(
-    names: list[str], threshold: int, rise: int, durations: list[float], closes: list[bool]
+    names: list[str],
+    threshold: int,
+    rise: int,
+    durations: list[float],
+    closes: list[bool],
+    bound: float,
 ) -> None:
     """Any mix of results, check durations and server closes: the actions are the reference
     model's, and the next check is due at the fast period exactly when rule 7 says so, else on
     the start grid and never before the check's end (rule 6)."""
     period, fast, t0 = 5.0, FAST, 100.0
-    gate = Gate(URL, threshold, period, fast_period=fast, success_threshold=rise)
+    gate = Gate(
+        URL, threshold, period, fast_period=fast, success_threshold=rise, look_often_for=bound
+    )
     due = gate.start(t0).next_check_at
+    off_since: float | None = t0  # rule 7d: when the route stopped being announced
     expected = reference_rise([RESULTS[n].ok for n in names], threshold, rise)
     for name, want, dur, close in zip(names, expected, durations, closes, strict=False):
         assert due is not None
@@ -879,8 +1012,13 @@ def test_property_fast_period_and_rise_match_reference(
         assert step.action is want
         nxt = step.next_check_at
         assert nxt is not None
+        if want is Action.ANNOUNCE:
+            off_since = None
+        elif want is Action.WITHDRAW:
+            off_since = end
         rising = gate.state in (GateState.STARTING, GateState.DOWN) and result.ok
-        if result.error in (ErrorKind.REFUSED, ErrorKind.RESET) or rising:
+        look_often = off_since is not None and not result.ok and end - off_since < bound
+        if result.error in (ErrorKind.REFUSED, ErrorKind.RESET) or rising or look_often:
             assert nxt == pytest.approx(end + fast)
             assert gate.check_interval == fast
         else:
@@ -1085,8 +1223,9 @@ def test_rule12_transition_messages() -> None:
     ("results", "fast"),
     [
         (["ok", "refused", "refused", "refused"], True),  # de-preferred: refused stays fast
-        (["ok", "refused", "refused", "refused", "500"], False),  # a 500: the grid
-        (["ok", "500", "500", "500"], False),
+        (["ok", "refused", "refused", "refused", "500"], True),  # a 500 too (rule 7d)
+        (["ok", "500", "500", "500"], True),
+        (["ok", "500", "500", "500", "timeout"], True),
     ],
 )
 def test_rule12_fast_period_while_depreferred(results: list[str], fast: bool) -> None:
@@ -1097,6 +1236,23 @@ def test_rule12_fast_period_while_depreferred(results: list[str], fast: bool) ->
         step = gate.feed(RESULTS[n], 0.01 + i * 0.3)
     assert step is not None and gate.state is GateState.DEPREFERRED
     assert (gate.check_interval == FAST) is fast
+
+
+@pytest.mark.parametrize(
+    ("later", "fast"), [(LOOK_OFTEN_FOR - 0.01, True), (LOOK_OFTEN_FOR, False)]
+)
+def test_rule7d_depreferred_looks_often_within_the_bound(later: float, fast: bool) -> None:
+    """The bound counts from the de-preference, not from the first failure."""
+    gate = Gate(URL, 3, 5.0, fast_period=FAST, unhealthy_action=DEPREFER)
+    gate.start(0.0)
+    gate.feed(OK, 0.01)
+    for t in (5.0, 10.0):
+        assert gate.feed(RESULTS["500"], t).next_check_at == 5.0 * (t // 5 + 1)  # UP: grid
+    assert gate.feed(RESULTS["500"], 15.0).action is D  # de-preferred at 15 s
+    step = gate.feed(RESULTS["403"], 15.0 + later)
+    due = step.next_check_at
+    assert due == (pytest.approx(15.0 + later + FAST) if fast else 320.0)
+    assert gate.check_interval == (FAST if fast else 5.0)
 
 
 def test_rule12_rising_from_depreferred_checks_at_the_fast_period() -> None:

@@ -44,9 +44,24 @@ The rules it keeps (docs/design.md, "Where each rule lives")
       tolerance for them;
    b. the route is rising: not announced (or de-preferred), the last check succeeded, fewer
       than ``R`` in a row;
-   c. vipgate is draining (rule 11).
-   ``fast_period == 0`` turns rules 7a-b off (kube-vip's cadence for failing checks; the check
-   on a server close, rule 8, stays; rule 11 then uses the grid).
+   c. vipgate is draining (rule 11);
+   d. while withdrawn, look often: the route is not announced because checks failed (DOWN),
+      the apiserver announced its shutdown (APISERVER_SHUTDOWN) or no check has passed yet
+      (STARTING) -- or it is de-preferred (DEPREFERRED, rule 12) -- and the check failed,
+      whatever the kind (a 403 or 500 of an apiserver starting up, a timeout included): the
+      route returns within a fast period of the first 200 (of the ``R``-th, rule 4).
+      Withdrawing is not at stake there, so rule 5's flake tolerance (the grid while UP) is
+      untouched. Bound: for :data:`LOOK_OFTEN_FOR` (300 s) from the moment the route stopped
+      being announced plainly (the start, the withdrawal, the de-preference or the shutdown
+      read; a later shutdown or CLEAR read keeps the moment), then back to the grid. Five
+      minutes outlast an apiserver's start-up (seconds: 403 until its RBAC rules are loaded,
+      500 until its post-start hooks are done), an etcd restart or a static-pod swap many
+      times over, and cap what an apiserver that stays broken (anonymous access removed, etcd
+      gone) receives at one quick check per fast period for five minutes (about 1,500 at
+      0.2 s), then the grid's 12 a minute. Rule 7a's REFUSED and RESET stay fast unbounded
+      (nothing answers; a refused connection costs microseconds).
+   ``fast_period == 0`` turns rules 7a, b and d off (kube-vip's cadence for failing checks;
+   the check on a server close, rule 8, stays; rule 11 then uses the grid).
 8. Event-driven check. When the server closes the probe's idle keep-alive connection
    (:meth:`Gate.connection_closed`) a check is due at once, and a readiness read too when they
    are on. The close itself is not a failure (an idle timeout is harmless); the check decides.
@@ -129,6 +144,17 @@ yields a :class:`Transition` (one log line, one metrics increment, labelled by i
     DEPREFERRED --SHUTDOWN read--> APISERVER_SHUTDOWN (WITHDRAW)
     DEPREFERRED --stop--> STOPPED (WITHDRAW)
 
+The pace after a check is looked up the same way, in ``_CADENCE``: (state after the check,
+outcome) -> the fast period, the grid, or the fast period within rule 7d's bound (rule 7; the
+outcome is OK, GONE -- REFUSED or RESET -- or FAILED, any other failure):
+
+    state after the check     OK          GONE        FAILED
+    STARTING, DOWN            fast (7b)   fast (7a)   fast for 300 s, then grid (7d)
+    DEPREFERRED               fast (7b)   fast (7a)   fast for 300 s, then grid (7d)
+    APISERVER_SHUTDOWN        grid (9)    fast (7a)   fast for 300 s, then grid (7d)
+    UP                        grid        fast (7a)   grid (rule 5's flake tolerance)
+    DRAINING                  fast (7c)   fast (7c)   fast (7c)
+
 STARTING -> DOWN carries no action (nothing was announced) but is a transition all the same, so
 that a check failing from the start is logged once with its reason -- a wrong CA or a hostname
 mismatch must not be silent.
@@ -169,6 +195,10 @@ __all__ = [
 
 FAST_KINDS = frozenset({ErrorKind.REFUSED, ErrorKind.RESET})
 """Failures that show nothing serves the port (rule 7a): checked again at the fast period."""
+
+LOOK_OFTEN_FOR = 300.0
+"""Rule 7d's bound: seconds after the route stopped being announced plainly during which
+failed checks are followed by the fast period (then the grid)."""
 
 
 class GateError(RuntimeError):
@@ -228,8 +258,48 @@ class _Signal(enum.Enum):
 
 _S, _G = GateState, _Signal
 _ANNOUNCED = frozenset({_S.UP, _S.DEPREFERRED, _S.DISABLED, _S.DRAINING})
-_NOT_UP = frozenset({_S.STARTING, _S.DOWN, _S.DEPREFERRED})  # rule 7b: rising from these
 _ANY_CHECK = (_G.SUCCESS, _G.RISE, _G.FAILURE, _G.THRESHOLD)
+_PLAIN = frozenset({_S.UP, _S.DISABLED, _S.DRAINING})  # announced without de-preference
+
+
+class _Outcome(enum.Enum):
+    """A check's outcome as rule 7 sees it."""
+
+    OK = "ok"
+    GONE = "gone"  # REFUSED or RESET: nothing serves the port (rule 7a)
+    FAILED = "failed"  # any other failure: an answer other than 200, a timeout, TLS...
+
+
+class _Pace(enum.Enum):
+    """When the next check comes (rules 6, 7)."""
+
+    GRID = "grid"  # the next grid tick (rule 6)
+    FAST = "fast"  # the fast period after the check's end
+    LOOK_OFTEN = "look_often"  # FAST within LOOK_OFTEN_FOR of the route going off, else GRID
+
+
+def _cadence() -> dict[tuple[GateState, _Outcome], _Pace]:
+    o, p = _Outcome, _Pace
+    c: dict[tuple[GateState, _Outcome], _Pace] = {}
+    for s in (_S.STARTING, _S.DOWN, _S.DEPREFERRED):
+        c[s, o.OK] = p.FAST  # 7b: rising (a success that announces leaves the state)
+        c[s, o.GONE] = p.FAST  # 7a
+        c[s, o.FAILED] = p.LOOK_OFTEN  # 7d
+    c[_S.APISERVER_SHUTDOWN, o.OK] = p.GRID  # rule 9: the reads decide
+    c[_S.APISERVER_SHUTDOWN, o.GONE] = p.FAST  # 7a
+    c[_S.APISERVER_SHUTDOWN, o.FAILED] = p.LOOK_OFTEN  # 7d
+    c[_S.UP, o.OK] = p.GRID
+    c[_S.UP, o.GONE] = p.FAST  # 7a
+    c[_S.UP, o.FAILED] = p.GRID  # rule 5's flake tolerance
+    for k in o:
+        c[_S.DRAINING, k] = p.FAST  # 7c
+        c[_S.STOPPED, k] = p.GRID  # (a failure ended the drain: no more checks)
+    return c
+
+
+# Rule 7: (state after a check, its outcome) -> the pace of the next check. DISABLED takes no
+# checks.
+_CADENCE: Mapping[tuple[GateState, _Outcome], _Pace] = MappingProxyType(_cadence())
 
 
 def _table() -> dict[tuple[GateState, _Signal], tuple[GateState, Action | None]]:
@@ -500,7 +570,8 @@ class Gate:
     graceful_shutdown=0, unhealthy_action=WITHDRAW)``; seconds everywhere. The gate is enabled
     iff ``url`` is not empty (rule 1); ``fast_period`` 0 turns rule 7 off, ``shutdown_period`` 0
     turns readiness reads off (rule 9), ``graceful_shutdown`` 0 stops without drain (rule 10),
-    ``unhealthy_action`` DEPREFER turns rule 12 on. Call :meth:`start` once, then feed it
+    ``unhealthy_action`` DEPREFER turns rule 12 on, ``look_often_for`` is rule 7d's bound
+    (:data:`LOOK_OFTEN_FOR`; the tests shorten it). Call :meth:`start` once, then feed it
     events; ask :meth:`due` / :attr:`wake_at` (or the step's ``wake_at``) what to do and when,
     and say when a check or read starts (:meth:`begin`). All
     times are the caller's monotonic clock (e.g. ``loop.time()``). Raises ValueError on bad
@@ -519,6 +590,7 @@ class Gate:
         graceful_shutdown: float = 0.0,
         readiness_url: str = "",
         unhealthy_action: UnhealthyAction = UnhealthyAction.WITHDRAW,
+        look_often_for: float = LOOK_OFTEN_FOR,
     ) -> None:
         if threshold < 1:
             raise ValueError("failure threshold must be >= 1")
@@ -535,6 +607,7 @@ class Gate:
         self.success_threshold = success_threshold
         self.period = float(period)
         self.fast_period = float(fast_period)
+        self.look_often_for = float(look_often_for)  # rule 7d's bound
         self.shutdown_period = float(shutdown_period)
         self.readiness_url = readiness_url  # for messages only
         self._readiness_advised = False
@@ -552,6 +625,7 @@ class Gate:
         self._tick = 0  # index of the last grid tick scheduled (rule 6)
         self._due: float | None = None  # next /livez check
         self._on_grid = True  # the next check is on a grid tick (else fast or event-driven)
+        self._off_since: float | None = None  # rule 7d: the route not announced plainly since
         self._read_tick = 0
         self._read_due: float | None = None
         self._drain_until: float | None = None
@@ -648,6 +722,7 @@ class Gate:
             self._enter(t)
             return self._step(Action.ANNOUNCE, t, None)
         self._due = now
+        self._off_since = now  # rule 7d: nothing announced yet
         if self.shutdown_period > 0:
             self._read_due = now
         return self._step(None, None, None)
@@ -842,6 +917,10 @@ class Gate:
 
     def _enter(self, t: Transition) -> None:
         self.state = t.new
+        if t.new in _PLAIN:
+            self._off_since = None
+        elif self._off_since is None:  # rule 7d: the route just stopped being plainly announced
+            self._off_since = t.at
         self._counts[t.reason] = self._counts.get(t.reason, 0) + 1
 
     def _step(self, action: Action | None, t: Transition | None, advice: Advice | None) -> Step:
@@ -858,13 +937,18 @@ class Gate:
         )
 
     def _schedule_check(self, now: float, result: ProbeResult) -> None:
-        """Rules 6 and 7: the fast period, else the next grid tick."""
+        """Rules 6 and 7: the fast period, else the next grid tick (``_CADENCE``)."""
         assert self._started_at is not None
-        rising = self.state in _NOT_UP and result.ok
-        fast = self.fast_period > 0 and (
-            self.state is GateState.DRAINING or result.error in FAST_KINDS or rising
-        )
-        if fast:
+        if result.ok:
+            outcome = _Outcome.OK
+        else:
+            outcome = _Outcome.GONE if result.error in FAST_KINDS else _Outcome.FAILED
+        pace = _CADENCE[self.state, outcome] if self.fast_period > 0 else _Pace.GRID
+        if pace is _Pace.LOOK_OFTEN:
+            since = self._off_since
+            fast = since is not None and now - since < self.look_often_for
+            pace = _Pace.FAST if fast else _Pace.GRID
+        if pace is _Pace.FAST:
             self._due, self._on_grid = now + self.fast_period, False
             return
         elapsed = (now - self._started_at) / self.period
