@@ -237,7 +237,7 @@ class Cluster:
 
 
 def vip_on_lo(lab: Lab, node: Node, address: str = VIP4_ADDR) -> bool:
-    out = lab.ip_json(node.ns, "-4", "addr", "show", "dev", "lo")
+    out = lab.ip_json(node.ns, "addr", "show", "dev", "lo")
     return any(a.get("local") == address for link in out for a in link.get("addr_info", []))
 
 

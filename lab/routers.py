@@ -124,13 +124,14 @@ GSHUT_FILTER = """filter gshut_in {
 # learns vipgate's routes from kernel table {table} and exports them; the route metric vipgate
 # sets for a de-preferred route (1000) and for the drain on stop (65535) becomes our AS
 # prepended three times plus GRACEFUL_SHUTDOWN, the de-preference vipgate's BGP mode sends.
+# Exact values, not a range: an announced IPv6 route reads metric 1024 (the kernel's default).
 NODE_LEARN = """protocol kernel vipgate{v} {{
   kernel table {table};
   learn;
   ipv{v} {{ import all; export none; }};
 }}"""
 NODE_EXPORT_FILTER = """filter vip_out {{
-  if krt_metric >= 1000 then {{
+  if krt_metric = 1000 || krt_metric = 65535 then {{
     bgp_path.prepend({asn}); bgp_path.prepend({asn}); bgp_path.prepend({asn});
     bgp_community.add((65535, 0));
   }}

@@ -363,3 +363,50 @@ def node_speaker(
     if start:
         r.start()
     return r
+
+
+def node_daemon(
+    topo: Topology,
+    node: Node,
+    kind: str,
+    table: int,
+    *,
+    ipv6: bool = False,
+    name: str | None = None,
+    start: bool = True,
+) -> Router:
+    """The node's own BGP daemon beside vipgate in routing-table mode (docs/routers.md, "Node
+    daemon"): it peers with the router from the node's address and exports the routes vipgate
+    writes into kernel table `table`.
+
+    BIRD 2 learns the table (IPv4 and IPv6) and exports through the metric filter; with
+    ipv6=True it also peers with the router's IPv6 address (multihop, so BIRD sends the global
+    next hop, as :func:`node_speaker` does). FRR 8.4 imports the table (IPv4 only) and
+    redistributes the VIP's connected route beside it.
+    """
+    if kind == "bird":
+        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS)]
+        if ipv6:
+            neighbors.append(Neighbor(ROUTER_IP6, ROUTER_AS, multihop=2))
+        kw: dict[str, Any] = {"kernel_export": False, "learn_table": table}
+    elif kind == "frr":
+        if ipv6:
+            raise ValueError("FRR 8.4 cannot import an IPv6 kernel table")
+        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS, families=(4,))]
+        kw = {"import_table": table, "export_connected": (VIP4,)}
+    else:
+        raise ValueError(f"node daemon {kind!r}: bird or frr")
+    r = make_router(
+        kind,
+        topo.lab,
+        node.ns,
+        asn=NODE_AS,
+        router_id=node.ip4,
+        neighbors=neighbors,
+        name=name or f"{kind}-{node.name}",
+        graceful_shutdown=False,
+        **kw,
+    )
+    if start:
+        r.start()
+    return r
