@@ -19,7 +19,7 @@ import pytest
 from vipgate import manager as mgr
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork, load
-from vipgate.health.gate import GateState
+from vipgate.health.gate import GateState, Step
 from vipgate.health.probe import ErrorKind, ProbeResult
 from vipgate.manager import Manager, build_parts
 from vipgate.vip import HostError, HostFacts, host_setup, remove_vips, stated_facts
@@ -198,18 +198,28 @@ def test_apply_carries_out_each_step_in_order_the_route_first(
 
 # ---------------------------------------------------------------------------- the gate's clock
 def test_checks_run_on_the_gates_clock_and_never_early() -> None:
+    """Check k starts at or after the gate's start + k periods (rule 6: the grid is measured from
+    the start the gate was given, not from the first check, which the readiness read precedes)."""
     probe = FakeProbe()
+    started_at: list[float] = []
 
     async def scenario(m: Manager) -> None:
         await until(lambda: len(probe.started) >= 5)
         m.request_stop("SIGTERM")
 
     m, speaker = make(probe)
+    gate_start = m.gate.start
+
+    def start(now: float) -> Step:
+        started_at.append(now)
+        return gate_start(now)
+
+    m.gate.start = start  # type: ignore[method-assign]
     elapsed = drive(m, scenario)
     assert speaker.calls == ["announce", "graceful True", "withdraw"]
-    t0 = probe.started[0]
+    assert len(started_at) == 1
     for k, t in enumerate(probe.started[:5]):  # the grid from the start (rule 6)
-        assert t >= t0 + k * PERIOD - 0.02
+        assert t >= started_at[0] + k * PERIOD - 1e-9, (k, t - started_at[0])
     assert probe.reads >= 1  # the readiness read came first
     assert DRAIN - 0.01 <= elapsed < DRAIN + 1.0
     assert "after a 0.3 s GRACEFUL_SHUTDOWN drain" in m.gate.cease_message
