@@ -1151,3 +1151,89 @@ def test_our_own_reasons_end_sessions_with_a_cease(monkeypatch: pytest.MonkeyPat
 def test_the_peer_adapter_carries_out_every_action_type() -> None:
     """vipgate.bgp.peer dispatches the core's actions by type: one handler each, none left out."""
     assert set(ACTIONS) == set(typing.get_args(fsm.Action))
+
+
+# ------------------------------------------------- OPEN held after a 2/0 (rule 7, DelayOpen)
+
+
+def extended_peer_open(bgp_id: IPv4Address = PEER_ID) -> bytes:
+    theirs = wire.decode_message(1, peer_open(bgp_id=bgp_id)[19:], SessionContext())
+    assert isinstance(theirs, Open)
+    return wire.encode_open_extended(theirs)
+
+
+def rejected_blind() -> Driver:
+    """FRR 8.4 (RFC 9072 extended OPEN) answered our standard OPEN with 2/0 before its own OPEN
+    reached us: its encoding is unknown."""
+    d = open_sent()
+    d(BytesReceived(encode(Notification(2, 0))))
+    assert d.state() is State.IDLE and d.s.delay_open and not d.s.extended_open
+    return d
+
+
+def test_after_a_blind_2_0_the_peers_connection_waits_for_its_open() -> None:
+    d = rejected_blind()
+    actions = d(accepted())
+    assert fsm.AcceptConnection() in actions and sent_on(actions, PASSIVE) == []
+    assert d.state() is State.OPEN_SENT and d.s.open_held
+    held = timer_armed(actions, Timer.DELAY_OPEN)
+    assert held is not None and held.delay == fsm.DELAY_OPEN_TIME
+    actions = d(BytesReceived(extended_peer_open(), PASSIVE))
+    sent = sent_on(actions, PASSIVE)
+    assert [type(m) for m in sent] == [Open, Keepalive]  # RFC 4271 8.2.2 (DelayOpen): both
+    assert isinstance(sent[0], Open) and sent[0].extended
+    assert CancelTimer(Timer.DELAY_OPEN) in actions and not d.s.delay_open
+    d(BytesReceived(KA, PASSIVE))
+    assert d.state() is State.ESTABLISHED
+    # Learnt: every later OPEN is extended and sent at once, dialed or accepted.
+    d(TcpClosed("reset", PASSIVE))
+    assert our_open(reconnect(d)).extended
+    d(TcpClosed("reset"))
+    assert our_open(d(accepted())).extended
+
+
+def test_a_held_open_goes_out_standard_when_the_peer_sends_none() -> None:
+    d = rejected_blind()
+    actions = reconnect(d)  # our own dial waits for the peer's OPEN too
+    assert sent_on(actions, ACTIVE) == [] and Timer.DELAY_OPEN in d.timers
+    actions = d.fire(Timer.DELAY_OPEN)
+    msg = our_open(actions)
+    assert not msg.extended and msg.capabilities == d.s.capabilities()
+    assert not d.s.open_held and d.state() is State.OPEN_SENT
+    d(BytesReceived(peer_open() + KA))  # a standard peer after all
+    assert d.state() is State.ESTABLISHED and not d.s.delay_open
+
+
+def test_nothing_is_held_without_a_blind_2_0() -> None:
+    # A 2/0 after the peer's OPEN (its encoding known), or another NOTIFICATION: sent at once.
+    d = open_sent()
+    d(BytesReceived(peer_open()))
+    d(BytesReceived(encode(Notification(2, 0))))
+    assert not d.s.delay_open and isinstance(our_open(reconnect(d)), Open)
+    e = open_sent()
+    e(BytesReceived(encode(Notification(2, 2))))
+    assert not e.s.delay_open and isinstance(our_open(e(accepted())), Open)
+
+
+@pytest.mark.parametrize("peer_wins", [True, False])
+def test_the_encoding_is_learnt_from_a_candidates_open(peer_wins: bool) -> None:
+    """The candidate (the peer's connection beside ours) held too; its OPEN teaches the
+    encoding whichever connection the collision keeps."""
+    d = rejected_blind()
+    reconnect(d)
+    actions = d(accepted())
+    assert sent_on(actions, PASSIVE) == [] and d.s.candidate is not None
+    peer_id = IPv4Address("192.0.2.200") if peer_wins else IPv4Address("192.0.2.2")
+    actions = d(BytesReceived(extended_peer_open(peer_id), PASSIVE))
+    assert d.s.extended_open and not d.s.delay_open
+    if peer_wins:  # the candidate goes on: our OPEN (extended) then KEEPALIVE on it
+        assert d.s.conn is PASSIVE and d.state() is State.OPEN_CONFIRM
+        sent = sent_on(actions, PASSIVE)
+        assert [type(m) for m in sent] == [Open, Keepalive]
+        assert isinstance(sent[0], Open) and sent[0].extended
+        assert sent_on(actions, ACTIVE) == [COLLISION]
+    else:  # ours goes on, its OPEN still held until the peer's OPEN on it
+        assert sent_on(actions, PASSIVE) == [COLLISION] and d.s.conn is ACTIVE
+        actions = d(BytesReceived(extended_peer_open(peer_id)))
+        assert [type(m) for m in sent_on(actions, ACTIVE)] == [Open, Keepalive]
+        assert our_open(actions).extended

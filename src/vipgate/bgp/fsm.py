@@ -50,7 +50,12 @@ Rules this module keeps
    RFC 9072 lets configuration force it, and such a peer must accept it).  FRR 8.4 with
    ``neighbor X extended-optional-parameters`` misreads a standard OPEN (it takes the first
    parameter type for the Non-Ext OP Type) and answers NOTIFICATION 2/0, so a session with it
-   comes up on the second attempt.
+   comes up on the second attempt.  The encoding is learnt from any OPEN the peer sends, also
+   on a connection a collision closes.  After a 2/0 answered our OPEN before any OPEN of the
+   peer's told its encoding, the next connections, ours or the peer's, hold our OPEN until the
+   peer's arrives and answer in its encoding (RFC 4271 8.1.1's DelayOpen, only then: the state
+   is OpenSent, our OPEN held, with :attr:`Timer.DELAY_OPEN` running); if none comes within
+   ``DELAY_OPEN_TIME`` ours goes out as before.  Every other OPEN is sent at once, as always.
 8. NOTIFICATIONs we send: for our own reasons only a Cease (code 6) -- Administrative Shutdown
    (6/2, with the RFC 9003 message) on a stop, BFD Down (6/10, RFC 9384) from the BFD coupling,
    Connection Collision Resolution (6/7) for the connection a collision closes, Unspecific
@@ -166,6 +171,8 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 Prefix: TypeAlias = IPv4Network | IPv6Network
 
 OPEN_SENT_HOLD: Final = 240.0  # RFC 4271 8.2.2: "a large value (suggested 4 minutes)"
+# Rule 7: how long a held OPEN waits for the peer's (routers send theirs on connecting).
+DELAY_OPEN_TIME: Final = 3.0
 
 
 class LocalProtocolError(Exception):
@@ -185,6 +192,7 @@ class Timer(enum.Enum):
     HOLD = "hold"
     KEEPALIVE = "keepalive"
     FAST_RETRY = "fast-retry"  # the window of quick retries after a session loss (rule 9)
+    DELAY_OPEN = "delay-open"  # our OPEN held for the peer's (rule 7, RFC 4271 8.1.1)
 
 
 class Conn(enum.Enum):
@@ -501,6 +509,7 @@ class _Candidate:
     remote: IPAddress
     decoder: wire.Decoder
     offered: tuple[wire.Capability, ...]
+    held: bool = False  # our OPEN not sent on it yet (rule 7)
 
 
 _Handler: TypeAlias = Callable[["Session", object], None]
@@ -536,6 +545,9 @@ class Session:
         self.refused: set[wire.Capability] = set()
         self.offered: tuple[wire.Capability, ...] = ()  # in the OPEN of this connection
         self.extended_open = False  # the peer sent an RFC 9072 extended OPEN: so do we
+        # A 2/0 answered our OPEN before the peer's encoding was known: hold ours (rule 7).
+        self.delay_open = False
+        self.open_held = False  # our OPEN on the session's connection is held (rule 7)
 
     # ----------------------------------------------------------------------- public API
 
@@ -636,6 +648,7 @@ class Session:
         self.info = None
         self.hold_time = self.keepalive = 0
         self.adj_rib_in.clear()
+        self.open_held = False
 
     def _connect(self, reason: str) -> None:
         self._fresh_connection(Conn.ACTIVE)
@@ -662,6 +675,7 @@ class Session:
         self._cancel(Timer.HOLD)
         self._cancel(Timer.KEEPALIVE)
         self._cancel(Timer.CONNECT_RETRY)
+        self._cancel(Timer.DELAY_OPEN)
         self._emit(CloseConnection(self.conn))
         if self.candidate is not None:
             if reconnect and not self.stopped:
@@ -712,9 +726,33 @@ class Session:
         assert isinstance(ev, TcpConnected)
         self._cancel(Timer.CONNECT_RETRY)
         self.local, self.remote = ev.local, ev.remote
-        self.offered = self._send_open(self.conn)
+        self._open_or_hold()
         self._set_state(State.OPEN_SENT, f"TCP connected {ev.local} -> {ev.remote}")
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
+
+    def _open_or_hold(self) -> None:
+        """Our OPEN on the session's connection -- or held for the peer's (rule 7)."""
+        if self.delay_open:
+            self.open_held = True
+            self._arm(Timer.DELAY_OPEN, DELAY_OPEN_TIME)
+        else:
+            self.offered = self._send_open(self.conn)
+
+    def _release_open(self) -> None:
+        """Send the held OPEN(s), in the encoding learnt meanwhile if any (rule 7)."""
+        self._cancel(Timer.DELAY_OPEN)
+        if self.open_held:
+            self.open_held = False
+            self.offered = self._send_open(self.conn)
+        cand = self.candidate
+        if cand is not None and cand.held:
+            cand.held = False
+            cand.offered = self._send_open(Conn.PASSIVE)
+
+    def _learn_encoding(self, msg: wire.Open) -> None:
+        """Rule 7: any OPEN of the peer's tells its encoding; no OPEN is held from then on."""
+        self.extended_open = self.extended_open or msg.extended
+        self.delay_open = False
 
     def _send_open(self, conn: Conn) -> tuple[wire.Capability, ...]:
         """Send our OPEN on `conn`; return the capabilities it offers."""
@@ -795,6 +833,8 @@ class Session:
                 break
             received = True
             self._emit(MessageReceived(msg.type_name))
+            if isinstance(msg, wire.Open):
+                self._learn_encoding(msg)
             handler = MESSAGE_TRANSITIONS.get((self.state, type(msg)))
             if handler is None:
                 sub = _UNEXPECTED_SUBCODE[self.state]
@@ -829,9 +869,11 @@ class Session:
             return
         self._drop_candidate(_COLLISION, "the peer opened a newer connection")
         self._emit(AcceptConnection())
-        self.candidate = _Candidate(
-            ev.local, ev.remote, wire.Decoder(), self._send_open(Conn.PASSIVE)
-        )
+        held = self.delay_open
+        offered = () if held else self._send_open(Conn.PASSIVE)
+        self.candidate = _Candidate(ev.local, ev.remote, wire.Decoder(), offered, held)
+        if held and Timer.DELAY_OPEN not in self._armed:
+            self._arm(Timer.DELAY_OPEN, DELAY_OPEN_TIME)
 
     def _on_accepted_open_confirm(self, ev: object) -> None:
         """OpenConfirm: the peer's identifier is known, RFC 4271 6.8 decides at once."""
@@ -857,7 +899,7 @@ class Session:
         self._emit(AcceptConnection())
         self._fresh_connection(Conn.PASSIVE)
         self.local, self.remote = ev.local, ev.remote
-        self.offered = self._send_open(Conn.PASSIVE)
+        self._open_or_hold()
         self._set_state(State.OPEN_SENT, reason)
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
 
@@ -866,6 +908,7 @@ class Session:
         self._send(_COLLISION)
         self._cancel(Timer.HOLD)
         self._cancel(Timer.KEEPALIVE)
+        self._cancel(Timer.DELAY_OPEN)
         self._emit(CloseConnection(self.conn))
 
     def _replace_main(self, ev: TcpAccepted, reason: str) -> None:
@@ -893,6 +936,9 @@ class Session:
         self._fresh_connection(Conn.PASSIVE)
         self.decoder = cand.decoder
         self.local, self.remote, self.offered = cand.local, cand.remote, cand.offered
+        self.open_held = cand.held
+        if cand.held:
+            self._arm(Timer.DELAY_OPEN, DELAY_OPEN_TIME)
         self._set_state(State.OPEN_SENT, reason)
         self._arm(Timer.HOLD, OPEN_SENT_HOLD)
         self._emit(CollisionResolved(Conn.PASSIVE, reason))
@@ -936,8 +982,10 @@ class Session:
             return
         self._emit(MessageReceived(msg.type_name))
         if isinstance(msg, wire.Open):
+            self._learn_encoding(msg)
             self._candidate_open(msg)
         elif isinstance(msg, Notification):
+            self._note_open_rejected(msg)
             self._drop_candidate(None, f"received NOTIFICATION {msg.describe()}")
         else:
             sent = Notification(ErrorCode.FSM_ERROR, FsmError.UNEXPECTED_IN_OPEN_SENT)
@@ -950,6 +998,7 @@ class Session:
             return
         self._close_main()
         self._promote_candidate(reason)
+        self._release_open()
         self._msg_open(msg)
         if self.state is State.OPEN_CONFIRM:
             self._restart_hold()
@@ -965,6 +1014,7 @@ class Session:
                 self._promote_candidate(reason)  # its OPEN is still to come
                 return
             self._drop_candidate(_COLLISION, reason)
+        self._release_open()
         self._msg_open(msg)
 
     def _on_reachable_idle(self, ev: object) -> None:
@@ -993,6 +1043,20 @@ class Session:
         """A NOTIFICATION before Established: some answer our OPEN (NOTIFICATION_TRANSITIONS)."""
         assert isinstance(msg, Notification)
         NOTIFICATION_TRANSITIONS.get((msg.code, msg.subcode), Session._msg_notification)(self, msg)
+
+    def _msg_open_rejected(self, msg: object) -> None:
+        """2/0 in OpenSent: perhaps our OPEN's encoding misread (rule 7); then as any other."""
+        assert isinstance(msg, Notification)
+        self._note_open_rejected(msg)
+        self._msg_notification(msg)
+
+    def _note_open_rejected(self, msg: Notification) -> None:
+        unspecific = (msg.code, msg.subcode) == (ErrorCode.OPEN_MESSAGE_ERROR, 0)
+        if unspecific and not self.extended_open and self.peer_open is None:
+            self.delay_open = True
+
+    def _on_delay_open_over(self, _ev: object) -> None:
+        self._release_open()
 
     def _msg_unsupported_capability(self, msg: object) -> None:
         """2/7: leave out what the peer names and retry (RFC 5492 section 3)."""
@@ -1032,7 +1096,6 @@ class Session:
             )
             return
         self.peer_open = msg
-        self.extended_open = self.extended_open or msg.extended
         self.decoder.ctx = SessionContext(as4=msg.four_octet_as and self._offered_as4)
         self.hold_time, self.keepalive = negotiate_timers(
             cfg.hold_time, cfg.keepalive, msg.hold_time
@@ -1162,6 +1225,7 @@ TRANSITIONS: Final[dict[tuple[State, object], _Handler]] = {
             (Stop, Session._on_stop),
         )
     },
+    (S.OPEN_SENT, Timer.DELAY_OPEN): Session._on_delay_open_over,
     (S.OPEN_CONFIRM, Timer.KEEPALIVE): Session._on_keepalive_timer,
     (S.ESTABLISHED, Timer.KEEPALIVE): Session._on_keepalive_timer,
     (S.ESTABLISHED, SendUpdates): Session._on_send_updates,
@@ -1184,6 +1248,7 @@ NOTIFICATION_TRANSITIONS: Final[dict[tuple[int, int], _Handler]] = {
     (ErrorCode.OPEN_MESSAGE_ERROR, OpenError.UNSUPPORTED_CAPABILITY): (
         Session._msg_unsupported_capability
     ),  # RFC 5492 section 3
+    (ErrorCode.OPEN_MESSAGE_ERROR, 0): Session._msg_open_rejected,  # rule 7
 }
 
 # Events on the candidate connection (Session.candidate, rule 2).
