@@ -52,6 +52,7 @@ import contextlib
 import enum
 import platform
 import re
+import socket
 from dataclasses import dataclass, field
 
 import h11
@@ -441,6 +442,16 @@ class Metrics:
         return server
 
 
+def wildcard_addresses(port: int) -> list[str]:
+    """Every address, as the IP literals to bind ("0.0.0.0", "::"): the passive getaddrinfo
+    asyncio makes for host None, made here. Given None, asyncio resolves it in its default
+    executor, which starts a thread that lives as long as the process (and glibc gives a thread
+    its own malloc arena); IP literals it binds without resolving. No name is looked up: with
+    no host, getaddrinfo only lists the wildcard address of each family (RFC 3493 6.1)."""
+    infos = socket.getaddrinfo(None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in infos))
+
+
 @dataclass
 class MetricsServer:
     """The asyncio HTTP endpoint of a :class:`Metrics`. ``await close()`` stops it."""
@@ -453,7 +464,7 @@ class MetricsServer:
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(
-            self._client, host=host or None, port=port, reuse_address=True
+            self._client, host=host or wildcard_addresses(port), port=port, reuse_address=True
         )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import ipaddress
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -251,6 +252,33 @@ def _get(url: str, accept: str = "") -> tuple[int, str, str]:
             return r.status, r.headers["Content-Type"], r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_every_address_is_served_without_a_resolver_thread() -> None:
+    """host "" binds the wildcard address of each family, as asyncio's own resolution of None
+    does, without starting asyncio's default executor (a thread for the life of the process)."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        passive = await loop.getaddrinfo(
+            None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )  # asyncio's resolution of None, in a loop of its own below
+        expected = {str(sockaddr[0]) for *_, sockaddr in passive}
+        assert expected <= {"0.0.0.0", "::"}
+
+        async def serve() -> set[str]:
+            threads = threading.active_count()
+            server = await Metrics().serve("", 0)
+            try:
+                assert threading.active_count() == threads
+                assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]
+                return {a for a, _ in server.addresses}
+            finally:
+                await server.close()
+
+        assert await asyncio.to_thread(asyncio.run, serve()) == expected
+
+    asyncio.run(scenario())
 
 
 def test_http_endpoint_scrape_keepalive_and_stop() -> None:
