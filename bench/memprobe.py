@@ -7,6 +7,11 @@ one reading and gets one JSON line back::
     sample  -> {"rss": bytes, "blocks": sys.getallocatedblocks(), "arenas": malloc arenas,
                 "arena_bytes": [system bytes per arena], "threads": n}
     trim    -> the same, then malloc_trim(0), then {"rss_trimmed": bytes, ...}
+    heap    -> the garbage collector's view: objects per generation, its counts and
+               thresholds, the 40 most common types of the tracked objects
+    collect -> a full collection, gc.collect(2): what it found and the heap before and after
+    threads -> each thread's name and the stack that started it
+    snapshot PATH -> a tracemalloc snapshot dumped to PATH (run with PYTHONTRACEMALLOC=N)
 
 The probe runs in the loop's own thread (a protocol, no task, no thread: it adds neither to the
 tasks counted nor a malloc arena of its own) and costs nothing between readings.
@@ -25,6 +30,9 @@ import runpy
 import sys
 import tempfile
 import threading
+import traceback
+import tracemalloc
+from collections import Counter
 from typing import Any
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -77,6 +85,69 @@ def reading(trim: bool) -> dict[str, Any]:
     return r
 
 
+def heap() -> dict[str, Any]:
+    types = Counter(type(o).__qualname__ for o in gc.get_objects())
+    return {
+        "blocks": sys.getallocatedblocks(),
+        "generations": [len(gc.get_objects(g)) for g in range(3)],
+        "count": gc.get_count(),
+        "threshold": gc.get_threshold(),
+        "stats": gc.get_stats(),
+        "types": types.most_common(40),
+    }
+
+
+def collect() -> dict[str, Any]:
+    """A full collection; the types of what it found unreachable (kept aside with
+    DEBUG_SAVEALL for the count, then released)."""
+    before, gens = sys.getallocatedblocks(), [len(gc.get_objects(g)) for g in range(3)]
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        found = gc.collect(2)
+        garbage = Counter(type(o).__qualname__ for o in gc.garbage).most_common(40)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    gc.collect(2)
+    return {"blocks_before": before, "generations_before": gens, "unreachable": found,
+            "garbage": garbage, "blocks_after": sys.getallocatedblocks(),
+            "rss_after": rss()}  # fmt: skip
+
+
+_started: dict[int, list[str]] = {}  # id(thread) -> the stack that started it
+
+
+def _record_starts() -> None:
+    start = threading.Thread.start
+
+    def recorded(self: threading.Thread) -> None:
+        _started[id(self)] = traceback.format_stack()[:-1]
+        start(self)
+
+    threading.Thread.start = recorded  # type: ignore[method-assign]
+
+
+def threads() -> list[dict[str, Any]]:
+    return [{"name": t.name, "daemon": t.daemon, "started_by": _started.get(id(t), [])}
+            for t in threading.enumerate()]  # fmt: skip
+
+
+def command(line: str) -> Any:
+    cmd, _, arg = line.partition(" ")
+    if cmd == "heap":
+        return heap()
+    if cmd == "collect":
+        return collect()
+    if cmd == "threads":
+        return threads()
+    if cmd == "snapshot":
+        if not tracemalloc.is_tracing():
+            return {"error": "tracemalloc is off (PYTHONTRACEMALLOC)"}
+        tracemalloc.take_snapshot().dump(arg)
+        return {"path": arg, "blocks": sys.getallocatedblocks()}
+    return reading(cmd == "trim")
+
+
 class _Probe(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -85,9 +156,9 @@ class _Probe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if b"\n" in self.buf:
-            cmd = self.buf.split(b"\n", 1)[0].strip()
+            cmd = self.buf.split(b"\n", 1)[0].strip().decode()
             assert isinstance(self.transport, asyncio.WriteTransport)
-            self.transport.write(json.dumps(reading(cmd == b"trim")).encode() + b"\n")
+            self.transport.write(json.dumps(command(cmd)).encode() + b"\n")
             self.transport.close()
 
 
@@ -105,6 +176,7 @@ class _Policy(asyncio.DefaultEventLoopPolicy):
 
 
 def main() -> None:
+    _record_starts()
     asyncio.set_event_loop_policy(_Policy())
     sys.argv = ["vipgate", *sys.argv[1:]]
     runpy.run_module("vipgate", run_name="__main__", alter_sys=True)
