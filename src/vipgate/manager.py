@@ -41,7 +41,16 @@ from vipgate.announcer import Announcer
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork
-from vipgate.health.gate import Action, Address, Due, Gate, GateState, Step, readiness_signal
+from vipgate.health.gate import (
+    Action,
+    Address,
+    AdviceLevel,
+    Due,
+    Gate,
+    GateState,
+    Step,
+    readiness_signal,
+)
 from vipgate.health.probe import Probe, ProbeResult
 from vipgate.metrics import Metrics, MetricsServer
 from vipgate.routing.announcer import TableAnnouncer, table_setup
@@ -210,7 +219,8 @@ class Manager:
             if self.metrics:
                 self.metrics.transition(step.transition.reason)
         if step.advice is not None:
-            log.error("%s", step.advice.message)
+            loud = step.advice.level is AdviceLevel.ERROR
+            log.log(logging.ERROR if loud else logging.INFO, "%s", step.advice.message)
         # The address goes last: the withdrawal and its log line are not held up by the
         # netlink call (a reader that sees the route gone finds the line written).
         if step.address is Address.REMOVE:

@@ -459,3 +459,32 @@ def test_apply_deprefers_at_the_threshold_when_told_to(caplog: pytest.LogCapture
     assert speaker.calls == ["announce", "deprefer", "announce"]
     levels = [r.levelno for r in caplog.records if r.name == "vipgate.manager"]
     assert levels == [logging.INFO, logging.WARNING, logging.INFO]
+
+
+def test_apply_logs_the_advice_at_the_level_the_gate_gives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restart's start-up answers (refused, 403 x3, 500 x2, 200): no ERROR, the 500 at INFO;
+    a 403 that persists past the start-up: the access advice, once, as an ERROR."""
+    caplog.set_level(logging.INFO, logger="vipgate.manager")
+    m, _ = make(FakeProbe())
+    g = m.gate
+    m.apply(g.start(0.0))
+    m.apply(g.feed(OK, 0.01))
+    forbidden = ProbeResult(False, 403, ErrorKind.HTTP_STATUS, "HTTP 403 Forbidden", 0.001)
+    hooks = ("poststarthook/rbac/bootstrap-roles",)
+    starting = replace(RESULTS["500"], failed_checks=hooks)
+    restart = [RESULTS["refused"]] * 3 + [forbidden] * 3 + [starting] * 2 + [OK]
+    for i, result in enumerate(restart):
+        m.apply(g.feed(result, 1.0 + 0.3 * i))
+    assert g.announced
+    records = [r for r in caplog.records if r.name == "vipgate.manager"]
+    assert not [r for r in records if r.levelno >= logging.ERROR]
+    info = [r.getMessage() for r in records if "the apiserver is starting" in r.getMessage()]
+    assert len(info) == 1 and "poststarthook/rbac/bootstrap-roles" in info[0]
+    caplog.clear()
+    m.apply(g.feed(RESULTS["refused"], 10.0))
+    for i in range(80):  # 16 s of 403 after the restart
+        m.apply(g.feed(forbidden, 10.2 + 0.2 * i))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "refuses anonymous access to /livez" in errors[0]

@@ -159,11 +159,15 @@ STARTING -> DOWN carries no action (nothing was announced) but is a transition a
 that a check failing from the start is logged once with its reason -- a wrong CA or a hostname
 mismatch must not be silent.
 
-Teaching: a failure *episode* is a run of consecutive failures (a success ends it). Within an
-episode each kind of :class:`Advice` -- TLS hostname mismatch, untrusted certificate, 401/403 --
-is given once, at its first occurrence, however many checks fail the same way. A readiness URL
-that answers 401, 403 or 404 (it can never show a shutdown: e.g. ``/readyz/shutdown``, 403 to
-anonymous clients) is taught once per gate.
+Teaching (``health/advice.py``, its rules 1-5 and table ``_SAY``; the gate owns its
+:class:`Teacher` and puts its :class:`Advice` in the step): a failure *episode* is a run of
+consecutive failures (a success ends it). Within an episode each kind of :class:`Advice` -- TLS
+hostname mismatch, untrusted certificate, 401/403 -- is given once, at its first occurrence,
+however many checks fail the same way; a 401/403 during the apiserver's start-up (after a
+refused or closed connection, or since vipgate started, until its first 200 or 3 answers and
+10 s) is not advised, and a 500 then is named once at INFO with its failed checks. A readiness
+URL that answers 401, 403 or 404 (it can never show a shutdown: e.g. ``/readyz/shutdown``, 403
+to anonymous clients) is taught once per gate.
 """
 
 from __future__ import annotations
@@ -173,15 +177,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
-from vipgate.health.probe import ErrorKind, ProbeResult, suggest_server_name
+from vipgate.health.advice import Advice, AdviceKind, AdviceLevel, Teacher, advice_for
+from vipgate.health.probe import ErrorKind, ProbeResult
 
 __all__ = [
     "Action",
     "Address",
     "Advice",
     "AdviceKind",
+    "AdviceLevel",
     "Due",
     "Gate",
     "GateError",
@@ -189,6 +194,7 @@ __all__ = [
     "Step",
     "Transition",
     "UnhealthyAction",
+    "advice_for",
     "readiness_signal",
 ]
 
@@ -235,13 +241,6 @@ class Address(enum.Enum):
 
     ADD = "add"  # put it back before the step's ANNOUNCE
     REMOVE = "remove"  # take it off after the step's WITHDRAW
-
-
-class AdviceKind(enum.Enum):
-    TLS_HOSTNAME = "tls_hostname"
-    TLS_VERIFY = "tls_verify"
-    ACCESS_DENIED = "access_denied"
-    READINESS_UNREADABLE = "readiness_unreadable"
 
 
 class _Signal(enum.Enum):
@@ -483,14 +482,6 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
-class Advice:
-    """A teaching log line: what the failure means and what to do. Once per episode and kind."""
-
-    kind: AdviceKind
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class Step:
     """What the caller must do after an event: the action, and when to look next.
 
@@ -509,49 +500,6 @@ class Step:
     drain_until: float | None = None
     address: Address | None = None
     wake_at: float | None = None
-
-
-_NOTHING_ADVISED: frozenset[AdviceKind] = frozenset()
-
-
-def advice_for(result: ProbeResult, url: str = "") -> Advice | None:
-    """The teaching message a failed result calls for, if any (pure; exposed for tests)."""
-    where = url or "the health-check URL"
-    path = (urlsplit(url).path or "/") if url else "/livez"
-    if result.error is ErrorKind.TLS_HOSTNAME:
-        host = result.verified_name or "the URL's host"
-        if result.cert_names:
-            listed = ", ".join(result.cert_names)
-            msg = (
-                f"the apiserver certificate names {listed} but not {host}: set "
-                f"control_plane_health_check_server_name={suggest_server_name(result.cert_names)}, "
-                f"or use an address the certificate names in {where}"
-            )
-        else:
-            msg = (
-                f"the apiserver certificate does not name {host}: set "
-                "control_plane_health_check_server_name to a name it carries (kubeadm: "
-                f"kubernetes), or use an address the certificate names in {where}"
-            )
-        return Advice(AdviceKind.TLS_HOSTNAME, msg)
-    if result.error is ErrorKind.TLS_VERIFY:
-        trust = f"the CA file {result.ca_path}" if result.ca_path else "the system trust store"
-        return Advice(
-            AdviceKind.TLS_VERIFY,
-            f"the apiserver certificate is not trusted by {trust}: set "
-            "control_plane_health_check_ca_path to the cluster CA that signed it "
-            "(kubeadm: /etc/kubernetes/pki/ca.crt)",
-        )
-    if result.error is ErrorKind.HTTP_STATUS and result.status in (401, 403):
-        return Advice(
-            AdviceKind.ACCESS_DENIED,
-            f"the apiserver refuses anonymous access to {path} (HTTP {result.status} from "
-            f"{where}): this is an access problem, not the apiserver being down; allow "
-            f"unauthenticated GET of {path} (kube-apiserver --anonymous-auth=true, kubeadm's "
-            "default, and the "
-            "system:public-info-viewer ClusterRoleBinding for system:unauthenticated)",
-        )
-    return None
 
 
 def readiness_signal(result: ProbeResult) -> str | None:
@@ -630,7 +578,7 @@ class Gate:
         self._read_due: float | None = None
         self._drain_until: float | None = None
         self._looking: Due | None = None  # the check or read in flight (rule 14)
-        self._advised: frozenset[AdviceKind] = _NOTHING_ADVISED
+        self._teacher = Teacher(url)  # the advice (health/advice.py)
         self._counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ read-only views
@@ -715,6 +663,7 @@ class Gate:
         if self._started_at is not None:
             raise GateError("gate already started")
         self._started_at = now
+        self._teacher.started(now)
         if self.state is GateState.STOPPED:  # stopped before it started: nothing to do
             return self._step(None, None, None)
         if not self.enabled:
@@ -734,11 +683,10 @@ class Gate:
         if self.state is GateState.STOPPED:
             return self._step(None, None, None)
         failures_before = self.consecutive_failures
-        advice: Advice | None = None
+        advice = self._teacher.feed(result, now)
         if result.ok:
             self.consecutive_failures = 0
             self.consecutive_successes += 1
-            self._advised = _NOTHING_ADVISED  # the episode is over
             ok = self.consecutive_successes >= self.success_threshold
             signal = _G.SUCCESS if ok else _G.RISE
             reason = REASON_HEALTHY
@@ -747,10 +695,6 @@ class Gate:
             self.consecutive_successes = 0
             signal = _G.THRESHOLD if self.consecutive_failures >= self.threshold else _G.FAILURE
             reason = result.error.value
-            candidate = advice_for(result, self.url)
-            if candidate is not None and candidate.kind not in self._advised:
-                self._advised = self._advised | {candidate.kind}
-                advice = candidate
         action, transition = self._apply(
             signal,
             now,
@@ -793,6 +737,7 @@ class Gate:
     def connection_closed(self, now: float) -> Step:
         """The server closed the idle keep-alive connection: check (and read) at once (rule 8)."""
         self._check_fed()
+        self._teacher.closed(now)
         if self.state is not GateState.STOPPED:
             if self._due is None or self._due > now:
                 self._due, self._on_grid = now, False

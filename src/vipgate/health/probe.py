@@ -52,6 +52,7 @@ import enum
 import functools
 import http
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -73,6 +74,7 @@ __all__ = [
     "ProbeResult",
     "ResponseClassifier",
     "ResponseVerdict",
+    "failed_checks",
     "suggest_server_name",
 ]
 
@@ -115,7 +117,8 @@ class ProbeResult:
     URL's host; "" for http://); ``ca_path`` is the CA file ("" = system trust store).
     ``shutdown`` is True when the answer was a 500 whose body carries the kube-apiserver's
     ``[-]shutdown failed`` line (its ``/readyz`` during a graceful shutdown; docs/deployment.md,
-    "Planned restarts and stops").
+    "Planned restarts and stops"). ``failed_checks`` are the names of a 500's ``[-]NAME failed``
+    lines (kube-apiserver's /livez and /readyz list each check so), in the body's order.
     """
 
     ok: bool
@@ -128,6 +131,7 @@ class ProbeResult:
     verified_name: str = ""
     ca_path: str = ""
     shutdown: bool = False
+    failed_checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +417,7 @@ class ResponseVerdict:
     text: str
     shutdown: bool = False
     stale: bool = False
+    failed_checks: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -445,7 +450,8 @@ class ResponseClassifier:
     Rules: the headers decide (200 is the only success; 1xx are skipped, 3xx is a failure, not
     followed). The body is read only to reuse the connection: at most ``body_limit`` bytes, its
     first 240 bytes quoted in a failure's text, the first 16 KiB of a 500 searched for
-    :data:`SHUTDOWN_LINE` (docs/deployment.md, "Planned restarts and stops"). A close or an
+    :data:`SHUTDOWN_LINE` (docs/deployment.md, "Planned restarts and stops") and for the names
+    of its failed checks (:func:`failed_checks`). A close or an
     invalid response before the headers' end is a failure (RESET, PROTOCOL); after them it only
     costs the reuse, as a body over the bound does. Reuse needs a complete answer HTTP/1.1 lets
     be reused (RFC 9112 9.3: framed body read to its end, no ``Connection: close``), whatever
@@ -579,7 +585,21 @@ class ResponseClassifier:
         shutdown = SHUTDOWN_LINE in self._scan
         if shutdown:
             text = f"HTTP {status}: {SHUTDOWN_LINE.decode()}"
-        self.verdict = ResponseVerdict(status, ErrorKind.HTTP_STATUS, text, shutdown=shutdown)
+        failed = failed_checks(bytes(self._scan)) if status == 500 else ()
+        self.verdict = ResponseVerdict(
+            status, ErrorKind.HTTP_STATUS, text, shutdown=shutdown, failed_checks=failed
+        )
+
+
+_FAILED_CHECK = re.compile(rb"^\[-\]([!-~]{1,120}) failed", re.MULTILINE)
+_MAX_FAILED_CHECKS = 8
+
+
+def failed_checks(body: bytes) -> tuple[str, ...]:
+    """The names of the ``[-]NAME failed`` lines of a kube-apiserver health answer (e.g.
+    ``poststarthook/rbac/bootstrap-roles``), at most 8, printable ASCII without spaces."""
+    found = _FAILED_CHECK.findall(body)
+    return tuple(m.decode("ascii") for m in found[:_MAX_FAILED_CHECKS])
 
 
 def _status_text(status: int, reason: bytes, body: bytes, location: bytes) -> str:
@@ -1071,6 +1091,7 @@ class Probe:
             verified_name=self.verified_name,
             ca_path=self.ca_path,
             shutdown=verdict.shutdown,
+            failed_checks=verdict.failed_checks,
         )
 
 
