@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -477,5 +479,98 @@ def test_deprefer_reannounces_prepended_then_plain(local_as: int) -> None:
             assert drain.get(wire.Communities) == gshut
             assert path_of(drain) == ([] if ibgp else [(local_as,) * 4])
             assert not peer.withdrawn()
+
+    asyncio.run(main())
+
+
+class ThreadPeer:
+    """A BGP peer on its own thread with blocking sockets: it dates the speaker's messages as
+    they arrive, whatever the speaker's event loop is doing, and sends a KEEPALIVE every `ka` s
+    (they wait in the socket while the speaker's loop is blocked)."""
+
+    def __init__(self, hold: int, ka: float) -> None:
+        self.hold, self.ka = hold, ka
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.received: list[tuple[float, wire.Message]] = []
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.lsock.settimeout(5.0)
+        conn, _ = self.lsock.accept()
+        self.connections += 1
+        conn.settimeout(0.01)
+        dec = wire.Decoder()
+        next_ka = float("inf")
+        with conn:
+            while not self.stop.is_set():
+                if time.monotonic() >= next_ka:
+                    conn.sendall(wire.encode(Keepalive()))
+                    next_ka += self.ka
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                dec.feed(data)
+                while (m := dec.next_message()) is not None:
+                    self.received.append((time.monotonic(), m))
+                    if isinstance(m, Open):
+                        dec.ctx = SessionContext(as4=m.four_octet_as)
+                        caps = (MultiprotocolCapability(1, 1), FourOctetAsCapability(PEER_AS))
+                        ours = Open(PEER_AS, self.hold, IPv4Address("192.0.2.1"), caps)
+                        conn.sendall(wire.encode(ours) + wire.encode(Keepalive()))
+                        next_ka = time.monotonic() + self.ka
+
+    def keepalives(self) -> list[float]:
+        return [t for t, m in self.received if isinstance(m, Keepalive)]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2.0)
+        self.lsock.close()
+
+
+def test_keepalives_after_an_event_loop_stall() -> None:
+    """The rule (src/vipgate/bgp/peer.py, timers and a blocked loop): nothing can be sent while
+    the event loop is blocked, so a KEEPALIVE that fell due meanwhile goes out as soon as it
+    runs again, before anything else is sent; the peer's messages that waited in the socket are
+    read before our hold timer is judged, so a stall alone never ends the session on our side.
+    A stall shorter than hold - keepalive (here 3 - 1 s) keeps every gap the router sees below
+    its hold time; a longer one the router may rightly end the session for."""
+    hold, ka = 3, 1.0
+
+    async def main() -> None:
+        peer = ThreadPeer(hold, ka)
+        sp = Speaker(
+            SpeakerSettings(65000, IPv4Address("192.0.2.11"), hold, 0, None, None),
+            [PeerSettings(LO, PEER_AS, "", False, peer.port)],
+            connect_timeout=1.0,
+        )
+        try:
+            await sp.start()
+            await until(lambda: established(sp) and len(peer.keepalives()) >= 2)
+            stalls = []
+            for stall, watch in ((1.5, 0.5), (hold + 1.0, 0.5)):
+                t0 = time.monotonic()
+                time.sleep(stall)  # the injected stall: the loop blocked
+                stalls.append((t0, time.monotonic()))
+                await asyncio.sleep(watch)
+            kas = peer.keepalives()
+            for t0, t1 in stalls:
+                first = min(t for t in kas if t > t0)
+                assert t1 <= first <= t1 + 0.3, (t0, t1, kas)
+            short_end = stalls[0][1]
+            gaps = [b - a for a, b in itertools.pairwise(kas) if b <= short_end + 0.3]
+            assert max(gaps) < hold, gaps
+            assert established(sp) and peer.connections == 1
+            assert not [m for _, m in peer.received if isinstance(m, Notification)]
+        finally:
+            await sp.close("test over", 1.0)
+            peer.close()
 
     asyncio.run(main())

@@ -10,6 +10,15 @@ BFD Up/Down).  Events are processed synchronously and never re-entrantly: an eve
 while actions are being carried out is queued and handled right after, so
 ``routes_changed()`` writes its UPDATEs to the socket before it returns.
 
+Timers and a blocked loop: nothing runs while the event loop is blocked (nothing in vipgate
+should block it: TLS handshakes, reads and probes are asynchronous), so a KEEPALIVE that fell
+due during a stall goes out as soon as the loop runs again, and the peer's messages that
+waited in the socket meanwhile are read before the hold timer is judged (asyncio runs the I/O
+callbacks of an iteration before the timers due in it; a restarted timer's stale expiry is
+ignored, :mod:`vipgate.bgp.fsm` rule 4): a stall alone never ends a session on our side.  A
+stall shorter than hold time - keepalive interval keeps every gap the router sees below its
+hold time (``test_keepalives_after_an_event_loop_stall``).
+
 Socket options, all set before ``connect()``: SO_BINDTODEVICE (source interface), bind to the
 source address, TCP_MD5SIG (RFC 2385), TTL 1 for single-hop eBGP and 50 for eBGP multihop
 (kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY.  Passwords are never logged.
