@@ -46,7 +46,8 @@ class _JsonObserver:
         self.out({"ev": "state", "peer": peer, "state": state})
 
     def message(self, peer: str, direction: str, msg_type: str) -> None:
-        pass
+        if direction == "out" and msg_type == "KEEPALIVE":  # when each one left (timers)
+            self.out({"ev": "keepalive", "peer": peer})
 
     def bfd_state(self, peer: str, state: str, diag: str) -> None:
         self.out({"ev": "bfd", "peer": peer, "state": state, "diag": diag})

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
+import json
 import logging
+import queue
 import re
 import socket
 import sys
@@ -20,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network, ip_address
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -535,8 +539,57 @@ def test_gobgp_restart_vip_back_within_a_second() -> None:
             sp.close()
 
 
+FLOOD = """
+import errno, json, resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+socks, t0 = [], time.monotonic()
+for i in range(int(sys.argv[2])):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect((sys.argv[1], 179))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+    if i % 50 == 49:
+        time.sleep(0.04)
+spent, count = time.monotonic() - t0, {"reset": 0, "data": 0, "other": 0}
+deadline = time.monotonic() + 5.0
+while socks and time.monotonic() < deadline:
+    time.sleep(0.1)
+    left = []
+    for s in socks:
+        try:
+            count["data" if s.recv(100) else "reset"] += 1
+        except ConnectionResetError:
+            count["reset"] += 1
+        except BlockingIOError:
+            left.append(s)
+            continue
+        except OSError:
+            count["other"] += 1
+        s.close()
+    socks = left
+print(json.dumps(dict(count, open=len(socks), spent=spent)))
+"""
+
+
+def events_until(
+    sp: SpeakerProc, done: Callable[[list[dict[str, Any]]], bool], timeout: float
+) -> list[dict[str, Any]]:
+    """The speaker's events as they come, until `done(events)` or the timeout."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not done(got) and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got.append(sp.events.get(timeout=0.1))
+    return got
+
+
 def test_a_stranger_gets_no_byte_in_the_lab() -> None:
-    """node2 is not a peer of node1's vipgate: its connection to port 179 is reset unread."""
+    """node2 is not a peer of node1's vipgate: its connection to port 179 is reset unread.  Then
+    1,000 of them in about a second (README, the listener): all reset unread and counted,
+    while the session with the router stays up and vipgate's KEEPALIVEs leave on time."""
     code = (
         "import socket,sys\n"
         "try:\n"
@@ -550,12 +603,23 @@ def test_a_stranger_gets_no_byte_in_the_lab() -> None:
         router = topo.router
         assert router is not None
         n1, n2 = topo.nodes
-        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4], hold=3, keepalive=1) as sp:
             router.wait_next_hops(VIP4, {n1.ip4})
             for _ in range(3):
                 out = lab.run(n2.ns, [sys.executable, "-c", code, n1.ip4], check=False)
                 assert out.stdout.strip() in ("error 104", "got 0"), out
                 assert sp.wait_event("refused")["source"] == n2.ip4
+            flood = lab.popen(n2.ns, [sys.executable, "-c", FLOOD, n1.ip4, "1000"], stdout=PIPE)
+            evs = events_until(sp, lambda es: sum(e["ev"] == "refused" for e in es) >= 1000, 10.0)
+            evs += events_until(sp, lambda es: sum(e["ev"] == "keepalive" for e in es) >= 2, 3.0)
+            result = json.loads(flood.communicate(timeout=10.0)[0])
+            assert result["reset"] == 1000 and result["spent"] < 1.5, result
+            refused = [e for e in evs if e["ev"] == "refused"]
+            assert len(refused) == 1000 and {e["source"] for e in refused} == {n2.ip4}
+            kas = [e["t"] for e in evs if e["ev"] == "keepalive"]
+            gaps = [b - a for a, b in itertools.pairwise(kas)]
+            assert len(kas) >= 3 and max(gaps) < 1.2, gaps  # keepalive 1 s
+            assert not [e for e in evs if e["ev"] == "state"], evs  # never left Established
             assert router.session_state(n1.ip4) == "Established"
             sp.close()
 
