@@ -6,6 +6,9 @@ Run as root from the repository root::
     .venv/bin/python -m bench.bench_chaos                    # 10 minutes (bench mode)
     .venv/bin/python -m bench.bench_chaos --seconds 75       # the CI size (tests/e2e/test_chaos)
     .venv/bin/python -m bench.bench_chaos --seed 1234        # replay a run's fault sequence
+    .venv/bin/python -m bench.bench_chaos --dual-stack       # IPv4 and IPv6 VIP (modes below)
+    .venv/bin/python -m bench.bench_chaos --router-dials
+    .venv/bin/python -m bench.bench_chaos --routing-table
 
 Faults (seeded RNG, its seed printed first; each picks a node at random and lasts a random time;
 a new one starts every 0.5-2.5 s, so several overlap):
@@ -34,7 +37,25 @@ run the invariant is checked at every sample, per node:
   counts the session up).
 
 Any violation, a ``Traceback`` in a vipgate log, or a vipgate exit that was not requested (or
-not 0) fails the run; the report shows the timeline around each violation.
+not 0) fails the run; the report shows the timeline around each violation. A SIGTERM is only
+sent once vipgate has its handler (``SigCgt``): before, the interpreter is still starting.
+
+Modes (each with the same faults and the invariant above, adapted):
+
+- ``--dual-stack``: ``address=203.0.113.100, 2001:db8:100::100``, ``vip_subnet=32,128``, each
+  node with an IPv4 and an IPv6 session (each carries the VIP of its own family). The invariant
+  per node *and family*: the node's next hop of that family in the router's route for that
+  family's VIP, against the session of that family (one health check gates both);
+- ``--router-dials``: vipgate dials the router on a port where nothing listens (refused), so
+  every session is one BIRD opened to vipgate's listener (TCP 179): sessions after BIRD's
+  restarts, vipgate's restarts and the link's returns all come through the listener;
+- ``--routing-table``: kube-vip's routing-table mode (table 198, no BGP session of vipgate's),
+  a BIRD on each node learning table 198 and peering with the router (docs/routers.md, "Node
+  daemon"); one more fault, the node daemon's restart. The session checked is the node
+  daemon's; the bounds get 1.5 s more for the daemon's share (kernel table -> BIRD -> router),
+  *present* needs vipgate running for B_up + 2 s (its start-up: no session of its own waits
+  for it), and *absent* also holds 1 s + that share after vipgate's SIGTERM (it removes the
+  route).
 """
 
 from __future__ import annotations
@@ -56,7 +77,17 @@ from typing import Any
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.routemon import RouteWatch
-from lab.routers import BirdRouter
+from lab.routers import BirdRouter, Neighbor, Router, make_router
+from lab.topology import (
+    NODE_AS,
+    ROUTER_AS,
+    ROUTER_IP4,
+    ROUTER_IP6,
+    VIP4,
+    VIP4_ADDR,
+    VIP6,
+    VIP6_ADDR,
+)
 
 NODES = ("node1", "node2")
 API_FAULTS = ("refuse", "hang", "fail", "slow", "shutdown")
@@ -68,6 +99,11 @@ KINDS = {  # fault kind -> weight
     "loss": 2,
     "vipgate_stop": 2,
 }
+DAEMON_RESTART = 2  # routing-table mode: the node daemon's restart (weight)
+TABLE = 198  # routing-table mode: kube-vip's routing table (vip_routingtable_id)
+DIAL_PORT = 1179  # router-dials mode: where vipgate dials (nothing listens: refused)
+START_UP = 2.0  # routing-table mode: vipgate's start (interpreter, host setup) on a loaded machine
+VIPS = {4: VIP4, 6: VIP6}
 
 
 def log(msg: str) -> None:
@@ -85,15 +121,49 @@ class Settings:
     keepalive: int = 1
     sample: float = 0.1
     unhealthy_action: str = "withdraw"  # or deprefer (control_plane_health_check_unhealthy_action)
+    dual_stack: bool = False  # an IPv4 and an IPv6 VIP, one session of each family per node
+    router_dials: bool = False  # vipgate's dials refused: every session the router's, accepted
+    routing_table: bool = False  # routing-table mode: a BIRD on each node exports table 198
     out: str = "bench/out/chaos"
 
     @property
+    def relay(self) -> float:
+        """Routing-table mode: the node daemon's share (kernel table -> BIRD -> router)."""
+        return 1.5 if self.routing_table else 0.0
+
+    @property
     def b_down(self) -> float:
-        return self.threshold * self.period + self.timeout + 1.0
+        return self.threshold * self.period + self.timeout + 1.0 + self.relay
 
     @property
     def b_up(self) -> float:
-        return self.period + self.timeout + 1.0
+        return self.period + self.timeout + 1.0 + self.relay
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return (4, 6) if self.dual_stack else (4,)
+
+    @property
+    def mode(self) -> str:
+        parts = [self.unhealthy_action]
+        parts += ["dual-stack"] * self.dual_stack + ["router-dials"] * self.router_dials
+        return ", ".join(parts + ["routing-table"] * self.routing_table)
+
+
+def vipgate_env(s: Settings) -> dict[str, str]:
+    """vipgate's settings for the run's mode (beside the cluster's own)."""
+    env: dict[str, str] = {}
+    if s.unhealthy_action == "deprefer":
+        env["control_plane_health_check_unhealthy_action"] = "deprefer"
+    port = f":{DIAL_PORT}" if s.router_dials else ""
+    peers = [f"{ROUTER_IP4}:{ROUTER_AS}::false{port}"]
+    if s.dual_stack:  # one session per family, each carrying the VIP of its own family
+        peers.append(f"[{ROUTER_IP6}]:{ROUTER_AS}::false{port}")
+        env.update(address=f"{VIP4_ADDR}, {VIP6_ADDR}", vip_subnet="32,128")
+    env["bgp_peers"] = ",".join(peers)
+    if s.routing_table:  # kube-vip's table mode: table 198, protocol 248, no session of ours
+        env.update(bgp_enable="false", bgp_peers="", vip_routingtable="true")
+    return env
 
 
 @dataclass
@@ -115,6 +185,8 @@ class ChaosResult:
     checks_present: int = 0
     checks_absent: int = 0
     checks_fallback: int = 0  # deprefer: an unhealthy node's path checked present (no plain one)
+    checks_by_family: dict[str, int] = field(default_factory=dict)  # "4"/"6" -> checks
+    sessions_established: int = 0  # vipgate's "Established" log lines (all its processes)
     violations: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # tracebacks, unexpected exits
     duration: float = 0.0
@@ -159,6 +231,10 @@ class History:
             return self.t0 - 60
         return e.t if e.what == "vipgate_stop:off" else None
 
+    def stopped_since(self, n: str, t: float) -> float | None:
+        e = self.last(lambda e: e.node == n and e.what.startswith("vipgate_stop"), t)
+        return e.t if e is not None and e.what == "vipgate_stop:on" else None
+
     def frozen_near(self, t: float) -> bool:
         e = self.last(lambda e: e.what.startswith("bird_freeze"), t)
         return e is not None and (e.what == "bird_freeze:on" or t - e.t < 2.0)
@@ -186,20 +262,21 @@ class Chaos:
         self.c = Cluster.create(
             lab,
             n_nodes=len(NODES),
+            ipv6_sessions=s.dual_stack,
             period=s.period,
             timeout=s.timeout,
             threshold=s.threshold,
             hold=s.hold,
             keepalive=s.keepalive,
-            extra_env=(
-                {"control_plane_health_check_unhealthy_action": "deprefer"}
-                if s.unhealthy_action == "deprefer"
-                else None
-            ),
+            extra_env=vipgate_env(s),
         )
         assert isinstance(self.c.topo.router, BirdRouter)
         self.router: BirdRouter = self.c.topo.router
-        self.ip = {n: self.c.ip(n) for n in NODES}
+        nodes = {n.name: n for n in self.c.topo.nodes}
+        self.addr = {4: {n: nodes[n].ip4 for n in NODES}, 6: {n: nodes[n].ip6 for n in NODES}}
+        self.ip = self.addr[4]
+        self.kinds = dict(KINDS, daemon_restart=DAEMON_RESTART) if s.routing_table else KINDS
+        self.daemons: dict[str, Router] = {}  # routing-table mode: each node's BIRD
         self.busy: set[tuple[str, str]] = set()  # (kind, node) active
         self.ends: list[tuple[float, int, str, str]] = []  # heap of (t, seq, kind, node)
         self.seq = 0
@@ -207,7 +284,6 @@ class Chaos:
         self.session_samples: list[tuple[float, dict[str, str] | None]] = []
         self.stop_monitor = threading.Event()
         self.expected_exit: dict[str, bool] = {n: False for n in NODES}
-        self.started: dict[str, float] = {n: 0.0 for n in NODES}
         self.t0 = 0.0
 
     # ------------------------------------------------------------------ bookkeeping
@@ -219,12 +295,38 @@ class Chaos:
         heapq.heappush(self.ends, (time.monotonic() + delay, self.seq, kind, node))
 
     # ------------------------------------------------------------------ faults
+    def node_daemon(self, name: str) -> Router:
+        """Routing-table mode: the node's BIRD, learning kernel table 198 (where vipgate writes
+        the VIP's route) and exporting it to the router (docs/routers.md, "Node daemon")."""
+        node = self.c.topo.node(name)
+        r = make_router(
+            "bird",
+            self.lab,
+            node.ns,
+            asn=NODE_AS,
+            router_id=node.ip4,
+            neighbors=[
+                Neighbor(ROUTER_IP4, ROUTER_AS, hold_time=self.s.hold, keepalive=self.s.keepalive)
+            ],
+            name=f"bird-{name}",
+            kernel_export=False,
+            learn_table=TABLE,
+            graceful_shutdown=False,
+        )
+        r.start()
+        return r
+
+    def session_names(self) -> dict[str, str]:
+        """BIRD's protocol names (peer1, peer2, ... in neighbor order) -> "node/family"."""
+        by_addr = {a: f"{n}/{fam}" for fam, m in self.addr.items() for n, a in m.items()}
+        return {f"peer{i}": by_addr[nb.address] for i, nb in enumerate(self.router.neighbors, 1)}
+
     def start_fault(self, kind: str, node: str) -> None:
         r = self.rng
         key = (kind, node if kind not in ("bird_restart", "bird_freeze") else "router")
         if key in self.busy or (kind.startswith("bird") and self.frozen):
             return
-        if kind == "vipgate_stop" and time.monotonic() - self.started[node] < 0.3:
+        if kind == "vipgate_stop" and not self.catches_sigterm(node):
             return  # the interpreter's own start-up: no handler can exist yet
         self.res.faults[kind] = self.res.faults.get(kind, 0) + 1
         if kind == "apiserver":
@@ -267,6 +369,10 @@ class Chaos:
             self.event("vipgate_stop:on", node)
             self.busy.add(key)
             self.later(r.uniform(0.5, 3), kind, node)
+        elif kind == "daemon_restart":
+            self.event("daemon_restart:on", node)
+            self.daemons[node].restart()
+            self.event("daemon_restart:off", node)
 
     def end_fault(self, kind: str, node: str) -> None:
         if kind == "apiserver":
@@ -287,10 +393,23 @@ class Chaos:
             if code != 0:
                 self.res.problems.append(f"{node}: exit {code} after SIGTERM")
             self.c.start(node)  # the new process first: the monitor must not see the old one
-            self.started[node] = time.monotonic()
             self.expected_exit[node] = False
         self.busy.discard((kind, node))
         self.event(f"{kind}:off", node)
+
+    def catches_sigterm(self, node: str) -> bool:
+        """vipgate on `node` has its SIGTERM handler (``SigCgt`` in /proc/PID/status): before
+        that, during the interpreter's start-up (longer than 0.3 s on a loaded machine), the
+        signal's default action would kill it whatever vipgate does."""
+        vp = self.c.vipgates.get(node)
+        if vp is None or vp.proc is None or vp.proc.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{vp.proc.pid}/status") as f:
+                caught = next(x for x in f if x.startswith("SigCgt:")).split()[1]
+        except (OSError, StopIteration):
+            return False
+        return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
 
     def port(self, node: str) -> str:
         return f"n{NODES.index(node) + 1}"
@@ -311,11 +430,11 @@ class Chaos:
 
     # ------------------------------------------------------------------ monitor
     def monitor(self) -> None:
-        bird = BirdControl(self.router.sock)
+        bird = BirdControl(self.router.sock, self.session_names())
         try:
             while not self.stop_monitor.is_set():
                 t = time.monotonic()
-                self.session_samples.append((t, bird.sessions(len(NODES))))
+                self.session_samples.append((t, bird.sessions()))
                 for n in NODES:
                     vp = self.c.vipgates.get(n)
                     if vp and vp.proc and vp.proc.poll() is not None and not self.expected_exit[n]:
@@ -330,9 +449,12 @@ class Chaos:
     def run(self) -> ChaosResult:
         s = self.s
         for n in NODES:
+            if s.routing_table:
+                self.daemons[n] = self.node_daemon(n)
             self.c.start(n)
-        self.c.wait_nexthops(set(self.ip.values()), timeout=30)
-        watch = self.c.watch_route()
+        for fam in s.families:
+            self.c.wait_nexthops(set(self.addr[fam].values()), timeout=30, prefix=VIPS[fam])
+        watches = {fam: self.c.watch_route(VIPS[fam]) for fam in s.families}
         mon = threading.Thread(target=self.monitor, name="chaos-monitor", daemon=True)
         self.t0 = time.monotonic()
         mon.start()
@@ -345,7 +467,8 @@ class Chaos:
                     _, _, kind, node = heapq.heappop(self.ends)
                     self.end_fault(kind, node)
                 if now >= next_fault:
-                    kind = self.rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
+                    kinds = self.kinds
+                    kind = self.rng.choices(list(kinds), weights=list(kinds.values()))[0]
                     self.start_fault(kind, self.rng.choice(NODES))
                     next_fault = now + self.rng.uniform(0.5, 2.5)
                 wake = min([next_fault, end] + ([self.ends[0][0]] if self.ends else []))
@@ -356,44 +479,54 @@ class Chaos:
                 self.end_fault(kind, node)
             self.event("healed", "all")
             try:
-                self.c.wait_nexthops(set(self.ip.values()), timeout=45)
+                for fam in s.families:
+                    hops = set(self.addr[fam].values())
+                    self.c.wait_nexthops(hops, timeout=45, prefix=VIPS[fam])
             except AssertionError as e:
                 self.res.problems.append(f"not back whole after healing: {str(e)[:2000]}")
             time.sleep(2 * s.sample + 0.5)
         finally:
             self.stop_monitor.set()
             mon.join(5)
-            watch.stop()
+            for w in watches.values():
+                w.stop()
             self.res.duration = time.monotonic() - self.t0
         for n in NODES:
             self.expected_exit[n] = True
             if self.c.stop(n) not in (0,):
                 self.res.problems.append(f"{n}: final SIGTERM did not exit 0")
             text = self.c.log(n)
+            self.res.sessions_established += text.count(": Established (")
             if "Traceback" in text:
                 i = text.index("Traceback")
                 self.res.problems.append(f"{n}: Traceback in the log:\n{text[i : i + 3000]}")
-        self.check(watch)
+        self.check(watches)
         return self.res
 
     # ------------------------------------------------------------------ the invariant
-    def check(self, watch: RouteWatch) -> None:
+    def check(self, watches: dict[int, RouteWatch]) -> None:
+        """Each sample, each family's route: every node's next hop of that family against
+        the node's view through its session of that family."""
         res = self.res
         hist = History(res.events, self.t0)
         sess_since: dict[str, tuple[str, float]] = {}
+        keys = [f"{n}/{fam}" for fam in self.s.families for n in NODES]
         for t, states in self.session_samples:
             res.samples += 1
-            for n in NODES:
-                st = "unknown" if states is None else states.get(n, "down")
-                prev = sess_since.get(n)
+            for k in keys:
+                st = "unknown" if states is None else states.get(k, "down")
+                prev = sess_since.get(k)
                 if prev is None or prev[0] != st:
-                    sess_since[n] = (st, t)
+                    sess_since[k] = (st, t)
             if states is None or hist.frozen_near(t) or t < self.t0:
                 continue
-            hops = watch.at(t) or frozenset()
-            views = {n: self.view(hist, n, t, sess_since[n]) for n in NODES}
-            for n in NODES:
-                self.check_node(n, t, self.ip[n] in hops, views, hist, sess_since[n])
+            for fam in self.s.families:
+                hops = watches[fam].at(t) or frozenset()
+                sess = {n: sess_since[f"{n}/{fam}"] for n in NODES}
+                views = {n: self.view(hist, n, t, sess[n]) for n in NODES}
+                for n in NODES:
+                    present = self.addr[fam][n] in hops
+                    self.check_node(n, fam, t, present, views, hist, sess[n])
 
     def view(self, hist: History, n: str, t: float, sess: tuple[str, float]) -> str | None:
         """Node `n` at `t` as the router must see it, within the settings' bounds: "gone"
@@ -407,16 +540,21 @@ class Chaos:
         b_down = s.b_down + (s.hold if hist.link_trouble(n, t - s.b_down - s.hold, t) else 0)
         if sst == "down" and t - s_since >= 1.0:
             return "gone"
+        stopped = hist.stopped_since(n, t)  # routing-table mode: the session is the daemon's
+        if s.routing_table and stopped is not None and t - stopped >= 1.0 + s.relay:
+            return "gone"  # SIGTERM removed the route from the table
         if h == "down" and t - h_since >= b_down:
             return "unhealthy"
+        # routing-table mode: vipgate's own start-up (no session of its own waits for it)
+        start = s.b_up + (START_UP if s.routing_table else 0.0)
         if (
             h == "up"
             and not hist.link_trouble(n, t - s.b_up - s.hold, t)  # the UPDATE can get through
             and t - h_since >= s.b_up
             and run is not None
-            and t - run >= s.b_up
+            and t - run >= start
             and sst == "up"
-            and t - s_since >= 1.0
+            and t - s_since >= 1.0 + s.relay
         ):
             return "preferred"
         return None
@@ -453,6 +591,7 @@ class Chaos:
     def check_node(
         self,
         n: str,
+        fam: int,
         t: float,
         present: bool,
         views: dict[str, str | None],
@@ -473,13 +612,14 @@ class Chaos:
         h, h_since = hist.health(n, t)
         sst, s_since = sess
         res.checks += 1
+        res.checks_by_family[str(fam)] = res.checks_by_family.get(str(fam), 0) + 1
         if want:
             res.checks_present += 1
         else:
             res.checks_absent += 1
         if present != want:
             res.violations.append(
-                f"t={t - self.t0:.2f}s {n}: next hop {'absent' if want else 'present'}, "
+                f"t={t - self.t0:.2f}s {n}: IPv{fam} next hop {'absent' if want else 'present'}, "
                 f"expected {'present' if want else 'absent'} (apiserver {h} for "
                 f"{t - h_since:.2f}s, session {sst} for {t - s_since:.2f}s)"
             )
@@ -495,11 +635,12 @@ class Chaos:
 
 class BirdControl:
     """BIRD's control socket spoken directly (a unix socket: no namespace, no process per
-    query): ``show protocols`` -> {node: "up" | "down"}; None when BIRD does not answer within
-    0.3 s (frozen, restarting)."""
+    query): ``show protocols`` -> {"node/family": "up" | "down"} (`names`: protocol name ->
+    that key); None when BIRD does not answer within 0.3 s (frozen, restarting)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, names: dict[str, str]) -> None:
         self.path = path
+        self.names = names
         self.sock: socket.socket | None = None
         self.buf = b""
 
@@ -527,7 +668,7 @@ class BirdControl:
                 return None  # an error reply
             out.append(text)
 
-    def sessions(self, n_nodes: int) -> dict[str, str] | None:
+    def sessions(self) -> dict[str, str] | None:
         try:
             if self.sock is None:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -546,7 +687,7 @@ class BirdControl:
             return None
         if lines is None:
             return None
-        names = {f"peer{i + 1}": NODES[i] for i in range(n_nodes)}
+        names = self.names
         states: dict[str, str] = {}
         for line in lines:
             parts = line[5:].split() if line[:4].isdigit() else line.split()
@@ -571,9 +712,10 @@ def describe(ch: Chaos) -> str:
         f"seed {res.seed}, {res.duration:.0f} s, faults injected: {sum(res.faults.values())} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(res.faults.items()))}); samples "
         f"{res.samples}; invariant checks {res.checks} (present {res.checks_present}, absent "
-        f"{res.checks_absent}, de-preferred fallback present {res.checks_fallback}); "
-        f"{res.settings.unhealthy_action}; violations {len(res.violations)}; "
-        f"problems {len(res.problems)}"
+        f"{res.checks_absent}, de-preferred fallback present {res.checks_fallback}; by "
+        f"family {', '.join(f'IPv{k} {v}' for k, v in sorted(res.checks_by_family.items()))}); "
+        f"{res.settings.mode}; sessions established {res.sessions_established}; "
+        f"violations {len(res.violations)}; problems {len(res.problems)}"
     ]
     for v in res.violations[:10]:
         out.append("VIOLATION " + v)
@@ -591,8 +733,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", default="bench/out/chaos")
     ap.add_argument("--unhealthy-action", choices=("withdraw", "deprefer"), default="withdraw")
+    ap.add_argument("--dual-stack", action="store_true", help="an IPv4 and an IPv6 VIP")
+    ap.add_argument(
+        "--router-dials", action="store_true", help="every session the router's (listener)"
+    )
+    ap.add_argument(
+        "--routing-table", action="store_true", help="routing-table mode, a BIRD on each node"
+    )
     a = ap.parse_args(argv)
-    s = Settings(seconds=a.seconds, seed=a.seed, out=a.out, unhealthy_action=a.unhealthy_action)
+    if a.routing_table and (a.dual_stack or a.router_dials or a.unhealthy_action != "withdraw"):
+        ap.error("--routing-table runs alone (vipgate has no BGP session in that mode)")
+    s = Settings(
+        seconds=a.seconds,
+        seed=a.seed,
+        out=a.out,
+        unhealthy_action=a.unhealthy_action,
+        dual_stack=a.dual_stack,
+        router_dials=a.router_dials,
+        routing_table=a.routing_table,
+    )
     res, report = run(s)
     print(report)
     out = Path(s.out)
