@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from lab.pki import Pki, make_client_cert
 from vipgate.cli import main
 from vipgate.config import SETTINGS, Config, ConfigError, Peer, Source, load, parse_bool
+from vipgate.manager import build_parts
+from vipgate.vip import stated_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,6 +251,9 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({"prometheus_server": ":http"}, "prometheus_server", "[host]:port"),
     ({"prometheus_server": ":0"}, "prometheus_server", "1-65535"),
     ({"prometheus_server": "[::1:2112"}, "prometheus_server", "[host]:port"),
+    ({"prometheus_server": "2112"}, "prometheus_server", "prometheus_enable=false"),
+    ({"prometheus_enable": "no"}, "prometheus_enable", "1 t T TRUE true True 0 f F"),
+    ({"prometheus_enable": "off"}, "prometheus_enable", "not a boolean"),
     ({"vip_loglevel": "loud"}, "vip_loglevel", "debug, info"),
     # fast period and success threshold (vipgate extensions, README configuration table)
     ({HC + "fast_period_seconds": "-0.1"}, HC + "fast_period_seconds", "0 (off)"),
@@ -559,3 +564,63 @@ def test_cli_unhealthy_action_bad_value_exits_2() -> None:
         "control_plane_health_check_unhealthy_action='drop' is not an unhealthy action; "
         "accepted: withdraw, deprefer"
     )
+
+
+# ---------------------------------------------------------------------------- the metrics server
+RUNNABLE = {
+    "address": "203.0.113.100",
+    "bgp_enable": "true",
+    "bgp_peers": "192.0.2.1:65001::false",
+    "control_plane_health_check_address": "https://192.0.2.11:6443/livez",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "listen"),
+    [
+        ({}, {}, ("", 2112)),  # the default
+        ({"prometheus_server": ""}, {}, ("", 2112)),  # an empty variable is unset (kube-vip)
+        ({}, {"prometheus_server": ""}, None),  # an empty flag: off (kube-vip)
+        ({"prometheus_server": ""}, {"prometheus_server": ""}, None),  # the flag decides
+        ({"prometheus_server": ":9100"}, {"prometheus_server": ""}, ("", 9100)),  # env wins
+        ({"prometheus_enable": "false"}, {}, None),  # off from the environment
+        ({"prometheus_enable": "0"}, {}, None),  # Go's strconv.ParseBool spellings
+        (
+            {"prometheus_enable": "true", "prometheus_server": "127.0.0.1:9100"},
+            {},
+            ("127.0.0.1", 9100),
+        ),
+        ({"prometheus_enable": ""}, {"prometheus_enable": "false"}, None),  # unset: the flag
+        ({}, {"prometheus_enable": "false"}, None),
+        ({"prometheus_enable": "true"}, {"prometheus_enable": "false"}, ("", 2112)),
+    ],
+)
+def test_what_turns_the_metrics_server_off(
+    env: dict[str, str], flags: dict[str, str | None], listen: tuple[str, int] | None
+) -> None:
+    c = load({**RUNNABLE, **env}, flags)
+    assert c.prometheus_listen == listen
+    assert c.warnings == ()
+    assert (build_parts(c, stated_facts(c)).metrics is None) == (listen is None)
+
+
+@pytest.mark.parametrize(
+    ("env", "flags"),
+    [
+        ({"prometheus_enable": "false", "prometheus_server": ":9100"}, {}),
+        ({"prometheus_enable": "false"}, {"prometheus_server": "127.0.0.1:2112"}),
+    ],
+)
+def test_an_address_given_with_metrics_off_is_warned_about(
+    env: dict[str, str], flags: dict[str, str | None]
+) -> None:
+    c = load(env, flags)
+    assert c.prometheus_listen is None
+    assert len(c.warnings) == 1 and "is not served: prometheus_enable='false'" in c.warnings[0]
+
+
+def test_cli_prometheus_enable_bad_value_exits_2_naming_it() -> None:
+    r = _run_cli(["config"], {"prometheus_enable": "disabled"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "prometheus_enable='disabled': not a boolean; accepted:" in r.stderr

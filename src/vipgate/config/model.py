@@ -55,6 +55,7 @@ class Config:
     svc_enable: bool
     prometheus_server: str
     log_level: str
+    prometheus_enable: bool = True
     # Global MP-BGP settings (kube-vip env only); the peers carry the effective values.
     mpbgp_nexthop: NextHopMode | None = None
     mpbgp_ipv4: ipaddress.IPv4Address | None = None
@@ -134,5 +135,8 @@ class Config:
 
     @property
     def prometheus_listen(self) -> tuple[str, int] | None:
-        """(host, port) for the metrics server, or None when disabled. Host "" means all."""
-        return parse_listen(self.prometheus_server) if self.prometheus_server else None
+        """(host, port) for the metrics server, or None when disabled (``prometheus_enable``
+        false, or ``prometheus_server`` empty: an empty flag). Host "" means all."""
+        if not self.prometheus_enable or not self.prometheus_server:
+            return None
+        return parse_listen(self.prometheus_server)

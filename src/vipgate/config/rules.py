@@ -399,9 +399,20 @@ def address_and_vip_address_differ(c: Loaded) -> list[str]:
     return []
 
 
+def metrics_off_but_an_address_given(c: Loaded) -> list[str]:
+    server = c.raw["prometheus_server"]
+    if c.got["prometheus_enable"] or server.source is Source.DEFAULT or not server.value.strip():
+        return []
+    return [
+        f"{show(server)} is not served: {show(c.raw['prometheus_enable'])} turns the metrics "
+        "server off"
+    ]
+
+
 WARNINGS: tuple[Callable[[Loaded], list[str]], ...] = (
     not_implemented_modes,
     no_health_check,
     timeout_over_period,
     address_and_vip_address_differ,
+    metrics_off_but_an_address_given,
 )

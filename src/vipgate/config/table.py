@@ -506,7 +506,8 @@ SETTINGS: tuple[Setting, ...] = (
         "--controlPlaneHealthCheckFastPeriodSeconds",
         "0.2",
         "vipgate extension: seconds to the next check after a refused, reset or closed "
-        "connection and while rising (0: off, kube-vip's cadence; below the period)",
+        "connection, while rising, and after any failed check while the route is withdrawn or "
+        "de-preferred, for 5 minutes (0: off, kube-vip's cadence; below the period)",
         "seconds",
         parse=_fast_period,
         attr="health_fast_period",
@@ -607,10 +608,21 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_bool,
     ),
     _s(
+        "prometheus_enable",
+        "--prometheusEnable",
+        "true",
+        "vipgate extension: serve the metrics on prometheus_server (false: no metrics server; "
+        "the way to turn it off from the environment, where an empty prometheus_server is "
+        "unset)",
+        "bool",
+        parse=_bool,
+    ),
+    _s(
         "prometheus_server",
         "--prometheusHTTPServer",
         ":2112",
-        "metrics listen address host:port (empty: disabled)",
+        "metrics listen address host:port (an empty flag: no metrics server; an empty "
+        "environment variable is unset: the flag or :2112)",
         parse=_prometheus,
     ),
     _s(

@@ -231,7 +231,8 @@ def listen(raw: Raw) -> str:
         raise ConfigError(
             f"{show(raw)}: not a listen address; accepted: [host]:port with port 1-65535 and "
             "host an IP address (IPv6 in brackets, no %zone), localhost or empty for all, "
-            "e.g. :2112, 127.0.0.1:2112, [::1]:2112, or empty to disable metrics"
+            "e.g. :2112, 127.0.0.1:2112, [::1]:2112 (no metrics server: prometheus_enable=false, "
+            "or an empty --prometheusHTTPServer flag)"
         ) from None
     return v
 
