@@ -35,6 +35,8 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
+from vipgate.transports import release_closed
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.fopen.restype = ctypes.c_void_p
 _libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
@@ -160,6 +162,7 @@ class _Probe(asyncio.Protocol):
             assert isinstance(self.transport, asyncio.WriteTransport)
             self.transport.write(json.dumps(command(cmd)).encode() + b"\n")
             self.transport.close()
+            release_closed(self.transport)  # no garbage of the probe's own in its readings
 
 
 class _Policy(asyncio.DefaultEventLoopPolicy):

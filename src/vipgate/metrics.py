@@ -69,6 +69,7 @@ from prometheus_client.exposition import choose_encoder
 from vipgate import __version__
 from vipgate.health.gate import GateState
 from vipgate.health.probe import ErrorKind
+from vipgate.transports import release_closed
 
 __all__ = [
     "BFD_STATES",
@@ -498,6 +499,7 @@ class MetricsServer:
         task = asyncio.current_task()
         if len(self._writers) >= MAX_CONNECTIONS or task is None:
             writer.close()
+            release_closed(writer.transport)
             return
         self._writers.add(writer)
         self._tasks.add(task)
@@ -509,6 +511,7 @@ class MetricsServer:
             self._writers.discard(writer)
             self._tasks.discard(task)
             writer.close()
+            release_closed(writer.transport)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import ipaddress
 import socket
 import threading
 import urllib.error
 import urllib.request
+import weakref
 
 import pytest
 from prometheus_client import generate_latest
@@ -17,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vipgate import __version__
 from vipgate.health.gate import GateState
 from vipgate.health.probe import ErrorKind, ProbeResult
-from vipgate.metrics import PROBE_BUCKETS, PROBE_OUTCOMES, Metrics
+from vipgate.metrics import PROBE_BUCKETS, PROBE_OUTCOMES, Metrics, MetricsServer
 
 
 def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -277,6 +279,42 @@ def test_every_address_is_served_without_a_resolver_thread() -> None:
                 await server.close()
 
         assert await asyncio.to_thread(asyncio.run, serve()) == expected
+
+    asyncio.run(scenario())
+
+
+def test_scrape_connections_are_freed_without_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape connection's transport is freed when the connection closes, with the cyclic
+    garbage collector off (vipgate.transports: Python 3.11's transport cycle)."""
+    served: list[weakref.ref[asyncio.BaseTransport]] = []
+    serve_connection = MetricsServer._serve_connection
+
+    async def record(
+        self: MetricsServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        served.append(weakref.ref(writer.transport))
+        await serve_connection(self, reader, writer)
+
+    monkeypatch.setattr(MetricsServer, "_serve_connection", record)
+
+    async def scenario() -> None:
+        server = await Metrics().serve("127.0.0.1", 0)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):  # a connection each (urllib closes after the answer)
+                status, _, _ = await asyncio.to_thread(
+                    _get, f"http://127.0.0.1:{server.port}/metrics"
+                )
+                assert status == 200
+            await server.close()
+            await asyncio.sleep(0.05)  # the transports' close callbacks
+            alive = [t for r in served if (t := r()) is not None]
+            assert len(served) == 3 and not alive, alive
+        finally:
+            gc.enable()
 
     asyncio.run(scenario())
 

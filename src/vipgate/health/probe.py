@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 import h11
 
 from vipgate.health.tlsfiles import Look, Reload, Stamper
+from vipgate.transports import release_closed
 
 __all__ = [
     "BODY_LIMIT",
@@ -206,19 +207,6 @@ def _untraced(e: _E) -> _E:
     return e
 
 
-def _release(transport: asyncio.BaseTransport | None) -> None:
-    """Break a closed TCP transport's reference cycle. Python 3.11's selector transport keeps
-    a bound method of itself (``_read_ready_cb``) after it has closed, so each closed
-    connection -- its transport, socket object and address tuples -- waits for the cyclic
-    garbage collector, and once it lived long enough to reach the oldest generation, for a full
-    collection (bench/README.md, soak: the Python heap's slope). Python 3.12's ``close()``
-    drops that method; this does the same once the transport is closing (its reader is already
-    removed then, so the method can no longer be called). Other transports: nothing."""
-    closed = transport is not None and transport.is_closing()
-    if closed and getattr(transport, "_read_ready_cb", None) is not None:
-        transport._read_ready_cb = None  # type: ignore[union-attr]
-
-
 class _Failure(Exception):
     """Internal: a classified failure of the current check."""
 
@@ -278,7 +266,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.lost_exc = exc
-        _release(self.raw)
+        release_closed(self.raw)
         self._wake()
         self._on_lost(self)
 
@@ -317,7 +305,7 @@ class _Conn(asyncio.Protocol):
         self.dropped = True
         if self.transport is not None and not self.lost:
             self.transport.abort()
-        _release(self.raw)  # closed with the TLS layer's abort, or by a failed handshake
+        release_closed(self.raw)  # closed with the TLS layer's abort, or by a failed handshake
 
 
 class _Progress:
@@ -961,7 +949,7 @@ class Probe:
                 ErrorKind.RESET, f"connection closed during the TLS handshake: {_untraced(e)}"
             ) from e
         finally:
-            _release(transport)  # closed by a failed handshake; after a good one: nothing
+            release_closed(transport)  # closed by a failed handshake; after a good one: nothing
         if tls is None:
             raise _Failure(ErrorKind.TLS_OTHER, "TLS handshake failed: no transport")
         conn.transport = tls
