@@ -3,13 +3,18 @@ no sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
+from collections.abc import Callable
 from ipaddress import ip_address, ip_network
+from typing import cast
 
 import pytest
 
 from vipgate import netlink
 from vipgate.routing import rtnl
+from vipgate.routing.announcer import Netlink, TableAnnouncer
 from vipgate.routing.plan import (
     AddressChange,
     KernelAddress,
@@ -212,3 +217,45 @@ def test_replies_no_kernel_sends_are_not_routes_and_not_crashes() -> None:
     short = struct.pack("=IHHII", 18, netlink.NLMSG_ERROR, 0, 5, 0) + b"\1\2"
     with pytest.raises(OSError):
         list(rtnl.messages(short, 5))
+
+
+class FakeNetlink:
+    """The kernel's side of :class:`vipgate.routing.announcer.Netlink` for one table: route
+    dumps answered from `routes`, route deletions applied to them (no socket)."""
+
+    def __init__(self, routes: list[KernelRoute]) -> None:
+        self.routes = list(routes)
+
+    def dump(self, make: Callable[[int], bytes]) -> list[tuple[int, bytes]]:
+        msg = make(1)
+        if netlink.HDR.unpack_from(msg)[1] != netlink.RTM_GETROUTE:
+            return []  # no addresses on the interface
+        version = 4 if msg[netlink.HDR.size] == socket.AF_INET else 6
+        return [
+            (netlink.RTM_NEWROUTE, rtnl.encode_route_change(True, r, 0)[netlink.HDR.size :])
+            for r in self.routes
+            if r.prefix.version == version
+        ]
+
+    def request(self, make: Callable[[int], bytes], ok: tuple[int, ...] = ()) -> None:
+        msg = make(1)
+        (gone,) = rtnl.decode_routes(msg[netlink.HDR.size :], S.table, S.protocol)
+        assert netlink.HDR.unpack_from(msg)[1] == netlink.RTM_DELROUTE, msg
+        self.routes.remove(gone)
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_clean_routing_table_runs_at_start(clean: bool) -> None:
+    """vip_cleanroutingtable at start, before the gate decides (docs/configuration.md,
+    "Routing-table mode": kube-vip's 10 s wait is for its Service routes): a stale route of
+    vipgate's table and protocol goes, both routes of the dual-stack list stay (adopted)."""
+    stale = KernelRoute(ip_network("203.0.113.99/32"), 198, 248, 1, 0, 1, 0)
+    kept = [route(V4), route(V6)]
+    kernel = FakeNetlink([stale, *kept])
+    announcer = TableAnnouncer(S, VIPS, clean=clean, netlink=lambda: cast(Netlink, kernel))
+    asyncio.run(announcer.start())
+    assert kernel.routes == (kept if clean else [stale, *kept])
+    assert announcer.announced() == frozenset()  # adopted, not decided
