@@ -12,6 +12,7 @@ start and exit); docs/design.md states the trade-off.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 __all__ = [
     "ATTR",
@@ -22,6 +23,7 @@ __all__ = [
     "IFA_LABEL",
     "IFA_LOCAL",
     "IFA_PROTO",
+    "NETLINK_GET_STRICT_CHK",
     "NETLINK_ROUTE",
     "NLMSG_DONE",
     "NLMSG_ERROR",
@@ -39,11 +41,15 @@ __all__ = [
     "RTM_NEWROUTE",
     "RT_SCOPE_HOST",
     "RT_SCOPE_UNIVERSE",
+    "SOL_NETLINK",
     "attr",
     "message",
+    "walk",
 ]
 
 NETLINK_ROUTE = 0
+SOL_NETLINK = 270  # linux/socket.h
+NETLINK_GET_STRICT_CHK = 12  # linux/netlink.h: the kernel filters dumps (Linux >= 4.20)
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -80,3 +86,16 @@ def attr(kind: int, data: bytes) -> bytes:
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
     """One netlink message: the nlmsghdr (pid 0: the kernel fills it in) and `body`."""
     return HDR.pack(HDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def walk(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(type, seq, payload) of each message in one netlink datagram, in order (NLMSG_ALIGN
+    steps); stops at a header whose length is shorter than the header itself. A message
+    longer than the datagram gets the payload that is there."""
+    offset = 0
+    while offset + HDR.size <= len(data):
+        length, kind, _flags, seq, _pid = HDR.unpack_from(data, offset)
+        if length < HDR.size:
+            return
+        yield kind, seq, data[offset + HDR.size : offset + length]
+        offset += (length + 3) & ~3

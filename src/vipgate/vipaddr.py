@@ -21,7 +21,6 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from vipgate.netlink import HDR as _HDR
 from vipgate.netlink import (
     IFA_ADDRESS,
     IFA_F_NODAD,
@@ -39,6 +38,7 @@ from vipgate.netlink import (
     RTM_DELADDR,
     RTM_NEWADDR,
     message,
+    walk,
 )
 from vipgate.netlink import IFADDR as _IFADDR
 from vipgate.netlink import attr as _attr
@@ -78,16 +78,14 @@ def encode_request(op: AddressOp, seq: int = 1) -> bytes:
 
 
 def _ack_error(reply: bytes, seq: int) -> int | None:
-    """The error of the acknowledgement of `seq` in `reply` (0: done), None if not there."""
-    offset = 0
-    while offset + _HDR.size <= len(reply):
-        length, kind, _, rseq, _ = _HDR.unpack_from(reply, offset)
-        if length < _HDR.size:
-            break
+    """The error of the acknowledgement of `seq` in `reply` (0: done), None if not there; a
+    truncated error message (never from a kernel) is EPROTO."""
+    for kind, rseq, payload in walk(reply):
         if kind == NLMSG_ERROR and rseq == seq:
-            (err,) = struct.unpack_from("=i", reply, offset + _HDR.size)
+            if len(payload) < 4:
+                return errno.EPROTO
+            (err,) = struct.unpack_from("=i", payload)
             return -int(err)
-        offset += (length + 3) & ~3
     return None
 
 

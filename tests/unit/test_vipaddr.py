@@ -69,3 +69,4 @@ def test_ack_errors() -> None:
     assert _ack_error(_ack(6, 0) + _ack(7, errno.EEXIST), 7) == errno.EEXIST
     assert _ack_error(b"", 7) is None
     assert _ack_error(struct.pack("=IHHII", 0, 2, 0, 7, 0), 7) is None  # malformed length
+    assert _ack_error(struct.pack("=IHHII", 16, 2, 0, 7, 0), 7) == errno.EPROTO  # no error code

@@ -27,8 +27,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final, TypeAlias
 
-from vipgate.netlink import HDR as NLMSG_HDR
-from vipgate.netlink import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from vipgate.netlink import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, walk
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 
@@ -44,7 +43,7 @@ GROUPS: Final = (
 )
 IFF_UP: Final = 0x1
 IFF_LOWER_UP: Final = 0x10000
-IFINFO_FLAGS_AT: Final = NLMSG_HDR.size + 8  # ifinfomsg: family, pad, type, index, flags
+IFINFO_FLAGS_AT: Final = 8  # in the payload: ifinfomsg's family, pad, type, index, flags
 SO_BINDTODEVICE: Final = 25
 BGP_PORT: Final = 179
 
@@ -66,18 +65,13 @@ def source_towards(peer: IPAddress, source_if: str | None = None) -> IPAddress |
 def news(data: bytes) -> bool:
     """Does this netlink datagram report something new towards a peer: a route, an address,
     or a link that is up with carrier?"""
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, mtype, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size:
-            return False
+    for mtype, _seq, payload in walk(data):
         if mtype in (RTM_NEWROUTE, RTM_NEWADDR):
             return True
-        if mtype == RTM_NEWLINK and offset + IFINFO_FLAGS_AT + 4 <= len(data):
-            (flags,) = struct.unpack_from("=I", data, offset + IFINFO_FLAGS_AT)
+        if mtype == RTM_NEWLINK and len(payload) >= IFINFO_FLAGS_AT + 4:
+            (flags,) = struct.unpack_from("=I", payload, IFINFO_FLAGS_AT)
             if flags & IFF_UP and flags & IFF_LOWER_UP:
                 return True
-        offset += (length + 3) & ~3
     return False
 
 

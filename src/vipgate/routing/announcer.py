@@ -47,18 +47,16 @@ __all__ = ["Netlink", "TableAnnouncer", "table_setup"]
 
 log = logging.getLogger("vipgate.routing")
 
-NETLINK_ROUTE = 0
-
 
 class Netlink:
     """One rtnetlink socket: dumps and acknowledged requests (blocking, bounded by `timeout`)."""
 
     def __init__(self, timeout: float = 1.0) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_ROUTE)
         self._sock.settimeout(timeout)
         self._sock.bind((0, 0))
         with contextlib.suppress(OSError):  # the kernel filters dumps (Linux >= 4.20)
-            self._sock.setsockopt(rtnl.SOL_NETLINK, rtnl.NETLINK_GET_STRICT_CHK, 1)
+            self._sock.setsockopt(netlink.SOL_NETLINK, netlink.NETLINK_GET_STRICT_CHK, 1)
         self._seq = int.from_bytes(os.urandom(3), "little") + 1
 
     def _next(self) -> int:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 
 from vipgate.netlink import ATTR as _ATTR
-from vipgate.netlink import HDR as _HDR
 from vipgate.netlink import (
     IFA_ADDRESS,
     IFA_LABEL,
@@ -37,6 +36,7 @@ from vipgate.netlink import (
     RTM_GETADDR,
     RTM_GETROUTE,
     RTM_NEWROUTE,
+    walk,
 )
 from vipgate.netlink import IFADDR as _IFADDR
 from vipgate.netlink import attr as _attr
@@ -57,8 +57,6 @@ RTA_DST = 1
 RTA_OIF = 4
 RTA_PRIORITY = 6
 RTA_TABLE = 15
-SOL_NETLINK = 270
-NETLINK_GET_STRICT_CHK = 12
 
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope,
 # type, flags
@@ -114,13 +112,7 @@ def messages(data: bytes, seq: int) -> Iterator[tuple[int, bytes]]:
     """(type, payload) of each message of `seq` in `data`. Raises :class:`DumpEnd` at
     NLMSG_DONE, OSError for an NLMSG_ERROR with an error; an acknowledgement (error 0) is
     yielded as (NLMSG_ERROR, b"")."""
-    offset = 0
-    while offset + _HDR.size <= len(data):
-        length, kind, _, rseq, _ = _HDR.unpack_from(data, offset)
-        if length < _HDR.size:
-            break
-        payload = data[offset + _HDR.size : offset + length]
-        offset += (length + 3) & ~3
+    for kind, rseq, payload in walk(data):
         if rseq != seq:
             continue
         if kind == NLMSG_DONE:
