@@ -69,7 +69,7 @@ class TinyPeer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.password:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(LO, self.password))
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))  # 0 unless set: any free port
         self.port = sock.getsockname()[1]
         self.server = await asyncio.start_server(self._serve, sock=sock)
 
@@ -354,6 +354,37 @@ def test_reconnects_fast_after_peer_notification() -> None:
             t0 = time.monotonic()
             await peer.wait(lambda: peer.connections == 2 and len(peer.announced()) == 2)
             assert time.monotonic() - t0 < 1.5  # first retry <= 1 s
+
+    asyncio.run(main())
+
+
+def test_a_peer_listening_again_is_dialed_within_a_second() -> None:
+    """Refused dials (nothing listens: a router restarting) are retried every 0.5-1 s, not with
+    the growing backoff (fsm rule 9): 3 s of refusals, then the peer listens and the session is
+    up within a second."""
+
+    async def main() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        peer = TinyPeer()
+        sp = Speaker(
+            SpeakerSettings(65000, IPv4Address("192.0.2.11"), 30, 0, None, None),
+            [PeerSettings(LO, PEER_AS, "", False, port)],
+            connect_timeout=1.0,
+        )
+        try:
+            await sp.start()
+            await asyncio.sleep(3.0)
+            assert not established(sp)
+            peer.port = port
+            await peer.start()
+            t0 = time.monotonic()
+            await until(lambda: established(sp), 3.0)
+            assert time.monotonic() - t0 <= 1.2
+        finally:
+            await sp.close("test over", 1.0)
+            await peer.stop()
 
     asyncio.run(main())
 
