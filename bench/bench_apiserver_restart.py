@@ -248,19 +248,17 @@ def table(results: list[RestartResults], trials: int, minutes: float, mode: str)
         "0",
         "yes" if sum(mine.errors_logged.values()) == 0 else "**no**",
     )
-    for m in range(max((len(r.per_minute) for r in results), default=0)):
-        row(
-            f"`/livez` checks in minute {m + 1} of {minutes:g} min of `{mode}`",
-            [f"{r.per_minute[m]:.0f}" if m < len(r.per_minute) else "" for r in results],
-            "report (grid: 12)" if m == 0 else "",
-        )
-
-    def mean(r: RestartResults) -> str:
-        return f"{sum(r.per_minute) / len(r.per_minute):.1f}" if r.per_minute else "n/a"
-
+    row(
+        f"`/livez` checks per minute, minute by minute over {minutes:g} min of `{mode}`",
+        [", ".join(f"{x:.0f}" for x in r.per_minute) or "n/a" for r in results],
+        "report (grid: 12)",
+    )
     row(
         f"`/livez` checks per minute, mean over {minutes:g} min",
-        [mean(r) for r in results],
+        [
+            f"{sum(r.per_minute) / len(r.per_minute):.1f}" if r.per_minute else "n/a"
+            for r in results
+        ],
         "report (grid: 12)",
     )
     row(
@@ -287,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--keep", action="store_true", help="keep the lab's work directory (logs)")
+    ap.add_argument("--table", metavar="JSON", help="print the table of an earlier --json run")
     a = ap.parse_args(argv)
+    if a.table:
+        saved = [RestartResults(**r) for r in json.loads(Path(a.table).read_text())]
+        print(table(saved, a.trials, a.unhealthy_minutes, a.unhealthy_mode))
+        return 0
     if not (1 <= a.trials <= 100 and 0 <= a.unhealthy_minutes <= 120):
         ap.error("trials 1..100, unhealthy minutes 0..120")
     if 1 + len(a.ref) + (not a.no_grid) > 3:
