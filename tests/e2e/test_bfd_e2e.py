@@ -41,7 +41,15 @@ def test_manager_bfd_silent_node_leaves_ecmp_fast(make_cluster: MakeCluster) -> 
         0.2,
         what="node1's BFD session Up in its metrics",
     )
-    assert router.bfd_sessions() == {n1: "Up", n2: "Up"}
+    # BIRD's side of node2's session goes Up when node2's first Up packet arrives, which can be
+    # after node1's metric shows Up (nothing above waited for node2): wait for both at the router.
+    wait_for(
+        lambda: router.bfd_sessions() == {n1: "Up", n2: "Up"},
+        10.0,
+        0.2,
+        what="both BFD sessions Up at the router",
+        describe=router.bfd_sessions,
+    )
 
     t0 = time.monotonic()
     silence(cluster.lab, cluster.topo.node("node1").ns)
