@@ -6,16 +6,43 @@ tests/unit is (README, "Layout").
 and against BIRD, FRR and GoBGP in network namespaces) and tests/e2e (vipgate processes, the
 demo, the container image, Prometheus): root, minutes. A test that needs the lab lives in one of
 those folders; a `lab` mark written on a test under tests/unit is an error.
+
+Parallel lab runs (``pytest -m lab -n 2 --dist loadfile``, as scripts/test.sh runs them): each
+test makes its own uniquely named namespaces (lab.netns), so tests run side by side in separate
+pytest-xdist worker processes. A worker takes a whole module at a time (its module fixtures are
+set up once), and the modules that share a session fixture go to one worker together
+(``ONE_WORKER``: the image and pod-runtime tests, one image build per run). ``FIGURES``
+measured in the workers are printed by the controller.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
 LAB_FOLDERS = (TESTS / "interop", TESTS / "e2e")
+
+# Figures measured by the lab tests, printed at the end of the run (name -> text).
+FIGURES: dict[str, str] = {}
+
+# Modules that share a session fixture, so one pytest-xdist worker runs them all (module -> name
+# of the unit of work).
+ONE_WORKER = {
+    "tests/e2e/test_image.py": "podman",
+    "tests/e2e/test_pod_runtime.py": "podman",
+}
+# The units of work that take minutes (the image build; runs of a fixed length), longest first:
+# the workers take them before any other, so that both finish at about the same time.
+LONG_FIRST = (
+    "podman",
+    "tests/e2e/test_chaos.py",
+    "tests/e2e/test_soak.py",
+    "tests/interop/test_bgp_listen.py",
+    "tests/e2e/test_demo.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,3 +54,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid}: a lab test belongs in tests/interop or tests/e2e"
             )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the modules of :data:`ONE_WORKER` in one unit of work and the
+    units of :data:`LONG_FIRST` handed out first."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]  # untyped
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return ONE_WORKER.get(module, module)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            long = next((u for u in LONG_FIRST if u in self.workqueue), None)
+            if long is not None:
+                self.workqueue.move_to_end(long, last=False)
+            super()._assign_work_unit(node)
+
+    return ModuleScheduling(config, log)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("figures measured by the e2e tests")
+        for name, text in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {text}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand this worker's figures to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["vipgate_figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In the pytest-xdist controller: a worker finished; keep its figures."""
+    FIGURES.update(getattr(node, "workeroutput", {}).get("vipgate_figures", {}))

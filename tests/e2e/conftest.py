@@ -8,7 +8,7 @@ vipgate starts. When a test fails, the vipgate logs and BIRD's log are printed i
 
 ``podman`` (session) builds the container image once per run with ``scripts/image.sh`` into a
 private podman store (:class:`lab.podman.Podman`) and removes the store at the end; the build time
-and the image size are printed in the terminal summary (``FIGURES``).
+and the image size are printed in the terminal summary (``FIGURES``, from tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.podman import Podman
 from lab.routemon import RouteWatch
+from tests.conftest import FIGURES as FIGURES  # the tests' import of it stays as it was
 
 # Timing of the e2e clusters (the benchmark's settings: period 1 s, timeout 1 s, threshold 3,
 # hold 9 s). Tests derive every bound from these.
@@ -31,16 +32,6 @@ THRESHOLD = 3
 HOLD = 9
 
 MakeCluster = Callable[..., tuple[Cluster, RouteWatch]]
-
-# Figures measured by the lab tests, printed at the end of the run (name -> text).
-FIGURES: dict[str, str] = {}
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("figures measured by the e2e tests")
-        for name, text in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {text}")
 
 
 @pytest.fixture(scope="session")
