@@ -41,16 +41,7 @@ from vipgate.announcer import Announcer
 from vipgate.bgp.speaker import Speaker, SpeakerSettings, peer_settings
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork
-from vipgate.health.gate import (
-    Action,
-    Address,
-    AdviceLevel,
-    Due,
-    Gate,
-    GateState,
-    Step,
-    readiness_signal,
-)
+from vipgate.health.gate import Action, Due, Effect, Gate, GateState, Level, Step, readiness_signal
 from vipgate.health.probe import Probe, ProbeResult
 from vipgate.metrics import Metrics, MetricsServer
 from vipgate.routing.announcer import TableAnnouncer, table_setup
@@ -71,6 +62,7 @@ from vipgate.vipaddr import AddressOp, change
 log = logging.getLogger("vipgate.manager")
 
 EXIT_CONFIG = 2
+_LEVELS = {Level.ERROR: logging.ERROR, Level.WARNING: logging.WARNING, Level.INFO: logging.INFO}
 
 
 SpeakerPart = Announcer
@@ -186,6 +178,15 @@ class Manager:
         self.wake = asyncio.Event()  # an event came: a look ended, a close, a stop signal
         self.wake_at: float | None = None  # the last step's wake-up (rule 12)
         self._look: asyncio.Task[None] | None = None  # the check or read in flight
+        self._carry_out: dict[Effect, Callable[[Step], None]] = {
+            Effect.ADDRESS_ADD: lambda _: self.vip_address(add=True),
+            Effect.ROUTE: self._route,
+            Effect.RECORD: self._record,
+            Effect.LOG: self._log,
+            Effect.ADVICE: self._advise,
+            Effect.ADDRESS_REMOVE: lambda _: self.vip_address(add=False),
+            Effect.REFRESH: lambda _: self.speaker.refresh(),
+        }
         if self.probe is not None:
             self.probe.on_close = self._server_closed
             if isinstance(self.probe, Probe):  # (the tests' fake probes have no TLS files)
@@ -197,36 +198,40 @@ class Manager:
             self.metrics.gate(self.gate.state, 0, 0, self.gate.check_interval)
 
     def apply(self, step: Step) -> None:
-        """Carry a gate step to the speaker (synchronously: same event-loop turn), then log it.
-        The VIP address goes back on before an announcement and off after a withdrawal (and
-        its log line) when the gate says so (rule 13)."""
-        if step.address is Address.ADD:
-            self.vip_address(add=True)
-        self.route(step.action)
+        """Carry out a gate step's effects, in the gate's order (``Step.effects``: the VIP
+        address back on before an announcement, the route, the metrics, the log lines, the
+        address off after a withdrawal, the routing table's refresh after a check), all
+        synchronously: in the event-loop turn of the step's event."""
         self.wake_at = step.wake_at
+        for effect in step.effects:
+            self._carry_out[effect](step)
+        if self.gate.state is GateState.STOPPED:
+            self.stopped.set()
+
+    def _record(self, step: Step) -> None:
         g = self.gate
         if self.metrics:
             self.metrics.gate(
                 g.state, g.consecutive_failures, g.consecutive_successes, g.check_interval
             )
-            for prefix in self.prefixes if step.action is not None else ():
-                self.metrics.announced(prefix, g.announced)
-                self.metrics.route_state(prefix, g.route_state)
-        if step.transition is not None:
-            warn = step.action in (Action.WITHDRAW, Action.ANNOUNCE_DEPREFERRED)
-            level = logging.WARNING if warn else logging.INFO
-            log.log(level, "%s", step.transition.message)
-            if self.metrics:
-                self.metrics.transition(step.transition.reason)
-        if step.advice is not None:
-            loud = step.advice.level is AdviceLevel.ERROR
-            log.log(logging.ERROR if loud else logging.INFO, "%s", step.advice.message)
-        # The address goes last: the withdrawal and its log line are not held up by the
-        # netlink call (a reader that sees the route gone finds the line written).
-        if step.address is Address.REMOVE:
-            self.vip_address(add=False)
-        if g.state is GateState.STOPPED:
-            self.stopped.set()
+
+    def _route(self, step: Step) -> None:
+        self.route(step.action)
+        if self.metrics:
+            for prefix in self.prefixes:
+                self.metrics.announced(prefix, self.gate.announced)
+                self.metrics.route_state(prefix, self.gate.route_state)
+
+    def _log(self, step: Step) -> None:
+        t = step.transition
+        assert t is not None
+        log.log(_LEVELS[t.level], "%s", t.message)
+        if self.metrics:
+            self.metrics.transition(t.reason)
+
+    def _advise(self, step: Step) -> None:
+        assert step.advice is not None
+        log.log(_LEVELS[step.advice.level], "%s", step.advice.message)
 
     def route(self, action: Action | None) -> None:
         """The gate's route action on every prefix (a dual-stack pair: both, in one turn)."""
@@ -313,8 +318,7 @@ class Manager:
             result = await self.probe.check()
             if self.metrics:
                 self.metrics.probe_result(result)
-            self.apply(self.gate.feed(result, loop.time()))
-            self.speaker.refresh()  # routing-table mode: put back a route that was lost
+            self.apply(self.gate.feed(result, loop.time()))  # then the refresh (Effect.REFRESH)
 
     def _act(self, now: float) -> bool:
         """Do what is due at ``now``; False when nothing is (sleep until the next wake-up)."""

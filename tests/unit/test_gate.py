@@ -17,10 +17,13 @@ from vipgate.health.gate import (
     AdviceKind,
     AdviceLevel,
     Due,
+    Effect,
     Gate,
     GateError,
     GateState,
+    Level,
     Step,
+    Transition,
     UnhealthyAction,
     advice_for,
 )
@@ -1598,3 +1601,53 @@ def test_rule14_begin_misuse() -> None:
         gate.begin(Due.READ, 0.0)  # one look at a time
     gate.feed(OK, 0.1)
     gate.begin(Due.CHECK, 5.0)  # free again after the result
+
+
+# ---------------------------------------------------------------------------- the step's effects
+E = Effect
+
+
+def test_effects_order_the_address_around_the_route_and_refresh_after_each_check() -> None:
+    """Rule 13's order and the routing table's refresh after each check are the gate's: the
+    caller carries out ``Step.effects`` as listed."""
+    gate = Gate(URL, 2, 1.0, shutdown_period=1.0)
+    assert gate.start(0.0).effects == (E.RECORD,)
+    assert gate.feed_readiness(OK, 0.001).effects == (E.RECORD,)  # a read: no refresh
+    assert gate.feed(OK, 0.01).effects == (E.ROUTE, E.RECORD, E.LOG, E.REFRESH)  # announced
+    assert gate.feed(RESULTS["500"], 1.0).effects == (E.RECORD, E.REFRESH)
+    withdraw = gate.feed(RESULTS["500"], 2.0)
+    assert withdraw.action is W and withdraw.address is Address.REMOVE
+    assert withdraw.effects == (E.ROUTE, E.RECORD, E.LOG, E.ADDRESS_REMOVE, E.REFRESH)
+    back = gate.feed(OK, 3.0)
+    assert back.action is A and back.address is Address.ADD
+    assert back.effects == (E.ADDRESS_ADD, E.ROUTE, E.RECORD, E.LOG, E.REFRESH)
+    assert gate.connection_closed(3.5).effects == (E.RECORD,)
+    shutdown = gate.feed_readiness(READYZ_SHUTDOWN, 4.0)  # withdrawn by a read: no refresh
+    assert shutdown.effects == (E.ROUTE, E.RECORD, E.LOG, E.ADDRESS_REMOVE)
+    stop = gate.stop(5.0)
+    assert stop.effects == (E.RECORD, E.LOG)  # not announced: nothing to withdraw
+    assert gate.feed(OK, 5.1).effects == (E.RECORD, E.REFRESH)  # a late check, after the stop
+
+
+def test_effects_carry_the_advice_after_the_transition() -> None:
+    gate = Gate(URL, 1, 1.0)
+    gate.start(0.0)
+    step = gate.feed(RESULTS["ca"], 0.01)  # STARTING -> DOWN, and the advice
+    assert step.effects == (E.RECORD, E.LOG, E.ADVICE, E.REFRESH)
+
+
+@pytest.mark.parametrize(
+    ("action", "level"),
+    [
+        (Action.WITHDRAW, Level.WARNING),
+        (Action.ANNOUNCE_DEPREFERRED, Level.WARNING),
+        (Action.ANNOUNCE, Level.INFO),
+        (Action.ANNOUNCE_GRACEFUL_SHUTDOWN, Level.INFO),
+        (None, Level.INFO),
+    ],
+)
+def test_a_transition_is_logged_at_warning_when_the_route_leaves(
+    action: Action | None, level: Level
+) -> None:
+    t = Transition(1.0, GateState.UP, GateState.DOWN, action, "x", None, ErrorKind.NONE, "", 0, 3)
+    assert t.level is level

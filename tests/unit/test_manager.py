@@ -60,6 +60,7 @@ class FakeSpeaker:
         self.events = events or Events()
         self.closed: tuple[str, float] | None = None
         self.on_announce: Callable[[], None] | None = None
+        self.refreshes = 0
 
     @property
     def calls(self) -> list[str]:
@@ -83,7 +84,7 @@ class FakeSpeaker:
         self.events.items.append(f"graceful {on}")
 
     def refresh(self) -> None:
-        pass
+        self.refreshes += 1
 
     async def close(self, message: str, timeout: float = STOP_BUDGET.bgp) -> None:
         self.events.items.append("close")
@@ -488,3 +489,42 @@ def test_apply_logs_the_advice_at_the_level_the_gate_gives(
         m.apply(g.feed(forbidden, 10.2 + 0.2 * i))
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "refuses anonymous access to /livez" in errors[0]
+
+
+def test_apply_follows_the_gates_order_address_route_log_address_refresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The address comes back before the announcement and leaves after the withdrawal and its
+    log line; the routing table is refreshed after each check, not after a read (Step.effects)."""
+    caplog.set_level(logging.INFO, logger="vipgate.manager")
+    events = Events()
+    m, speaker = make(FakeProbe(), config(control_plane_health_check_failure_threshold="1"), events)
+    m.vip_address = lambda add: events.items.append(f"address {'on' if add else 'off'}")  # type: ignore[method-assign]
+
+    class Record(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            events.items.append(f"log:{record.levelname}")
+
+    handler = Record()
+    logging.getLogger("vipgate.manager").addHandler(handler)
+    try:
+        g = m.gate
+        m.apply(g.start(0.0))
+        m.apply(g.feed_readiness(OK, 0.001))
+        assert speaker.refreshes == 0
+        m.apply(g.feed(OK, 0.01))
+        m.apply(g.feed(RESULTS["500"], 0.1))
+        m.apply(g.feed(OK, 0.2))
+    finally:
+        logging.getLogger("vipgate.manager").removeHandler(handler)
+    assert events.items == [
+        "announce",
+        "log:INFO",
+        "withdraw",
+        "log:WARNING",
+        "address off",
+        "address on",
+        "announce",
+        "log:INFO",
+    ]
+    assert speaker.refreshes == 3

@@ -46,6 +46,7 @@ __all__ = [
     "Advice",
     "AdviceKind",
     "AdviceLevel",
+    "Level",
     "Teacher",
     "advice_for",
 ]
@@ -67,11 +68,16 @@ class AdviceKind(enum.Enum):
     STARTING_UP = "starting_up"  # rule 5: a 500 while the apiserver starts
 
 
-class AdviceLevel(enum.Enum):
-    """How loud the caller says it: an operator's problem, or what is going on."""
+class Level(enum.Enum):
+    """How loud the caller says a line: an operator's problem, the route leaving, or what is
+    going on (the gate's transitions use WARNING too)."""
 
     ERROR = "error"
+    WARNING = "warning"
     INFO = "info"
+
+
+AdviceLevel = Level
 
 
 @dataclass(frozen=True, slots=True)

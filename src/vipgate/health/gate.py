@@ -8,9 +8,11 @@ started a check or read (:meth:`Gate.begin`), time passed (:meth:`Gate.tick`) --
 :class:`Step` comes out: an :class:`Action` (ANNOUNCE, ANNOUNCE_DEPREFERRED,
 ANNOUNCE_GRACEFUL_SHUTDOWN, WITHDRAW or nothing), what to do with the VIP address
 (:class:`Address`, rule 13), a :class:`Transition` record, at most one :class:`Advice`, when
-the next /livez check, the next readiness read and the end of the drain are due, and when the
-caller must wake up next (rule 14). The gate decides the cadence and the stop sequence's
-timing; the manager only carries them out.
+the next /livez check, the next readiness read and the end of the drain are due, when the
+caller must wake up next (rule 14), and the step's effects in the order the caller carries them
+out (:class:`Effect`: the address back on, the route, the metrics, the log lines at their
+:class:`Level`, the address off, the routing table's refresh after a check). The gate decides
+the cadence, the stop sequence's timing and that order; the manager only carries them out.
 
 The rules it keeps (docs/design.md, "Where each rule lives")
 ------------------------------------------------------------
@@ -178,7 +180,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from vipgate.health.advice import Advice, AdviceKind, AdviceLevel, Teacher, advice_for
+from vipgate.health.advice import Advice, AdviceKind, AdviceLevel, Level, Teacher, advice_for
 from vipgate.health.probe import ErrorKind, ProbeResult
 
 __all__ = [
@@ -188,9 +190,11 @@ __all__ = [
     "AdviceKind",
     "AdviceLevel",
     "Due",
+    "Effect",
     "Gate",
     "GateError",
     "GateState",
+    "Level",
     "Step",
     "Transition",
     "UnhealthyAction",
@@ -413,6 +417,12 @@ class Transition:
     drain: float = 0.0
 
     @property
+    def level(self) -> Level:
+        """WARNING when the route is withdrawn or de-preferred, else INFO."""
+        warn = self.action in (Action.WITHDRAW, Action.ANNOUNCE_DEPREFERRED)
+        return Level.WARNING if warn else Level.INFO
+
+    @property
     def message(self) -> str:
         """One human line (no secrets: URLs and certificate names only)."""
         new, old = self.new, self.old
@@ -481,6 +491,33 @@ class Transition:
         return f"{self.text}: VIP was not announced (gate {self.old.value})"
 
 
+class Effect(enum.Enum):
+    """What the caller does for a step, in the order :attr:`Step.effects` lists them."""
+
+    ADDRESS_ADD = "address_add"  # rule 13: the VIP address back on, before the announcement
+    ROUTE = "route"  # the step's action on every prefix
+    RECORD = "record"  # the metrics: the gate's state (every step)
+    LOG = "log"  # the transition's line, at its level
+    ADVICE = "advice"  # the advice's line, at its level
+    ADDRESS_REMOVE = "address_remove"  # rule 13: off after the withdrawal and its log line
+    REFRESH = "refresh"  # after a /livez check: the announcer puts back a route that was lost
+
+
+# The order of a step's effects: the route first (nothing waits for it but the address it
+# needs), its log line before the address leaves (a reader that sees the route gone finds the
+# line written, and the netlink call does not hold either up), the routing table's refresh
+# after each check last.
+_EFFECT_ORDER = (
+    Effect.ADDRESS_ADD,
+    Effect.ROUTE,
+    Effect.RECORD,
+    Effect.LOG,
+    Effect.ADVICE,
+    Effect.ADDRESS_REMOVE,
+    Effect.REFRESH,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """What the caller must do after an event: the action, and when to look next.
@@ -489,7 +526,7 @@ class Step:
     (None: none will be); ``drain_until``: when the drain ends (None unless DRAINING);
     ``address``: what to do with the VIP address (rule 13: ADD before the action, REMOVE after).
     ``wake_at``: when the caller must look again at the latest, if no event comes first (None:
-    only an event; rule 14).
+    only an event; rule 14). ``effects``: what the caller does, in that order (:class:`Effect`).
     """
 
     action: Action | None
@@ -500,6 +537,27 @@ class Step:
     drain_until: float | None = None
     address: Address | None = None
     wake_at: float | None = None
+    effects: tuple[Effect, ...] = ()
+
+
+def _effects(
+    action: Action | None,
+    t: Transition | None,
+    advice: Advice | None,
+    address: Address | None,
+    refresh: bool,
+) -> tuple[Effect, ...]:
+    """A step's effects, in :data:`_EFFECT_ORDER`."""
+    wanted = {
+        Effect.ADDRESS_ADD: address is Address.ADD,
+        Effect.ROUTE: action is not None,
+        Effect.RECORD: True,
+        Effect.LOG: t is not None,
+        Effect.ADVICE: advice is not None,
+        Effect.ADDRESS_REMOVE: address is Address.REMOVE,
+        Effect.REFRESH: refresh,
+    }
+    return tuple(e for e in _EFFECT_ORDER if wanted[e])
 
 
 def readiness_signal(result: ProbeResult) -> str | None:
@@ -681,7 +739,7 @@ class Gate:
         self._check_fed()
         self._looking = None
         if self.state is GateState.STOPPED:
-            return self._step(None, None, None)
+            return self._step(None, None, None, refresh=True)
         failures_before = self.consecutive_failures
         advice = self._teacher.feed(result, now)
         if result.ok:
@@ -705,7 +763,7 @@ class Gate:
             failures_before=failures_before if result.ok else 0,
         )
         self._schedule_check(now, result)
-        return self._step(action, transition, advice)
+        return self._step(action, transition, advice, refresh=True)
 
     def feed_readiness(self, result: ProbeResult, now: float) -> Step:
         """Take the result of a readiness read that ended at ``now`` (rule 9)."""
@@ -868,7 +926,15 @@ class Gate:
             self._off_since = t.at
         self._counts[t.reason] = self._counts.get(t.reason, 0) + 1
 
-    def _step(self, action: Action | None, t: Transition | None, advice: Advice | None) -> Step:
+    def _step(
+        self,
+        action: Action | None,
+        t: Transition | None,
+        advice: Advice | None,
+        *,
+        refresh: bool = False,
+    ) -> Step:
+        """The step of an event; ``refresh`` after a /livez check (:attr:`Effect.REFRESH`)."""
         address, self._address = self._address, None
         return Step(
             action,
@@ -879,6 +945,7 @@ class Gate:
             self.drain_until,
             address,
             self.wake_at,
+            _effects(action, t, advice, address, refresh),
         )
 
     def _schedule_check(self, now: float, result: ProbeResult) -> None:
