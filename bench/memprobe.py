@@ -32,6 +32,7 @@ import tempfile
 import threading
 import traceback
 import tracemalloc
+import types
 from collections import Counter
 from typing import Any
 
@@ -107,12 +108,17 @@ def collect() -> dict[str, Any]:
     try:
         found = gc.collect(2)
         garbage = Counter(type(o).__qualname__ for o in gc.garbage).most_common(40)
+        frames = Counter(
+            f"{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_qualname}"
+            for o in gc.garbage
+            if isinstance(o, types.FrameType)
+        ).most_common(20)  # where the cycles through frames (exceptions' tracebacks) come from
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
     gc.collect(2)
     return {"blocks_before": before, "generations_before": gens, "unreachable": found,
-            "garbage": garbage, "blocks_after": sys.getallocatedblocks(),
+            "garbage": garbage, "frames": frames, "blocks_after": sys.getallocatedblocks(),
             "rss_after": rss()}  # fmt: skip
 
 
