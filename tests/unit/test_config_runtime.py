@@ -3,7 +3,7 @@
 
 Settings are drawn from pools of edge values found in the audit (lengths, families, scope ids,
 encodings, prefixes) and random text; when load() accepts them, the manager's own builder
-(``manager.build_parts``: gate, probes, speaker and its peers, metrics) and the Manager are made
+(``parts.build_parts``: gate, probes, speaker and its peers, metrics) and the Manager are made
 from them with the host facts the configuration states, and the TCP MD5 socket option, the
 source interface's SO_BINDTODEVICE bytes and the VIP's address label are made as the daemon
 makes them, without touching the host.
