@@ -17,6 +17,7 @@ measured in the workers are printed by the controller.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,19 @@ LONG_FIRST = (
     "tests/interop/test_bgp_listen.py",
     "tests/e2e/test_demo.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the tests' processes even when pytest was started with SIGINT ignored.
+
+    A shell without job control starts a background command (``./scripts/test.sh &``) with
+    SIGINT ignored (POSIX, "Shell Command Language" 2.11), every child inherits that across
+    exec, and Python then installs no KeyboardInterrupt handler: the tests that interrupt a lab
+    or the demo with SIGINT would see nothing happen. pytest and its xdist workers start from
+    here, so every process a test starts gets the default disposition back.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
