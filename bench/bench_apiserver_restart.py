@@ -264,7 +264,7 @@ def table(results: list[RestartResults], trials: int, minutes: float, mode: str)
     row(
         "`/readyz` reads per minute meanwhile",
         [
-            f"{r.readyz_per_minute:.0f}" if r.readyz_per_minute is not None else "n/a"
+            f"{r.readyz_per_minute:.1f}" if r.readyz_per_minute is not None else "n/a"
             for r in results
         ],
     )
