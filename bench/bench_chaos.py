@@ -483,7 +483,8 @@ class Chaos:
                     hops = set(self.addr[fam].values())
                     self.c.wait_nexthops(hops, timeout=45, prefix=VIPS[fam])
             except AssertionError as e:
-                self.res.problems.append(f"not back whole after healing: {str(e)[:2000]}")
+                # the text carries each node's log tail (its last 2000 characters, lab.cluster)
+                self.res.problems.append(f"not back whole after healing: {e}")
             time.sleep(2 * s.sample + 0.5)
         finally:
             self.stop_monitor.set()
