@@ -885,6 +885,32 @@ def test_collision_in_open_confirm_is_decided_when_the_connection_arrives(
     assert Timer.KEEPALIVE not in d.timers and Timer.CONNECT_RETRY not in d.timers
 
 
+def test_ours_without_an_open_wins_a_collision_once() -> None:
+    """RFC 4271 6.8 examines connections in OpenConfirm: ours, still without the peer's OPEN,
+    wins against the first connection of the peer's that brings one; a second such connection
+    means the peer does not know ours (half-open: its reset lost while the link was down), so
+    ours is closed and the session goes on with the peer's -- not 4 minutes of 6/7s."""
+    d = collision_driver("192.0.2.11", 65000, 65001)  # we dominate the peer's 192.0.2.1
+    actions = d(BytesReceived(peer_open(), PASSIVE))
+    check_resolution(d, actions, keep_ours=True)
+    assert d.state() is State.OPEN_SENT
+    actions = d(accepted())  # the peer dials again: it never got our connection
+    assert fsm.AcceptConnection() in actions and d.s.candidate is not None
+    actions = d(BytesReceived(peer_open() + KA, PASSIVE))
+    check_resolution(d, actions, keep_ours=False)
+    assert d.state() is State.ESTABLISHED and of_type(actions, SessionUp)
+    assert d.s.failures == 0 and not of_type(actions, OpenConnection)
+    # A new connection of ours wins the first collision again.
+    d = collision_driver("192.0.2.11", 65000, 65001)
+    d(BytesReceived(peer_open(), PASSIVE))
+    d(TcpClosed("reset", ACTIVE))  # ours lost: Idle, then a new dial
+    d.fire(Timer.CONNECT_RETRY)
+    d(TcpConnected(LOCAL, REMOTE))
+    d(accepted())
+    actions = d(BytesReceived(peer_open(), PASSIVE))
+    check_resolution(d, actions, keep_ours=True)
+
+
 def test_our_connection_failing_leaves_the_candidate() -> None:
     d = collision_driver("192.0.2.11", 65000, 65001)
     # The peer resolved the collision before us (or just closed our connection).

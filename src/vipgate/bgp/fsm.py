@@ -25,7 +25,13 @@ Rules this module keeps
    either connection: while ours is in OpenSent without it, the peer's waits beside it as the
    *candidate* (:attr:`Session.candidate`, our OPEN sent on it) and the first OPEN decides; in
    OpenConfirm the decision is made when the connection arrives; an Established session always
-   wins over a new connection.  A new connection of the peer's replaces an earlier one of its
+   wins over a new connection.  Ours wins such a decision in OpenSent once: RFC 4271 6.8
+   examines connections in OpenConfirm, and ours has brought no OPEN, so when a second
+   connection of the peer's brings one while ours still waits, ours is taken for dead (a
+   half-open connection: the peer's reset lost while the link was down, nothing of ours left
+   to send that would draw another) and the session goes on with the peer's; else the peer,
+   not knowing ours, dials and is closed with 6/7 for the 4 minutes of our OpenSent hold
+   timer.  A new connection of the peer's replaces an earlier one of its
    own that is not Established (the peer gave that one up).  If ours fails while a candidate
    waits, the session goes on with the candidate, without backoff.
 3. Anything the peer sends that is wrong ends in the NOTIFICATION the RFCs name for it (via
@@ -548,6 +554,8 @@ class Session:
         # A 2/0 answered our OPEN before the peer's encoding was known: hold ours (rule 7).
         self.delay_open = False
         self.open_held = False  # our OPEN on the session's connection is held (rule 7)
+        # The peer's connections closed by a collision while ours waits for its OPEN (rule 2).
+        self.outvoted = 0
 
     # ----------------------------------------------------------------------- public API
 
@@ -649,6 +657,7 @@ class Session:
         self.hold_time = self.keepalive = 0
         self.adj_rib_in.clear()
         self.open_held = False
+        self.outvoted = 0
 
     def _connect(self, reason: str) -> None:
         self._fresh_connection(Conn.ACTIVE)
@@ -994,8 +1003,14 @@ class Session:
     def _candidate_open(self, msg: wire.Open) -> None:
         reason = self._collision_reason(msg.bgp_id)
         if self._dominant(msg.bgp_id):
-            self._drop_candidate(_COLLISION, reason)
-            return
+            if self.outvoted == 0:
+                self.outvoted = 1
+                self._drop_candidate(_COLLISION, reason)
+                return
+            reason = (
+                "ours has brought no OPEN while a second connection of the peer's did: "
+                "taken for dead (RFC 4271 6.8 examines connections in OpenConfirm)"
+            )
         self._close_main()
         self._promote_candidate(reason)
         self._release_open()
