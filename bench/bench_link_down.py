@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 
+from bench.bench_router_restart import mmm
 from lab.netns import Lab
 from lab.routers import Router
 from lab.speaker import SpeakerProc
@@ -96,11 +96,8 @@ def table(results: list[Trial], idle_hold: int | None) -> str:
     for kind in dict.fromkeys(t.router for t in results):
         ts = [t for t in results if t.router == kind]
         name = f"{kind} (idle hold {idle_hold} s)" if kind == "gobgp" and idle_hold else kind
-        g, b = [t.gone for t in ts], [t.back for t in ts]
-        rows.append(
-            f"| {name} | {len(ts)} | {min(g):.2f} / {statistics.median(g):.2f} / {max(g):.2f} s "
-            f"| {min(b):.2f} / {statistics.median(b):.2f} / {max(b):.2f} s |"
-        )
+        gone, back = mmm([t.gone for t in ts]), mmm([t.back for t in ts])
+        rows.append(f"| {name} | {len(ts)} | {gone} s | {back} s |")
     return "\n".join(rows)
 
 

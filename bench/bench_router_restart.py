@@ -188,7 +188,8 @@ def run_case(kind: str, outage: float, mode: str, trials: int) -> list[Trial]:
     return out
 
 
-def _mmm(xs: list[float]) -> str:
+def mmm(xs: list[float]) -> str:
+    """``min / median / max`` of ``xs`` (seconds), two decimals."""
     return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
 
 
@@ -205,8 +206,8 @@ def table(results: list[Trial]) -> str:
             f"{d} {sum(t.dialer == d for t in ts)}" for d in sorted({t.dialer for t in ts})
         )
         rows.append(
-            f"| {kind} | {outage:g} s | {mode} | {len(ts)} | {_mmm([t.ready for t in ts])} s "
-            f"| {_mmm([t.after_ready for t in ts])} s | {_mmm([t.back for t in ts])} s "
+            f"| {kind} | {outage:g} s | {mode} | {len(ts)} | {mmm([t.ready for t in ts])} s "
+            f"| {mmm([t.after_ready for t in ts])} s | {mmm([t.back for t in ts])} s "
             f"| {dialers} |"
         )
     return "\n".join(rows)
