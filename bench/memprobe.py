@@ -4,7 +4,9 @@
 its event loop also serves a unix socket (path in ``VIPGATE_MEMPROBE``) where one line asks for
 one reading and gets one JSON line back::
 
-    sample  -> {"rss": bytes, "blocks": sys.getallocatedblocks(), "arenas": malloc arenas,
+    sample  -> {"rss": bytes, "rss_anon" / "rss_file": its anonymous and file-backed parts,
+                "mmapped": [count, bytes] of malloc's separately mapped blocks,
+                "blocks": sys.getallocatedblocks(), "arenas": malloc arenas,
                 "arena_bytes": [system bytes per arena], "threads": n}
     trim    -> the same, then malloc_trim(0), then {"rss_trimmed": bytes, ...}
     heap    -> the garbage collector's view: objects per generation, its counts and
@@ -46,23 +48,39 @@ _libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _libc.malloc_trim.argtypes = [ctypes.c_size_t]
 
 
-def rss() -> int:
+def status(field: str = "VmRSS") -> int:
+    """A size from /proc/self/status in bytes (VmRSS, RssAnon, RssFile); -1 if absent."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return -1
 
 
-def arenas() -> list[int]:
-    """System bytes of each malloc arena (glibc's malloc_info: one <heap> per arena)."""
+def rss() -> int:
+    return status("VmRSS")
+
+
+def mmapped() -> tuple[int, int]:
+    """malloc's separately mapped blocks (count, bytes): those over the mmap threshold."""
+    xml = _malloc_info()
+    m = re.search(r'<total type="mmap" count="(\d+)" size="(\d+)"/>', xml)
+    return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
+
+
+def _malloc_info() -> str:
     with tempfile.NamedTemporaryFile("rb", suffix=".xml") as tmp:
         fp = _libc.fopen(tmp.name.encode(), b"w")
         if not fp:
-            return []
+            return ""
         _libc.malloc_info(0, fp)
         _libc.fclose(fp)
-        xml = tmp.read().decode(errors="replace")
+        return tmp.read().decode(errors="replace")
+
+
+def arenas() -> list[int]:
+    """System bytes of each malloc arena (glibc's malloc_info: one <heap> per arena)."""
+    xml = _malloc_info()
     out: list[int] = []
     for heap in re.findall(r'<heap nr="\d+">(.*?)</heap>', xml, re.S):
         m = re.search(r'<system type="current" size="(\d+)"/>', heap)
@@ -74,6 +92,9 @@ def reading(trim: bool) -> dict[str, Any]:
     a = arenas()
     r: dict[str, Any] = {
         "rss": rss(),
+        "rss_anon": status("RssAnon"),  # the heap, arenas, mapped blocks, stacks
+        "rss_file": status("RssFile"),  # the interpreter and libraries' pages
+        "mmapped": mmapped(),  # malloc's blocks over the mmap threshold: (count, bytes)
         "blocks": sys.getallocatedblocks(),
         "arenas": len(a),
         "arena_bytes": a,

@@ -207,6 +207,53 @@ def _untraced(e: _E) -> _E:
     return e
 
 
+def _untrace_outcome(handshake: asyncio.Task[asyncio.Transport | None]) -> None:
+    """Done callback of a handshake its check no longer waits for: its exception (if any)
+    retrieved, so that asyncio logs no "exception was never retrieved", and untraced."""
+    if not handshake.cancelled() and (e := handshake.exception()) is not None:
+        _untraced(e)
+
+
+async def _start_tls(
+    loop: asyncio.AbstractEventLoop,
+    transport: asyncio.Transport,
+    conn: asyncio.BaseProtocol,
+    ctx: ssl.SSLContext,
+    server_hostname: str,
+    deadline: float,
+) -> asyncio.Transport | None:
+    """``loop.start_tls`` that the check's deadline never cuts half-way. Raises what
+    ``start_tls`` raises; CancelledError when the caller is cancelled (the connection is then
+    aborted, which ends the handshake at once).
+
+    Why (Python 3.11's asyncio, ``sslproto.py``): a handshake failure handled in the same loop
+    iteration as the deadline's cancellation, the failure first, leaves its exception in the
+    handshake's waiter, never raised anywhere, in a reference cycle with the frame that raised
+    it (``_on_handshake_complete`` keeps it in a local; fixed upstream by CPython gh-109534,
+    not in Debian 12's 3.11.2). The cycle holds the SSL protocol -- a 256 kB read buffer and
+    the OpenSSL state -- until a full garbage collection, minutes later under a fast period.
+    Shielded, the handshake always ends in its own task, whose outcome
+    :func:`_untrace_outcome` releases.
+    Its own timeout is what is left until the deadline (asyncio's default, 60 s, kept each
+    cancelled timer in the loop's heap for a minute).
+    """
+    handshake = loop.create_task(
+        loop.start_tls(
+            transport,
+            conn,
+            ctx,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=max(deadline - loop.time(), 0.001),
+        )
+    )
+    try:
+        return await asyncio.shield(handshake)
+    except asyncio.CancelledError:
+        transport.abort()  # ends the handshake now: start_tls returns None or raises
+        handshake.add_done_callback(_untrace_outcome)
+        raise
+
+
 class _Failure(Exception):
     """Internal: a classified failure of the current check."""
 
@@ -937,7 +984,9 @@ class Probe:
         prog.stage = "the TLS handshake"
         self.tls_handshakes += 1
         try:
-            tls = await loop.start_tls(transport, conn, ctx, server_hostname=self.verified_name)
+            tls = await _start_tls(
+                loop, transport, conn, ctx, self.verified_name, prog.started + self.timeout
+            )
         except ssl.SSLCertVerificationError as e:
             raise await self._verify_failure(loop, prog, _untraced(e)) from e
         except ssl.SSLError as e:
@@ -967,10 +1016,10 @@ class Probe:
             if names is None:
                 # bounded to most of what is left of the deadline, so that a slow second
                 # handshake cannot turn a hostname mismatch into a timeout
-                left = prog.started + self.timeout - loop.time()
+                bound = loop.time() + max(0.0, prog.started + self.timeout - loop.time()) * 0.8
                 try:
-                    async with asyncio.timeout(max(0.0, left * 0.8)):
-                        names = await self._fetch_names(loop)
+                    async with asyncio.timeout_at(bound):
+                        names = await self._fetch_names(loop, bound)
                 except TimeoutError:
                     names = ()
                 self._mismatch_names = names
@@ -985,7 +1034,9 @@ class Probe:
             f"certificate verify failed: {message} (verified against {self._trust})",
         )
 
-    async def _fetch_names(self, loop: asyncio.AbstractEventLoop) -> tuple[str, ...]:
+    async def _fetch_names(
+        self, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> tuple[str, ...]:
         """Failure path only: one short handshake, hostname check off, to read the names."""
         conn = _Conn(lambda c: None)
         conn.dropped = True
@@ -993,7 +1044,7 @@ class Probe:
             ctx = self._context(check_hostname=False)
             transport = await self._open_tcp(loop, conn)
             self.tls_handshakes += 1
-            tls = await loop.start_tls(transport, conn, ctx, server_hostname=self.verified_name)
+            tls = await _start_tls(loop, transport, conn, ctx, self.verified_name, deadline)
         except (_Failure, OSError, ssl.SSLError) as e:
             _untraced(e)
             conn.drop()
