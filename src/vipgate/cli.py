@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     config = load_or_exit(env, flags)
     if args.command == "manager":
-        from vipgate.manager import run
+        from vipgate.daemon import run
 
         logging.basicConfig(
             level=config.log_level.upper(),

@@ -1,29 +1,19 @@
-"""The daemon: config -> VIP -> BGP sessions -> probe loop -> gate -> speaker; signals; shutdown.
+"""The manager: carries out the gate's steps on the speaker, the VIP address and the metrics,
+on the gate's clock (docs/design.md, "The manager"). The process around it -- host setup,
+signals, the parts' close, exit statuses -- is ``daemon.py``.
 
-Order of start (docs/design.md, "The manager"):
+:meth:`Manager.run` keeps no clock of its own: it sleeps until the wake-up the gate's last step
+named (``Step.wake_at``) or an event -- a check or read ended, the apiserver closed the probe's
+idle connection, a stop signal -- feeds the gate what happened and does what :meth:`Gate.due`
+says: start a readiness read or a /livez check (as a task, told to the gate with
+:meth:`Gate.begin`), or end the drain. The gate decides every "when" (``health/gate.py`` rules
+6-8, 11, 14): the grid, the fast period, event-driven checks and the drain's end, also when a
+check outlives the drain. Each decision reaches the speaker in the event-loop turn of its event
+(:meth:`Manager.apply`, the effects in ``Step.effects``' order).
 
-1. The VIP goes on ``vip_interface`` (left alone if already there), the router id is resolved
-   (``vip.host_setup``, in a forked child).
-2. :func:`build_parts` (``parts.py``) makes the probe(s), the gate, the speaker, the metrics
-   and the VIP's handle from the configuration and the host facts: the one place where they
-   are wired.
-3. The BGP sessions start at once, so the first healthy check announces without waiting for a
-   session to come up (a session that comes up later gets the Adj-RIB-Out).
-4. :meth:`Manager.run` keeps no clock of its own: it sleeps until the wake-up the gate's last
-   step named (``Step.wake_at``) or an event -- a check or read ended, the apiserver closed the
-   probe's idle connection, a stop signal -- feeds the gate what happened and does what
-   :meth:`Gate.due` says: start a readiness read or a /livez check (as a task, told to the gate
-   with :meth:`Gate.begin`), or end the drain. The gate decides every "when" (``health/gate.py``
-   rules 6-8, 11, 14): the grid, the fast period, event-driven checks and the drain's end, also
-   when a check outlives the drain. Each decision reaches the speaker in the event-loop turn of
-   its event.
-
-Order of stop (SIGTERM/SIGINT), as the gate decides (rules 10, 11): with the route announced and
-``bgp_graceful_shutdown_seconds`` > 0, re-announce it with GRACEFUL_SHUTDOWN and keep checking
-until the drain ends (earlier on a failed check); withdraw; make sure the UPDATE left the socket;
-Cease / Administrative Shutdown with the gate's message (why we go); remove the VIP if we added
-it; exit 0 -- within ``bgp_graceful_shutdown_seconds`` + ``STOP_BUDGET.after_drain`` seconds
-even with a silent peer (``budget.py``).
+A stop signal (:meth:`Manager.request_stop`) goes to the gate, which decides between the drain
+and the withdrawal (rules 10, 11); :meth:`Manager.run` returns when the gate is STOPPED, and
+``daemon.py`` closes the sessions.
 """
 
 from __future__ import annotations
@@ -31,46 +21,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import time
 from collections.abc import Callable
 
-from vipgate import __version__
-from vipgate.budget import STOP_BUDGET
-from vipgate.config import Config
 from vipgate.health.gate import Action, Due, Effect, GateState, Level, Step, readiness_signal
 from vipgate.health.probe import Probe
-from vipgate.metrics import MetricsServer
 from vipgate.parts import Parts, ProbePart, SpeakerPart, build_announcer, build_parts
-from vipgate.routing.announcer import TableAnnouncer, table_setup
-from vipgate.routing.plan import TableSettings
-from vipgate.vip import (
-    VIP_PROTO,
-    HostError,
-    HostFacts,
-    VipHandle,
-    defer_stop_signals,
-    host_setup,
-    isolated,
-    remove_vips,
-    vip_label,
-)
+from vipgate.vip import VIP_PROTO, VipHandle, vip_label
 from vipgate.vipaddr import AddressOp, change
 
 __all__ = [
-    "EXIT_CONFIG",
     "Manager",
     "Parts",
     "ProbePart",
     "SpeakerPart",
     "build_announcer",
     "build_parts",
-    "run",
 ]
 
 log = logging.getLogger("vipgate.manager")
 
-EXIT_CONFIG = 2
 _LEVELS = {Level.ERROR: logging.ERROR, Level.WARNING: logging.WARNING, Level.INFO: logging.INFO}
 
 
@@ -290,111 +259,3 @@ class Manager:
                 look.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await look
-
-
-async def _close_parts(manager: Manager, metrics_server: MetricsServer | None) -> None:
-    """The route first (every other part of the stop can wait for it), then the probes and the
-    metrics server, each within its share of :data:`~vipgate.budget.STOP_BUDGET`."""
-    t0 = time.monotonic()
-    bgp = STOP_BUDGET.bgp
-    try:
-        await asyncio.wait_for(manager.speaker.close(manager.gate.cease_message, bgp), bgp)
-    except TimeoutError:
-        log.warning("BGP sessions not closed within %.1fs: exiting anyway", bgp)
-    for probe in (manager.probe, manager.reader):
-        if probe is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(probe.close(), STOP_BUDGET.part)
-    if metrics_server is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(metrics_server.close(), STOP_BUDGET.part)
-    table = isinstance(manager.speaker, TableAnnouncer)
-    what = "VIP routes removed" if table else "BGP sessions closed"
-    log.info("%s in %.0f ms", what, (time.monotonic() - t0) * 1000)
-
-
-def _banner(config: Config, host: HostFacts | TableSettings) -> str:
-    """The start-up line: what is announced, and how."""
-    vips = " and ".join(map(str, config.prefixes))
-    if isinstance(host, TableSettings):
-        return (
-            f"vipgate {__version__}: VIP {vips} on {host.interface}, routing-table mode: "
-            f"table {host.table}, protocol {host.protocol}; the node's BGP daemon announces it"
-        )
-    return (
-        f"vipgate {__version__}: VIP {vips} on {host.interface}, AS {config.bgp_as}, "
-        f"router id {host.router_id}, {len(config.peers)} peer(s): "
-        + ", ".join(str(p) for p in config.peers)
-    )
-
-
-async def _serve(
-    config: Config, host: HostFacts | TableSettings, early: list[signal.Signals]
-) -> int:
-    loop = asyncio.get_running_loop()
-    parts = build_parts(config, host)
-    metrics = parts.metrics
-    metrics_server: MetricsServer | None = None
-    manager = Manager(parts)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, manager, sig)
-    if early:  # arrived after host setup, before the handlers above
-        _on_signal(manager, early[0])
-    try:
-        if metrics is not None and config.prometheus_listen is not None:
-            listen_host, port = config.prometheus_listen
-            try:
-                metrics_server = await metrics.serve(listen_host, port)
-            except OSError as e:
-                log.error("metrics server on %s not started: %s", config.prometheus_server, e)
-        log.info("%s", _banner(config, host))
-        await manager.speaker.start()
-        await manager.run()
-    finally:
-        await _close_parts(manager, metrics_server)
-    return 0
-
-
-def _on_signal(manager: Manager, sig: signal.Signals) -> None:
-    manager.request_stop(sig.name)
-
-
-def run(config: Config) -> int:
-    refusal = config.not_runnable
-    if refusal is not None or not config.addresses:
-        log.error("%s", refusal)
-        return EXIT_CONFIG
-    for w in config.warnings:
-        log.warning("%s", w)
-    # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
-    # the netlink library's memory. Both happen outside the event loop, where a stop signal is
-    # only remembered (in the child too): setup completes, then is undone, and we exit 0.
-    early: list[signal.Signals] = []
-    defer_stop_signals(early)
-    host: HostFacts | TableSettings
-    try:
-        if config.vip_routingtable:
-            host = isolated(table_setup, config)
-        else:
-            host = isolated(host_setup, config)
-    except HostError as e:
-        log.error("cannot start: %s", e)
-        return EXIT_CONFIG
-    except OSError as e:
-        where = config.vip_interface or "the default-route interface"
-        log.error("cannot put the VIP on %s: %s (vipgate needs CAP_NET_ADMIN)", where, e)
-        return 1
-    added = host.vips if isinstance(host, HostFacts) else ()  # the table mode adds none here
-    if isinstance(host, HostFacts) and host.warning:
-        log.warning("%s", host.warning)
-    if early:
-        log.info("%s during host setup: undoing it and exiting", early[0].name)
-        if added:
-            isolated(remove_vips, added)
-        return 0
-    try:
-        return asyncio.run(_serve(config, host, early))
-    finally:
-        defer_stop_signals(early)  # asyncio.run restored the default actions
-        if added:
-            isolated(remove_vips, added)

@@ -1,7 +1,7 @@
 """The manager's parts, made from the configuration and the host facts: the one place where the
 probe(s), the gate, the speaker (or routing-table mode's announcer), the metrics and the VIP's
 handle are wired (docs/design.md, "The manager"). No socket opens here; the daemon
-(``manager.py``), the config fuzzer and the tests build their parts with :func:`build_parts`.
+(``daemon.py``), the config fuzzer and the tests build their parts with :func:`build_parts`.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def environments(draw: st.DrawFn) -> dict[str, str]:
 
 
 def build_everything(c: config.Config) -> None:
-    """What manager.run/_serve build from the configuration (no host, no sockets): the
+    """What daemon.run/_serve build from the configuration (no host, no sockets): the
     manager's own builder and the Manager, then what the kernel is given later."""
     assert all(p.prefixlen <= p.max_prefixlen for p in c.prefixes)
     if c.not_runnable is None:  # else the manager exits 2 before it builds anything

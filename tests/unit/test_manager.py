@@ -1,7 +1,7 @@
 """The manager with a fake probe, speaker and host (no socket, no netlink, no network): a gate
 step's action reaches the speaker before anything else, the gate's clock drives the checks, the
 drain and its races (a result arriving while draining, a check that outlives the drain, a second
-signal), and the exit statuses of ``manager.run``. asyncio with small times: period 0.1 s, fast
+signal), and the exit statuses of ``daemon.run``. asyncio with small times: period 0.1 s, fast
 period 0.02 s, drain 0.3 s; assertions are about order and bounds, not exact times."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from vipgate import manager as mgr
+from vipgate import daemon
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork, load
 from vipgate.health.gate import GateState, Step
 from vipgate.health.probe import ErrorKind, ProbeResult
-from vipgate.manager import Manager, build_parts
+from vipgate.manager import Manager
+from vipgate.parts import Parts, build_parts
 from vipgate.vip import HostError, HostFacts, host_setup, remove_vips, stated_facts
 
 OK = ProbeResult(True, 200, ErrorKind.NONE, "", 0.001)
@@ -329,7 +330,7 @@ def test_a_stop_before_anything_was_announced_withdraws_nothing() -> None:
     assert "VIP was not announced (gate starting)" in m.gate.cease_message
 
 
-# ---------------------------------------------------------------------------- manager.run
+# ---------------------------------------------------------------------------- daemon.run
 @pytest.fixture
 def restore_signals() -> Iterator[None]:
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -357,7 +358,7 @@ class Host:
 def run_with_fakes(
     monkeypatch: pytest.MonkeyPatch, host: Host, signals: int = 0, c: Config | None = None
 ) -> tuple[int, FakeSpeaker, FakeProbe]:
-    """``manager.run`` with the fakes; ``signals`` SIGTERMs 0.05 s apart once announced."""
+    """``daemon.run`` with the fakes; ``signals`` SIGTERMs 0.05 s apart once announced."""
     probe = FakeProbe()
     speaker = FakeSpeaker()
 
@@ -368,13 +369,13 @@ def run_with_fakes(
 
     speaker.on_announce = kill
 
-    def build(c: Config, facts: HostFacts) -> mgr.Parts:
+    def build(c: Config, facts: HostFacts) -> Parts:
         parts = build_parts(c, facts)
         return replace(parts, speaker=speaker, probe=probe, reader=probe)
 
-    monkeypatch.setattr(mgr, "isolated", host.isolated)
-    monkeypatch.setattr(mgr, "build_parts", build)
-    return mgr.run(c or config()), speaker, probe
+    monkeypatch.setattr(daemon, "isolated", host.isolated)
+    monkeypatch.setattr(daemon, "build_parts", build)
+    return daemon.run(c or config()), speaker, probe
 
 
 @pytest.mark.usefixtures("restore_signals")
@@ -429,9 +430,9 @@ def test_run_exit_statuses_before_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
         os.kill(os.getpid(), signal.SIGTERM)  # remembered, not acted on (host work under way)
         return stated_facts(c)
 
-    assert mgr.run(config(bgp_enable="false")) == mgr.EXIT_CONFIG  # refused before the host
+    assert daemon.run(config(bgp_enable="false")) == daemon.EXIT_CONFIG  # refused before the host
     for setup, rc, calls in [
-        (refuse, mgr.EXIT_CONFIG, ["host_setup"]),
+        (refuse, daemon.EXIT_CONFIG, ["host_setup"]),
         (no_permission, 1, ["host_setup"]),
         (signalled, 0, ["host_setup", "remove_vips"]),  # undone, exit 0
     ]:
