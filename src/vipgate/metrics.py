@@ -30,8 +30,8 @@ Metrics
 | `vipgate_readiness_reads_total` | counter | `outcome` | reads of the apiserver's readiness (`control_plane_health_check_shutdown_address`) by outcome: `shutdown` (`[-]shutdown failed`), `clear` (no shutdown under way), `unknown` (no answer that tells) |
 | `vipgate_gate_state` | gauge | `state` | 1 for the gate's current state, 0 for the others: `starting` (no check has succeeded yet; not announced), `up` (announced), `depreferred` (failure threshold reached with `control_plane_health_check_unhealthy_action=deprefer`: announced de-preferred), `down` (failure threshold reached, or rising after a shutdown; withdrawn), `disabled` (no health check configured: announced unconditionally), `apiserver_shutdown` (the apiserver announced its shutdown on its readiness; withdrawn until it no longer does), `draining` (vipgate stopping: announced with GRACEFUL_SHUTDOWN for `bgp_graceful_shutdown_seconds`), `stopped` (vipgate stopping: withdrawn, sessions closing) |
 | `vipgate_gate_transitions_total` | counter | `reason` | gate state changes by reason: `healthy` (a check succeeded: announce), `disabled`, the probe outcome that reached the threshold (`refused`, `timeout`, `tls_hostname`, ...: withdraw), `apiserver_shutdown`, `apiserver_shutdown_over`, `stop`, `drained` |
-| `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is in the Adj-RIB-Out (announced to every Established peer), else 0; a de-preferred route is announced |
-| `vipgate_prefix_route_state` | gauge | `prefix`, `state` | 1 for the route's current state, 0 for the others: `announced` (a plain path), `depreferred` (announced with a worse path and GRACEFUL_SHUTDOWN: `control_plane_health_check_unhealthy_action=deprefer` with failing checks, or the stop's drain), `withdrawn` |
+| `vipgate_prefix_announced` | gauge | `prefix` | 1 while the prefix is announced, else 0: in BGP mode it is in the Adj-RIB-Out (sent to every Established peer), in routing-table mode its route is in the kernel table (for the node's BGP daemon); a de-preferred route is announced |
+| `vipgate_prefix_route_state` | gauge | `prefix`, `state` | 1 for the route's current state, 0 for the others, in either mode: `announced` (a plain path; routing-table mode: metric 0), `depreferred` (announced with a worse path and GRACEFUL_SHUTDOWN, in routing-table mode a worse route metric: `control_plane_health_check_unhealthy_action=deprefer` with failing checks, or the stop's drain), `withdrawn` (routing-table mode: no route) |
 | `vipgate_bgp_session_state` | gauge | `peer` | BGP FSM state as in BGP4-MIB `bgpPeerState`: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established (0 unknown) |
 | `vipgate_bgp_session_established` | gauge | `peer` | 1 while the session is Established, else 0 |
 | `vipgate_bgp_messages_total` | counter | `peer`, `direction`, `type` | BGP messages; `direction` is `sent` or `received`; `type` is `open`, `update`, `notification`, `keepalive`, `route_refresh` (`other` for anything else) |
@@ -266,13 +266,15 @@ class Metrics:
         )
         self.prefix_announced = Gauge(
             "vipgate_prefix_announced",
-            "1 while the prefix is announced to the BGP peers, else 0.",
+            "1 while the prefix is announced (BGP mode: to the BGP peers; routing-table mode: "
+            "its route in the kernel table), else 0.",
             ["prefix"],
             registry=r,
         )
         self.prefix_route_state = Gauge(
             "vipgate_prefix_route_state",
-            "1 for the prefix's route state (announced, depreferred, withdrawn), else 0.",
+            "1 for the prefix's route state (announced, depreferred, withdrawn), else 0; "
+            "BGP and routing-table mode alike.",
             ["prefix", "state"],
             registry=r,
         )
