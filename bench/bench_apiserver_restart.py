@@ -52,10 +52,11 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.bench_health import HOLD, NODE, Bench, VipgateImpl, log, mmm
+from bench.report import write_json
 from lab.apiserver import Startup
 from lab.cluster import Cluster
 from lab.netns import Lab
@@ -351,9 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{r.impl}, an ERROR line: {line}")
         for f in r.failures:
             print(f"\n{r.impl}: {f}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
+    write_json(a.json, results)
     return 0
 
 

@@ -31,17 +31,16 @@ in its default configuration (``merge paths on``, no RFC 8326 import filter).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from bench.bench_drain import client, in_flight_at_change
 from bench.bench_health import HOLD, NODE, Bench, VipgateImpl, log, mmm
+from bench.report import write_json
 from lab.client import LoadClient, Request
 from lab.cluster import Cluster
 from lab.netns import Lab
@@ -365,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{r.part} {r.case} {r.action}: outcomes {r.outcomes} {r.errors}")
         for i, text in enumerate(r.local, 1):
             print(f"\n{r.action}, kill {i}: 20 requests from {NODE} to the VIP: {text}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps([asdict(r) for r in rows], indent=1, default=str))
+    write_json(a.json, rows)
     return 0
 
 

@@ -36,14 +36,12 @@ ECMP route seen by :class:`lab.routemon.RouteWatch`):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from bench.bench_health import (
     HOLD,
@@ -56,6 +54,7 @@ from bench.bench_health import (
     mmm,
 )
 from bench.exabgp import EXABGP_VERSION, ensure_exabgp
+from bench.report import write_json
 from lab.client import LoadClient, summarize
 from lab.cluster import Cluster
 from lab.netns import Lab
@@ -322,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{r.impl}: failed-connection outcomes {r.outcomes}")
         for err in r.errors:
             print(f"  {err}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
+    write_json(a.json, results)
     return 0
 
 

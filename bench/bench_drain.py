@@ -32,16 +32,15 @@ apiserver's retry-after 429s reach it) through the router. Part 1 and 2 use the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from bench.bench_health import HOLD, NODE, Bench, Impl, VipgateImpl, log, mmm
+from bench.report import write_json
 from lab.client import LoadClient, Request
 from lab.cluster import Cluster
 from lab.netns import Lab
@@ -393,15 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in ss:
         if s.errors or s.failed:
             print(f"\n{s.router} {s.impl}: outcomes {s.outcomes} {s.errors}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(
-            json.dumps(
-                {"restarts": [asdict(r) for r in rs], "stops": [asdict(s) for s in ss]},
-                indent=1,
-                default=str,
-            )
-        )
+    write_json(a.json, {"restarts": rs, "stops": ss})
     return 0
 
 

@@ -36,7 +36,6 @@ What is measured (all times from CLOCK_MONOTONIC, shared by every process):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -45,11 +44,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from bench.exabgp import EXABGP_VERSION, ExabgpSpeaker, descendants, ensure_exabgp
+from bench.report import write_json
 from lab.apiserver import Apiserver
 from lab.client import LoadClient, summarize
 from lab.cluster import Cluster
@@ -763,11 +763,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{r.impl} failed-request outcomes: refused fault {r.outcomes_refused}; "
             f"hung fault {r.outcomes_hung}"
         )
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(
-            json.dumps({k: asdict(r) for k, r in results.items()}, indent=1, default=str)
-        )
+    write_json(a.json, results)
     return 0
 
 

@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from bench.bench_router_restart import mmm
+from bench.report import write_json
 from lab.netns import Lab
 from lab.routers import Router
 from lab.speaker import SpeakerProc
@@ -112,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.routers.split(","):
         results += run_router(kind, args.trials, args.idle_hold)
     print(table(results, args.idle_hold))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(t) for t in results], f, indent=1)
+    write_json(args.json, results)
     return 0
 
 

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_json
 from lab.netns import Lab
 from lab.routers import Router
 from lab.speaker import SpeakerProc
@@ -234,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes.split(","):
                 results += run_case(kind, outage, mode, args.trials)
     print(table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(t) for t in results], f, indent=1)
+    write_json(args.json, results)
     return 0
 
 

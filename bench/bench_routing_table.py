@@ -40,7 +40,6 @@ ECMP route seen by :class:`lab.routemon.RouteWatch`):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -49,12 +48,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.bench_detect import Detect, DetectResults
 from bench.bench_drain import StopResult, sigterms_bird
 from bench.bench_health import HOLD, NODE, Bench, VipgateImpl, log, mmm
+from bench.report import write_json
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.routers import Router
@@ -295,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
               f"over the SIGTERMs {r.stop.get('outcomes')}")  # fmt: skip
         for err in r.errors:
             print(f"  {err}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
+    write_json(a.json, results)
     return 0
 
 
