@@ -48,6 +48,8 @@ class _JsonObserver:
     def message(self, peer: str, direction: str, msg_type: str) -> None:
         if direction == "out" and msg_type == "KEEPALIVE":  # when each one left (timers)
             self.out({"ev": "keepalive", "peer": peer})
+        elif direction == "out" and msg_type == "NOTIFICATION":  # any of ours, on any connection
+            self.out({"ev": "notification_sent", "peer": peer})
 
     def bfd_state(self, peer: str, state: str, diag: str) -> None:
         self.out({"ev": "bfd", "peer": peer, "state": state, "diag": diag})
