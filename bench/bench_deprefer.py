@@ -6,16 +6,21 @@ Run as root from the repository root::
 
     .venv/bin/python -m bench.bench_deprefer            # 3 trials where there are trials
     .venv/bin/python -m bench.bench_deprefer --quick    # 1 trial, 10 s fleet faults
+    .venv/bin/python -m bench.bench_deprefer --skip kill --skip bird --skip gobgp \
+        --fleet-mode etcd-outage                        # one fleet fault only
 
 Settings: kube-vip's defaults (period 5 s, timeout 3 s, threshold 3; vipgate's own fast period
 0.2 s and readiness reads), hold 9 s; 3 nodes; a client opening 50 new TLS connections/s to the
 VIP (``GET /version``, which the fake apiserver answers while it answers at all) through BIRD
 in its default configuration (``merge paths on``, no RFC 8326 import filter).
 
-1. Fleet failure: every node's ``/livez`` answers 401 (anonymous access removed, RKE2) or 500
-   ``[-]etcd failed`` for ``--fault`` seconds (30), then healthy again. Failed requests from the
-   fault until every next hop is back, and the seconds the VIP had no next hop at all, under
-   ``withdraw`` and ``deprefer``.
+1. Fleet failure: every node's ``/livez`` fails for ``--fault`` seconds (30), then healthy
+   again: 401 (anonymous access removed, RKE2); 500 ``[-]etcd failed`` at once with ``/readyz``
+   failing too (the fake's ``etcd`` with no delay); and etcd down as kube-apiserver 1.36.2 shows
+   it (the fake's ``etcd-outage``, docs/design.md "The lab": ``/livez`` 500 ``[-]etcd failed:
+   reason withheld`` after a random 0-2 s, the apiserver's etcd check timeout, while ``/readyz``
+   and ``/version`` answer 200). Failed requests from the fault until every next hop is back,
+   and the seconds the VIP had no next hop at all, under ``withdraw`` and ``deprefer``.
 2. One apiserver dies (the fake's ``refuse``: listener closed, connections aborted, as after a
    SIGKILL): time from the kill to node1's next hop leaving the kernel ECMP route, and failed
    requests until it is back, under ``withdraw`` and ``deprefer``. At each kill node1 itself
@@ -54,7 +59,12 @@ THRESHOLD = 3
 ACTION_ENV = "control_plane_health_check_unhealthy_action"
 GSHUT_ENV = "bgp_graceful_shutdown_seconds"
 ACTIONS = ("withdraw", "deprefer")
-FLEET_FAULTS = (("401 (anonymous auth off)", "unauthorized"), ("500 [-]etcd failed", "etcd"))
+# (label, the fake's mode, its delay_ms): every node's /livez fails this way at once
+FLEET_FAULTS = (
+    ("401 (anonymous auth off)", "unauthorized", 0),
+    ("500 [-]etcd failed", "etcd", 0),  # at once, /readyz failing too
+    ("etcd outage, 1.36.2 (500 in 0-2 s, /readyz 200)", "etcd-outage", 2000),
+)
 NO_POLICY = {"graceful_shutdown": False}
 
 
@@ -118,8 +128,10 @@ def settled(c: Cluster) -> None:
     time.sleep(1.0)
 
 
-def fleet(b: Bench, impl: VipgateImpl, action: str, fault: tuple[str, str], secs: float) -> Row:
-    label, mode = fault
+def fleet(
+    b: Bench, impl: VipgateImpl, action: str, fault: tuple[str, str, int], secs: float
+) -> Row:
+    label, mode, delay_ms = fault
     row = Row("fleet", label, action)
     c = b.c
     b.wait_all(impl, 60.0)
@@ -129,7 +141,7 @@ def fleet(b: Bench, impl: VipgateImpl, action: str, fault: tuple[str, str], secs
         time.sleep(2.0)
         t0 = time.monotonic()
         for a in c.apiservers.values():
-            a.set_mode(mode)
+            a.set_mode(mode, delay_ms)
         time.sleep(secs)
         t1 = time.monotonic()
         for a in c.apiservers.values():
@@ -306,11 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, help="trials for parts 2 and 3 (default 3)")
     ap.add_argument("--fault", type=float, help="seconds of the fleet faults (default 30)")
     ap.add_argument("--skip", action="append", choices=("fleet", "kill", "bird", "gobgp"))
+    ap.add_argument(
+        "--fleet-mode", action="append", choices=[f[1] for f in FLEET_FAULTS],
+        help="only these fleet faults (the fake apiserver's mode; default all)",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--keep", action="store_true", help="keep the labs' work directories (logs)")
     a = ap.parse_args(argv)
     skip = set(a.skip or ())
+    faults = [f for f in FLEET_FAULTS if not a.fleet_mode or f[1] in a.fleet_mode]
     n = a.trials or (1 if a.quick else 3)
     secs = a.fault or (10.0 if a.quick else 30.0)
     if os.geteuid() != 0:
@@ -333,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                     impl.start_all()
                     try:
                         if "fleet" not in skip:
-                            for fault in FLEET_FAULTS:
+                            for fault in faults:
                                 rows.append(fleet(b, impl, action, fault, secs))
                         if "kill" not in skip:
                             rows.append(kill(b, impl, action, n))
