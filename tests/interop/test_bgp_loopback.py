@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from vipgate.bgp import peer as peer_module
 from vipgate.bgp import wire
 from vipgate.bgp.peer import TCP_MD5SIG, make_socket, md5sig
 from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
@@ -354,6 +357,43 @@ def test_reconnects_fast_after_peer_notification() -> None:
             t0 = time.monotonic()
             await peer.wait(lambda: peer.connections == 2 and len(peer.announced()) == 2)
             assert time.monotonic() - t0 < 1.5  # first retry <= 1 s
+
+    asyncio.run(main())
+
+
+def test_closed_connections_are_freed_without_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each connection the peer closed (a NOTIFICATION, then a new dial) is freed when it
+    closes, with the cyclic garbage collector off: none waits in a reference cycle for a full
+    collection (Python 3.11's transport keeps a bound method of itself; vipgate.transports)."""
+    made: list[weakref.ref[asyncio.BaseTransport]] = []
+    connection_made = peer_module._Proto.connection_made
+
+    def record(proto: peer_module._Proto, transport: asyncio.BaseTransport) -> None:
+        made.append(weakref.ref(transport))
+        connection_made(proto, transport)
+
+    monkeypatch.setattr(peer_module._Proto, "connection_made", record)
+
+    async def main() -> None:
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            await sp.start()
+            sp.announce(VIP)
+            gc.collect()
+            gc.disable()
+            try:
+                for n in range(2, 5):
+                    await peer.wait(lambda n=n: len(peer.announced()) == n - 1)
+                    peer.send(Notification.shutdown("router restart"))
+                    await peer.wait(lambda n=n: peer.connections == n)
+                await peer.wait(lambda: len(peer.announced()) == 4)
+                await asyncio.sleep(0.05)  # the close callbacks
+                alive = [t for r in made[:-1] if (t := r()) is not None]
+                assert len(made) == 4 and not alive, (len(made), alive)
+            finally:
+                gc.enable()
 
     asyncio.run(main())
 

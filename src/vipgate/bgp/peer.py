@@ -52,6 +52,7 @@ from vipgate.bgp import fsm, outbound, wire
 from vipgate.bgp.coupling import BfdCoupling
 from vipgate.bgp.netmon import source_towards
 from vipgate.bgp.wire import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+from vipgate.transports import release_closed
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 Prefix: TypeAlias = IPv4Network | IPv6Network
@@ -187,9 +188,11 @@ class _Proto(asyncio.Protocol):
         self.peer = peer
         self.conn_id = conn_id
         self.role = role
+        self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         if self.role is fsm.Conn.ACTIVE:
             self.peer._connection_made(self.conn_id, transport)
         else:
@@ -203,6 +206,8 @@ class _Proto(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.peer._connection_lost(self.conn_id, exc, self.role)
+        release_closed(self.transport)  # freed now, not by a later full collection
+        self.transport = None
 
 
 class Peer:
