@@ -30,11 +30,13 @@ import pytest
 
 from lab.netns import Lab
 from lab.routers import Router
+from lab.silence import silence, unsilence
 from lab.speaker import SpeakerProc
 from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, Node, build_topology
+from lab.wait import wait_for
 from vipgate.bgp import fsm, wire
 from vipgate.bgp.listener import Listener, source_towards
-from vipgate.bgp.peer import TCP_MD5SIG, md5sig
+from vipgate.bgp.peer import PROBE_IDLE, PROBE_INTERVAL, TCP_MD5SIG, md5sig
 from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
 from vipgate.bgp.wire import (
     FourOctetAsCapability,
@@ -475,6 +477,55 @@ def test_passive_router_established_within_a_second(kind: str) -> None:
             (start,) = log_times(sp, r"Idle -> Connect \(start\)")
             (up,) = log_times(sp, r"-> Established")
             assert up - start <= 1.0, up - start
+            sp.close()
+
+
+def unanswered_probes(lab: Lab, node: Node) -> int | None:
+    """TCP keepalive probes of the node's BGP connection left unanswered (`ss`), None
+    without such a connection or timer."""
+    out = lab.run(node.ns, ["ss", "-tnoH", "state", "established", "( dport = :179 )"]).stdout
+    m = re.search(r"timer:\(keepalive,[^,]+,(\d+)\)", out)
+    return int(m.group(1)) if m else None
+
+
+@pytest.mark.parametrize("kind", ["bird", "frr"])
+def test_passive_router_forgot_our_connection_in_opensent_found_within_seconds(kind: str) -> None:
+    """A router that only listens, frozen (SIGSTOP) while vipgate dials: its kernel takes the
+    connection and our OPEN, and vipgate waits in OpenSent. The router is killed and started
+    again while its namespace drops every packet (nftables), so its reset is lost; the path
+    stays down until vipgate's TCP keepalive (src/vipgate/bgp/peer.py) has sent a probe that
+    went unanswered. Path back: the router has forgotten our connection and never dials to say
+    so, but the next probe draws its reset. The VIP is back within a probe interval, the first
+    retry (<= 1 s) and a second, not after the 4-minute OpenSent hold timer (RFC 4271 8.2.2)."""
+    with Lab() as lab:
+        topo = build_topology(lab, 1, kind, client=False, neighbor_kwargs={"passive": True})
+        router = topo.router
+        assert router is not None
+        (n1,) = topo.nodes
+        router.freeze()
+        with lab_speaker(lab, n1, [PEER4], announce=[VIP4]) as sp:
+
+            def opensent(es: list[dict[str, Any]]) -> bool:
+                return any(e["ev"] == "state" and e["state"] == "OpenSent" for e in es)
+
+            assert opensent(events_until(sp, opensent, 5.0)), sp.log()
+            silence(lab, router.ns)
+            try:
+                router.kill()
+                router.start()
+                wait_for(
+                    lambda: (unanswered_probes(lab, n1) or 0) >= 1,
+                    PROBE_IDLE + PROBE_INTERVAL + 3.0,
+                    0.1,
+                    what="a keepalive probe unanswered",
+                    describe=sp.log,
+                )
+            finally:
+                unsilence(lab, router.ns)
+            t_back = time.time()
+            back = vip_back_at(router, {n1.ip4}, timeout=15.0)
+            assert back - t_back <= PROBE_INTERVAL + 2.0, (back - t_back, sp.log()[-3000:])
+            assert log_times(sp, r"TCP connection lost in OpenSent"), sp.log()[-3000:]
             sp.close()
 
 

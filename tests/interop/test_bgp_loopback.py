@@ -19,7 +19,14 @@ import pytest
 
 from vipgate.bgp import peer as peer_module
 from vipgate.bgp import wire
-from vipgate.bgp.peer import TCP_MD5SIG, make_socket, md5sig
+from vipgate.bgp.peer import (
+    PROBE_COUNT,
+    PROBE_IDLE,
+    PROBE_INTERVAL,
+    TCP_MD5SIG,
+    make_socket,
+    md5sig,
+)
 from vipgate.bgp.speaker import PeerSettings, Speaker, SpeakerSettings
 from vipgate.bgp.wire import (
     AsPath,
@@ -488,10 +495,60 @@ def test_socket_options() -> None:
         assert multi.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 50
         assert ibgp.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 64
         assert single.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert probes(single) == (1, PROBE_IDLE, PROBE_INTERVAL, PROBE_COUNT)
         assert single.getsockname()[0] == "127.0.0.1"
     finally:
         for s in (single, multi, ibgp):
             s.close()
+
+
+def probes(sock: socket.socket | None) -> tuple[int, ...]:
+    assert sock is not None
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    )
+
+
+def test_tcp_keepalive_in_opensent_off_once_established() -> None:
+    """vipgate.bgp.peer: TCP keepalive on our connection while it waits for the peer's OPEN
+    (a peer that reads ours and says nothing), off once the session is Established."""
+
+    async def main() -> None:
+        opened = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)  # our OPEN; no answer
+            opened.set()
+            await reader.read(65536)
+            writer.close()
+
+        server = await asyncio.start_server(silent, str(LO), 0)
+        port = server.sockets[0].getsockname()[1]
+        sp = Speaker(
+            SpeakerSettings(65000, IPv4Address("192.0.2.11"), 30, 0, None, None),
+            [PeerSettings(LO, PEER_AS, "", False, port)],
+            listen=False,
+        )
+        try:
+            await sp.start()
+            await asyncio.wait_for(opened.wait(), 5.0)
+            (p,) = sp._peers
+            assert p.state == "OpenSent"
+            assert probes(p._sock) == (1, PROBE_IDLE, PROBE_INTERVAL, PROBE_COUNT)
+        finally:
+            await sp.close("test over", 1.0)
+            server.close()
+        peer = TinyPeer()
+        async with session(peer) as sp:
+            await sp.start()
+            await until(lambda: established(sp))
+            (p,) = sp._peers
+            assert probes(p._sock)[0] == 0
+
+    asyncio.run(main())
 
 
 def test_unsupported_capability_retry_without_it(caplog: pytest.LogCaptureFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import typing
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
@@ -38,7 +39,7 @@ from vipgate.bgp.fsm import (
     TimerFired,
     negotiate_timers,
 )
-from vipgate.bgp.peer import ACTIONS
+from vipgate.bgp.peer import ACTIONS, PROBE_COUNT, PROBE_IDLE, PROBE_INTERVAL, set_probes
 from vipgate.bgp.wire import (
     AS_TRANS,
     FourOctetAsCapability,
@@ -166,6 +167,24 @@ def test_connect_sends_our_open() -> None:
     assert CancelTimer(Timer.CONNECT_RETRY) in actions
     hold = timer_armed(actions, Timer.HOLD)
     assert hold is not None and hold.delay == 240.0
+
+
+def test_tcp_keepalive_never_ends_a_connection_before_the_opensent_hold_timer() -> None:
+    """The adapter's probes (vipgate.bgp.peer, TCP keepalive until Established) only find a
+    reset: unanswered, they give up after the OpenSent hold timer (Linux allows at most 127)."""
+    assert PROBE_IDLE + PROBE_INTERVAL * PROBE_COUNT > fsm.OPEN_SENT_HOLD
+    assert PROBE_COUNT <= 127 and PROBE_IDLE + PROBE_INTERVAL <= 5
+    with socket.socket() as sock:
+        set_probes(sock, True)
+        opts = [
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        ]
+        assert opts == [1, PROBE_IDLE, PROBE_INTERVAL, PROBE_COUNT]
+        set_probes(sock, False)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
 
 
 def test_establish() -> None:

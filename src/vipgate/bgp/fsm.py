@@ -30,8 +30,10 @@ Rules this module keeps
    connection of the peer's brings one while ours still waits, ours is taken for dead (a
    half-open connection: the peer's reset lost while the link was down, nothing of ours left
    to send that would draw another) and the session goes on with the peer's; else the peer,
-   not knowing ours, dials and is closed with 6/7 for the 4 minutes of our OpenSent hold
-   timer.  A new connection of the peer's replaces an earlier one of its
+   not knowing ours, dials and is closed with 6/7 until ours is found dead (the TCP keepalive
+   the adapter keeps on every connection until Established, :mod:`vipgate.bgp.peer`: a
+   ``TcpClosed`` within seconds of the path being back; else the 4 minutes of our OpenSent
+   hold timer).  A new connection of the peer's replaces an earlier one of its
    own that is not Established (the peer gave that one up).  If ours fails while a candidate
    waits, the session goes on with the candidate, without backoff.
 3. Anything the peer sends that is wrong ends in the NOTIFICATION the RFCs name for it (via
@@ -89,7 +91,10 @@ Theory of operation
 -------------------
 ``Start`` in Idle moves to Connect and asks for a connection (``OpenConnection``) with the
 connect-retry timer as a connect timeout.  ``TcpConnected`` (carrying the local and remote
-addresses) sends our OPEN and moves to OpenSent with a large hold timer (RFC 4271: 4 minutes).
+addresses) sends our OPEN and moves to OpenSent with a large hold timer (RFC 4271: 4 minutes;
+a connection the peer's host has forgotten is found sooner, by the adapter's TCP keepalive
+probes drawing its reset, :mod:`vipgate.bgp.peer`: a peer that only listens never dials to
+tell us).
 The peer's OPEN is checked (version, hold time 1/2, identifier 0 in the codec; peer AS, and for
 iBGP an identifier equal to ours, here: RFC 6286 2.1 allows an eBGP peer to share our
 identifier), the hold time negotiated (the smaller of both, 0 = no keepalives)

@@ -21,7 +21,23 @@ hold time (``test_keepalives_after_an_event_loop_stall``).
 
 Socket options, all set before ``connect()``: SO_BINDTODEVICE (source interface), bind to the
 source address, TCP_MD5SIG (RFC 2385), TTL 1 for single-hop eBGP and 50 for eBGP multihop
-(kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY.  Passwords are never logged.
+(kube-vip's GoBGP ``MultihopTtl``), TCP_NODELAY, TCP keepalive.  Passwords are never logged.
+
+TCP keepalive until Established: every connection, ours or the peer's, is probed
+(SO_KEEPALIVE; TCP_KEEPIDLE ``PROBE_IDLE``, TCP_KEEPINTVL ``PROBE_INTERVAL``, TCP_KEEPCNT
+``PROBE_COUNT``; RFC 1122 4.2.3.6) until the session on it is Established, then no longer.  In
+OpenSent we have nothing to send (RFC 4271 allows no KEEPALIVE before the peer's OPEN), so a
+connection the peer's host has forgotten -- its reset lost while the link was down, or a dial
+into the accept queue of a router stopped and restarted since -- would draw no reset and wait
+for the 4-minute OpenSent hold timer (RFC 4271 8.2.2, ``fsm.OPEN_SENT_HOLD``; BIRD's ``startup
+hold time`` and GoBGP's OpenSent hold time are 240 s too), the VIP unannounced to a router that
+only listens.  A probe draws that reset: the session is down (``TcpClosed``) and dialed again
+within ``PROBE_INTERVAL`` of the path being back.  A peer alive but slow to send its OPEN
+answers the probes from its kernel and keeps the connection; unanswered probes alone never end
+one before the OpenSent hold timer would (``PROBE_IDLE + PROBE_INTERVAL * PROBE_COUNT`` >
+``OPEN_SENT_HOLD``).  From OpenConfirm on our KEEPALIVEs draw such a reset themselves, so an
+Established session is exactly as without probes on the wire (FRR offers the same as ``bgp
+tcp-keepalive IDLE INTERVAL PROBES``, off by default).
 
 A session offers the peer address's own family, and both IPv4 and IPv6 unicast when it has
 MP-BGP settings (:attr:`PeerSettings.families`), as kube-vip with GoBGP does;
@@ -66,6 +82,10 @@ SIOCOUTQ: Final = termios.TIOCOUTQ  # same ioctl number on Linux
 TTL_SINGLE_HOP: Final = 1
 TTL_MULTIHOP: Final = 50  # kube-vip: EbgpMultihop{Enabled: true, MultihopTtl: 50}
 MD5_HINT_AFTER: Final = 3
+# TCP keepalive until Established (module docstring): 2 + 2 * 120 s > fsm.OPEN_SENT_HOLD.
+PROBE_IDLE: Final = 2  # seconds without a segment from the peer before the first probe
+PROBE_INTERVAL: Final = 2  # seconds between probes
+PROBE_COUNT: Final = 120  # unanswered probes before the kernel ends the connection
 PATH_RETRY_AFTER: Final = 0.5  # a dial younger than this is not restarted on a path change
 
 
@@ -161,10 +181,20 @@ def make_socket(speaker: SpeakerSettings, peer: PeerSettings, ebgp: bool) -> soc
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(peer.address, peer.password))
         set_ttl(sock, peer, ebgp)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_probes(sock, True)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def set_probes(sock: socket.socket, on: bool) -> None:
+    """TCP keepalive on (``PROBE_IDLE``, ``PROBE_INTERVAL``, ``PROBE_COUNT``) or off."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(on))
+    if on:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, PROBE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, PROBE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, PROBE_COUNT)
 
 
 def unsent_bytes(sock: socket.socket) -> int:
@@ -507,6 +537,10 @@ class Peer:
 
     def _session_up(self, info: fsm.SessionInfo) -> None:
         self._md5_hint_logged = False
+        sock = self._sock if self.session.conn is fsm.Conn.ACTIVE else self._p_sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                set_probes(sock, False)  # Established: no probes (module docstring)
         log.info(
             "BGP peer %s: Established (%s -> %s, AS %d, hold %d s, keepalive %d s, %s%s, %s)",
             self.name,
@@ -603,6 +637,7 @@ class Peer:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             set_ttl(sock, self.settings, self.ebgp)
+            set_probes(sock, True)
         except OSError as exc:
             log.warning("BGP peer %s: accepted connection unusable: %s", self.name, exc)
             sock.close()
