@@ -4,7 +4,7 @@ invariant checked continuously.
 Run as root from the repository root::
 
     .venv/bin/python -m bench.bench_chaos                    # 10 minutes (bench mode)
-    .venv/bin/python -m bench.bench_chaos --seconds 75       # the CI size (tests/e2e/test_chaos)
+    .venv/bin/python -m bench.bench_chaos --seconds 75       # the CI size (tests/e2e/test_chaos*)
     .venv/bin/python -m bench.bench_chaos --seed 1234        # replay a run's fault sequence
     .venv/bin/python -m bench.bench_chaos --dual-stack       # IPv4 and IPv6 VIP (modes below)
     .venv/bin/python -m bench.bench_chaos --router-dials
@@ -48,7 +48,9 @@ Modes (each with the same faults and the invariant above, adapted):
   family's VIP, against the session of that family (one health check gates both);
 - ``--router-dials``: vipgate dials the router on a port where nothing listens (refused), so
   every session is one BIRD opened to vipgate's listener (TCP 179): sessions after BIRD's
-  restarts, vipgate's restarts and the link's returns all come through the listener;
+  restarts, vipgate's restarts and the link's returns all come through the listener (counted
+  from vipgate's log: ``sessions_via_listener``). It combines with ``--dual-stack`` (each
+  family's session the router's; tests/e2e/test_chaos_modes.py runs the two together);
 - ``--routing-table``: kube-vip's routing-table mode (table 198, no BGP session of vipgate's),
   a BIRD on each node learning table 198 and peering with the router (docs/routers.md, "Node
   daemon"); one more fault, the node daemon's restart. The session checked is the node
@@ -64,6 +66,7 @@ import argparse
 import heapq
 import json
 import random
+import re
 import signal
 import socket
 import sys
@@ -187,6 +190,7 @@ class ChaosResult:
     checks_fallback: int = 0  # deprefer: an unhealthy node's path checked present (no plain one)
     checks_by_family: dict[str, int] = field(default_factory=dict)  # "4"/"6" -> checks
     sessions_established: int = 0  # vipgate's "Established" log lines (all its processes)
+    sessions_via_listener: int = 0  # of those, on a connection the router opened to vipgate
     violations: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # tracebacks, unexpected exits
     duration: float = 0.0
@@ -498,6 +502,7 @@ class Chaos:
                 self.res.problems.append(f"{n}: final SIGTERM did not exit 0")
             text = self.c.log(n)
             self.res.sessions_established += text.count(": Established (")
+            self.res.sessions_via_listener += listener_sessions(text)
             if "Traceback" in text:
                 i = text.index("Traceback")
                 self.res.problems.append(f"{n}: Traceback in the log:\n{text[i : i + 3000]}")
@@ -634,6 +639,27 @@ class Chaos:
         return "\n".join(lines)
 
 
+PEER_LINE = re.compile(r"BGP peer (\S+): (.*)$", re.MULTILINE)
+
+
+def listener_sessions(text: str) -> int:
+    """How many of the sessions in vipgate's log (its ``Established (`` lines) were on a
+    connection the router opened to vipgate's listener: by the connection each peer's session
+    took last before it, from the FSM's lines (``-> OpenSent (TCP connection from the peer``:
+    the router's; ``-> OpenSent (TCP connected``: vipgate's own dial) and a collision's
+    ``keeping the peer's one`` / ``keeping the our one`` (RFC 4271 6.8)."""
+    via: dict[str, bool] = {}  # peer -> its session's connection is the router's
+    count = 0
+    for peer, what in PEER_LINE.findall(text):
+        if "-> OpenSent (TCP connection from the peer" in what or "keeping the peer's one" in what:
+            via[peer] = True
+        elif "-> OpenSent (TCP connected" in what or "keeping the our one" in what:
+            via[peer] = False
+        elif what.startswith("Established (") and via.get(peer, False):
+            count += 1
+    return count
+
+
 class BirdControl:
     """BIRD's control socket spoken directly (a unix socket: no namespace, no process per
     query): ``show protocols`` -> {"node/family": "up" | "down"} (`names`: protocol name ->
@@ -715,7 +741,8 @@ def describe(ch: Chaos) -> str:
         f"{res.samples}; invariant checks {res.checks} (present {res.checks_present}, absent "
         f"{res.checks_absent}, de-preferred fallback present {res.checks_fallback}; by "
         f"family {', '.join(f'IPv{k} {v}' for k, v in sorted(res.checks_by_family.items()))}); "
-        f"{res.settings.mode}; sessions established {res.sessions_established}; "
+        f"{res.settings.mode}; sessions established {res.sessions_established} (through the "
+        f"listener {res.sessions_via_listener}); "
         f"violations {len(res.violations)}; problems {len(res.problems)}"
     ]
     for v in res.violations[:10]:

@@ -40,6 +40,7 @@ ONE_WORKER = {
 LONG_FIRST = (
     "podman",
     "tests/e2e/test_chaos.py",
+    "tests/e2e/test_chaos_modes.py",
     "tests/e2e/test_soak.py",
     "tests/interop/test_bgp_listen.py",
     "tests/e2e/test_demo.py",
