@@ -138,16 +138,29 @@ def load_or_exit(env: Mapping[str, str], flags: Mapping[str, str | None]) -> Con
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
 def _cmd_config(env: Mapping[str, str], flags: Mapping[str, str | None]) -> int:
-    config = load_or_exit(env, flags)
+    named = name_warnings(env)
+    try:
+        config = load(env, flags)
+    except ConfigError as e:
+        _warn(named)  # before the refusal: a mistyped name is often why a value is refused
+        print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    # The configuration's warnings (the health gate's first) before the names it ignores: a
+    # kube-vip manifest brings a dozen of those, which would bury them.
+    _warn(config.warnings)
+    _warn(named)
     rows = describe(config, env, flags)
     w0 = max(len(r[0]) for r in rows)
     w1 = min(48, max(len(r[1]) for r in rows))
     for key, value, source in rows:
         shown = value or '""'
         print(f"{key:<{w0}}  {shown:<{w1}}  {source}")
-    for w in config.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     refusal = config.not_runnable
     if refusal is not None:  # a pre-flight check must not pass what the manager refuses
         print(f"vipgate: vipgate manager would not start: {refusal}", file=sys.stderr)
@@ -170,12 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     env = environment()
     flags = flags_of(args)
-    if args.command != "manifest":  # a manifest is made from flags only
-        # Before loading: a mistyped name is often why the configuration is refused.
-        for w in name_warnings(env):
-            print(f"warning: {w}", file=sys.stderr)
     if args.command == "config":
         return _cmd_config(env, flags)
+    if args.command != "manifest":  # a manifest is made from flags only
+        # Before loading: a mistyped name is often why the configuration is refused.
+        _warn(name_warnings(env))
     if args.command == "manifest":
         from vipgate import manifest
 

@@ -170,6 +170,22 @@ def test_warnings() -> None:
     assert load({}).warnings == ()  # no VIP, nothing to warn about
 
 
+def test_health_gate_off_is_the_first_warning() -> None:
+    w = load({"address": "203.0.113.100", "vip_leaderelection": "true"}).warnings
+    assert len(w) == 2 and w[0].startswith("health gate OFF: ") and "leader election" in w[1]
+    assert "(set it to https://localhost:6443/livez" in w[0] and "a typo" not in w[0]
+    # A mistyped name is named (never its value); a name vipgate reads is not a typo.
+    env = {
+        "address": "203.0.113.100",
+        "control_plane_health_check_addres": "https://s3cret.example/livez",
+        "control_plane_health_check_period_seconds": "5",
+    }
+    w = load(env).warnings
+    assert "(control_plane_health_check_addres is set: a typo of it?)" in w[0]
+    assert "s3cret" not in w[0] and "period_seconds" not in w[0]
+    assert "a typo" not in load({**env, "control_plane_health_check_addres": ""}).warnings[0]
+
+
 @pytest.fixture(scope="module")
 def bad_paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("bad")

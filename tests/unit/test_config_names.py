@@ -239,6 +239,21 @@ def test_warnings_come_before_a_refused_value() -> None:
     assert err.index("did you mean vip_routingprotocol?") < err.index("invalid configuration")
 
 
+def test_vipgate_config_says_the_health_gate_is_off_first() -> None:
+    # A kube-vip manifest without the health check still starts (exit 0), but the warning that
+    # it announces unconditionally comes before the names it ignores, and before the table.
+    env = {**ENV, "address": "203.0.113.100", "control_plane_health_check_addres": SECRET}
+    r = _run(["config"], {**env, "vip_leaderelection": "true"})
+    assert r.returncode == 0, r.stderr
+    assert SECRET not in r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("warning: health gate OFF: control_plane_health_check_address")
+    assert "control_plane_health_check_addres is set: a typo of it?" in lines[0]
+    assert "leader election" in lines[1]
+    assert all(x.startswith("warning: environment variable ") for x in lines[2:])
+    assert any("did you mean control_plane_health_check_address?" in x for x in lines)
+
+
 def test_manifest_reads_no_environment() -> None:
     r = _run(
         ["manifest", "pod", "--address", "203.0.113.100", "--bgppeers", "192.0.2.1:65001"], ENV

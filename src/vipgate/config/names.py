@@ -68,6 +68,14 @@ def closest(name: str) -> str | None:
     return _LOWER[match[0]] if match else None
 
 
+def looks_like_a_setting(name: str) -> bool:
+    """An environment name vipgate does not read that looks like kube-vip's or vipgate's (has a
+    lowercase letter; starts with one of :data:`PREFIXES`, or is a known name in other case)."""
+    if name in READ or name in NOT_IMPLEMENTED or not any(c.islower() for c in name):
+        return False
+    return name.lower().startswith(PREFIXES) or name.lower() in _LOWER
+
+
 @functools.lru_cache(maxsize=1024)
 def name_warning(name: str) -> str | None:
     """The warning for one environment name (never its value), or None."""
@@ -78,7 +86,7 @@ def name_warning(name: str) -> str | None:
             f"environment variable {name} is a kube-vip setting vipgate does not implement; "
             f"it is ignored: {NOT_IMPLEMENTED[name]}"
         )
-    if not name.lower().startswith(PREFIXES) and name.lower() not in _LOWER:
+    if not looks_like_a_setting(name):
         return None
     near = closest(name)
     hint = f"did you mean {near}?" if near else "see the settings in docs/configuration.md"

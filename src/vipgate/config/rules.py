@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vipgate.config.names import closest, looks_like_a_setting
 from vipgate.config.peers import Bfd, NextHopMode, Peer
 from vipgate.config.table import SETTINGS_BY_KEY
 from vipgate.config.values import (
@@ -28,6 +29,7 @@ from vipgate.config.values import (
 )
 from vipgate.config.vips import prefix_of, split
 
+_HEALTH_ADDRESS = "control_plane_health_check_address"
 _CLIENT_CERT = "control_plane_health_check_client_cert_path"
 _CLIENT_KEY = "control_plane_health_check_client_key_path"
 
@@ -371,13 +373,24 @@ def not_implemented_modes(c: Loaded) -> list[str]:
 
 
 def no_health_check(c: Loaded) -> list[str]:
+    """The health gate is off. First of :data:`WARNINGS` (``vipgate config`` prints the
+    configuration's warnings before the names it ignores): a kube-vip manifest brings a dozen
+    ignored names that would bury it. Still a warning, not an error: kube-vip starts without."""
     if not c.addresses or c.got["control_plane_health_check_address"]:
         return []
+    typos = [n for n in sorted(c.env) if c.env[n] != "" and _typo_of_health_address(n)]
+    typo = f" ({typos[0]} is set: a typo of it?)" if typos else ""
     return [
-        "control_plane_health_check_address is empty: the VIP is announced "
-        "unconditionally, whether this node's kube-apiserver answers or not (set it to "
-        "https://localhost:6443/livez, as kube-vip's manifest does)"
+        "health gate OFF: control_plane_health_check_address is empty"
+        f"{typo}, so the VIP is announced unconditionally, whether this node's kube-apiserver "
+        "answers or not (set it to https://localhost:6443/livez, as kube-vip's manifest does)"
     ]
+
+
+def _typo_of_health_address(name: str) -> bool:
+    """An environment name vipgate warns of as unknown whose closest known name is the health
+    check's address (:mod:`vipgate.config.names`)."""
+    return looks_like_a_setting(name) and closest(name) == _HEALTH_ADDRESS
 
 
 def timeout_over_period(c: Loaded) -> list[str]:
@@ -410,8 +423,8 @@ def metrics_off_but_an_address_given(c: Loaded) -> list[str]:
 
 
 WARNINGS: tuple[Callable[[Loaded], list[str]], ...] = (
-    not_implemented_modes,
     no_health_check,
+    not_implemented_modes,
     timeout_over_period,
     address_and_vip_address_differ,
     metrics_off_but_an_address_given,
