@@ -3,9 +3,9 @@
 Rules this package keeps:
 
 * Names, flags and defaults are kube-vip's (``pkg/kubevip/config_envvar.go`` and the flags of
-  ``cmd/kube-vip.go``), so a kube-vip manifest works unchanged. Environment variables win over
-  flags; an empty environment variable counts as unset (as in kube-vip, which tests
-  ``os.Getenv(x) != ""``).
+  ``cmd/kube-vip.go``), so a kube-vip manifest works by changing the image, except for the
+  differences docs/configuration.md lists. Environment variables win over flags; an empty
+  environment variable counts as unset (as in kube-vip, which tests ``os.Getenv(x) != ""``).
 * One table, :data:`SETTINGS` (:mod:`vipgate.config.table`), says for each setting its names,
   flags, default, kind, help, parser and the :class:`Config` attribute it fills. The CLI,
   ``vipgate config``, the manifest generator and :func:`load` read it; checks between settings
