@@ -6,11 +6,13 @@ import asyncio
 import gc
 import http.client
 import ipaddress
+import re
 import socket
 import threading
 import urllib.error
 import urllib.request
 import weakref
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -47,6 +49,21 @@ def test_all_metric_names_are_vipgate_and_documented() -> None:
         assert name.startswith("vipgate_")
         # prometheus_client strips _total from counter family names; the doc names the series.
         assert f"`{name}" in doc, name
+
+
+def _table_names(text: str) -> set[str]:
+    """The first column of a markdown metrics table: the series names."""
+    return set(re.findall(r"^\| `(vipgate_\w+)` \|", text, flags=re.M))
+
+
+def test_operations_md_lists_every_metric() -> None:
+    import vipgate.metrics as mod
+
+    ops = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    assert _table_names(ops) == _table_names(mod.__doc__ or "")
+    m = Metrics()
+    for f in text_string_to_metric_families(generate_latest(m.registry).decode()):
+        assert any(n.startswith(f.name) for n in _table_names(ops)), f.name
 
 
 def test_build_info() -> None:
