@@ -146,3 +146,55 @@ def test_bfd_one_session_per_router_address() -> None:
         peers(
             "192.0.2.1:65001::false:179::true;300;300;3,192.0.2.1:65001::false:1179::true;50;50;3"
         )
+
+
+# A ':' or ',' in a password, and peers separated by spaces: the errors say what happened, and
+# show no field that may hold a piece of the password (the marker's pieces are in none).
+MARK = "Zx9Qv"
+
+
+def _error(value: str) -> str:
+    with pytest.raises(ConfigError) as exc:
+        load({"bgp_peers": value})
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragments"),
+    [
+        # kube-vip's format splits at every ':': the password's rest lands in the multihop field
+        (f"192.0.2.1:65001:{MARK[:2]}:{MARK[2:]}:false", ["multihop (4th field)", "not shown"]),
+        (f"192.0.2.1:65001:{MARK[:2]}:{MARK[2:]}", ["split at every ':'", "cannot hold one"]),
+        (f"192.0.2.1:65001::{MARK}", ["multihop (4th field)", "may be part of the password"]),
+        (f"192.0.2.1:65001:{MARK[:2]}:true:{MARK[2:]}", ["port (5th field)", "not shown"]),
+        (f"192.0.2.1:65001:a:{MARK}:b:c:d:e", ["too many fields: 8, the format has 7"]),
+        (f"192.0.2.1:65001:a:b:c:d:e:{MARK}", ["cannot hold one", "separated by ','"]),
+        # peers separated by a space run into the next entry's fields
+        ("192.0.2.1:65001::false 192.0.2.2:65002::false", ["holds a space", "separated by ','"]),
+        (f"192.0.2.1:65001:{MARK}:false 192.0.2.2:65002:x:false", ["holds a space"]),
+        (f"192.0.2.1:65001:{MARK}:tr ue", ["holds a space", "not shown"]),
+    ],
+)
+def test_shifted_fields_are_named_not_shown(value: str, fragments: list[str]) -> None:
+    msg = _error(value)
+    assert msg.startswith("bgp_peers entry 1 (192.0.2.1, AS 65001): "), msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    for piece in (MARK, MARK[:2], MARK[2:], "tr ue"):
+        assert piece not in msg, msg
+
+
+def test_an_as_that_does_not_parse_is_shown_while_no_password_came_before() -> None:
+    msg = _error("192.0.2.1:65001 192.0.2.2:65002")
+    assert "the AS '65001 192.0.2.2' is not a number" in msg and "separated by ','" in msg
+    assert "the AS 'AS65002' is not" in _error("192.0.2.1:65001,192.0.2.2:AS65002")
+    assert "the AS '6500x' is not" in _error("[2001:db8::1]:65001,192.0.2.2:6500x")
+    # After an entry with a password field, a ',' in its password may have made this AS.
+    for value in (
+        f"192.0.2.1:65001:a,192.0.2.2:{MARK}",
+        f"192.0.2.1:65001:,192.0.2.2:{MARK}",
+        f"[2001:db8::1]:65001:a,192.0.2.2:{MARK}",
+    ):
+        msg = _error(value)
+        assert msg.startswith("bgp_peers entry 2 (192.0.2.2): the AS is not a number"), msg
+        assert MARK[:2] not in msg and MARK[2:] not in msg, msg

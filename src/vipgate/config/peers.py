@@ -7,7 +7,15 @@ keeps:
 * Fields 2-5 split on ':' as kube-vip does (a password is anything without ':' or ','); fields
   6-7 split on ':' outside brackets, so the 6th can hold ``mpbgp_ipv6=[2001:db8::11]``.
 * An error names the entry by position (``bgp_peers entry 2``) and at most the address and AS
-  that parsed, never the entry's text: a password may hold ':' and shift into any later field.
+  that parsed, never the entry's text: a password may hold ':' and shift into any later field
+  (a password that begins with ':' fills the multihop field), or hold ',' and start a new entry.
+  The one field shown as written is an AS that does not parse, and only while no earlier entry
+  reaches a password field (:func:`_may_hold_a_password_piece`): before that, nothing in the
+  value can be a password.
+* A ':' in a password shifts it into the later fields (kube-vip splits the entry at every ':'
+  and cannot carry one); peers separated by spaces instead of ',' run into the next entry's
+  fields. The errors of those fields say so: the field count against the format's seven, and
+  that peers are separated by ','.
 * Only the peer's own fields are parsed here; the global ``mpbgp_*`` settings and the checks of
   peers against the rest of the configuration are :mod:`vipgate.config.rules`'.
 """
@@ -270,12 +278,20 @@ def _entry_address(entry: str, where: list[str]) -> tuple[IPAddress, str]:
     return addr, entry[len(parts[0]) + 1 :] if len(parts) > 1 else ""
 
 
-def _entry_fields(rest: str, where: list[str]) -> tuple[int, list[str]]:
+_SHIFTED = (
+    "a ':' in the password shifts the rest of it into the later fields: the entry is split at "
+    "every ':', as kube-vip splits it, so a password cannot hold one"
+)
+_SPACED = "peers are separated by ',', not by spaces"
+
+
+def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list[str]]:
     """The AS and fields 3-7 (password, multihop, port, mpbgp, bfd; empty when absent).
 
     Fields 2-5 split on ':' as kube-vip does (the password is anything without ':' or ',');
     fields 6-7 split on ':' outside brackets, so field 6 can hold mpbgp_ipv6=[2001:db8::11]
-    (kube-vip cannot take an IPv6 address there at all).
+    (kube-vip cannot take an IPv6 address there at all). ``show_as``: an AS that does not
+    parse may be shown as written (no password can be in it).
     """
     head = rest.split(":", 4) if rest else []
     fields = head[:4] + (_split_outside_brackets(head[4]) if len(head) == 5 else [])
@@ -283,38 +299,54 @@ def _entry_fields(rest: str, where: list[str]) -> tuple[int, list[str]]:
         raise PeerError(f"missing AS number; accepted: {PEER_FORM}")
     asn_text = fields[0]
     if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
-        raise PeerError(f"the AS is not a number 1-4294967295; accepted: {PEER_FORM}")
+        shown = f" {asn_text!r}" if show_as else ""
+        spaced = f" ({_SPACED})" if show_as and any(c.isspace() for c in asn_text) else ""
+        raise PeerError(
+            f"the AS{shown} is not a number 1-4294967295{spaced}; accepted: {PEER_FORM}"
+        )
     asn = int(asn_text)
     if asn == AS_TRANS:
         raise PeerError(f"the AS is {AS_TRANS_WHY}; accepted: {PEER_FORM}")
     where.append(f"AS {asn}")
     if len(fields) > 6:
         raise PeerError(
-            "too many fields (a ':' in the password, or an IPv6 address in the 6th field "
-            f"without brackets?); accepted: {PEER_FORM}"
+            f"too many fields: {len(fields) + 1}, the format has 7 (address:AS:password:"
+            f"multihop:port:mpbgp:bfd): {_SHIFTED}; or an IPv6 address in the 6th field is "
+            f"without brackets; or two peers run together ({_SPACED}); accepted: {PEER_FORM}"
         )
     return asn, fields[1:] + [""] * (6 - len(fields))
 
 
-def _parse_entry(entry: str, where: list[str]) -> Peer:
+def _field_error(what: str, value: str, accepted: str) -> PeerError:
+    """A later field that does not parse: never shown (it may be a piece of the password), but
+    what a space in it, or a ':' in the password, would mean."""
+    spaced = f"; it holds a space: {_SPACED}" if any(c.isspace() for c in value) else ""
+    return PeerError(
+        f"{what} (not shown: it may be part of the password; {_SHIFTED}){spaced}; "
+        f"accepted: {accepted}"
+    )
+
+
+def _parse_entry(entry: str, where: list[str], show_as: bool = False) -> Peer:
     """One bgp_peers entry. ``where`` gets the parsed address and AS as they become known.
 
-    Nothing of the entry's text is ever put into an error: only values that parsed, and only
+    Nothing of the entry's text is ever put into an error but an AS that does not parse, when
+    ``show_as`` (no earlier entry reaches a password field): only values that parsed, and only
     those before the password (the address, the AS). A password may hold ':' and shift into
     any later field, and a malformed entry has no reliable field boundaries at all.
     """
     addr, rest = _entry_address(entry, where)
-    asn, (password, mh_text, port_text, mpbgp_text, bfd_text) = _entry_fields(rest, where)
+    asn, (password, mh_text, port_text, mpbgp_text, bfd_text) = _entry_fields(rest, where, show_as)
     multihop = False
     if mh_text != "":
         mh = parse_bool(mh_text)
         if mh is None:
-            raise PeerError(f"multihop (4th field) is not a boolean; accepted: {BOOL_HELP}")
+            raise _field_error("multihop (4th field) is not a boolean", mh_text, BOOL_HELP)
         multihop = mh
     port = 179
     if port_text != "":
         if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
-            raise PeerError(f"port (5th field) is not 1-65535; accepted: {PEER_FORM}")
+            raise _field_error("port (5th field) is not 1-65535", port_text, PEER_FORM)
         port = int(port_text)
     opts = _mpbgp_field(mpbgp_text) if mpbgp_text != "" else {}
     what = "MP-BGP field (6th): "
@@ -344,12 +376,13 @@ def parse_peers(raw: Raw) -> tuple[Peer, ...]:
 def parse_peers_numbered(raw: Raw) -> list[tuple[int, Peer]]:
     """The peers of ``bgp_peers`` with their 1-based position among the comma-separated entries."""
     peers: list[tuple[int, Peer]] = []
+    show_as = True
     for n, entry in enumerate(raw.value.split(","), start=1):
         if entry.strip() == "":
             continue
         where: list[str] = []
         try:
-            peer = _parse_entry(entry, where)
+            peer = _parse_entry(entry, where, show_as)
             problem = password_problem(peer.password)
             if problem:
                 raise PeerError(f"{problem}; accepted: {PASSWORD_HELP}")
@@ -357,7 +390,15 @@ def parse_peers_numbered(raw: Raw) -> list[tuple[int, Peer]]:
             known = f" ({', '.join(where)})" if where else ""
             raise ConfigError(f"{raw.name} entry {n}{known}: {e}") from None
         peers.append((n, peer))
+        show_as = show_as and not _may_hold_a_password_piece(entry)
     return peers
+
+
+def _may_hold_a_password_piece(entry: str) -> bool:
+    """True when ``entry`` reaches its password field (address:AS:...): a password with ','
+    would put its rest into the next entries, their AS fields included."""
+    after = entry[entry.find("]") + 1 :] if entry.startswith("[") else entry
+    return after.count(":") >= 2
 
 
 def _split_outside_brackets(text: str) -> list[str]:
