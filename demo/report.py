@@ -134,7 +134,7 @@ def request_expectations(phase: Phase, st: PhaseStats, nodes: Sequence[str]) -> 
     if phase.number == 2:
         return [
             Expectation(
-                "requests failed only until the withdrawal",
+                "requests failed only until the router dropped node1's next hop",
                 phase.route_t is not None and st.failed_after_route == 0,
                 f"{st.failed - st.failed_after_route} failed before it, "
                 f"{st.failed_after_route} after",

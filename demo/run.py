@@ -5,8 +5,10 @@ needs first). Five phases, then teardown:
 
 1. all healthy: the router has one next hop per node and requests spread over the nodes;
 2. node1's kube-apiserver crashes (SIGKILL): its vipgate sees the kept-alive connection closed,
-   checks at once, gets connection refused, re-checks at the fast period and withdraws after the
-   third failure; the time from the kill to the router dropping the next hop is the detection
+   checks at once, gets connection refused, re-checks at the fast period and after the third
+   failure announces the VIP de-preferred (the demo's unhealthy action; ``withdraw``, the default,
+   would withdraw it), so the router drops node1's next hop from its ECMP route; the time from
+   the kill to the router dropping the next hop is the detection
    time (well under a second at kube-vip's default settings); requests fail only until then;
 3. node1's apiserver is started again: the next hop comes back (recovery time);
 4. node2's vipgate gets SIGTERM: it re-announces de-preferred with GRACEFUL_SHUTDOWN (RFC 8326)
@@ -88,7 +90,7 @@ class Settings:
     hold: int = 9
     unhealthy_action: str = "deprefer"
     healthy_s: float = 8.0  # phase 1 dwell
-    down_s: float = 6.0  # phase 2 dwell after the withdrawal
+    down_s: float = 6.0  # phase 2 dwell after the router dropped node1's next hop
     back_s: float = 6.0  # phase 3 dwell after the recovery
     drain_s: float = 5.0  # phase 4 dwell after the route is gone
     fleet_hold_s: float = 3.0  # phase 5 dwell once every running node is de-preferred
@@ -344,14 +346,15 @@ class Demo:
         )
         n.plain(
             f"vipgate settings (kube-vip's defaults): health check {HEALTH_URL} every "
-            f"{s.period:g} s, timeout {s.timeout:g} s, withdraw after {s.threshold} failures; "
+            f"{s.period:g} s, timeout {s.timeout:g} s, failure threshold {s.threshold}; "
             f"fast period {s.fast_period:g} s after a refused or closed connection; "
             f"{s.graceful_shutdown:g} s GRACEFUL_SHUTDOWN drain on SIGTERM; "
-            f"BGP hold time {s.hold} s; {ACTION_ENV}={s.unhealthy_action} (failing checks "
+            f"BGP hold time {s.hold} s; {ACTION_ENV}={s.unhealthy_action} (after "
+            f"{s.threshold} failed checks "
             + (
-                "announce the VIP de-preferred, not withdrawn); "
+                "the VIP is announced de-preferred, not withdrawn); "
                 if s.unhealthy_action == "deprefer"
-                else "withdraw the VIP); "
+                else "the VIP is withdrawn); "
             )
             + "the router has no GRACEFUL_SHUTDOWN policy."
         )
@@ -580,9 +583,10 @@ class Demo:
         self.watch(s.down_s)
         p.nexthops_end = self.names(w.current())
         p.end = time.monotonic()
-        self.expect("node1's next hop withdrawn", True, f"detection {fmt_seconds(p.measured)}")
+        acting = "de-preferring" if s.unhealthy_action == "deprefer" else "withdrawing"
+        self.expect("router dropped node1's next hop", True, f"detection {fmt_seconds(p.measured)}")
         self.expect(
-            f"node1's vipgate counted {s.threshold} failed checks before withdrawing",
+            f"node1's vipgate counted {s.threshold} failed checks before {acting} the VIP",
             last["fails"] >= s.threshold,
             f"metrics: vipgate_probe_consecutive_failures {last['fails']:.0f}",
         )

@@ -1,10 +1,11 @@
 """The demo's timeline picture (matplotlib, Agg backend: no display needed).
 
 Top: requests per node over time (stacked bars per bin, by start time), failed requests in red.
-Bottom: one band per node, coloured while the router has a next hop to it (announced), grey
-hatched while it has none (withdrawn), white-hatched while its vipgate announces the route
-de-preferred (from its metrics: ``route_log``). Phase boundaries are dashed lines across both,
-the fault injections dotted, and the measured times written where the route changed.
+Bottom: one band per node, coloured while the router has a next hop to it, grey hatched while it
+has none (withdrawn, de-preferred behind the other nodes' better paths, or stopped), white-hatched
+while its vipgate announces the route de-preferred (from its metrics: ``route_log``). Phase
+boundaries are dashed lines across both, the fault injections dotted, and the measured times
+written where the route changed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lab.routemon import RouteSample, intervals
 NODE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 FAILED_COLOR = "#d62728"
 OTHER_COLOR = "#ff7f0e"  # an HTTP answer other than 200 (it reached an apiserver)
-WITHDRAWN_COLOR = "#d9d9d9"
+NO_HOP_COLOR = "#d9d9d9"  # not a next hop of the router
 
 
 def state_intervals(
@@ -193,7 +194,7 @@ def _draw_bands(
         band.broken_barh(
             [(x0, x1 - x0)],
             (y - 0.35, 0.7),
-            facecolors=WITHDRAWN_COLOR,
+            facecolors=NO_HOP_COLOR,
             hatch="//",
             edgecolor="#9e9e9e",
             linewidth=0,
@@ -216,8 +217,8 @@ def _draw_bands(
     band.set_ylabel("router's next hop")
     band.legend(
         handles=[
-            Patch(facecolor=NODE_COLORS[0], label="announced (next hop present)"),
-            Patch(facecolor=WITHDRAWN_COLOR, hatch="//", edgecolor="#9e9e9e", label="withdrawn"),
+            Patch(facecolor=NODE_COLORS[0], label="a next hop"),
+            Patch(facecolor=NO_HOP_COLOR, hatch="//", edgecolor="#9e9e9e", label="not a next hop"),
             Patch(facecolor=NODE_COLORS[0], hatch="\\\\", edgecolor="white", label="de-preferred"),
         ],
         loc="lower right",

@@ -79,11 +79,12 @@ def check_phases(summary: dict[str, Any], rows: dict[int, list[str]], out: str) 
     assert p1["nexthops_end"] == ["node1", "node2", "node3"]
     assert all(p1["requests"]["per_node"].get(f"node{i}", 0) > 0 for i in (1, 2, 3))
     assert p1["requests"]["failed"] == 0
-    # Phase 2: withdrawn after `threshold` failed checks at the fast period -- long before the
-    # first regular check was even due; requests failed (node1's share) but none that started
-    # after the withdrawal; node2 and node3 carried the traffic.
+    # Phase 2: de-preferred after `threshold` failed checks at the fast period -- long before
+    # the first regular check was even due -- so the router dropped node1's next hop; requests
+    # failed (node1's share) but none that started after that; node2 and node3 carried the
+    # traffic.
     det = p2["measured_s"]
-    assert det is not None, "node1 never withdrawn"
+    assert det is not None, "the router never dropped node1's next hop"
     assert (threshold - 1) * fast - 0.05 <= det < period, det
     assert rows[2][1].startswith("detection ")
     assert p2["requests"]["failed"] > 0, "no request failed while node1 was down but announced"
