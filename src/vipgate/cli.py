@@ -2,7 +2,8 @@
 
 Every configuration flag is kube-vip's (see :data:`vipgate.config.SETTINGS`); environment variables
 win over flags. A bad value exits 2 with one line on stderr before anything touches the network.
-An unknown flag is a usage error (exit 2); an environment name vipgate does not read gets one
+An unknown flag is a usage error (exit 2) of its command, with that command's usage and the
+closest of its flags (never a value); an environment name vipgate does not read gets one
 warning on stderr (:mod:`vipgate.config.names`).
 """
 
@@ -19,7 +20,7 @@ from typing import NoReturn
 
 from vipgate import __version__
 from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
-from vipgate.config.names import name_warnings
+from vipgate.config.names import closest_flag, name_warnings
 
 EXIT_CONFIG = 2
 
@@ -27,12 +28,14 @@ EXIT_CONFIG = 2
 _OPTION = re.compile(r"--?[A-Za-z][\w-]*")
 
 
-def safe_usage_error(message: str) -> str:
+def safe_usage_error(message: str, known: Sequence[str] = ()) -> str:
     """An argparse error with no argument *value* in it, only option names.
 
     argparse echoes what it could not place ("unrecognized arguments: --peerpass s3cret",
     "invalid choice: 's3cret'"): a mistyped flag would print a BGP password into a pod's log.
-    Option names are kept (cut at ``=``); every other token is counted, never shown."""
+    Option names are kept (cut at ``=``); every other token is counted, never shown. Each
+    unknown option name gets the closest of the ``known`` flags, as a mistyped environment
+    name does (:func:`vipgate.config.names.closest_flag`)."""
     head, sep, rest = message.partition(": ")
     if head == "unrecognized arguments" and sep:
         tokens = rest.split()
@@ -41,7 +44,12 @@ def safe_usage_error(message: str) -> str:
         shown = " ".join(names)
         if hidden:
             shown += f"{' and ' if names else ''}{hidden} value(s) (not shown)"
-        return f"unrecognized arguments: {shown}"
+        hints = [
+            f"{name}: did you mean {near}?"
+            for name in dict.fromkeys(names)
+            if (near := closest_flag(name, known)) is not None
+        ]
+        return f"unrecognized arguments: {shown}" + "".join(f"; {h}" for h in hints)
     message = re.sub(r"invalid choice: .*(?= \(choose from)", "invalid choice", message, flags=re.S)
     return re.sub(r"(--?[A-Za-z][\w-]*)=\S*", r"\1=...", message)
 
@@ -56,7 +64,26 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_CONFIG, f"{self.prog}: error: {safe_usage_error(message)}\n")
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {safe_usage_error(message, known)}\n")
+
+    def parse_args(  # type: ignore[override]  # typeshed overloads the namespace type
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but arguments a subcommand does not know are reported by that
+        subcommand's parser: its usage, and the closest of its flags."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self._subparser(parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    def _subparser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        command = getattr(parsed, "command", None)
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction) and command in a.choices:
+                sub: argparse.ArgumentParser = a.choices[command]
+                return sub
+        return self
 
 
 def _add_config_flags(

@@ -265,3 +265,31 @@ def test_manifest_reads_no_environment() -> None:
 def test_unknown_flags_stay_errors() -> None:
     r = _run(["config", "--vipRoutingTableProtocol", SECRET], {})
     assert r.returncode == 2 and SECRET not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["config", "--controlPlaneHealthCheckAddres", SECRET], "--controlPlaneHealthCheckAddress"),
+        (["config", "--peerpass", SECRET], "--peerPass"),  # flags are case-sensitive
+        (["manager", f"--bgppeer={SECRET}"], "--bgppeers"),
+        (["check", "--vipRoutingTableProtocol", SECRET], "--routingProtocol"),
+        (["manifest", "pod", "--imag", SECRET], "--image"),
+    ],
+)
+def test_a_mistyped_flag_gets_the_closest_flag_and_the_command_usage(
+    argv: list[str], hint: str
+) -> None:
+    r = _run(argv, {})
+    assert r.returncode == 2 and SECRET not in r.stderr, r.stderr
+    command = argv[0]
+    assert r.stderr.startswith(f"usage: vipgate {command} "), r.stderr
+    flag = argv[-2] if argv[-2].startswith("--") else argv[-1].split("=", 1)[0]
+    assert f"vipgate {command}: error: unrecognized arguments: {flag}" in r.stderr, r.stderr
+    assert f"{flag}: did you mean {hint}?" in r.stderr, r.stderr
+
+
+def test_no_suggestion_for_a_flag_like_none() -> None:
+    r = _run(["config", "--zzzzzz", SECRET], {})
+    assert r.returncode == 2 and "did you mean" not in r.stderr and SECRET not in r.stderr
+    assert "unrecognized arguments: --zzzzzz and 1 value(s) (not shown)" in r.stderr

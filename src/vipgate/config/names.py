@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from vipgate.config.table import NOT_IMPLEMENTED, SETTINGS
 
@@ -94,6 +94,17 @@ def name_warning(name: str) -> str | None:
         f"environment variable {name} is not a setting of vipgate or kube-vip; it is "
         f"ignored: {hint}"
     )
+
+
+def closest_flag(flag: str, known: Iterable[str]) -> str | None:
+    """The flag of ``known`` closest to the unknown ``flag`` (compared in lowercase, as
+    :func:`closest` compares environment names), or None. Only names are compared: a flag's
+    value may be a secret and is never passed here."""
+    lower: dict[str, str] = {}
+    for k in known:
+        lower.setdefault(k.lower(), k)
+    match = difflib.get_close_matches(flag.lower(), list(lower), n=1, cutoff=0.6)
+    return lower[match[0]] if match else None
 
 
 def name_warnings(env: Mapping[str, str]) -> list[str]:
