@@ -109,7 +109,7 @@ def test_vip_address_is_the_older_name_of_the_list() -> None:
     [
         (f"{V4},{V6}", "32,128", ("203.0.113.100/32", "2001:db8:100::100/128")),
         (f"{V4},{V6}", "", ("203.0.113.100/32", "2001:db8:100::100/128")),
-        (f"{V4},{V6}", "32", ("203.0.113.100/32", "2001:db8::/32")),  # the first for both
+        (V6, "64", ("2001:db8:100::/64",)),  # one value for an IPv6 VIP alone: 64-128
         (f"{V4},{V6}", "24, 64", ("203.0.113.0/24", "2001:db8:100::/64")),
         (V4, "32,128", ("203.0.113.100/32",)),
         (V6, "32,128", ("2001:db8:100::100/128",)),
@@ -133,6 +133,13 @@ def test_prefixes_follow_select_subnet(address: str, subnet: str, prefixes: tupl
         (f"{V4},{V6}", "32,", "value 2 ('') not a prefix length"),
         (f"{V4},{V6}", "/32,/128", "value 1 ('/32') not a prefix length"),
         (f"{V4},{V6}", "32,129", "value 2 ('129') out of range"),
+        # One value for both families: an IPv4 length would announce an IPv6 block
+        (f"{V4},{V6}", "32", f"IPv6 VIP {V6} would be announced as 2001:db8::/32"),
+        (f"{V4},{V6}", "24", "one value per address, the IPv4 length then the IPv6 one"),
+        (f"{V4},{V6}", " 32 ", "(e.g. vip_subnet=32,128)"),
+        (f"{V6},{V4}", "0", f"the IPv6 VIP {V6} would be announced as ::/0"),
+        (V6, "32", "64-128 for an IPv6 VIP alone (vip_subnet=128: a host route)"),
+        (V6, "63", "announced as 2001:db8:100::/63"),
     ],
 )
 def test_bad_vip_subnet_names_the_setting(address: str, subnet: str, says: str) -> None:
@@ -140,6 +147,13 @@ def test_bad_vip_subnet_names_the_setting(address: str, subnet: str, says: str) 
         load({"address": address, "vip_subnet": subnet})
     assert str(ei.value).startswith(f"vip_subnet={subnet!r}: ")
     assert says in str(ei.value)
+
+
+def test_two_values_are_taken_as_given() -> None:
+    # each family's length is explicit: no refusal, whatever the IPv6 one
+    c = load({"address": f"{V4},{V6}", "vip_subnet": "32,48"})
+    assert tuple(map(str, c.prefixes)) == ("203.0.113.100/32", "2001:db8:100::/48")
+    assert load({"address": V4, "vip_subnet": "24"}).prefixes[0].prefixlen == 24  # IPv4 alone
 
 
 def test_parse_subnet_without_a_vip_takes_up_to_128() -> None:

@@ -304,7 +304,8 @@ SETTINGS: tuple[Setting, ...] = (
         "--vipSubnet",
         "",
         "prefix length of the VIP (empty: 32 for IPv4, 128 for IPv6); dual stack: the IPv4 "
-        "and the IPv6 one comma-separated (32,128), or one for both",
+        "and the IPv6 one comma-separated (32,128); one value applies to every VIP (an IPv6 "
+        "VIP refuses one shorter than 64)",
         "list",
         parse=_vip_subnet,
     ),
