@@ -370,6 +370,31 @@ def test_speaker_session_on_the_routers_connection() -> None:
     run(main)
 
 
+def test_tcp_keepalive_on_the_routers_connection_until_established() -> None:
+    """src/vipgate/bgp/peer.py: the router's connection is probed (TCP keepalive) until the
+    session on it is Established, then no longer."""
+
+    async def main() -> None:
+        port = free_port()
+        sp = speaker_for(port, free_port())
+        await sp.start()
+        router = await FakeRouter.dial(port)
+        router.hold_keepalive = True
+        reading = asyncio.create_task(router.run())
+        p = sp.peers[0]
+        await until(lambda: p.state == "OpenConfirm")
+        assert p._p_sock is not None
+        assert p._p_sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert p._p_sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == PROBE_IDLE
+        router.send_keepalive()
+        await until(lambda: p.established)
+        assert p._p_sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+        await sp.close("test done", 1.0)
+        await asyncio.wait_for(reading, 2.0)
+
+    run(main)
+
+
 @pytest.mark.parametrize("open_first", [False, True])
 @pytest.mark.parametrize(("router_id", "kept"), [("192.0.2.2", "ours"), ("198.51.100.1", "theirs")])
 def test_speaker_both_sides_dialing_one_session(
