@@ -300,7 +300,7 @@ def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list
     asn_text = fields[0]
     if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
         shown = f" {asn_text!r}" if show_as else ""
-        spaced = f" ({_SPACED})" if show_as and any(c.isspace() for c in asn_text) else ""
+        spaced = f" (it holds a space: {_SPACED})" if any(c.isspace() for c in asn_text) else ""
         raise PeerError(
             f"the AS{shown} is not a number 1-4294967295{spaced}; accepted: {PEER_FORM}"
         )
