@@ -31,13 +31,15 @@ connection the peer's host has forgotten -- its reset lost while the link was do
 into the accept queue of a router stopped and restarted since -- would draw no reset and wait
 for the 4-minute OpenSent hold timer (RFC 4271 8.2.2, ``fsm.OPEN_SENT_HOLD``; BIRD's ``startup
 hold time`` and GoBGP's OpenSent hold time are 240 s too), the VIP unannounced to a router that
-only listens.  A probe draws that reset: the session is down (``TcpClosed``) and dialed again
-within ``PROBE_INTERVAL`` of the path being back.  A peer alive but slow to send its OPEN
-answers the probes from its kernel and keeps the connection; unanswered probes alone never end
-one before the OpenSent hold timer would (``PROBE_IDLE + PROBE_INTERVAL * PROBE_COUNT`` >
-``OPEN_SENT_HOLD``).  From OpenConfirm on our KEEPALIVEs draw such a reset themselves, so an
-Established session is exactly as without probes on the wire (FRR offers the same as ``bgp
-tcp-keepalive IDLE INTERVAL PROBES``, off by default).
+only listens.  A probe draws that reset within ``PROBE_INTERVAL`` of the path being back: the
+session is down (``TcpClosed``) and dialed again after the retry delay (fsm rule 9).  (While
+our OPEN is itself unacknowledged the kernel retransmits it instead of probing, and the
+retransmission draws the reset, at the retransmission timer's backoff.)  A peer alive but
+slow to send its OPEN answers the probes from its kernel and keeps the connection; unanswered
+probes alone never end one before the OpenSent hold timer would (``PROBE_IDLE +
+PROBE_INTERVAL * PROBE_COUNT`` > ``OPEN_SENT_HOLD``).  From OpenConfirm on our KEEPALIVEs
+draw such a reset themselves, so an Established session is exactly as without probes on the
+wire (FRR offers the same as ``bgp tcp-keepalive IDLE INTERVAL PROBES``, off by default).
 
 A session offers the peer address's own family, and both IPv4 and IPv6 unicast when it has
 MP-BGP settings (:attr:`PeerSettings.families`), as kube-vip with GoBGP does;
