@@ -39,6 +39,10 @@ run the invariant is checked at every sample, per node:
 Any violation, a ``Traceback`` in a vipgate log, or a vipgate exit that was not requested (or
 not 0) fails the run; the report shows the timeline around each violation. A SIGTERM is only
 sent once vipgate has its handler (``SigCgt``): before, the interpreter is still starting.
+At the end every fault is healed, each node's next hop must be back within 45 s, and the
+monitor goes on until *present* holds at every node by the bounds above (B_up + hold time
+after the last fault's end): every run checks *present*, even one whose faults left no moment
+for it before.
 
 Modes (each with the same faults and the invariant above, adapted):
 
@@ -191,6 +195,8 @@ class ChaosResult:
     checks_by_family: dict[str, int] = field(default_factory=dict)  # "4"/"6" -> checks
     sessions_established: int = 0  # vipgate's "Established" log lines (all its processes)
     sessions_via_listener: int = 0  # of those, on a connection the router opened to vipgate
+    healed_present: list[str] = field(default_factory=list)  # "node/IPv4" checked present at
+    # the end, after the healing (quiet_tail)
     violations: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # tracebacks, unexpected exits
     duration: float = 0.0
@@ -482,6 +488,7 @@ class Chaos:
                 _, _, kind, node = heapq.heappop(self.ends)
                 self.end_fault(kind, node)
             self.event("healed", "all")
+            healed = time.monotonic()
             try:
                 for fam in s.families:
                     hops = set(self.addr[fam].values())
@@ -489,7 +496,7 @@ class Chaos:
             except AssertionError as e:
                 # the text carries each node's log tail (its last 2000 characters, lab.cluster)
                 self.res.problems.append(f"not back whole after healing: {e}")
-            time.sleep(2 * s.sample + 0.5)
+            time.sleep(self.quiet_tail(healed))
         finally:
             self.stop_monitor.set()
             mon.join(5)
@@ -509,6 +516,17 @@ class Chaos:
         self.check(watches)
         return self.res
 
+    def quiet_tail(self, healed: float) -> float:
+        """How long the monitor goes on once all is healed and back: until every node's next
+        hop is checked *present* at the last samples, whatever the faults left just before
+        (the view's bounds after the last fault's end: B_up and the hold time after link
+        trouble, vipgate's start-up; its session up 1 s more than the daemon's share), so a
+        run that happened to leave no moment to check *present* in still checks it."""
+        s = self.s
+        start = START_UP if s.routing_table else 0.0
+        until = max(healed + s.b_up + s.hold + start, time.monotonic() + 1.0 + s.relay)
+        return max(2 * s.sample, until - time.monotonic()) + 0.5
+
     # ------------------------------------------------------------------ the invariant
     def check(self, watches: dict[int, RouteWatch]) -> None:
         """Each sample, each family's route: every node's next hop of that family against
@@ -517,6 +535,8 @@ class Chaos:
         hist = History(res.events, self.t0)
         sess_since: dict[str, tuple[str, float]] = {}
         keys = [f"{n}/{fam}" for fam in self.s.families for n in NODES]
+        healed = next((e.t for e in res.events if e.what == "healed"), None)
+        after_healing: set[str] = set()
         for t, states in self.session_samples:
             res.samples += 1
             for k in keys:
@@ -533,6 +553,9 @@ class Chaos:
                 for n in NODES:
                     present = self.addr[fam][n] in hops
                     self.check_node(n, fam, t, present, views, hist, sess[n])
+                    if healed is not None and t >= healed and views[n] == "preferred":
+                        after_healing.add(f"{n}/IPv{fam}")
+        res.healed_present = sorted(after_healing)
 
     def view(self, hist: History, n: str, t: float, sess: tuple[str, float]) -> str | None:
         """Node `n` at `t` as the router must see it, within the settings' bounds: "gone"
@@ -742,7 +765,8 @@ def describe(ch: Chaos) -> str:
         f"{res.checks_absent}, de-preferred fallback present {res.checks_fallback}; by "
         f"family {', '.join(f'IPv{k} {v}' for k, v in sorted(res.checks_by_family.items()))}); "
         f"{res.settings.mode}; sessions established {res.sessions_established} (through the "
-        f"listener {res.sessions_via_listener}); "
+        f"listener {res.sessions_via_listener}); checked present after the healing: "
+        f"{', '.join(res.healed_present) or 'none'}; "
         f"violations {len(res.violations)}; problems {len(res.problems)}"
     ]
     for v in res.violations[:10]:

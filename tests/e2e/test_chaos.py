@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from bench.bench_chaos import Settings, run
+from bench.bench_chaos import NODES, Settings, run
 
 pytestmark = pytest.mark.lab
 
@@ -24,6 +24,7 @@ def test_chaos_75s() -> None:
     assert sum(res.faults.values()) >= 20, report  # the faults did happen, several kinds
     assert len(res.faults) >= 5, report
     assert res.checks_present > 0 and res.checks_absent > 0, report
+    assert len(res.healed_present) == len(NODES), report  # back, checked present at the end
 
 
 def test_chaos_deprefer_75s() -> None:
@@ -36,3 +37,4 @@ def test_chaos_deprefer_75s() -> None:
     assert res.ok, report
     assert sum(res.faults.values()) >= 20 and len(res.faults) >= 5, report
     assert res.checks_present > 0 and res.checks_absent > 0, report
+    assert len(res.healed_present) == len(NODES), report  # back, checked present at the end

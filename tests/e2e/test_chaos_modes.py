@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from bench.bench_chaos import ChaosResult, Settings, run
+from bench.bench_chaos import NODES, ChaosResult, Settings, run
 
 pytestmark = pytest.mark.lab
 
@@ -35,6 +35,8 @@ def chaos(
     assert sum(res.faults.values()) >= 20, report  # the faults did happen, several kinds
     assert len(res.faults) >= 5, report
     assert res.checks_present > 0 and res.checks_absent > 0, report
+    # every node (each family) back and checked present once all was healed
+    assert len(res.healed_present) == len(NODES) * len(s.families), report
     return res, report
 
 
