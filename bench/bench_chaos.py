@@ -84,9 +84,8 @@ from typing import Any
 from lab.cluster import Cluster
 from lab.netns import Lab
 from lab.routemon import RouteWatch
-from lab.routers import BirdRouter, Neighbor, Router, make_router
+from lab.routers import BirdRouter, Router
 from lab.topology import (
-    NODE_AS,
     ROUTER_AS,
     ROUTER_IP4,
     ROUTER_IP6,
@@ -94,6 +93,7 @@ from lab.topology import (
     VIP4_ADDR,
     VIP6,
     VIP6_ADDR,
+    node_daemon,
 )
 
 NODES = ("node1", "node2")
@@ -305,27 +305,6 @@ class Chaos:
         heapq.heappush(self.ends, (time.monotonic() + delay, self.seq, kind, node))
 
     # ------------------------------------------------------------------ faults
-    def node_daemon(self, name: str) -> Router:
-        """Routing-table mode: the node's BIRD, learning kernel table 198 (where vipgate writes
-        the VIP's route) and exporting it to the router (docs/routers.md, "Node daemon")."""
-        node = self.c.topo.node(name)
-        r = make_router(
-            "bird",
-            self.lab,
-            node.ns,
-            asn=NODE_AS,
-            router_id=node.ip4,
-            neighbors=[
-                Neighbor(ROUTER_IP4, ROUTER_AS, hold_time=self.s.hold, keepalive=self.s.keepalive)
-            ],
-            name=f"bird-{name}",
-            kernel_export=False,
-            learn_table=TABLE,
-            graceful_shutdown=False,
-        )
-        r.start()
-        return r
-
     def session_names(self) -> dict[str, str]:
         """BIRD's protocol names (peer1, peer2, ... in neighbor order) -> "node/family"."""
         by_addr = {a: f"{n}/{fam}" for fam, m in self.addr.items() for n, a in m.items()}
@@ -459,8 +438,11 @@ class Chaos:
     def run(self) -> ChaosResult:
         s = self.s
         for n in NODES:
-            if s.routing_table:
-                self.daemons[n] = self.node_daemon(n)
+            if s.routing_table:  # the node's BIRD: kernel table 198 -> the router
+                topo = self.c.topo
+                self.daemons[n] = node_daemon(
+                    topo, topo.node(n), "bird", TABLE, hold_time=s.hold, keepalive=s.keepalive
+                )
             self.c.start(n)
         for fam in s.families:
             self.c.wait_nexthops(set(self.addr[fam].values()), timeout=30, prefix=VIPS[fam])

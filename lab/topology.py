@@ -374,10 +374,12 @@ def node_daemon(
     ipv6: bool = False,
     name: str | None = None,
     start: bool = True,
+    **neighbor_kwargs: Any,
 ) -> Router:
     """The node's own BGP daemon beside vipgate in routing-table mode (docs/routers.md, "Node
     daemon"): it peers with the router from the node's address and exports the routes vipgate
-    writes into kernel table `table`.
+    writes into kernel table `table`. `neighbor_kwargs` go to each :class:`Neighbor` (its
+    timers: hold_time, keepalive).
 
     BIRD 2 learns the table (IPv4 and IPv6) and exports through the metric filter; with
     ipv6=True it also peers with the router's IPv6 address (multihop, so BIRD sends the global
@@ -385,14 +387,14 @@ def node_daemon(
     redistributes the VIP's connected route beside it.
     """
     if kind == "bird":
-        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS)]
+        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS, **neighbor_kwargs)]
         if ipv6:
-            neighbors.append(Neighbor(ROUTER_IP6, ROUTER_AS, multihop=2))
+            neighbors.append(Neighbor(ROUTER_IP6, ROUTER_AS, **{"multihop": 2, **neighbor_kwargs}))
         kw: dict[str, Any] = {"kernel_export": False, "learn_table": table}
     elif kind == "frr":
         if ipv6:
             raise ValueError("FRR 8.4 cannot import an IPv6 kernel table")
-        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS, families=(4,))]
+        neighbors = [Neighbor(ROUTER_IP4, ROUTER_AS, **{"families": (4,), **neighbor_kwargs})]
         kw = {"import_table": table, "export_connected": (VIP4,)}
     else:
         raise ValueError(f"node daemon {kind!r}: bird or frr")
