@@ -24,8 +24,11 @@ file descriptors (``/proc/PID/fd``), read before the scrape; the memory probe in
 objects the cyclic garbage collector has freed); then from its metrics the asyncio tasks alive
 in the event loop (``vipgate_asyncio_tasks``, counted at scrape time), the checks by outcome,
 the readiness reads, the BGP session (``vipgate_bgp_session_established``) and, from BIRD, the
-session state. Every ``--trim-every`` seconds, at a moment of its own between two samples, RSS
-just before and just after ``malloc_trim(0)`` (what the allocator holds free).
+session state. Every ``--trim-every`` seconds of the second half, at a moment of its own
+between two samples, RSS just before and just after ``malloc_trim(0)`` (what the allocator
+holds free); none before the second half's first sample, since the pages a trim gives back
+are faulted in again over the following minutes and a baseline taken after a trim would count
+that as growth.
 
 Verdicts (after the warm-up, ``--warmup`` s; 5 min for the hour, 30 s for CI):
 
@@ -237,9 +240,13 @@ def schedule(s: Settings, duration: float) -> list[tuple[float, int, str]]:
     while k * s.sample <= duration:
         events.append((k * s.sample - s.sample * 0.5, 2, "sample"))
         k += 1
-    k = 1
-    while s.trim_every > 0 and k * s.trim_every <= duration:
-        events.append((k * s.trim_every - s.sample * 0.25, 3, "trim"))  # between two samples
+    # malloc_trim(0) readings only in the second half, after both baselines of the growth
+    # verdicts: pages a trim gives back are faulted in again over the next minutes, so a trim
+    # before a baseline sample lowers the baseline and reads that regrowth as growth; after
+    # it, a trim can only lower the samples that follow (between two samples).
+    k, half = 1, (s.warmup + duration) / 2
+    while s.trim_every > 0 and half + k * s.trim_every <= duration:
+        events.append((half + k * s.trim_every - s.sample * 0.25, 3, "trim"))
         k += 1
     events.sort()
     return events
