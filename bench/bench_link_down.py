@@ -44,12 +44,14 @@ class Trial:
 
 
 def wait_hops(router: Router, hops: set[str], timeout: float) -> float:
+    """When the router's next hops for VIP4 are exactly `hops` (time.monotonic()); a query
+    that fails meanwhile (the router starting, the link flapping) is asked again."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if router.multipath_next_hops(VIP4) == hops:
                 return time.monotonic()
-        except Exception:  # a query failing while the link flaps: ask again
+        except Exception:
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"next hops not {hops}: {router.describe()}")

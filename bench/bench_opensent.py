@@ -30,10 +30,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from bench.bench_link_down import wait_hops
 from bench.bench_router_restart import mmm
 from bench.report import write_json
 from lab.netns import Lab
-from lab.routers import Router
 from lab.speaker import SpeakerProc
 from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, Node, build_topology
 from vipgate.bgp.peer import PROBE_INTERVAL
@@ -68,19 +68,6 @@ def unanswered_probes(lab: Lab, node: Node) -> int:
     out = lab.run(node.ns, ["ss", "-tnoH", "state", "established", "( dport = :179 )"]).stdout
     m = re.search(r"timer:\(keepalive,[^,]+,(\d+)\)", out)
     return int(m.group(1)) if m else -1
-
-
-def wait_hops(router: Router, hops: set[str], timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if router.multipath_next_hops(VIP4) == hops:
-                return time.monotonic()
-        except Exception:  # a query failing while the router starts: ask again
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"next hops not {hops}: {router.describe()}")
-        time.sleep(0.02)
 
 
 def wait_opensent(sp: SpeakerProc, timeout: float) -> float:
