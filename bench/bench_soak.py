@@ -155,6 +155,10 @@ class Sample:
     threads: int = -1  # OS threads of the process
     readiness: float = float("nan")  # readiness reads, cumulative
     gc_collected: int = -1  # objects the cyclic GC freed so far (garbage in reference cycles)
+    rss_anon: int = -1  # RSS's anonymous part (heap, arenas, mapped blocks, stacks), bytes
+    rss_file: int = -1  # its file-backed part (the interpreter's and libraries' pages)
+    mmapped_bytes: int = -1  # malloc's blocks over the mmap threshold, mapped one by one
+    pymalloc_arenas: int = -1  # Python's small-object arenas (1 MiB each, mapped one by one)
 
 
 @dataclass
@@ -329,6 +333,10 @@ class Sampler:
             arena_bytes=sum(mem.get("arena_bytes", [])) if mem else -1,
             threads=int(mem.get("os_threads", -1)),
             gc_collected=int(mem.get("gc_collected", -1)),
+            rss_anon=int(mem.get("rss_anon", -1)),
+            rss_file=int(mem.get("rss_file", -1)),
+            mmapped_bytes=int(mem.get("mmapped", (-1, -1))[1]),
+            pymalloc_arenas=int(mem.get("pymalloc_arenas", -1)),
             readiness=_sum(m, "vipgate_readiness_reads_total") if m else nan,
         )
         self.res.samples.append(x)

@@ -6,6 +6,7 @@ one reading and gets one JSON line back::
 
     sample  -> {"rss": bytes, "rss_anon" / "rss_file": its anonymous and file-backed parts,
                 "mmapped": [count, bytes] of malloc's separately mapped blocks,
+                "pymalloc_arenas": Python's 1 MiB small-object arenas allocated,
                 "blocks": sys.getallocatedblocks(), "arenas": malloc arenas,
                 "arena_bytes": [system bytes per arena], "threads": n}
     trim    -> the same, then malloc_trim(0), then {"rss_trimmed": bytes, ...}
@@ -88,6 +89,23 @@ def arenas() -> list[int]:
     return out
 
 
+def pymalloc_arenas() -> int:
+    """Python's small-object arenas now allocated (``sys._debugmallocstats``, which writes to
+    the C stderr: caught there for the call; the loop's thread is the only one writing)."""
+    with tempfile.TemporaryFile("w+b") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        m = re.search(rb"# arenas allocated current\s*=\s*(\d+)", tmp.read())
+    return int(m.group(1)) if m else -1
+
+
 def reading(trim: bool) -> dict[str, Any]:
     a = arenas()
     r: dict[str, Any] = {
@@ -95,6 +113,7 @@ def reading(trim: bool) -> dict[str, Any]:
         "rss_anon": status("RssAnon"),  # the heap, arenas, mapped blocks, stacks
         "rss_file": status("RssFile"),  # the interpreter and libraries' pages
         "mmapped": mmapped(),  # malloc's blocks over the mmap threshold: (count, bytes)
+        "pymalloc_arenas": pymalloc_arenas(),  # Python's 1 MiB small-object arenas
         "blocks": sys.getallocatedblocks(),
         "arenas": len(a),
         "arena_bytes": a,
