@@ -347,13 +347,17 @@ class Peer:
         if changes:
             self._outbound(outbound.RoutesChanged(changes))
 
+    def _session_link(self) -> tuple[asyncio.Transport | None, socket.socket | None]:
+        """The transport and socket of the connection the session runs on (ours or the peer's)."""
+        if self.session.conn is fsm.Conn.PASSIVE:
+            return self._p_transport, self._p_sock
+        return self._transport, self._sock
+
     async def drain(self, timeout: float) -> bool:
         """Wait until everything written has been acknowledged by the peer (or timeout)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            t, s = self._transport, self._sock
-            if self.session.conn is fsm.Conn.PASSIVE:
-                t, s = self._p_transport, self._p_sock
+            t, s = self._session_link()
             if t is None or s is None or s.fileno() < 0:
                 return True
             try:
@@ -539,7 +543,7 @@ class Peer:
 
     def _session_up(self, info: fsm.SessionInfo) -> None:
         self._md5_hint_logged = False
-        sock = self._sock if self.session.conn is fsm.Conn.ACTIVE else self._p_sock
+        _, sock = self._session_link()
         if sock is not None:
             with contextlib.suppress(OSError):
                 set_probes(sock, False)  # Established: no probes (module docstring)
