@@ -326,16 +326,17 @@ def test_wrong_ca_names_the_ca_path(pki: ApiserverPki) -> None:
     run(main)
 
 
+def _client_tls_protocols() -> int:
+    return sum(
+        1
+        for o in gc.get_objects()
+        if isinstance(o, asyncio.sslproto.SSLProtocol) and not o._server_side
+    )
+
+
 def test_failed_handshakes_leave_no_tls_state_to_the_garbage_collector(pki: ApiserverPki) -> None:
     """A failed handshake's SSL protocol (a 256 kB buffer and the OpenSSL state) is freed when
     the check ends, not by a later garbage collection (bench/README.md, soak findings)."""
-
-    def client_protocols() -> int:
-        return sum(
-            1
-            for o in gc.get_objects()
-            if isinstance(o, asyncio.sslproto.SSLProtocol) and not o._server_side
-        )
 
     async def main() -> None:
         async with FakeApiserver(pki.server_context()) as srv:
@@ -346,20 +347,12 @@ def test_failed_handshakes_leave_no_tls_state_to_the_garbage_collector(pki: Apis
                 for _ in range(10):
                     assert (await probe.check()).error is ErrorKind.TLS_VERIFY
                 await asyncio.sleep(0.05)  # the transports' close callbacks
-                assert client_protocols() == 0
+                assert _client_tls_protocols() == 0
             finally:
                 gc.enable()
                 await probe.close()
 
     run(main)
-
-
-def _client_tls_protocols() -> int:
-    return sum(
-        1
-        for o in gc.get_objects()
-        if isinstance(o, asyncio.sslproto.SSLProtocol) and not o._server_side
-    )
 
 
 def test_a_handshake_failure_racing_the_deadline_leaves_no_tls_state(
