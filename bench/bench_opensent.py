@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,8 +33,9 @@ from bench.bench_link_down import wait_hops
 from bench.bench_router_restart import mmm
 from bench.report import write_json
 from lab.netns import Lab
-from lab.speaker import SpeakerProc
-from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, Node, build_topology
+from lab.silence import silence, unsilence
+from lab.speaker import SpeakerProc, unanswered_probes
+from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, build_topology
 from vipgate.bgp.peer import PROBE_INTERVAL
 
 
@@ -45,29 +45,6 @@ class Trial:
     down: float  # seconds from vipgate in OpenSent to the path back
     probes: int  # keepalive probes unanswered when the path came back
     back: float  # seconds from the path back to the VIP back
-
-
-CUT = "vipgate_bench_opensent"
-
-
-def cut(lab: Lab, ns: str, ifname: str) -> None:
-    """Drop every packet the namespace receives or sends on `ifname` (its loopback, where the
-    routers' query sockets are, stays up)."""
-    lab.run(ns, ["nft", "add", "table", "inet", CUT])
-    for hook, match in (("input", "iifname"), ("output", "oifname")):
-        chain = f"{{ type filter hook {hook} priority -400 ; policy accept ; }}"
-        lab.run(ns, ["nft", "add", "chain", "inet", CUT, hook, chain])
-        lab.run(ns, ["nft", "add", "rule", "inet", CUT, hook, match, ifname, "drop"])
-
-
-def restore(lab: Lab, ns: str) -> None:
-    lab.run(ns, ["nft", "delete", "table", "inet", CUT], check=False)
-
-
-def unanswered_probes(lab: Lab, node: Node) -> int:
-    out = lab.run(node.ns, ["ss", "-tnoH", "state", "established", "( dport = :179 )"]).stdout
-    m = re.search(r"timer:\(keepalive,[^,]+,(\d+)\)", out)
-    return int(m.group(1)) if m else -1
 
 
 def wait_opensent(sp: SpeakerProc, timeout: float) -> float:
@@ -88,7 +65,7 @@ def trial(kind: str, down: float, timeout: float) -> Trial:
         sp = SpeakerProc(lab, n1, [f"{ROUTER_IP4}:{ROUTER_AS}::false"], announce=[VIP4])
         try:
             t_open = wait_opensent(sp, 10.0)
-            cut(lab, router.ns, "br0")
+            silence(lab, router.ns, "br0")  # its loopback (query sockets) stays up
             try:
                 router.kill()
                 router.start()
@@ -96,10 +73,10 @@ def trial(kind: str, down: float, timeout: float) -> Trial:
                 time.sleep(max(0.0, wait - (time.monotonic() - t_open)))
                 probes = unanswered_probes(lab, n1)
             finally:
-                restore(lab, router.ns)
+                unsilence(lab, router.ns)
             t_back = time.monotonic()
             back = wait_hops(router, {n1.ip4}, timeout) - t_back
-            return Trial(kind, t_back - t_open, probes, back)
+            return Trial(kind, t_back - t_open, -1 if probes is None else probes, back)
         finally:
             sp.close()
 

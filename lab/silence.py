@@ -12,12 +12,17 @@ from lab.netns import Lab
 TABLE = "vipgate_lab_silent"
 
 
-def silence(lab: Lab, ns: str) -> None:
-    """Drop every IPv4/IPv6 packet entering or leaving `ns` (input and output hooks)."""
+def silence(lab: Lab, ns: str, ifname: str | None = None) -> None:
+    """Drop every IPv4/IPv6 packet entering or leaving `ns` (input and output hooks); with
+    `ifname`, only those on that interface (the rest, e.g. the loopback where the routers'
+    query sockets are, untouched)."""
     lab.run(ns, ["nft", "add", "table", "inet", TABLE])
-    for hook in ("input", "output"):
-        rule = f"{{ type filter hook {hook} priority -400 ; policy drop ; }}"
+    policy = "drop" if ifname is None else "accept"
+    for hook, match in (("input", "iifname"), ("output", "oifname")):
+        rule = f"{{ type filter hook {hook} priority -400 ; policy {policy} ; }}"
         lab.run(ns, ["nft", "add", "chain", "inet", TABLE, hook, rule])
+        if ifname is not None:
+            lab.run(ns, ["nft", "add", "rule", "inet", TABLE, hook, match, ifname, "drop"])
 
 
 def unsilence(lab: Lab, ns: str) -> None:

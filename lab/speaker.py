@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -19,6 +20,14 @@ from typing import Any
 
 from lab.netns import Lab, python_cmd
 from lab.topology import NODE_AS, Node
+
+
+def unanswered_probes(lab: Lab, node: Node) -> int | None:
+    """TCP keepalive probes of the node's BGP connection left unanswered (`ss`), None
+    without such a connection or timer."""
+    out = lab.run(node.ns, ["ss", "-tnoH", "state", "established", "( dport = :179 )"]).stdout
+    m = re.search(r"timer:\(keepalive,[^,]+,(\d+)\)", out)
+    return int(m.group(1)) if m else None
 
 
 class SpeakerProc:

@@ -31,7 +31,7 @@ import pytest
 from lab.netns import Lab
 from lab.routers import Router
 from lab.silence import silence, unsilence
-from lab.speaker import SpeakerProc
+from lab.speaker import SpeakerProc, unanswered_probes
 from lab.topology import ROUTER_AS, ROUTER_IP4, VIP4, Node, build_topology
 from lab.wait import wait_for
 from vipgate.bgp import fsm, wire
@@ -503,14 +503,6 @@ def test_passive_router_established_within_a_second(kind: str) -> None:
             (up,) = log_times(sp, r"-> Established")
             assert up - start <= 1.0, up - start
             sp.close()
-
-
-def unanswered_probes(lab: Lab, node: Node) -> int | None:
-    """TCP keepalive probes of the node's BGP connection left unanswered (`ss`), None
-    without such a connection or timer."""
-    out = lab.run(node.ns, ["ss", "-tnoH", "state", "established", "( dport = :179 )"]).stdout
-    m = re.search(r"timer:\(keepalive,[^,]+,(\d+)\)", out)
-    return int(m.group(1)) if m else None
 
 
 @pytest.mark.parametrize("kind", ["bird", "frr"])
