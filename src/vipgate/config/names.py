@@ -63,9 +63,13 @@ def closest(name: str) -> str | None:
     only then, or when it is a known name in other case)."""
     low = name.lower()
     prefix = next((p for p in PREFIXES if low.startswith(p)), "")
-    candidates = [k for k in _LOWER if k.startswith(prefix)]
-    match = difflib.get_close_matches(low, candidates, n=1, cutoff=0.6)
-    return _LOWER[match[0]] if match else None
+    return _nearest(low, {k: v for k, v in _LOWER.items() if k.startswith(prefix)})
+
+
+def _nearest(name: str, by_lower: Mapping[str, str]) -> str | None:
+    """The value of ``by_lower`` whose lowercase key is closest to ``name`` (difflib), or None."""
+    match = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None
 
 
 def looks_like_a_setting(name: str) -> bool:
@@ -103,8 +107,7 @@ def closest_flag(flag: str, known: Iterable[str]) -> str | None:
     lower: dict[str, str] = {}
     for k in known:
         lower.setdefault(k.lower(), k)
-    match = difflib.get_close_matches(flag.lower(), list(lower), n=1, cutoff=0.6)
-    return lower[match[0]] if match else None
+    return _nearest(flag, lower)
 
 
 def name_warnings(env: Mapping[str, str]) -> list[str]:
