@@ -152,23 +152,22 @@ def parse_subnet(raw: Raw, addresses: tuple[IPAddress, ...]) -> tuple[int, ...]:
 def _shared_value_fits_ipv6(raw: Raw, addresses: tuple[IPAddress, ...], lengths: list[int]) -> None:
     """A single value that gives an IPv6 VIP a prefix shorter than :data:`SHARED_IPV6_MIN` is
     refused (see the module's rules)."""
-    if len(lengths) != 1 or lengths[0] >= SHARED_IPV6_MIN:
+    v6 = next((a for a in addresses if a.version == 6), None)
+    if len(lengths) != 1 or lengths[0] >= SHARED_IPV6_MIN or v6 is None:
         return
-    for a in addresses:
-        if a.version == 6:
-            if any(other.version == 4 for other in addresses):
-                fix = (
-                    "one value per address, the IPv4 length then the IPv6 one "
-                    f"(e.g. vip_subnet={lengths[0]},128)"
-                )
-            else:
-                fix = (
-                    f"{SHARED_IPV6_MIN}-128 for an IPv6 VIP alone (vip_subnet=128: a host "
-                    "route), or one value per address, the IPv4 length then the IPv6 one "
-                    "(vip_subnet=32,128)"
-                )
-            raise ConfigError(
-                f"{show(raw)}: this one value applies to every VIP, so the IPv6 VIP {a} would "
-                f"be announced as {prefix_of(a, (lengths[0],))}, a block of IPv6 networks "
-                f"(an IPv4 length such as 32 is a /32 in IPv6); accepted: {fix}"
-            )
+    if any(a.version == 4 for a in addresses):
+        fix = (
+            "one value per address, the IPv4 length then the IPv6 one "
+            f"(e.g. vip_subnet={lengths[0]},128)"
+        )
+    else:
+        fix = (
+            f"{SHARED_IPV6_MIN}-128 for an IPv6 VIP alone (vip_subnet=128: a host "
+            "route), or one value per address, the IPv4 length then the IPv6 one "
+            "(vip_subnet=32,128)"
+        )
+    raise ConfigError(
+        f"{show(raw)}: this one value applies to every VIP, so the IPv6 VIP {v6} would "
+        f"be announced as {prefix_of(v6, (lengths[0],))}, a block of IPv6 networks "
+        f"(an IPv4 length such as 32 is a /32 in IPv6); accepted: {fix}"
+    )
