@@ -161,8 +161,12 @@ def load_or_exit(env: Mapping[str, str], flags: Mapping[str, str | None]) -> Con
     try:
         return load(env, flags)
     except ConfigError as e:
-        print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+        raise SystemExit(_refused(e)) from None
+
+
+def _refused(e: ConfigError) -> int:
+    print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _warn(warnings: Sequence[str]) -> None:
@@ -176,8 +180,7 @@ def _cmd_config(env: Mapping[str, str], flags: Mapping[str, str | None]) -> int:
         config = load(env, flags)
     except ConfigError as e:
         _warn(named)  # before the refusal: a mistyped name is often why a value is refused
-        print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _refused(e)
     # The configuration's warnings (the health gate's first) before the names it ignores: a
     # kube-vip manifest brings a dozen of those, which would bury them.
     _warn(config.warnings)
@@ -225,10 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = manifest.load_config(flags)
             text = manifest.render(args.kind, config, flags, image=args.image, taint=args.taint)
         except ConfigError as e:
-            print(f"vipgate: invalid configuration: {e}", file=sys.stderr)
-            return EXIT_CONFIG
-        for w in manifest.warnings(args.kind, config, flags, args.taint):
-            print(f"warning: {w}", file=sys.stderr)
+            return _refused(e)
+        _warn(manifest.warnings(args.kind, config, flags, args.taint))
         print(text, end="")
         return 0
     config = load_or_exit(env, flags)
