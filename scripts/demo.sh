@@ -4,7 +4,8 @@
 # openssl, the runtime and matplotlib), then brings up a lab of
 # network namespaces -- 3 nodes running `vipgate manager`, a BIRD router with ECMP, a client --
 # and narrates five phases: all healthy, node1's apiserver killed, restarted, node2's vipgate
-# stopped with SIGTERM, every node's /livez answering 401 (the VIP stays announced de-preferred). Ends with a summary table and out/demo-timeline.png; removes the lab on
+# stopped with SIGTERM, every node's /livez answering 401 (the VIP stays announced
+# de-preferred). Ends with a summary table and out/demo-timeline.png; removes the lab on
 # success, failure and Ctrl-C.
 #
 #   ./scripts/demo.sh            # about a minute of scenario
