@@ -198,6 +198,12 @@ def test_an_as_that_does_not_parse_is_shown_while_no_password_came_before() -> N
         msg = _error(value)
         assert msg.startswith("bgp_peers entry 2 (192.0.2.2): the AS is not a number"), msg
         assert MARK[:2] not in msg and MARK[2:] not in msg, msg
+    # A password written in the AS's place (the AS forgotten, or the fields swapped) is not
+    # shown: only an AS that looks like a number gone wrong is.
+    for value in (f"192.0.2.1:{MARK}", f"192.0.2.1:{MARK}:65001", f"192.0.2.1:{MARK} x"):
+        msg = _error(value)
+        assert msg.startswith("bgp_peers entry 1 (192.0.2.1): the AS is not a number"), msg
+        assert MARK not in msg, msg
     msg = _error("192.0.2.1:65001::false,192.0.2.2:65002 192.0.2.3:65003")
     assert "entry 2 (192.0.2.2): the AS is not a number" in msg, msg  # not shown, but:
     assert "(it holds a space: peers are separated by ',', not by spaces)" in msg, msg

@@ -11,7 +11,9 @@ keeps:
   (a password that begins with ':' fills the multihop field), or hold ',' and start a new entry.
   The one field shown as written is an AS that does not parse, and only while no earlier entry
   reaches a password field (:func:`_may_hold_a_password_piece`): before that, nothing in the
-  value can be a password.
+  value can be a password but one written in the AS's place (``address:password``, the AS
+  forgotten or the fields swapped), so the AS is shown only when it looks like a number gone
+  wrong (:func:`_as_may_be_shown`: digits, but for at most two other characters).
 * A ':' in a password shifts it into the later fields (kube-vip splits the entry at every ':'
   and cannot carry one); peers separated by spaces instead of ',' run into the next entry's
   fields. The errors of those fields say so: the field count against the format's seven, and
@@ -299,7 +301,7 @@ def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list
         raise PeerError(f"missing AS number; accepted: {PEER_FORM}")
     asn_text = fields[0]
     if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
-        shown = f" {asn_text!r}" if show_as else ""
+        shown = f" {asn_text!r}" if show_as and _as_may_be_shown(asn_text) else ""
         spaced = f" (it holds a space: {_SPACED})" if any(c.isspace() for c in asn_text) else ""
         raise PeerError(
             f"the AS{shown} is not a number 1-4294967295{spaced}; accepted: {PEER_FORM}"
@@ -315,6 +317,14 @@ def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list
             f"without brackets; or two peers run together ({_SPACED}); accepted: {PEER_FORM}"
         )
     return asn, fields[1:] + [""] * (6 - len(fields))
+
+
+def _as_may_be_shown(text: str) -> bool:
+    """An AS that does not parse looks like a number gone wrong -- a digit, and besides digits
+    (and the spaces and dots of peers run together) at most two characters: a typo, an ``AS``
+    prefix -- rather than a password written in the AS's place."""
+    other = sum(not (c.isdigit() or c.isspace() or c == ".") for c in text)
+    return any(c.isdigit() for c in text) and other <= 2
 
 
 def _field_error(what: str, value: str, accepted: str) -> PeerError:
