@@ -49,22 +49,25 @@ _libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _libc.malloc_trim.argtypes = [ctypes.c_size_t]
 
 
-def status(field: str = "VmRSS") -> int:
-    """A size from /proc/self/status in bytes (VmRSS, RssAnon, RssFile); -1 if absent."""
+def status(*fields: str) -> dict[str, int]:
+    """Sizes from one read of /proc/self/status in bytes (VmRSS, RssAnon, RssFile); -1 for a
+    field that is absent."""
+    out = dict.fromkeys(fields, -1)
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return -1
+            name, _, value = line.partition(":")
+            if name in out:
+                out[name] = int(value.split()[0]) * 1024
+    return out
 
 
 def rss() -> int:
-    return status("VmRSS")
+    return status("VmRSS")["VmRSS"]
 
 
-def mmapped() -> tuple[int, int]:
-    """malloc's separately mapped blocks (count, bytes): those over the mmap threshold."""
-    xml = _malloc_info()
+def mmapped(xml: str) -> tuple[int, int]:
+    """malloc's separately mapped blocks (count, bytes): those over the mmap threshold, from
+    :func:`_malloc_info`'s text."""
     m = re.search(r'<total type="mmap" count="(\d+)" size="(\d+)"/>', xml)
     return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
 
@@ -79,9 +82,8 @@ def _malloc_info() -> str:
         return tmp.read().decode(errors="replace")
 
 
-def arenas() -> list[int]:
+def arenas(xml: str) -> list[int]:
     """System bytes of each malloc arena (glibc's malloc_info: one <heap> per arena)."""
-    xml = _malloc_info()
     out: list[int] = []
     for heap in re.findall(r'<heap nr="\d+">(.*?)</heap>', xml, re.S):
         m = re.search(r'<system type="current" size="(\d+)"/>', heap)
@@ -107,12 +109,14 @@ def pymalloc_arenas() -> int:
 
 
 def reading(trim: bool) -> dict[str, Any]:
-    a = arenas()
+    xml = _malloc_info()  # once per reading: it writes the allocator's state to a file
+    a = arenas(xml)
+    mem = status("VmRSS", "RssAnon", "RssFile")
     r: dict[str, Any] = {
-        "rss": rss(),
-        "rss_anon": status("RssAnon"),  # the heap, arenas, mapped blocks, stacks
-        "rss_file": status("RssFile"),  # the interpreter and libraries' pages
-        "mmapped": mmapped(),  # malloc's blocks over the mmap threshold: (count, bytes)
+        "rss": mem["VmRSS"],
+        "rss_anon": mem["RssAnon"],  # the heap, arenas, mapped blocks, stacks
+        "rss_file": mem["RssFile"],  # the interpreter and libraries' pages
+        "mmapped": mmapped(xml),  # malloc's blocks over the mmap threshold: (count, bytes)
         "pymalloc_arenas": pymalloc_arenas(),  # Python's 1 MiB small-object arenas
         "blocks": sys.getallocatedblocks(),
         "arenas": len(a),
