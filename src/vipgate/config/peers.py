@@ -8,12 +8,9 @@ keeps:
   6-7 split on ':' outside brackets, so the 6th can hold ``mpbgp_ipv6=[2001:db8::11]``.
 * An error names the entry by position (``bgp_peers entry 2``) and at most the address and AS
   that parsed, never the entry's text: a password may hold ':' and shift into any later field
-  (a password that begins with ':' fills the multihop field), or hold ',' and start a new entry.
-  The one field shown as written is an AS that does not parse, and only while no earlier entry
-  reaches a password field (:func:`_may_hold_a_password_piece`): before that, nothing in the
-  value can be a password but one written in the AS's place (``address:password``, the AS
-  forgotten or the fields swapped), so the AS is shown only when it looks like a number gone
-  wrong (:func:`_as_may_be_shown`: digits, but for at most two other characters).
+  (a password that begins with ':' fills the multihop field), hold ',' and start a new entry,
+  or be written in the AS's place (the AS forgotten, the fields swapped), so not even an AS
+  that does not parse is shown; what a space or a ':' in it would mean is said instead.
 * A ':' in a password shifts it into the later fields (kube-vip splits the entry at every ':'
   and cannot carry one); peers separated by spaces instead of ',' run into the next entry's
   fields. The errors of those fields say so: the field count against the format's seven, and
@@ -287,13 +284,12 @@ _SHIFTED = (
 _SPACED = "peers are separated by ',', not by spaces"
 
 
-def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list[str]]:
+def _entry_fields(rest: str, where: list[str]) -> tuple[int, list[str]]:
     """The AS and fields 3-7 (password, multihop, port, mpbgp, bfd; empty when absent).
 
     Fields 2-5 split on ':' as kube-vip does (the password is anything without ':' or ',');
     fields 6-7 split on ':' outside brackets, so field 6 can hold mpbgp_ipv6=[2001:db8::11]
-    (kube-vip cannot take an IPv6 address there at all). ``show_as``: an AS that does not
-    parse may be shown as written (no password can be in it).
+    (kube-vip cannot take an IPv6 address there at all).
     """
     head = rest.split(":", 4) if rest else []
     fields = head[:4] + (_split_outside_brackets(head[4]) if len(head) == 5 else [])
@@ -301,11 +297,8 @@ def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list
         raise PeerError(f"missing AS number; accepted: {PEER_FORM}")
     asn_text = fields[0]
     if not (asn_text.isascii() and asn_text.isdigit()) or not 1 <= int(asn_text) <= 4294967295:
-        shown = f" {asn_text!r}" if show_as and _as_may_be_shown(asn_text) else ""
         spaced = f" (it holds a space: {_SPACED})" if any(c.isspace() for c in asn_text) else ""
-        raise PeerError(
-            f"the AS{shown} is not a number 1-4294967295{spaced}; accepted: {PEER_FORM}"
-        )
+        raise PeerError(f"the AS is not a number 1-4294967295{spaced}; accepted: {PEER_FORM}")
     asn = int(asn_text)
     if asn == AS_TRANS:
         raise PeerError(f"the AS is {AS_TRANS_WHY}; accepted: {PEER_FORM}")
@@ -319,14 +312,6 @@ def _entry_fields(rest: str, where: list[str], show_as: bool) -> tuple[int, list
     return asn, fields[1:] + [""] * (6 - len(fields))
 
 
-def _as_may_be_shown(text: str) -> bool:
-    """An AS that does not parse looks like a number gone wrong -- a digit, and besides digits
-    (and the spaces and dots of peers run together) at most two characters: a typo, an ``AS``
-    prefix -- rather than a password written in the AS's place."""
-    other = sum(not (c.isdigit() or c.isspace() or c == ".") for c in text)
-    return any(c.isdigit() for c in text) and other <= 2
-
-
 def _field_error(what: str, value: str, accepted: str) -> PeerError:
     """A later field that does not parse: never shown (it may be a piece of the password), but
     what a space in it, or a ':' in the password, would mean."""
@@ -337,16 +322,15 @@ def _field_error(what: str, value: str, accepted: str) -> PeerError:
     )
 
 
-def _parse_entry(entry: str, where: list[str], show_as: bool = False) -> Peer:
+def _parse_entry(entry: str, where: list[str]) -> Peer:
     """One bgp_peers entry. ``where`` gets the parsed address and AS as they become known.
 
-    Nothing of the entry's text is ever put into an error but an AS that does not parse, when
-    ``show_as`` (no earlier entry reaches a password field): only values that parsed, and only
+    Nothing of the entry's text is ever put into an error: only values that parsed, and only
     those before the password (the address, the AS). A password may hold ':' and shift into
     any later field, and a malformed entry has no reliable field boundaries at all.
     """
     addr, rest = _entry_address(entry, where)
-    asn, (password, mh_text, port_text, mpbgp_text, bfd_text) = _entry_fields(rest, where, show_as)
+    asn, (password, mh_text, port_text, mpbgp_text, bfd_text) = _entry_fields(rest, where)
     multihop = False
     if mh_text != "":
         mh = parse_bool(mh_text)
@@ -386,13 +370,12 @@ def parse_peers(raw: Raw) -> tuple[Peer, ...]:
 def parse_peers_numbered(raw: Raw) -> list[tuple[int, Peer]]:
     """The peers of ``bgp_peers`` with their 1-based position among the comma-separated entries."""
     peers: list[tuple[int, Peer]] = []
-    show_as = True
     for n, entry in enumerate(raw.value.split(","), start=1):
         if entry.strip() == "":
             continue
         where: list[str] = []
         try:
-            peer = _parse_entry(entry, where, show_as)
+            peer = _parse_entry(entry, where)
             problem = password_problem(peer.password)
             if problem:
                 raise PeerError(f"{problem}; accepted: {PASSWORD_HELP}")
@@ -400,15 +383,7 @@ def parse_peers_numbered(raw: Raw) -> list[tuple[int, Peer]]:
             known = f" ({', '.join(where)})" if where else ""
             raise ConfigError(f"{raw.name} entry {n}{known}: {e}") from None
         peers.append((n, peer))
-        show_as = show_as and not _may_hold_a_password_piece(entry)
     return peers
-
-
-def _may_hold_a_password_piece(entry: str) -> bool:
-    """True when ``entry`` reaches its password field (address:AS:...): a password with ','
-    would put its rest into the next entries, their AS fields included."""
-    after = entry[entry.find("]") + 1 :] if entry.startswith("[") else entry
-    return after.count(":") >= 2
 
 
 def _split_outside_brackets(text: str) -> list[str]:
