@@ -230,8 +230,9 @@ async def _start_tls(
     iteration as the deadline's cancellation, the failure first, leaves its exception in the
     handshake's waiter, never raised anywhere, in a reference cycle with the frame that raised
     it (``_on_handshake_complete`` keeps it in a local; fixed upstream by CPython gh-109534,
-    not in Debian 12's 3.11.2). The cycle holds the SSL protocol -- a 256 kB read buffer and
-    the OpenSSL state -- until a full garbage collection, minutes later under a fast period.
+    not in the tests' 3.11.7 nor the image's Debian 3.11.2). The cycle holds the SSL protocol
+    -- a 256 kB read buffer and the OpenSSL state -- until a full garbage collection, minutes
+    later under a fast period.
     Shielded, the handshake always ends in its own task, whose outcome
     :func:`_untrace_outcome` releases.
     Its own timeout is what is left until the deadline (asyncio's default, 60 s, kept each
