@@ -3,8 +3,9 @@
 :class:`RouteWatch` is event driven: ``ip -o monitor route`` runs in the namespace, a reader
 thread stamps each line with ``time.monotonic()`` the moment it arrives, and a worker thread
 re-reads the route after each batch of relevant lines (and every `poll` seconds without one, as a
-fallback). Only what a read shows is recorded, as a :class:`RouteSample` per change, and a sample
-is never stamped before the kernel change:
+fallback). What a read shows, and for IPv4 each state a line states (so a state that lasted less
+than one read is kept), is recorded as a :class:`RouteSample` per change, and a sample is never
+stamped before the kernel change:
 
 * with the time the line arrived, when the line itself states exactly the next hops the read
   found (an IPv4 route arrives whole; the kernel sends the line after making the change) and no
@@ -166,7 +167,7 @@ class RouteWatch:
                 return self._probe_seen
 
             wait_for(probe, self.ready_timeout, 0.01, what=f"ip monitor ready in {self.ns}")
-            self._look(None)
+            self._look([])
         except BaseException:
             self.stop()
             raise
@@ -225,15 +226,31 @@ class RouteWatch:
                     batch, self._lines = self._lines, []
                 if self._stop.is_set():
                     return
-                self._look(batch[-1] if batch else None)
+                self._look(batch)
         except Exception as exc:  # namespace gone at lab close, or a query failure
             if not self._stop.is_set():
                 self.error = exc
             with self._cond:
                 self._cond.notify_all()
 
-    def _look(self, last: tuple[float, str] | None) -> None:
-        """Re-read the route after the line `last` (None: a poll) and record a change."""
+    def _look(self, batch: list[tuple[float, str]]) -> None:
+        """Record the states the lines of `batch` state (IPv4: each line states the whole route,
+        sent after the kernel made the change), then re-read the route and record a change.
+
+        A state that lasted less than one read (two changes back to back) is only in the lines:
+        without them, a one-hop state between two equal ECMP sets would go unseen."""
+        with self._cond:
+            for arrived, line in batch:
+                claim = self._claim(line)
+                if claim is not None and (not self._samples or self._samples[-1].hops != claim):
+                    # the previous state was last known to hold at its own stamp or the last read
+                    prev = self._last_look
+                    if self._samples and (prev is None or self._samples[-1].t > prev):
+                        prev = self._samples[-1].t
+                    self._samples.append(
+                        RouteSample(arrived, claim, None if prev is None else min(prev, arrived))
+                    )
+        last = batch[-1] if batch else None
         start = time.monotonic()
         hops = frozenset(kernel_nexthops(self.lab, self.ns, self.prefix))
         t = time.monotonic()

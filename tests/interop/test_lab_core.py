@@ -225,3 +225,30 @@ def test_route_monitor_timestamps_nexthop_changes() -> None:
                 w4.wait(exactly({"192.0.2.13"}), 0.2)
         assert w4.proc is not None and w4.proc.poll() is not None
         assert w6.proc is not None and w6.proc.poll() is not None
+
+
+def test_route_monitor_keeps_a_state_that_lasted_microseconds(tmp_path: Path) -> None:
+    """Two IPv4 changes the kernel makes back to back (one ``ip -batch``: no read can fall
+    between them) both show in the timeline: the one-hop state between two equal ECMP sets is
+    what resets connections in flight (a node re-announcing plainly before the others do)."""
+    both = ["nexthop", "via", "192.0.2.11", "nexthop", "via", "192.0.2.13"]
+    batch = tmp_path / "changes"
+    batch.write_text(
+        f"route replace {VIP4} via 192.0.2.11\nroute replace {VIP4} {' '.join(both)}\n"
+    )
+    with Lab() as lab:
+        topo = build_topology(lab, 3, router_kind=None)
+        r = topo.router_ns
+        lab.ip(r, "route", "add", VIP4, *both)
+        with RouteWatch(lab, r, VIP4) as w:
+            assert w.current() == frozenset({"192.0.2.11", "192.0.2.13"})
+            t0 = time.monotonic()
+            lab.ip(r, "-batch", str(batch))
+            t_one = w.first(exactly({"192.0.2.11"}), t0, 10.0)
+            t_both = w.first(exactly({"192.0.2.11", "192.0.2.13"}), t0, 10.0)
+            assert t0 <= t_one <= t_both <= time.monotonic()
+            assert [sorted(x.hops) for x in w.samples] == [
+                ["192.0.2.11", "192.0.2.13"],
+                ["192.0.2.11"],
+                ["192.0.2.11", "192.0.2.13"],
+            ]

@@ -329,28 +329,41 @@ def test_route_watch_stamps_never_before_the_change(monkeypatch: pytest.MonkeyPa
     import time
 
     a, b = "192.0.2.11", "192.0.2.12"
-    w = _watch(monkeypatch, [{a, b}, {b}, {b}, set(), {a}])
-    w._look(None)  # initial read: stamped after it
+    w = _watch(monkeypatch, [{a, b}, {b}, {b}, set(), {a}, {a, b}])
+    w._look([])  # initial read: stamped after it
     first = w.samples[0]
     assert first.hops == {a, b} and first.prev is None and first.t <= time.monotonic()
     # the line states exactly what the read finds: stamped with the line's arrival
     t_line = time.monotonic()
-    w._look((t_line, "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32"))
+    w._look([(t_line, "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32")])
     assert w.samples[-1].t == t_line and w.samples[-1].prev is not None
     assert w.samples[-1].prev <= t_line
     # same state again: no new sample
-    w._look((time.monotonic(), "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32"))
+    w._look([(time.monotonic(), "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32")])
     assert len(w.samples) == 2
-    # a further line arrived during the read: the read may show a later change -> read time
+    # an IPv4 line states the whole route, sent after the change: its state is kept, stamped
+    # with its arrival, also when a further line arrives during the read
     t_del = time.monotonic()
-    w._lines.append((time.monotonic(), "Deleted 203.0.113.100 via 192.0.2.12 dev br0"))
-    w._look((t_del, "Deleted 203.0.113.100 via 192.0.2.12 dev br0"))
-    assert w.samples[-1].hops == frozenset() and w.samples[-1].t > t_del
-    # the line does not state what the read found (e.g. an IPv6 per-hop line) -> read time
+    w._lines.append((time.monotonic(), "203.0.113.100 via 192.0.2.11 dev br0"))
+    w._look([(t_del, "Deleted 203.0.113.100 via 192.0.2.12 dev br0")])
+    assert w.samples[-1].hops == frozenset() and w.samples[-1].t == t_del
+    assert len(w.samples) == 3
+    # the read shows a state no line of the batch stated -> stamped with the read's end
     t_add = time.monotonic()
     w._lines.clear()
-    w._look((t_add, "203.0.113.100 via 192.0.2.12 dev br0"))
+    w._look([])
     assert w.samples[-1].hops == {a} and w.samples[-1].t > t_add
+    # two changes back to back, both lines in one batch: the state between them is kept
+    t1, t2 = time.monotonic(), time.monotonic()
+    w._look(
+        [
+            (t1, "203.0.113.100 via 192.0.2.12 dev br0 proto bird metric 32"),
+            (t2, "203.0.113.100 nexthop via 192.0.2.11 dev br0 nexthop via 192.0.2.12 dev br0"),
+        ]
+    )
+    assert [(x.t, x.hops) for x in w.samples[-2:]] == [(t1, {b}), (t2, {a, b})]
+    assert w.samples[-1].prev == t1 and w.samples[-2].prev is not None
+    assert t_add <= w.samples[-2].prev <= t1
 
 
 def test_route_watch_queries_on_a_timeline(monkeypatch: pytest.MonkeyPatch) -> None:
