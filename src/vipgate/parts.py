@@ -62,7 +62,8 @@ def build_announcer(
     (``bgp_enable``; ``host`` from ``vip.host_setup``) or the routing table
     (``vip_routingtable``; ``host`` from ``routing.announcer.table_setup``)."""
     if isinstance(host, TableSettings):
-        vips = [Vip(a, p) for a, p in zip(config.addresses, config.prefixes, strict=True)]
+        on_interface = zip(config.addresses, config.interface_prefixes, strict=True)
+        vips = [Vip(a, p.prefixlen) for a, p in on_interface]
         return TableAnnouncer(host, vips, clean=config.vip_cleanroutingtable)
     return Speaker(
         SpeakerSettings(

@@ -400,7 +400,7 @@ def host_setup(config: Config) -> HostFacts:
     """Resolve the interface, router id and MP-BGP next hops, then put the VIPs on: the netlink
     work at start.  Raises :class:`HostError` (exit 2) before a VIP is added; a VIP that cannot
     be added takes off the ones added before it."""
-    addresses, prefixes = config.addresses, config.prefixes
+    addresses, prefixes = config.addresses, config.interface_prefixes
     assert addresses
     interface = config.vip_interface or default_interface()
     warnings = [w for a in addresses if (w := lan_overlap_warning(a, interface)) is not None]
@@ -434,7 +434,7 @@ def stated_facts(config: Config) -> HostFacts:
     )
     vips = tuple(
         VipHandle(a, p.prefixlen, interface, 0, added=False)
-        for a, p in zip(config.addresses, config.prefixes, strict=True)
+        for a, p in zip(config.addresses, config.interface_prefixes, strict=True)
     )
     return HostFacts(
         interface, config.router_id_source.explicit or STATED_ROUTER_ID, vips, None, hops

@@ -81,18 +81,18 @@ LIMITS: list[tuple[dict[str, str], str, str]] = [
         "bgp_peeraddress",
         "same peer address and port",
     ),
-    # The announced prefix must not cover the router, the source or a fixed next hop.
+    # The VIP's prefix on the interface must not cover the router, the source or a fixed next hop.
     (
         {**V4, "vip_subnet": "24", "bgp_peers": "203.0.113.1:65001::false"},
         "bgp_peers entry 1",
-        "inside the announced prefix 203.0.113.0/24",
+        "inside the VIP's prefix 203.0.113.0/24",
     ),
     ({**V4, "vip_subnet": "0", "bgp_peers": f"{P}::false"}, "bgp_peers entry 1", "0.0.0.0/0"),
-    ({**V4, "bgp_sourceip": "203.0.113.100"}, "bgp_sourceip", "inside the announced prefix"),
+    ({**V4, "bgp_sourceip": "203.0.113.100"}, "bgp_sourceip", "inside the VIP's prefix"),
     (
         {**V6, "bgp_peers": f"{P}::false::mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8:100::100]"},
         "bgp_peers entry 1",
-        "mpbgp_ipv6=2001:db8:100::100 is inside the announced prefix",
+        "mpbgp_ipv6=2001:db8:100::100 is inside the VIP's prefix",
     ),
     # AS_TRANS (RFC 6793) on the wire as our AS or the peer's.
     ({"bgp_as": "23456"}, "bgp_as", "AS_TRANS"),

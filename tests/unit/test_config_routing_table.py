@@ -130,3 +130,25 @@ def test_the_builder_picks_the_announcer_from_the_config() -> None:
     assert parts.speaker.settings.table == 200 and parts.speaker.settings.protocol == 250
     bgp = load({"address": "203.0.113.100", "bgp_enable": "true", "bgp_peers": "192.0.2.1:65001"})
     assert isinstance(build_parts(bgp, stated_facts(bgp)).speaker, Speaker)
+
+
+def test_the_route_is_the_host_route_and_vip_subnet_the_address_length() -> None:
+    """docs/configuration.md, "Routing-table mode": the table gets each VIP's /32 or /128 (as
+    kube-vip's BGP mode announces it), the interface the address with its vip_subnet length."""
+    from vipgate.manager import build_parts
+    from vipgate.routing.announcer import TableAnnouncer
+    from vipgate.routing.plan import AddressChange, RouteChange, TableSettings, Want, plan
+
+    env = {**TABLE, "address": "203.0.113.100, 2001:db8:100::100", "vip_subnet": "24,64"}
+    c = load(env)
+    s = TableSettings(198, 248, 1, "lo", 1)
+    parts = build_parts(c, s)
+    assert isinstance(parts.speaker, TableAnnouncer)
+    hosts = ["203.0.113.100/32", "2001:db8:100::100/128"]
+    assert [str(p) for p in parts.prefixes] == hosts
+    vips = parts.speaker.vips
+    changes = plan(s, vips, {p: Want.ANNOUNCED for p in parts.prefixes}, [], [])
+    assert [str(c.route.prefix) for c in changes if isinstance(c, RouteChange)] == hosts
+    assert [
+        (str(c.vip.address), c.vip.prefixlen) for c in changes if isinstance(c, AddressChange)
+    ] == [("203.0.113.100", 24), ("2001:db8:100::100", 64)]

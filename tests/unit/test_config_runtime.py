@@ -104,7 +104,7 @@ def environments(draw: st.DrawFn) -> dict[str, str]:
 def build_everything(c: config.Config) -> None:
     """What daemon.run/_serve build from the configuration (no host, no sockets): the
     manager's own builder and the Manager, then what the kernel is given later."""
-    assert all(p.prefixlen <= p.max_prefixlen for p in c.prefixes)
+    assert all(p.prefixlen <= p.max_prefixlen for p in (*c.prefixes, *c.interface_prefixes))
     if c.not_runnable is None:  # else the manager exits 2 before it builds anything
         parts = build_parts(c, stated_facts(c))
         Manager(parts)

@@ -109,16 +109,29 @@ def test_vip_address_is_the_older_name_of_the_list() -> None:
     [
         (f"{V4},{V6}", "32,128", ("203.0.113.100/32", "2001:db8:100::100/128")),
         (f"{V4},{V6}", "", ("203.0.113.100/32", "2001:db8:100::100/128")),
-        (V6, "64", ("2001:db8:100::/64",)),  # one value for an IPv6 VIP alone: 64-128
+        (V6, "64", ("2001:db8:100::/64",)),
         (f"{V4},{V6}", "24, 64", ("203.0.113.0/24", "2001:db8:100::/64")),
         (V4, "32,128", ("203.0.113.100/32",)),
         (V6, "32,128", ("2001:db8:100::100/128",)),
         (V6, "128", ("2001:db8:100::100/128",)),
+        # one value for both families, as SelectSubnet gives it (kube-vip's IPv4 manifests)
+        (f"{V4},{V6}", "32", ("203.0.113.100/32", "2001:db8::/32")),
+        (V6, "32", ("2001:db8::/32",)),
     ],
 )
-def test_prefixes_follow_select_subnet(address: str, subnet: str, prefixes: tuple[str]) -> None:
+def test_interface_prefixes_follow_select_subnet(
+    address: str, subnet: str, prefixes: tuple[str]
+) -> None:
     c = load({"address": address, "vip_subnet": subnet})
-    assert tuple(map(str, c.prefixes)) == prefixes
+    assert tuple(map(str, c.interface_prefixes)) == prefixes
+
+
+@pytest.mark.parametrize("subnet", ["", "32,128", "24,64", "32", "0", "16,48"])
+def test_the_announced_prefixes_are_host_routes_whatever_vip_subnet(subnet: str) -> None:
+    """kube-vip's BGP mode announces /32 and /128 whatever vip_subnet says (pkg/bgp/peers.go,
+    getPath); vip_subnet is the length on the interface only."""
+    c = load({"address": f"{V4},{V6}", "vip_subnet": subnet})
+    assert tuple(map(str, c.prefixes)) == ("203.0.113.100/32", "2001:db8:100::100/128")
 
 
 @pytest.mark.parametrize(
@@ -133,13 +146,6 @@ def test_prefixes_follow_select_subnet(address: str, subnet: str, prefixes: tupl
         (f"{V4},{V6}", "32,", "value 2 ('') not a prefix length"),
         (f"{V4},{V6}", "/32,/128", "value 1 ('/32') not a prefix length"),
         (f"{V4},{V6}", "32,129", "value 2 ('129') out of range"),
-        # One value for both families: an IPv4 length would announce an IPv6 block
-        (f"{V4},{V6}", "32", f"IPv6 VIP {V6} would be announced as 2001:db8::/32"),
-        (f"{V4},{V6}", "24", "one value per address, the IPv4 length then the IPv6 one"),
-        (f"{V4},{V6}", " 32 ", "(e.g. vip_subnet=32,128)"),
-        (f"{V6},{V4}", "0", f"the IPv6 VIP {V6} would be announced as ::/0"),
-        (V6, "32", "64-128 for an IPv6 VIP alone (vip_subnet=128: a host route)"),
-        (V6, "63", "announced as 2001:db8:100::/63"),
     ],
 )
 def test_bad_vip_subnet_names_the_setting(address: str, subnet: str, says: str) -> None:
@@ -150,10 +156,9 @@ def test_bad_vip_subnet_names_the_setting(address: str, subnet: str, says: str) 
 
 
 def test_two_values_are_taken_as_given() -> None:
-    # each family's length is explicit: no refusal, whatever the IPv6 one
     c = load({"address": f"{V4},{V6}", "vip_subnet": "32,48"})
-    assert tuple(map(str, c.prefixes)) == ("203.0.113.100/32", "2001:db8:100::/48")
-    assert load({"address": V4, "vip_subnet": "24"}).prefixes[0].prefixlen == 24  # IPv4 alone
+    assert tuple(map(str, c.interface_prefixes)) == ("203.0.113.100/32", "2001:db8:100::/48")
+    assert load({"address": V4, "vip_subnet": "24"}).interface_prefixes[0].prefixlen == 24
 
 
 def test_parse_subnet_without_a_vip_takes_up_to_128() -> None:
@@ -193,11 +198,11 @@ def test_a_vip_no_session_carries_is_refused() -> None:
 
 def test_every_vip_is_checked_against_the_peers() -> None:
     base = {"address": f"{V4},{V6}", "vip_subnet": "32,64", "bgp_enable": "true"}
-    with pytest.raises(ConfigError, match="inside the announced prefix 2001:db8:100::/64"):
+    with pytest.raises(ConfigError, match="inside the VIP's prefix 2001:db8:100::/64"):
         load({**base, "bgp_peers": "192.0.2.1:65001::false,[2001:db8:100::1]:65001::false"})
     with pytest.raises(ConfigError, match="the peer address is the VIP"):
         load({**base, "vip_subnet": "", "bgp_peers": f"192.0.2.1:65001::false,[{V6}]:65001"})
-    with pytest.raises(ConfigError, match=r"bgp_sourceip.*inside the announced prefix"):
+    with pytest.raises(ConfigError, match=r"bgp_sourceip.*inside the VIP's prefix"):
         load({**base, "bgp_peers": "[2001:db8::1]:65001", "bgp_sourceip": "2001:db8:100::7"})
 
 

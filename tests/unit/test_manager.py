@@ -62,6 +62,7 @@ class FakeSpeaker:
         self.closed: tuple[str, float] | None = None
         self.on_announce: Callable[[], None] | None = None
         self.refreshes = 0
+        self.routes: list[str] = []  # each route call with its prefix
 
     @property
     def calls(self) -> list[str]:
@@ -72,14 +73,17 @@ class FakeSpeaker:
 
     def announce(self, prefix: IPNetwork) -> None:
         self.events.items.append("announce")
+        self.routes.append(f"announce {prefix}")
         if self.on_announce is not None:
             self.on_announce()
 
     def deprefer(self, prefix: IPNetwork) -> None:
         self.events.items.append("deprefer")
+        self.routes.append(f"deprefer {prefix}")
 
     def withdraw(self, prefix: IPNetwork) -> None:
         self.events.items.append("withdraw")
+        self.routes.append(f"withdraw {prefix}")
 
     def graceful_shutdown(self, on: bool = True) -> None:
         self.events.items.append(f"graceful {on}")
@@ -416,6 +420,24 @@ def test_a_dual_stack_pair_is_announced_drained_and_withdrawn_together(
         "start", "announce", "announce", "graceful True", "withdraw", "withdraw", "close",
     ]  # fmt: skip
     assert host.calls == ["host_setup", "remove_vips"]
+
+
+@pytest.mark.usefixtures("restore_signals")
+def test_the_route_is_the_host_route_whatever_vip_subnet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube-vip's BGP mode announces a /32 or /128 whatever vip_subnet says (pkg/bgp/peers.go,
+    getPath); vip_subnet is the length of the VIP's address on the interface."""
+    c = config(vip_subnet="24")
+    facts: list[HostFacts] = []
+
+    def setup(c: Config) -> HostFacts:
+        facts.append(stated_facts(c))
+        return facts[-1]
+
+    rc, speaker, _ = run_with_fakes(monkeypatch, Host(setup), 1, c)
+    assert rc == 0
+    assert speaker.routes == ["announce 203.0.113.100/32", "withdraw 203.0.113.100/32"]
+    (host,) = facts
+    assert [(str(v.address), v.prefixlen) for v in host.vips] == [("203.0.113.100", 24)]
 
 
 @pytest.mark.usefixtures("restore_signals")

@@ -29,8 +29,8 @@ from vipgate.routing.plan import (
 from vipgate.vipaddr import AddressOp, encode_request
 
 S = TableSettings(table=198, protocol=248, type=1, interface="lo", index=1)
-V4 = Vip(ip_address("203.0.113.100"), ip_network("203.0.113.100/32"))
-V6 = Vip(ip_address("2001:db8:100::100"), ip_network("2001:db8:100::100/128"))
+V4 = Vip(ip_address("203.0.113.100"), 32)
+V6 = Vip(ip_address("2001:db8:100::100"), 128)
 VIPS = (V4, V6)
 
 
@@ -181,7 +181,7 @@ def test_route_change_flags() -> None:
 @pytest.mark.parametrize(("vip", "mark"), [(V4, "lo:vipgate"), (V6, "proto:118")])
 def test_address_round_trip(vip: Vip, mark: str) -> None:
     op = AddressOp(
-        True, vip.address, vip.prefix.prefixlen, "lo", 1,
+        True, vip.address, vip.prefixlen, "lo", 1,
         label="lo:vipgate" if vip.address.version == 4 else "",
         proto=118 if vip.address.version == 6 else 0,
     )  # fmt: skip

@@ -15,7 +15,8 @@ Rules this package keeps:
   flags as arguments and returns one frozen :class:`Config`.
 * Every bad value raises :class:`ConfigError` naming the variable (or flag), the value and what is
   accepted. Secrets (BGP passwords) are never part of an error, a warning or a ``repr``.
-* Derived values have one home: the announced prefixes (:attr:`Config.prefixes`), the keepalive
+* Derived values have one home: the announced prefixes (:attr:`Config.prefixes`, host routes),
+  the VIPs' prefixes on the interface (:attr:`Config.interface_prefixes`), the keepalive
   interval (:attr:`Config.keepalive`), the router id source (:attr:`Config.router_id_source`).
 
 Loading never opens a socket and never touches the network; things that need the host's

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from vipgate.config.peers import NextHopMode, Peer
 from vipgate.config.values import IPAddress, IPNetwork, Source, parse_listen, readiness_url
-from vipgate.config.vips import prefix_of
+from vipgate.config.vips import host_route, interface_prefix
 from vipgate.health.gate import UnhealthyAction
 
 
@@ -32,7 +32,7 @@ class Config:
     """The effective, validated configuration. Build it with :func:`vipgate.config.load`."""
 
     addresses: tuple[IPAddress, ...]  # the VIPs: one, or one IPv4 and one IPv6 (dual stack)
-    vip_subnet: tuple[int, ...]  # kube-vip's vip_subnet lengths (empty: host prefixes)
+    vip_subnet: tuple[int, ...]  # kube-vip's vip_subnet: lengths on the interface (empty: host)
     vip_interface: str
     cp_enable: bool
     bgp_enable: bool
@@ -83,9 +83,16 @@ class Config:
 
     @property
     def prefixes(self) -> tuple[IPNetwork, ...]:
-        """The prefixes announced over BGP, one per VIP in ``address``'s order: each VIP with
+        """The prefixes announced (over BGP, or into the routing table), one per VIP in
+        ``address``'s order: each VIP's host route (/32, /128) whatever ``vip_subnet`` says, as
+        kube-vip's BGP mode (``pkg/bgp/peers.go`` ``getPath``)."""
+        return tuple(host_route(a) for a in self.addresses)
+
+    @property
+    def interface_prefixes(self) -> tuple[IPNetwork, ...]:
+        """Each VIP as it goes on ``vip_interface``, in ``address``'s order: the address with
         its ``vip_subnet`` length (kube-vip ``SelectSubnet``; default the host length)."""
-        return tuple(prefix_of(a, self.vip_subnet) for a in self.addresses)
+        return tuple(interface_prefix(a, self.vip_subnet) for a in self.addresses)
 
     @property
     def keepalive(self) -> int:

@@ -27,7 +27,7 @@ from vipgate.config.values import (
     show,
     usable_unicast,
 )
-from vipgate.config.vips import prefix_of, split
+from vipgate.config.vips import interface_prefix, split
 
 _HEALTH_ADDRESS = "control_plane_health_check_address"
 _CLIENT_CERT = "control_plane_health_check_client_cert_path"
@@ -42,7 +42,7 @@ class Loaded:
     got: Mapping[str, Any]
     env: Mapping[str, str]
     peers: list[tuple[str, Peer]] = field(default_factory=list)  # (words naming it, peer)
-    prefixes: tuple[IPNetwork, ...] = ()  # one per VIP, in address's order
+    prefixes: tuple[IPNetwork, ...] = ()  # each VIP's on vip_interface, in address's order
     # State of the rules between peers: the first entry of each (address, port), and the BFD
     # field of each (address, hop kind).
     seen: dict[tuple[IPAddress, int], str] = field(default_factory=dict)
@@ -54,7 +54,8 @@ class Loaded:
         return addresses
 
     def covering(self, a: IPAddress) -> IPNetwork | None:
-        """The announced prefix that holds ``a``, or None."""
+        """The VIP's prefix on the interface (``address``, ``vip_subnet``) that holds ``a``,
+        or None."""
         return next((p for p in self.prefixes if a in p), None)
 
     @property
@@ -66,7 +67,7 @@ class Loaded:
 def loaded(raw: Mapping[str, Raw], got: Mapping[str, Any], env: Mapping[str, str]) -> Loaded:
     """The values with the peers in effect (``bgp_peers`` and the single peer, each with the
     global ``mpbgp_*`` settings where its own 6th field has none, as kube-vip's
-    ``SetMpbgpOptions``) and the announced prefixes."""
+    ``SetMpbgpOptions``) and the VIPs' prefixes on the interface."""
     named: list[tuple[str, Peer]] = list(got["bgp_peers"])
     if got["bgp_peeraddress"] is not None:
         single = Peer(
@@ -86,7 +87,7 @@ def loaded(raw: Mapping[str, Raw], got: Mapping[str, Any], env: Mapping[str, str
         )
         for where, p in named
     ]
-    prefixes = tuple(prefix_of(a, got["vip_subnet"]) for a in got["address"])
+    prefixes = tuple(interface_prefix(a, got["vip_subnet"]) for a in got["address"])
     return Loaded(raw, got, env, peers, prefixes)
 
 
@@ -107,7 +108,7 @@ def sourceip_outside_prefix(c: Loaded) -> None:
     prefix = None if c.sourceip is None else c.covering(c.sourceip)
     if prefix is not None:
         raise ConfigError(
-            f"{show(c.raw['bgp_sourceip'])}: inside the announced prefix {prefix} (the VIP's "
+            f"{show(c.raw['bgp_sourceip'])}: inside the VIP's prefix {prefix} (the VIP's "
             "address moves between nodes, a session from it breaks); accepted: this node's "
             "own address, outside the VIP prefix"
         )
@@ -216,10 +217,10 @@ def peer_outside_prefix(where: str, p: Peer, c: Loaded) -> None:
     prefix = c.covering(p.address)
     if prefix is not None:
         raise ConfigError(
-            f"{where}: the peer address is inside the announced prefix {prefix} "
-            f"({show(c.raw['address'])}, vip_subnet): the VIP's own route would cover the "
-            "router (on lo it makes the whole prefix local); accepted: a smaller vip_subnet, "
-            "or a router outside the prefix"
+            f"{where}: the peer address is inside the VIP's prefix {prefix} "
+            f"({show(c.raw['address'])}, vip_subnet): the VIP's address on its interface would "
+            "cover the router (on lo it makes the whole prefix local); accepted: a smaller "
+            "vip_subnet, or a router outside the prefix"
         )
 
 
@@ -325,7 +326,7 @@ def peer_fixed_nexthop_outside_prefix(where: str, p: Peer, c: Loaded) -> None:
         if hop is not None and prefix is not None:
             raise ConfigError(
                 f"{where}: the fixed next hop mpbgp_ipv{hop.version}={hop} is inside the "
-                f"announced prefix {prefix} (a next hop reached through its own route); "
+                f"VIP's prefix {prefix} (on every node's interface, no one node's address); "
                 "accepted: this node's own address, outside the VIP prefix"
             )
 

@@ -303,9 +303,10 @@ SETTINGS: tuple[Setting, ...] = (
         "vip_subnet",
         "--vipSubnet",
         "",
-        "prefix length of the VIP (empty: 32 for IPv4, 128 for IPv6); dual stack: the IPv4 "
-        "and the IPv6 one comma-separated (32,128); one value applies to every VIP (an IPv6 "
-        "VIP refuses one shorter than 64)",
+        "prefix length of the VIP's address on vip_interface (empty: 32 for IPv4, 128 for "
+        "IPv6); dual stack: the IPv4 and the IPv6 one comma-separated (32,128); one value "
+        "applies to every VIP. The route announced is the VIP's /32 or /128 whatever it says, "
+        "as in kube-vip",
         "list",
         parse=_vip_subnet,
     ),

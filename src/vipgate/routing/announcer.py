@@ -254,7 +254,7 @@ class TableAnnouncer:
         op = AddressOp(
             change.add,
             vip.address,
-            vip.prefix.prefixlen,
+            vip.prefixlen,
             s.interface,
             s.index,
             label=vip_label(s.interface) if v4 else "",
@@ -263,9 +263,7 @@ class TableAnnouncer:
         ok = (errno.EEXIST,) if change.add else (errno.EADDRNOTAVAIL, errno.ENOENT)
         self._nl.request(lambda seq: encode_request(op, seq), ok)
         verb = "added to" if change.add else "removed from"
-        log.info(
-            "VIP %s/%d %s %s: %s", vip.address, vip.prefix.prefixlen, verb, s.interface, change.why
-        )
+        log.info("VIP %s/%d %s %s: %s", vip.address, vip.prefixlen, verb, s.interface, change.why)
 
 
 def table_setup(config: Config) -> TableSettings:

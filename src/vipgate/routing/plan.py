@@ -4,9 +4,11 @@ In routing-table mode (kube-vip's ``vip_routingtable``) vipgate speaks no BGP: i
 route into a kernel table (``vip_routingtableid``, 198) with its own route protocol
 (``vip_routingprotocol``, 248) while the health gate says so, and the node's own BGP daemon
 (BIRD's ``protocol kernel { kernel table 198; learn; }``, FRR's ``ip import-table``) exports it.
-The shape of the route is kube-vip's (``pkg/vip/address.go``, ``PrepareRoute``): the VIP prefix,
-``dev vip_interface``, that table and protocol, type unicast (scope universe) or local (scope
-link). This module compares what the gate wants for each VIP prefix with what netlink reports
+The shape of the route is kube-vip's (``pkg/vip/address.go``, ``PrepareRoute``): ``dev
+vip_interface``, that table and protocol, type unicast (scope universe) or local (scope link);
+its prefix is the VIP's host route (/32, /128) as kube-vip's BGP mode announces it, where
+kube-vip's table takes the address's length on the interface (``vip_subnet``; the same at
+``32,128``). This module compares what the gate wants for each VIP prefix with what netlink reports
 and returns the changes to make; :mod:`vipgate.routing.announcer` reads the kernel and carries
 them out.
 
@@ -44,7 +46,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import TypeAlias
 
@@ -113,10 +115,15 @@ class TableSettings:
 
 @dataclass(frozen=True)
 class Vip:
-    """One configured VIP: its address (on the interface) and its prefix (in the table)."""
+    """One configured VIP: its address with its length on the interface (``vip_subnet``), and
+    the prefix of its route in the table, the host route (/32, /128) whatever that length."""
 
     address: IPAddress
-    prefix: Prefix
+    prefixlen: int
+
+    @property
+    def prefix(self) -> Prefix:
+        return ip_network(self.address)
 
 
 @dataclass(frozen=True)
