@@ -158,9 +158,12 @@ def flags_of(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def load_or_exit(env: Mapping[str, str], flags: Mapping[str, str | None]) -> Config:
+    """The configuration, or exit 2: the names vipgate does not read first (a mistyped name is
+    often why a value is refused), then the refusal."""
     try:
         return load(env, flags)
     except ConfigError as e:
+        _warn(name_warnings(env))
         raise SystemExit(_refused(e)) from None
 
 
@@ -215,9 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = flags_of(args)
     if args.command == "config":
         return _cmd_config(env, flags)
-    if args.command != "manifest":  # a manifest is made from flags only
-        # Before loading: a mistyped name is often why the configuration is refused.
-        _warn(name_warnings(env))
     if args.command == "manifest":
         from vipgate import manifest
 
@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, end="")
         return 0
     config = load_or_exit(env, flags)
+    ignored = name_warnings(env)
     if args.command == "manager":
         from vipgate.daemon import run
 
@@ -241,9 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-        return run(config)
+        # The configuration's warnings, logged by run, before these, as `vipgate config` does.
+        return run(config, lambda: _warn(ignored))
     if args.command == "check":
         from vipgate.check import run as run_check
 
+        _warn(ignored)
         return run_check(config)
     raise AssertionError(args.command)

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 from vipgate import __version__
 from vipgate.budget import STOP_BUDGET
@@ -125,13 +126,22 @@ def _on_signal(manager: Manager, sig: signal.Signals) -> None:
     manager.request_stop(sig.name)
 
 
-def run(config: Config) -> int:
+def _none() -> None:
+    return None
+
+
+def run(config: Config, warn_ignored: Callable[[], None] = _none) -> int:
+    """The manager's process (the module's order of start and stop); ``warn_ignored`` warns of
+    the environment names vipgate does not read: after the configuration's warnings (the health
+    gate's first), as ``vipgate config`` orders them, or before a refusal."""
     refusal = config.not_runnable
     if refusal is not None or not config.addresses:
+        warn_ignored()
         log.error("%s", refusal)
         return EXIT_CONFIG
     for w in config.warnings:
         log.warning("%s", w)
+    warn_ignored()
     # Host setup and clean-up run in a forked child (vip.isolated): the daemon never carries
     # the netlink library's memory. Both happen outside the event loop, where a stop signal is
     # only remembered (in the child too): setup completes, then is undone, and we exit 0.

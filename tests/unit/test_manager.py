@@ -10,13 +10,14 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from vipgate import daemon
+from vipgate import cli, daemon
 from vipgate.budget import STOP_BUDGET
 from vipgate.config import Config, IPNetwork, load
 from vipgate.health.gate import GateState, Step
@@ -438,6 +439,36 @@ def test_the_route_is_the_host_route_whatever_vip_subnet(monkeypatch: pytest.Mon
     assert speaker.routes == ["announce 203.0.113.100/32", "withdraw 203.0.113.100/32"]
     (host,) = facts
     assert [(str(v.address), v.prefixlen) for v in host.vips] == [("203.0.113.100", 24)]
+
+
+@pytest.mark.usefixtures("restore_signals")
+def test_the_manager_warns_in_vipgate_configs_order(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vipgate manager``: the configuration's warnings (health gate OFF first), then the
+    names vipgate does not read, as ``vipgate config`` orders them (docs/configuration.md,
+    "Settings"): a kube-vip manifest brings a dozen names, which would bury the others."""
+    env = {k: v for k, v in ENV.items() if k != "control_plane_health_check_address"}
+    env |= {**NO_METRICS, "vip_leaderelection": "true", "vip_arp": "true"}
+    speaker = FakeSpeaker()
+    speaker.on_announce = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(cli, "environment", lambda: env)
+    monkeypatch.setattr(daemon, "isolated", Host(stated_facts).isolated)
+    monkeypatch.setattr(
+        daemon, "build_parts", lambda c, f: replace(build_parts(c, f), speaker=speaker)
+    )
+    handler = logging.StreamHandler(sys.stderr)  # the pod's log: lines and print()s in order
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("vipgate.manager").addHandler(handler)
+    try:
+        assert cli.main(["manager"]) == 0
+    finally:
+        logging.getLogger("vipgate.manager").removeHandler(handler)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith(("WARNING", "warn"))]
+    assert lines[0].startswith("WARNING vipgate.manager: health gate OFF: "), lines
+    assert lines[1].startswith("WARNING vipgate.manager: ") and "leader election" in lines[1]
+    assert lines[2].startswith("warning: environment variable vip_arp is a kube-vip setting")
+    assert sum("vip_arp" in x for x in lines) == 1, lines
 
 
 @pytest.mark.usefixtures("restore_signals")
