@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from vipgate.config import Config
+from vipgate.config import EXIT_CONFIG, Config
 from vipgate.health.gate import UnhealthyAction
 from vipgate.health.probe import (
     ErrorKind,
@@ -46,7 +46,6 @@ from vipgate.health.probe import (
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
-EXIT_CONFIG = 2
 
 KUBEADM_CA = "/etc/kubernetes/pki/ca.crt"
 _BODY_LINES = 8

@@ -19,11 +19,16 @@ from types import FrameType
 from typing import NoReturn
 
 from vipgate import __version__
-from vipgate.config import SETTINGS, Config, ConfigError, describe, environment, load
+from vipgate.config import (
+    EXIT_CONFIG,
+    SETTINGS,
+    Config,
+    ConfigError,
+    describe,
+    environment,
+    load,
+)
 from vipgate.config.names import closest_flag, name_warnings
-
-EXIT_CONFIG = 2
-
 
 _OPTION = re.compile(r"--?[A-Za-z][\w-]*")
 

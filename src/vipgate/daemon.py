@@ -20,10 +20,10 @@ it; exit 0 -- within ``bgp_graceful_shutdown_seconds`` + ``STOP_BUDGET.after_dra
 even with a silent peer (``budget.py``).
 
 Exit statuses of :func:`run`: 0 after a stop (also a stop during host setup, which is undone
-first); :data:`EXIT_CONFIG` (2) for a configuration that is not runnable or a host fact it needs
-that is missing (``vip.HostError``: interface, address); 1 when the kernel refuses the host setup
-(an OSError: vipgate needs CAP_NET_ADMIN). Its log lines go out under the manager's logger,
-``vipgate.manager``: one name for every line of the daemon's own.
+first); :data:`vipgate.config.EXIT_CONFIG` (2) for a configuration that is not runnable or a
+host fact it needs that is missing (``vip.HostError``: interface, address); 1 when the kernel
+refuses the host setup (an OSError: vipgate needs CAP_NET_ADMIN). Its log lines go out under the
+manager's logger, ``vipgate.manager``: one name for every line of the daemon's own.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from vipgate import __version__
 from vipgate.budget import STOP_BUDGET
-from vipgate.config import Config
+from vipgate.config import EXIT_CONFIG, Config
 from vipgate.manager import Manager
 from vipgate.metrics import MetricsServer
 from vipgate.parts import build_parts
@@ -52,11 +52,9 @@ from vipgate.vip import (
     remove_vips,
 )
 
-__all__ = ["EXIT_CONFIG", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("vipgate.manager")
-
-EXIT_CONFIG = 2
 
 
 async def _close_parts(manager: Manager, metrics_server: MetricsServer | None) -> None:

@@ -28,9 +28,9 @@ from tests.unit.conftest import (
     free_port,
     next_request,
 )
-from vipgate.check import EXIT_CONFIG, EXIT_HEALTHY, EXIT_UNHEALTHY, gated_text, run
+from vipgate.check import EXIT_HEALTHY, EXIT_UNHEALTHY, gated_text, run
 from vipgate.cli import main
-from vipgate.config import Config, load
+from vipgate.config import EXIT_CONFIG, Config, load
 
 LIVEZ_500 = (
     b"[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"

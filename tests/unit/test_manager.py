@@ -19,7 +19,7 @@ import pytest
 
 from vipgate import cli, daemon
 from vipgate.budget import STOP_BUDGET
-from vipgate.config import Config, IPNetwork, load
+from vipgate.config import EXIT_CONFIG, Config, IPNetwork, load
 from vipgate.health.gate import GateState, Step
 from vipgate.health.probe import ErrorKind, ProbeResult
 from vipgate.manager import Manager
@@ -483,9 +483,9 @@ def test_run_exit_statuses_before_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
         os.kill(os.getpid(), signal.SIGTERM)  # remembered, not acted on (host work under way)
         return stated_facts(c)
 
-    assert daemon.run(config(bgp_enable="false")) == daemon.EXIT_CONFIG  # refused before the host
+    assert daemon.run(config(bgp_enable="false")) == EXIT_CONFIG  # refused before the host
     for setup, rc, calls in [
-        (refuse, daemon.EXIT_CONFIG, ["host_setup"]),
+        (refuse, EXIT_CONFIG, ["host_setup"]),
         (no_permission, 1, ["host_setup"]),
         (signalled, 0, ["host_setup", "remove_vips"]),  # undone, exit 0
     ]:

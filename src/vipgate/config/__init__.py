@@ -41,6 +41,7 @@ from vipgate.config.rules import check_client_pair
 from vipgate.config.table import SETTINGS, SETTINGS_BY_KEY, Setting, collect, environment
 from vipgate.config.values import (
     AS_TRANS,
+    EXIT_CONFIG,
     IFNAMSIZ,
     REDACTED,
     TCP_MD5SIG_MAXKEYLEN,
@@ -59,6 +60,7 @@ __all__ = [
     "BFD_DEFAULT_MULTIPLIER",
     "BFD_INTERVAL_MS",
     "BFD_MULTIPLIER",
+    "EXIT_CONFIG",
     "IFNAMSIZ",
     "PEER_FORM",
     "REDACTED",

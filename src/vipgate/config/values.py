@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """An invalid setting: the message names the variable, the value and what is accepted."""
 
 
+EXIT_CONFIG = 2
+"""Every command's exit status for a configuration it refuses: a :class:`ConfigError`, or one
+``vipgate manager`` would not run (``Config.not_runnable``, a host fact it needs missing)."""
+
+
 class Source(Enum):
     DEFAULT = "default"
     FLAG = "flag"
