@@ -29,8 +29,8 @@ the client and the measurements use the IPv4 one.
 
 Ends with a summary table, ``<out-dir>/demo-timeline.png`` and ``<out-dir>/demo-summary.json``.
 Exit status: 0 when everything expected happened, 1 when something did not (named), 2 when the
-demo could not run at all (not root, lab setup failed), 130 on Ctrl-C. The lab is removed in
-every case.
+demo could not run at all (not root, lab setup failed), 130 on Ctrl-C, 143 on SIGTERM (each
+says so in a line). The lab is removed in every case.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, NoReturn
 
 from demo.netns_io import scrape_metrics
 from demo.report import (
@@ -74,7 +75,7 @@ EVENT_WORDS = {2: "the kill", 3: "the apiserver answered", 4: "SIGTERM", 5: "the
 N_PHASES = 5
 ACTION_ENV = "control_plane_health_check_unhealthy_action"
 ROUTE_STATES = ("announced", "depreferred", "withdrawn")
-EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 N_NODES = 3
 
 
@@ -918,6 +919,21 @@ class Demo:
         return EXIT_FAILED
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the demo is so that it unwinds as on Ctrl-C: the lab closed on the
+    way out (a BaseException, as KeyboardInterrupt: no ``except Exception`` takes it)."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    # A second SIGTERM waits for the teardown under way (a Python handler: no child inherits it).
+    signal.signal(signal.SIGTERM, _teardown_under_way)
+    raise Terminated
+
+
+def _teardown_under_way(signum: int, frame: FrameType | None) -> None:
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m demo.run", description="vipgate demo (needs root: network namespaces)"
@@ -929,16 +945,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     narrator = Narrator(t0, color=False if a.no_color else None)
     demo = Demo(Settings.for_mode(a.short), narrator, Path(a.out_dir))
+    # Before the lab exists: the lab's own SIGTERM handler (only installed while SIGTERM is at
+    # its default) tears down and dies by the signal without a word.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return demo.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         narrator.plain()
         left = [x for x in list_netns() if demo.tag and x.startswith(f"{demo.tag}-")]
+        sigterm = isinstance(stop, Terminated)
         narrator.say(
-            f"interrupted: lab torn down ({len(left)} namespaces of {demo.tag or 'this run'} left)",
+            f"{'stopped by SIGTERM' if sigterm else 'interrupted'}: lab torn down "
+            f"({len(left)} namespaces of {demo.tag or 'this run'} left)",
             "red",
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if sigterm else EXIT_INTERRUPTED
     except Exception:
         narrator.say("the demo crashed (the lab was torn down):", "red")
         traceback.print_exc()

@@ -6,7 +6,7 @@
 # and narrates five phases: all healthy, node1's apiserver killed, restarted, node2's vipgate
 # stopped with SIGTERM, every node's /livez answering 401 (the VIP stays announced
 # de-preferred). Ends with a summary table and out/demo-timeline.png; removes the lab on
-# success, failure and Ctrl-C.
+# success, failure, Ctrl-C and SIGTERM.
 #
 #   ./scripts/demo.sh            # about a minute of scenario
 #   ./scripts/demo.sh --short    # same phases, shorter (CI)

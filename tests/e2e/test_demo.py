@@ -6,7 +6,7 @@ promises: exit 0, the summary table, plausible numbers (node1 out of the ECMP ro
 checks failed, requests failing only until then, recovery, a SIGTERM drain without a failed
 request on a router without an RFC 8326 policy, every node's /livez answering 401 without a failed
 connection: the VIP fails open), a real timeline picture, and nothing left behind -- also when it
-is interrupted with Ctrl-C.
+is interrupted with Ctrl-C or stopped with SIGTERM.
 """
 
 from __future__ import annotations
@@ -206,8 +206,19 @@ def test_demo_short_runs_to_its_summary(tmp_path: Path) -> None:
 
 
 @pytest.mark.lab
-def test_demo_interrupted_leaves_nothing_behind(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) in the middle of phase 1: exit 130, lab removed."""
+@pytest.mark.parametrize(
+    ("sig", "status", "says"),
+    [
+        (signal.SIGINT, 130, "interrupted: lab torn down (0 namespaces"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM: lab torn down (0 namespaces"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_demo_interrupted_leaves_nothing_behind(
+    tmp_path: Path, sig: signal.Signals, status: int, says: str
+) -> None:
+    """Ctrl-C (SIGINT) in the middle of phase 1: exit 130, lab removed; SIGTERM the same, with
+    143 (README, "The demo")."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     proc = subprocess.Popen(
@@ -239,7 +250,7 @@ def test_demo_interrupted_leaves_nothing_behind(tmp_path: Path) -> None:
                 break
         assert tag and any("== Phase 1/5" in ln for ln in out), "".join(out)[-3000:]
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=60)
         out.append(rest)
     finally:
@@ -247,6 +258,6 @@ def test_demo_interrupted_leaves_nothing_behind(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
     text = "".join(out)
-    assert proc.returncode == 130, text[-3000:]
-    assert "interrupted: lab torn down (0 namespaces" in text
+    assert proc.returncode == status, text[-3000:]
+    assert says in text, text[-3000:]
     assert left_behind(tag) == []

@@ -1,11 +1,17 @@
 """The demo's pure parts: requests counted per phase, expectations, the summary table, route
-intervals, metrics and log parsing, failures timed against the route change (the demo itself:
-tests/e2e/test_demo.py)."""
+intervals, metrics and log parsing, failures timed against the route change, and how a stop
+signal ends it (the demo itself: tests/e2e/test_demo.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
+
+from demo import run as demo_run
 from demo.netns_io import parse_metrics
 from demo.report import (
     Phase,
@@ -190,3 +196,36 @@ def test_phase5_resets_at_a_route_change_are_ecmp_rehashes() -> None:
     assert reached.ok and "ECMP rehash" in reached.detail
     far = phase_stats(p5, [*reqs, Req(20.0, "reset", None)])  # no route change near it
     assert not request_expectations(p5, far, [])[0].ok
+
+
+@pytest.mark.parametrize(
+    ("sig", "status", "says"),
+    [
+        (signal.SIGINT, 130, "interrupted: lab torn down (0 namespaces of this run left)"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM: lab torn down (0 namespaces of this run left)"),
+    ],
+)
+def test_a_stop_signal_ends_the_demo_with_a_line_and_its_status(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    sig: signal.Signals,
+    status: int,
+    says: str,
+) -> None:
+    """README, "The demo": 130 on Ctrl-C, 143 on SIGTERM, each with its line (no lab here)."""
+
+    def run(self: demo_run.Demo) -> int:
+        os.kill(os.getpid(), sig)
+        raise AssertionError(f"{sig.name} did not stop the demo")
+
+    def left_at_its_default(signum: int, frame: object) -> None:
+        raise AssertionError("the demo did not take SIGTERM over (it would die by it)")
+
+    monkeypatch.setattr(demo_run.Demo, "run", run)
+    before = signal.signal(signal.SIGTERM, left_at_its_default)
+    try:
+        assert demo_run.main(["--no-color", "--out-dir", str(tmp_path)]) == status
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert says in capsys.readouterr().out
