@@ -114,9 +114,6 @@ def test_vip_address_is_the_older_name_of_the_list() -> None:
         (V4, "32,128", ("203.0.113.100/32",)),
         (V6, "32,128", ("2001:db8:100::100/128",)),
         (V6, "128", ("2001:db8:100::100/128",)),
-        # one value for both families, as SelectSubnet gives it (kube-vip's IPv4 manifests)
-        (f"{V4},{V6}", "32", ("203.0.113.100/32", "2001:db8::/32")),
-        (V6, "32", ("2001:db8::/32",)),
     ],
 )
 def test_interface_prefixes_follow_select_subnet(
@@ -126,7 +123,7 @@ def test_interface_prefixes_follow_select_subnet(
     assert tuple(map(str, c.interface_prefixes)) == prefixes
 
 
-@pytest.mark.parametrize("subnet", ["", "32,128", "24,64", "32", "0", "16,48"])
+@pytest.mark.parametrize("subnet", ["", "32,128", "24,64", "0,128", "16,48"])
 def test_the_announced_prefixes_are_host_routes_whatever_vip_subnet(subnet: str) -> None:
     """kube-vip's BGP mode announces /32 and /128 whatever vip_subnet says (pkg/bgp/peers.go,
     getPath); vip_subnet is the length on the interface only."""
@@ -146,6 +143,13 @@ def test_the_announced_prefixes_are_host_routes_whatever_vip_subnet(subnet: str)
         (f"{V4},{V6}", "32,", "value 2 ('') not a prefix length"),
         (f"{V4},{V6}", "/32,/128", "value 1 ('/32') not a prefix length"),
         (f"{V4},{V6}", "32,129", "value 2 ('129') out of range"),
+        # One value for both families: an IPv4 length would put an IPv6 block on the interface
+        (f"{V4},{V6}", "32", f"IPv6 VIP {V6} would be put on the interface as 2001:db8::/32"),
+        (f"{V4},{V6}", "24", "one value per address, the IPv4 length then the IPv6 one"),
+        (f"{V4},{V6}", " 32 ", "(e.g. vip_subnet=32,128)"),
+        (f"{V6},{V4}", "0", f"the IPv6 VIP {V6} would be put on the interface as ::/0"),
+        (V6, "32", "64-128 for an IPv6 VIP alone (vip_subnet=128: a host address)"),
+        (V6, "63", "on the interface as 2001:db8:100::/63"),
     ],
 )
 def test_bad_vip_subnet_names_the_setting(address: str, subnet: str, says: str) -> None:

@@ -16,6 +16,11 @@ control-plane VIP):
   (``pkg/vip/address.go`` ``SetMask``). The route announced is the VIP's host route (/32,
   /128) whatever ``vip_subnet`` says, as kube-vip's BGP mode announces it (``pkg/bgp/peers.go``
   ``getPath``): :func:`host_route`.
+* An IPv6 VIP that takes a single value shorter than :data:`SHARED_IPV6_MIN` is refused: that
+  is an IPv4 length (kube-vip's IPv4 manifests carry ``vip_subnet=32``) applied to IPv6, which
+  would put the VIP on the interface as a block of IPv6 networks (/32: an ISP's allocation),
+  and the node would route that whole block to the interface. kube-vip documents the value as
+  a tuple for IPv4,IPv6. Two values are taken as given: each family's length is then explicit.
 
 Pure functions of strings: no socket, no host.
 """
@@ -32,6 +37,9 @@ ACCEPTED = f"one unicast IPv4 and/or one global IPv6 address, comma-separated ({
 SUBNET_ACCEPTED = (
     "one prefix length for every VIP (32), or the IPv4 and the IPv6 one, comma-separated (32,128)"
 )
+# The shortest prefix an IPv6 VIP takes from a single, shared vip_subnet value: /64 is an IPv6
+# subnet (RFC 4291 section 2.5.4: 64-bit interface identifiers), anything shorter a block of them.
+SHARED_IPV6_MIN = 64
 
 
 def split(value: str) -> list[str]:
@@ -146,4 +154,30 @@ def parse_subnet(raw: Raw, addresses: tuple[IPAddress, ...]) -> tuple[int, ...]:
                 f"({a.max_prefixlen} bits); accepted: 0-{a.max_prefixlen} for it, "
                 f"{SUBNET_ACCEPTED}"
             )
+    _shared_value_fits_ipv6(raw, addresses, lengths)
     return tuple(lengths)
+
+
+def _shared_value_fits_ipv6(raw: Raw, addresses: tuple[IPAddress, ...], lengths: list[int]) -> None:
+    """A single value that gives an IPv6 VIP a prefix shorter than :data:`SHARED_IPV6_MIN` is
+    refused (see the module's rules)."""
+    v6 = next((a for a in addresses if a.version == 6), None)
+    if len(lengths) != 1 or lengths[0] >= SHARED_IPV6_MIN or v6 is None:
+        return
+    if any(a.version == 4 for a in addresses):
+        fix = (
+            "one value per address, the IPv4 length then the IPv6 one "
+            f"(e.g. vip_subnet={lengths[0]},128)"
+        )
+    else:
+        fix = (
+            f"{SHARED_IPV6_MIN}-128 for an IPv6 VIP alone (vip_subnet=128: a host "
+            "address), or one value per address, the IPv4 length then the IPv6 one "
+            "(vip_subnet=32,128)"
+        )
+    raise ConfigError(
+        f"{show(raw)}: this one value applies to every VIP, so the IPv6 VIP {v6} would be put "
+        f"on the interface as {interface_prefix(v6, (lengths[0],))}, a block of IPv6 networks "
+        f"the node would route there (an IPv4 length such as 32 is a /32 in IPv6); "
+        f"accepted: {fix}"
+    )
