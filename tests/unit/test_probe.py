@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import datetime
 import gc
 import socket
 import ssl
@@ -798,3 +799,56 @@ def test_server_text_reaches_the_result_as_one_printable_line(pki: ApiserverPki)
             assert r.text.endswith("end")
 
     run(main)
+
+
+def test_a_decoded_certificate_interns_no_string_of_its_own(tmp_path: Path) -> None:
+    """Every key of getpeercert()'s dict is a string the probe holds (_CERT_KEYS), so a handshake
+    adds and removes nothing in the interpreter's table of interned strings (whose resizes,
+    driven by such churn, doubled it in the long soak). The certificate carries every
+    extension the decoder names: authority information access (OCSP, caIssuers), CRL
+    distribution points, subject alternative names."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    now = datetime.datetime.now(datetime.UTC)
+    uri = x509.UniformResourceIdentifier
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("kubernetes")]), False)
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP, uri("http://192.0.2.1/ocsp")
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS, uri("http://192.0.2.1/ca")
+                    ),
+                ]
+            ),
+            False,
+        )
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([uri("http://192.0.2.1/crl")], None, None, None)]
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    pem = tmp_path / "cert.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    decoded = ssl._ssl._test_decode_cert(str(pem))  # type: ignore[attr-defined]  # getpeercert's decoder
+    assert set(decoded) == set(probe_module._CERT_KEYS)  # every key the decoder has
+    held = {id(k) for k in probe_module._CERT_KEYS}
+    assert all(id(k) in held for k in decoded)

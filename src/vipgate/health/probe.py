@@ -55,6 +55,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,30 @@ _SCAN = 16 * 1024  # bytes of a 500 body searched for the shutdown line
 SHUTDOWN_LINE = b"[-]shutdown failed"
 """kube-apiserver's /readyz line while it shuts down gracefully (``reason withheld`` follows)."""
 _USER_AGENT = b"vipgate-health-probe/0.1"
+
+# The keys of getpeercert()'s dict, held for the process's life. CPython's decoder
+# (Modules/_ssl.c, _decode_certificate) sets each with PyDict_SetItemString, which interns it;
+# a key nothing else holds is freed with the dict and interned again at the next handshake: an
+# insertion and a deletion in the interpreter's table of interned strings per handshake. Their
+# dummy slots make that table resize now and then, to three times its live strings, and a
+# resize that lands while those are above a power-of-two boundary doubles it for good (+544 kB
+# at 65,536 slots after ~130,000 checks of the long soak: bench/README.md, "bench_soak --long,
+# fourth"). Held, they stay interned: a handshake adds nothing to the table.
+_CERT_KEYS = tuple(
+    sys.intern(k)
+    for k in (
+        "subject",
+        "issuer",
+        "version",
+        "serialNumber",
+        "notBefore",
+        "notAfter",
+        "subjectAltName",
+        "OCSP",
+        "caIssuers",
+        "crlDistributionPoints",
+    )
+)
 
 # OpenSSL X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_EMAIL_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _NAME_MISMATCH_CODES = frozenset({62, 63, 64})
